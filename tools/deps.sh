@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the Debian packages luacrawl needs, and nothing when all are there.
+# Runs apt-get update only when something is missing. Needs root to install.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  lua5.4 liblua5.4-dev lua-cjson lua-busted
+  libuv1-dev libwebsockets-dev libwebsockets-evlib-uv liburiparser-dev
+  chromium-headless-shell chromium
+  python3 nodejs npm
+)
+[ "${LC_DEPS_EXTRA:-}" ] && packages+=(${LC_DEPS_EXTRA})
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$p")
+done
+
+# node and npm may come from outside Debian (an image's own Node.js); accept them when they work.
+if printf '%s\n' "${missing[@]}" | grep -qx nodejs && command -v node >/dev/null; then
+  missing=("${missing[@]/nodejs}")
+fi
+if printf '%s\n' "${missing[@]}" | grep -qx npm && command -v npm >/dev/null; then
+  missing=("${missing[@]/npm}")
+fi
+read -r -a missing <<<"${missing[*]:-}"
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "luacrawl: missing Debian packages: ${missing[*]} (run 'make deps' as root)" >&2
+  exit 1
+fi
+echo "luacrawl: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
