@@ -46,7 +46,11 @@ enum {
   LC_CACHE_ELOST = -5,       /* the browser that held it crashed or was lost */
   LC_CACHE_ENOMEM = -6,
   LC_CACHE_ESHUTDOWN = -7,   /* the cache is shutting down */
+  LC_CACHE_EINVAL = -8,      /* a NULL cache or an invalid parameter */
 };
+
+/* Levels passed to lc_cache_backend.log: the same values as LC_LOG_* in log.h. */
+enum { LC_CACHE_LOG_ERROR = 0, LC_CACHE_LOG_WARN = 1, LC_CACHE_LOG_INFO = 2 };
 
 typedef struct lc_cache lc_cache;
 
@@ -155,6 +159,11 @@ uint64_t lc_cache_handle_page(const lc_cache *c, uint64_t handle);
 int lc_cache_handle_browser_gen(const lc_cache *c, uint64_t handle);
 int lc_cache_handle_live(const lc_cache *c, uint64_t handle);
 int lc_cache_handle_page_fresh(const lc_cache *c, uint64_t handle); /* 1 if newly created */
+
+/* The refcount of context `ctx_id` in any state the cache still tracks (creating, open,
+ * closing, failed, dead by crash), or LC_CACHE_ENOENT once it is gone. For tests and
+ * diagnostics. */
+int lc_cache_context_refcount(const lc_cache *c, uint64_t ctx_id);
 
 /* Backend completions. `err` < 0 on failure; `msg` may be NULL. Completions for ids the
  * cache no longer knows (a close that was marked lost, a crashed browser) are ignored. */

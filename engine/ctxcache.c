@@ -1,0 +1,1418 @@
+/* ctxcache.c: the refcounted browser-context cache (the contract is ctxcache.h).
+ *
+ * Owns: the contexts, pages and handles of each lc_cache, their refcounts, the signature
+ * lookup, the LRU order, the idle and close timers, sessions, browser generations, and
+ * cleanup. No global state: everything hangs off the lc_cache.
+ *
+ * Design
+ *   Three intrusive doubly linked lists on the cache, scanned linearly (tens to hundreds
+ *   of entries): contexts in LRU order (least recently released first), pages, and
+ *   handles in acquire order. The "signature map" is the set of contexts that are
+ *   creating or open, not detached, of the current generation; lookup is a scan.
+ *   A session is a handle that carries a name, so releasing the handle by any path
+ *   forgets the session. Every state change goes through ctx_set_state or page_set_state,
+ *   which keep the counters in step; a counter that would drop below zero aborts (a
+ *   broken invariant is a panic, never a clamp).
+ *
+ *   Re-entrancy. The backend may complete an operation inside the call that started it,
+ *   and a ready callback may call back into the cache. Three rules make that safe:
+ *   (1) state is written before any backend call or callback, and code after such a call
+ *   re-reads state (loops that call out restart their search from the list head);
+ *   (2) closes are marked first and sent last: a public call marks pages and contexts
+ *   closing, and cache_leave sends every unsent close (pages before contexts), so the
+ *   backend never sees a half-applied operation;
+ *   (3) nothing is freed while a public call runs: a dead handle is marked not live, a
+ *   dead page PAGE_GONE, and a finished context with no refs and no pages is left in its
+ *   list; the outermost public call sweeps them all on its way out (cache_leave), after
+ *   firing browser_drained for generations that have emptied.
+ *   The random test in spec/c/test_ctxcache.c runs lc_cache_check inside every backend
+ *   call and ready callback to hold the cache to this.
+ *
+ * Decisions where the header leaves room
+ *   - The handle accessors return NULL/0 until ready has fired with success (the header's
+ *     "before ready"), then stay valid until release, even after a crash.
+ *     lc_cache_handle_live is 1 from acquire to release. lc_cache_handle_browser_gen
+ *     returns 0 for unknown handles as the header says, so gen 0 is ambiguous there.
+ *   - ctx_info.pages counts every page not yet closed: creating, in use, idle and closing.
+ *     A closing page leaves the count when its close is answered or times out.
+ *   - The snapshot lists contexts that are creating or open, of every generation (an old
+ *     generation's context still in use is listed; browser_gen tells it apart). Closing
+ *     and finished contexts are not listed. lc_cache_context_refcount (added) reports any
+ *     context the cache still knows.
+ *   - cleanup, close_ids: the hook asked for that context by id, so a refcount-0 context
+ *     is closed with its idle pages without p->force. Skipped silently: unknown ids and
+ *     contexts already closing or finished. Refused with a warning: refcount above zero.
+ *     Skipped with an info log: a context still being created or with a page being
+ *     created (it cannot be closed cleanly yet; a later pass will).
+ *   - cleanup, LRU pass: max_contexts counts creating and open contexts of the current
+ *     generation; candidates are open refcount-0 contexts with no page being created.
+ *   - contexts_created and pages_created count creation requests; a failed creation is
+ *     logged and counted neither closed nor lost.
+ *   - A close answered with an error is logged as a warning and counted as closed: the
+ *     slot is freed either way, as after a timeout.
+ *   - When a context's close completes (answered or lost) its pages still closing are
+ *     counted closed with it (disposing a context closes its targets); their late
+ *     completions are ignored.
+ *   - browser_lost: a close in flight on the lost browser counts as closed and lost; a
+ *     lost generation gets no browser_drained (there is no browser left to close).
+ *   - lc_cache_gen_contexts counts contexts of the generation that are creating, open,
+ *     closing, failed or dead by crash (the last two only while handles still hold them).
+ *   - session_open on an existing session ignores options_json, ready and ready_ud: the
+ *     first open's ready is the one that fires.
+ *   - page_mark_bad on a handle that did not ask for a page returns LC_CACHE_ENOENT; on a
+ *     pending page handle it takes effect when the page is released.
+ *   - lc_cache_free makes no backend calls; the engine closes the browser around it.
+ *   - Argument errors: lc_cache_cleanup and lc_cache_release return LC_CACHE_EINVAL
+ *     (added) for a NULL cache or invalid parameters.
+ */
+#include "ctxcache.h"
+
+#include <assert.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------------ lists */
+
+/* An intrusive doubly linked list. Every listed struct starts with its link, so a link
+ * pointer converts to its struct pointer. */
+typedef struct cache_link {
+  struct cache_link *prev, *next;
+} cache_link;
+
+/* Makes `head` an empty list. */
+static void link_init(cache_link *head) {
+  head->prev = head;
+  head->next = head;
+}
+
+/* Appends `l` at the tail of `head`. */
+static void link_append(cache_link *head, cache_link *l) {
+  l->prev = head->prev;
+  l->next = head;
+  head->prev->next = l;
+  head->prev = l;
+}
+
+/* Unlinks `l` from whatever list holds it. */
+static void link_remove(cache_link *l) {
+  l->prev->next = l->next;
+  l->next->prev = l->prev;
+  l->prev = l;
+  l->next = l;
+}
+
+/* ----------------------------------------------------------------------------- types */
+
+typedef enum {
+  CTX_CREATING, /* create_context sent, not answered */
+  CTX_OPEN,
+  CTX_CLOSING, /* close_context sent; refcount is 0 */
+  CTX_CLOSED,  /* close answered or timed out, or in flight when the browser was lost */
+  CTX_FAILED,  /* creation failed; kept while handles hold it */
+  CTX_DEAD,    /* its browser was lost while creating or open; kept while handles hold it */
+} ctx_state;
+
+typedef enum {
+  PAGE_CREATING, /* create_page sent; `handle` is the waiting handle, or 0 if orphaned */
+  PAGE_IN_USE,   /* held by handle `handle` */
+  PAGE_IDLE,     /* kept for reuse, no handle */
+  PAGE_CLOSING,  /* close_page sent */
+  PAGE_DEAD,     /* in use when its browser was lost; kept until its handle is released */
+  PAGE_GONE,     /* closed, failed or dropped: swept at the end of the public call */
+} page_state;
+
+typedef enum {
+  HANDLE_WAIT_CTX,  /* its context is being created */
+  HANDLE_WAIT_PAGE, /* its page is being created */
+  HANDLE_READY,     /* ready fired with 0 */
+  HANDLE_FAILED,    /* ready fired (or is about to fire) with an error */
+} handle_state;
+
+typedef struct cache_ctx {
+  cache_link link; /* in lc_cache.contexts, LRU order; must stay first */
+  uint64_t id;
+  char signature[LC_SIG_LEN];
+  char *options;
+  char *browser_ctx_id; /* NULL until created */
+  int browser_gen;
+  ctx_state state;
+  int detached; /* not in the signature map (closing, finished, or an old generation) */
+  int refcount;
+  int pages;          /* pages of this context not PAGE_GONE */
+  int idle_pages;     /* of those, PAGE_IDLE */
+  int creating_pages; /* of those, PAGE_CREATING */
+  uint64_t uses;
+  int close_sent; /* close_context called (state CTX_CLOSING) */
+  int64_t created_ms, idle_since_ms, close_deadline_ms;
+} cache_ctx;
+
+typedef struct cache_page {
+  cache_link link; /* in lc_cache.pages; must stay first */
+  uint64_t id;
+  cache_ctx *ctx;
+  char *target_id; /* NULL until created */
+  page_state state;
+  uint64_t handle;   /* see page_state */
+  uint64_t idle_seq; /* larger = idled more recently */
+  int close_sent;    /* close_page called (state PAGE_CLOSING) */
+  int64_t idle_since_ms, close_deadline_ms;
+} cache_page;
+
+typedef struct cache_handle {
+  cache_link link; /* in lc_cache.handles; must stay first */
+  uint64_t id, owner;
+  cache_ctx *ctx;   /* valid while live: the handle holds a reference */
+  cache_page *page; /* the page it waits for or holds, or NULL */
+  char *session;    /* the session name, or NULL */
+  lc_cache_ready_fn ready;
+  void *ready_ud;
+  handle_state state;
+  int live, want_page, fresh, bad, fired;
+} cache_handle;
+
+struct lc_cache {
+  lc_cache_backend be;
+  lc_cache_config cfg;
+  cache_link contexts, pages, handles;
+  uint64_t next_handle, next_ctx, next_page, next_idle_seq;
+  int gen;
+  int gen_lost; /* lc_cache_browser_lost was called for the current generation */
+  int depth;    /* nesting of public calls; the outermost one sweeps */
+  int *retired; /* old generations still waiting for browser_drained, oldest first */
+  size_t n_retired, cap_retired;
+  lc_cache_stats stats;
+};
+
+/* ------------------------------------------------------------------------ small tools */
+
+/* A broken internal invariant: stop loudly. Never reachable through the public API. */
+static void cache_panic(const char *what) {
+  fprintf(stderr, "ctxcache: internal invariant broken: %s\n", what);
+  abort();
+}
+
+#define COUNT_DOWN(counter, what)          \
+  do {                                     \
+    if ((counter) <= 0) cache_panic(what); \
+    (counter)--;                           \
+  } while (0)
+
+/* Copies a string with malloc. */
+static char *cache_strdup(const char *s) {
+  size_t n = strlen(s) + 1;
+  char *d = malloc(n);
+  if (d) memcpy(d, s, n);
+  return d;
+}
+
+/* Formats a message and hands it to the backend's logger, if any. */
+static void cache_log(lc_cache *c, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void cache_log(lc_cache *c, int level, const char *fmt, ...) {
+  if (!c->be.log) return;
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  c->be.log(c->be.ud, level, msg);
+}
+
+/* ---------------------------------------------------------------------------- lookup */
+
+/* The live handle `id`, or NULL. */
+static cache_handle *handle_find(const lc_cache *c, uint64_t id) {
+  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
+    cache_handle *h = (cache_handle *)l;
+    if (h->id == id && h->live) return h;
+  }
+  return NULL;
+}
+
+/* The context `id` in any state, or NULL once swept. */
+static cache_ctx *ctx_find(const lc_cache *c, uint64_t id) {
+  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
+    cache_ctx *x = (cache_ctx *)l;
+    if (x->id == id) return x;
+  }
+  return NULL;
+}
+
+/* The page `id` unless gone, or NULL. */
+static cache_page *page_find(const lc_cache *c, uint64_t id) {
+  for (cache_link *l = c->pages.next; l != &c->pages; l = l->next) {
+    cache_page *p = (cache_page *)l;
+    if (p->id == id && p->state != PAGE_GONE) return p;
+  }
+  return NULL;
+}
+
+/* The context the signature map holds for `sig`, or NULL. */
+static cache_ctx *ctx_lookup(const lc_cache *c, const char *sig) {
+  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
+    cache_ctx *x = (cache_ctx *)l;
+    if (!x->detached && x->browser_gen == c->gen &&
+        (x->state == CTX_CREATING || x->state == CTX_OPEN) && strcmp(x->signature, sig) == 0)
+      return x;
+  }
+  return NULL;
+}
+
+/* The first page of `x` in state `s`; for PAGE_IDLE, the most recently idled one. */
+static cache_page *page_first_of(const lc_cache *c, const cache_ctx *x, page_state s) {
+  cache_page *best = NULL;
+  for (cache_link *l = c->pages.next; l != &c->pages; l = l->next) {
+    cache_page *p = (cache_page *)l;
+    if (p->ctx != x || p->state != s) continue;
+    if (s != PAGE_IDLE) return p;
+    if (!best || p->idle_seq > best->idle_seq) best = p;
+  }
+  return best;
+}
+
+/* The first live handle on `x` still waiting for `x` to be created. */
+static cache_handle *handle_first_waiting(const lc_cache *c, const cache_ctx *x) {
+  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
+    cache_handle *h = (cache_handle *)l;
+    if (h->live && h->ctx == x && h->state == HANDLE_WAIT_CTX) return h;
+  }
+  return NULL;
+}
+
+/* Creating or open contexts of the current generation: what max_contexts limits. */
+static int cache_open_current(const lc_cache *c) {
+  int n = 0;
+  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
+    const cache_ctx *x = (const cache_ctx *)l;
+    if (x->browser_gen == c->gen && (x->state == CTX_CREATING || x->state == CTX_OPEN)) n++;
+  }
+  return n;
+}
+
+/* ----------------------------------------------------------------- state transitions */
+
+static int ctx_state_counts_open(ctx_state s) { return s == CTX_CREATING || s == CTX_OPEN; }
+
+/* Moves `x` to state `s`, keeping contexts_open and the signature map in step. */
+static void ctx_set_state(lc_cache *c, cache_ctx *x, ctx_state s) {
+  int was_open = ctx_state_counts_open(x->state), is_open = ctx_state_counts_open(s);
+  x->state = s;
+  if (!is_open) x->detached = 1;
+  if (was_open && !is_open) COUNT_DOWN(c->stats.contexts_open, "contexts_open below zero");
+  if (!was_open && is_open) cache_panic("a context reopened");
+}
+
+/* Moves `p` to state `s`, keeping the page counters of its context and the cache. */
+static void page_set_state(lc_cache *c, cache_page *p, page_state s) {
+  cache_ctx *x = p->ctx;
+  page_state old = p->state;
+  if (old == s) return;
+  if (old == PAGE_GONE || s == PAGE_CREATING) cache_panic("impossible page transition");
+  if (old == PAGE_IDLE) {
+    COUNT_DOWN(x->idle_pages, "idle pages of a context below zero");
+    COUNT_DOWN(c->stats.idle_pages, "idle_pages below zero");
+  }
+  if (old == PAGE_CREATING) COUNT_DOWN(x->creating_pages, "creating pages below zero");
+  if (s == PAGE_IDLE) {
+    x->idle_pages++;
+    c->stats.idle_pages++;
+  }
+  if (s == PAGE_GONE) COUNT_DOWN(x->pages, "pages of a context below zero");
+  p->state = s;
+}
+
+/* ------------------------------------------------------------------------- creation */
+
+/* A new context in state creating, at the MRU end; the caller calls create_context. */
+static cache_ctx *ctx_new(lc_cache *c, const char *sig, const char *options, int64_t now_ms) {
+  cache_ctx *x = calloc(1, sizeof *x);
+  if (!x) return NULL;
+  x->options = cache_strdup(options);
+  if (!x->options) {
+    free(x);
+    return NULL;
+  }
+  x->id = ++c->next_ctx;
+  memcpy(x->signature, sig, LC_SIG_LEN);
+  x->browser_gen = c->gen;
+  x->state = CTX_CREATING;
+  x->created_ms = now_ms;
+  x->idle_since_ms = now_ms;
+  link_append(&c->contexts, &x->link);
+  c->stats.contexts_created++;
+  c->stats.contexts_open++;
+  if (c->stats.contexts_open > c->stats.contexts_open_peak)
+    c->stats.contexts_open_peak = c->stats.contexts_open;
+  return x;
+}
+
+/* A new page of `x` in state creating for handle `handle`; the caller calls create_page. */
+static cache_page *page_new(lc_cache *c, cache_ctx *x, uint64_t handle) {
+  cache_page *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->id = ++c->next_page;
+  p->ctx = x;
+  p->state = PAGE_CREATING;
+  p->handle = handle;
+  x->pages++;
+  x->creating_pages++;
+  link_append(&c->pages, &p->link);
+  c->stats.pages_created++;
+  return p;
+}
+
+/* ---------------------------------------------------------------------------- ready */
+
+/* Fires `h`'s ready callback, once, unless the handle was released. */
+static void handle_fire(cache_handle *h, int err, const char *msg) {
+  if (!h->live || h->fired) return;
+  h->fired = 1;
+  h->state = err ? HANDLE_FAILED : HANDLE_READY;
+  if (h->ready) h->ready(h->ready_ud, h->id, err, msg);
+}
+
+/* Fires ready with `err` for every live handle marked failed and not yet told. All are
+ * marked before the first callback runs, so a callback sees a consistent cache. */
+static void handle_fire_failed(lc_cache *c, int err, const char *msg) {
+  for (;;) {
+    cache_handle *h = NULL;
+    for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
+      cache_handle *k = (cache_handle *)l;
+      if (k->live && !k->fired && k->state == HANDLE_FAILED) {
+        h = k;
+        break;
+      }
+    }
+    if (!h) return;
+    handle_fire(h, err, msg);
+  }
+}
+
+/* Moves a handle on for its now open context: fires ready, or takes an idle page (most
+ * recently idled first), or starts creating a page. */
+static void handle_proceed(lc_cache *c, cache_handle *h) {
+  cache_ctx *x = h->ctx;
+  if (!h->want_page) {
+    handle_fire(h, 0, NULL);
+    return;
+  }
+  cache_page *p = page_first_of(c, x, PAGE_IDLE);
+  if (p) {
+    page_set_state(c, p, PAGE_IN_USE);
+    p->handle = h->id;
+    h->page = p;
+    h->fresh = 0;
+    c->stats.pages_reused++;
+    handle_fire(h, 0, NULL);
+    return;
+  }
+  p = page_new(c, x, h->id);
+  if (!p) {
+    handle_fire(h, LC_CACHE_ENOMEM, "out of memory creating a page");
+    return;
+  }
+  h->page = p;
+  h->fresh = 1;
+  h->state = HANDLE_WAIT_PAGE;
+  c->be.create_page(c->be.ud, p->id, x->id, x->browser_ctx_id, x->browser_gen, x->options);
+}
+
+/* -------------------------------------------------------------------------- closing */
+
+/* Closing is two steps: mark the state now (page_begin_close, ctx_begin_close), and send
+ * the backend calls when the public call is done changing state (cache_send_closes, from
+ * cache_leave). So every backend call and callback sees a cache where all of one
+ * operation's closes are already marked, and the pages' closes go out before their
+ * context's. */
+
+/* Marks page `p` (idle, or in use when released) as closing. */
+static void page_begin_close(lc_cache *c, cache_page *p, int64_t now_ms) {
+  page_set_state(c, p, PAGE_CLOSING);
+  p->handle = 0;
+  p->close_sent = 0;
+  p->close_deadline_ms = now_ms + c->cfg.close_timeout_ms;
+}
+
+/* Marks every idle page of `x` as closing. */
+static void ctx_close_idle_pages(lc_cache *c, cache_ctx *x, int64_t now_ms) {
+  cache_page *p;
+  while ((p = page_first_of(c, x, PAGE_IDLE)) != NULL) page_begin_close(c, p, now_ms);
+}
+
+/* Marks `x` closing: out of the signature map at once, its idle pages closing too. The one
+ * path to close_context; it refuses (aborts) a context in use. */
+static void ctx_begin_close(lc_cache *c, cache_ctx *x, int64_t now_ms) {
+  if (x->refcount != 0) cache_panic("closing a context whose refcount is above zero");
+  if (x->state != CTX_OPEN || x->creating_pages != 0) cache_panic("closing a busy context");
+  ctx_close_idle_pages(c, x, now_ms);
+  ctx_set_state(c, x, CTX_CLOSING);
+  x->close_sent = 0;
+  x->close_deadline_ms = now_ms + c->cfg.close_timeout_ms;
+}
+
+/* Sends every marked close the backend has not been told about: pages first, then
+ * contexts. Each is flagged sent before its call, and the search restarts after each call
+ * (the backend may answer inside it). */
+static void cache_send_closes(lc_cache *c) {
+  for (;;) {
+    cache_page *p = NULL;
+    for (cache_link *l = c->pages.next; l != &c->pages; l = l->next) {
+      cache_page *k = (cache_page *)l;
+      if (k->state == PAGE_CLOSING && !k->close_sent) {
+        p = k;
+        break;
+      }
+    }
+    if (p) {
+      p->close_sent = 1;
+      c->be.close_page(c->be.ud, p->id, p->target_id, p->ctx->browser_gen);
+      continue;
+    }
+    cache_ctx *x = NULL;
+    for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
+      cache_ctx *k = (cache_ctx *)l;
+      if (k->state == CTX_CLOSING && !k->close_sent) {
+        x = k;
+        break;
+      }
+    }
+    if (!x) return;
+    if (x->refcount != 0) cache_panic("sending a close for a context in use");
+    x->close_sent = 1;
+    c->be.close_context(c->be.ud, x->id, x->browser_ctx_id, x->browser_gen);
+  }
+}
+
+/* The close of `x` is over (answered, or `lost`): free its slot and its closing pages. */
+static void ctx_finish_close(lc_cache *c, cache_ctx *x, int lost) {
+  ctx_set_state(c, x, CTX_CLOSED);
+  c->stats.contexts_closed++;
+  if (lost) c->stats.contexts_lost++;
+  cache_page *p;
+  while ((p = page_first_of(c, x, PAGE_CLOSING)) != NULL) {
+    page_set_state(c, p, PAGE_GONE);
+    c->stats.pages_closed++;
+  }
+}
+
+/* An old generation's context with something to give back now: idle pages, or itself. */
+static int ctx_needs_retire(const cache_ctx *x) {
+  return x->detached && x->state == CTX_OPEN &&
+         (x->idle_pages > 0 || (x->refcount == 0 && x->creating_pages == 0));
+}
+
+/* Retires an old generation's context as far as it can go now. */
+static void ctx_maybe_retire(lc_cache *c, cache_ctx *x, int64_t now_ms) {
+  if (!ctx_needs_retire(x)) return;
+  ctx_close_idle_pages(c, x, now_ms);
+  if (x->state == CTX_OPEN && x->refcount == 0 && x->creating_pages == 0)
+    ctx_begin_close(c, x, now_ms);
+}
+
+/* A page whose handle is gone: idle if healthy and wanted, closed otherwise. */
+static void page_settle(lc_cache *c, cache_page *p, int bad, int64_t now_ms) {
+  cache_ctx *x = p->ctx;
+  p->handle = 0;
+  if (!bad && x->state == CTX_OPEN && !x->detached && x->idle_pages < c->cfg.max_idle_pages) {
+    page_set_state(c, p, PAGE_IDLE);
+    p->idle_since_ms = now_ms;
+    p->idle_seq = ++c->next_idle_seq;
+    return;
+  }
+  page_begin_close(c, p, now_ms);
+}
+
+/* Gives back what a live handle holds. Returns nothing: the handle is known live. */
+static void handle_release(lc_cache *c, cache_handle *h, int64_t now_ms) {
+  cache_ctx *x = h->ctx;
+  cache_page *p = h->page;
+  h->live = 0;
+  h->page = NULL;
+  COUNT_DOWN(x->refcount, "context refcount below zero");
+  COUNT_DOWN(c->stats.refs_outstanding, "refs_outstanding below zero");
+  link_remove(&x->link);
+  link_append(&c->contexts, &x->link);
+  if (x->refcount == 0) x->idle_since_ms = now_ms;
+  if (p) {
+    switch (p->state) {
+      case PAGE_CREATING: /* orphaned: lc_cache_page_created settles it */
+        p->handle = 0;
+        break;
+      case PAGE_IN_USE:
+        page_settle(c, p, h->bad, now_ms);
+        break;
+      case PAGE_DEAD:
+        p->handle = 0;
+        page_set_state(c, p, PAGE_GONE);
+        break;
+      default:
+        cache_panic("a handle held a page that was idle, closing or gone");
+    }
+  }
+  ctx_maybe_retire(c, x, now_ms);
+}
+
+/* --------------------------------------------------------------- generations, sweep */
+
+/* Contexts of generation `gen` the browser still has: creating, open or closing. */
+static int gen_alive(const lc_cache *c, int gen) {
+  int n = 0;
+  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
+    const cache_ctx *x = (const cache_ctx *)l;
+    if (x->browser_gen == gen &&
+        (x->state == CTX_CREATING || x->state == CTX_OPEN || x->state == CTX_CLOSING))
+      n++;
+  }
+  return n;
+}
+
+/* Forgets generation `gen` in the retired list, if it is there. */
+static void retired_remove(lc_cache *c, int gen) {
+  for (size_t i = 0; i < c->n_retired; i++) {
+    if (c->retired[i] != gen) continue;
+    memmove(&c->retired[i], &c->retired[i + 1], (c->n_retired - i - 1) * sizeof *c->retired);
+    c->n_retired--;
+    return;
+  }
+}
+
+/* Adds generation `gen` to the retired list. Returns 0 or LC_CACHE_ENOMEM. */
+static int retired_add(lc_cache *c, int gen) {
+  retired_remove(c, gen);
+  if (c->n_retired == c->cap_retired) {
+    size_t cap = c->cap_retired ? c->cap_retired * 2 : 4;
+    int *r = realloc(c->retired, cap * sizeof *r);
+    if (!r) return LC_CACHE_ENOMEM;
+    c->retired = r;
+    c->cap_retired = cap;
+  }
+  c->retired[c->n_retired++] = gen;
+  return 0;
+}
+
+/* Fires browser_drained, once, for each retired generation with nothing left open. */
+static void drain_check(lc_cache *c) {
+  size_t i = 0;
+  while (i < c->n_retired) {
+    int gen = c->retired[i];
+    if (gen_alive(c, gen) > 0) {
+      i++;
+      continue;
+    }
+    retired_remove(c, gen);
+    if (c->be.browser_drained) c->be.browser_drained(c->be.ud, gen);
+    i = 0; /* the callback may have changed the list */
+  }
+}
+
+/* Frees every handle, page and context that has died. Only from the outermost call. */
+static void cache_sweep(lc_cache *c) {
+  cache_link *l, *next;
+  for (l = c->handles.next; l != &c->handles; l = next) {
+    cache_handle *h = (cache_handle *)l;
+    next = l->next;
+    if (h->live) continue;
+    link_remove(l);
+    free(h->session);
+    free(h);
+  }
+  for (l = c->pages.next; l != &c->pages; l = next) {
+    cache_page *p = (cache_page *)l;
+    next = l->next;
+    if (p->state != PAGE_GONE) continue;
+    link_remove(l);
+    free(p->target_id);
+    free(p);
+  }
+  for (l = c->contexts.next; l != &c->contexts; l = next) {
+    cache_ctx *x = (cache_ctx *)l;
+    next = l->next;
+    if (x->state != CTX_CLOSED && x->state != CTX_FAILED && x->state != CTX_DEAD) continue;
+    if (x->refcount > 0 || x->pages > 0) continue;
+    link_remove(l);
+    free(x->options);
+    free(x->browser_ctx_id);
+    free(x);
+  }
+}
+
+/* Every mutating public function runs between cache_enter and cache_leave. */
+static void cache_enter(lc_cache *c) { c->depth++; }
+
+static void cache_leave(lc_cache *c) {
+  cache_send_closes(c);
+  if (c->depth == 1) {
+    drain_check(c);
+    cache_sweep(c);
+  }
+  c->depth--;
+}
+
+/* ------------------------------------------------------------------ create, destroy */
+
+lc_cache *lc_cache_new(const lc_cache_backend *backend, const lc_cache_config *cfg) {
+  if (!backend || !cfg || !backend->create_context || !backend->close_context ||
+      !backend->create_page || !backend->close_page)
+    return NULL;
+  if (cfg->close_timeout_ms <= 0 || cfg->max_idle_pages < 0) return NULL;
+  lc_cache *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->be = *backend;
+  c->cfg = *cfg;
+  link_init(&c->contexts);
+  link_init(&c->pages);
+  link_init(&c->handles);
+  return c;
+}
+
+void lc_cache_free(lc_cache *c) {
+  if (!c) return;
+  assert(c->depth == 0 && "lc_cache_free from inside a cache callback");
+  assert(c->stats.refs_outstanding == 0 && "lc_cache_free with live handles");
+  while (c->handles.next != &c->handles) {
+    cache_handle *h = (cache_handle *)c->handles.next;
+    link_remove(&h->link);
+    free(h->session);
+    free(h);
+  }
+  while (c->pages.next != &c->pages) {
+    cache_page *p = (cache_page *)c->pages.next;
+    link_remove(&p->link);
+    free(p->target_id);
+    free(p);
+  }
+  while (c->contexts.next != &c->contexts) {
+    cache_ctx *x = (cache_ctx *)c->contexts.next;
+    link_remove(&x->link);
+    free(x->options);
+    free(x->browser_ctx_id);
+    free(x);
+  }
+  free(c->retired);
+  free(c);
+}
+
+void lc_cache_signature(const char *canonical_options, char out[LC_SIG_LEN]) {
+  static const char hex[] = "0123456789abcdef";
+  uint64_t h = UINT64_C(0xcbf29ce484222325);
+  const unsigned char *s = (const unsigned char *)(canonical_options ? canonical_options : "");
+  for (; *s; s++) {
+    h ^= *s;
+    h *= UINT64_C(0x100000001b3);
+  }
+  for (int i = LC_SIG_LEN - 2; i >= 0; i--) {
+    out[i] = hex[h & 0xf];
+    h >>= 4;
+  }
+  out[LC_SIG_LEN - 1] = '\0';
+}
+
+/* ----------------------------------------------------------------- acquire, release */
+
+/* The acquire behind lc_cache_acquire and lc_cache_session_open. */
+static uint64_t cache_acquire(lc_cache *c, uint64_t owner, const char *options_json, int want_page,
+                              int64_t now_ms, lc_cache_ready_fn ready, void *ready_ud,
+                              const char *session) {
+  cache_handle *h = calloc(1, sizeof *h);
+  if (!h) return 0;
+  if (session && !(h->session = cache_strdup(session))) {
+    free(h);
+    return 0;
+  }
+  char sig[LC_SIG_LEN];
+  lc_cache_signature(options_json, sig);
+  cache_ctx *x = ctx_lookup(c, sig);
+  int new_ctx = 0;
+  if (!x) {
+    x = ctx_new(c, sig, options_json, now_ms);
+    if (!x) {
+      free(h->session);
+      free(h);
+      return 0;
+    }
+    new_ctx = 1;
+  }
+  h->id = ++c->next_handle;
+  h->owner = owner;
+  h->ctx = x;
+  h->ready = ready;
+  h->ready_ud = ready_ud;
+  h->want_page = want_page ? 1 : 0;
+  h->live = 1;
+  h->state = HANDLE_WAIT_CTX;
+  link_append(&c->handles, &h->link);
+  x->refcount++;
+  x->uses++;
+  c->stats.refs_outstanding++;
+  uint64_t id = h->id;
+  if (new_ctx)
+    c->be.create_context(c->be.ud, x->id, x->browser_gen, x->options);
+  else if (x->state == CTX_OPEN)
+    handle_proceed(c, h);
+  return id;
+}
+
+uint64_t lc_cache_acquire(lc_cache *c, uint64_t owner, const char *options_json, int want_page,
+                          int64_t now_ms, lc_cache_ready_fn ready, void *ready_ud) {
+  if (!c || !options_json) return 0;
+  cache_enter(c);
+  uint64_t id = cache_acquire(c, owner, options_json, want_page, now_ms, ready, ready_ud, NULL);
+  cache_leave(c);
+  return id;
+}
+
+int lc_cache_release(lc_cache *c, uint64_t handle, int64_t now_ms) {
+  if (!c) return LC_CACHE_EINVAL;
+  cache_enter(c);
+  cache_handle *h = handle_find(c, handle);
+  if (!h) {
+    c->stats.bad_releases++;
+    cache_log(c, LC_CACHE_LOG_ERROR,
+              "ctxcache: release of handle %" PRIu64
+              " that is not live (double release or never acquired)",
+              handle);
+    cache_leave(c);
+    return LC_CACHE_EBADHANDLE;
+  }
+  handle_release(c, h, now_ms);
+  cache_leave(c);
+  return 0;
+}
+
+int lc_cache_release_owner(lc_cache *c, uint64_t owner, int64_t now_ms) {
+  if (!c) return LC_CACHE_EINVAL;
+  cache_enter(c);
+  int n = 0;
+  for (;;) {
+    cache_handle *h = NULL;
+    for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
+      cache_handle *k = (cache_handle *)l;
+      if (k->live && k->owner == owner) {
+        h = k;
+        break;
+      }
+    }
+    if (!h) break;
+    handle_release(c, h, now_ms);
+    n++;
+  }
+  cache_leave(c);
+  return n;
+}
+
+int lc_cache_owned(const lc_cache *c, uint64_t owner) {
+  if (!c) return 0;
+  int n = 0;
+  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
+    const cache_handle *h = (const cache_handle *)l;
+    if (h->live && h->owner == owner) n++;
+  }
+  return n;
+}
+
+int lc_cache_page_mark_bad(lc_cache *c, uint64_t handle) {
+  if (!c) return LC_CACHE_EINVAL;
+  cache_handle *h = handle_find(c, handle);
+  if (!h) return LC_CACHE_EBADHANDLE;
+  if (!h->want_page) return LC_CACHE_ENOENT;
+  h->bad = 1;
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ accessors */
+
+/* The live handle `id` if its ready fired with success, or NULL. */
+static const cache_handle *handle_ready(const lc_cache *c, uint64_t id) {
+  if (!c) return NULL;
+  const cache_handle *h = handle_find(c, id);
+  return h && h->state == HANDLE_READY ? h : NULL;
+}
+
+const char *lc_cache_handle_target(const lc_cache *c, uint64_t handle) {
+  const cache_handle *h = handle_ready(c, handle);
+  return h && h->page ? h->page->target_id : NULL;
+}
+
+const char *lc_cache_handle_browser_ctx(const lc_cache *c, uint64_t handle) {
+  const cache_handle *h = handle_ready(c, handle);
+  return h ? h->ctx->browser_ctx_id : NULL;
+}
+
+const char *lc_cache_handle_signature(const lc_cache *c, uint64_t handle) {
+  const cache_handle *h = handle_ready(c, handle);
+  return h ? h->ctx->signature : NULL;
+}
+
+uint64_t lc_cache_handle_ctx(const lc_cache *c, uint64_t handle) {
+  const cache_handle *h = handle_ready(c, handle);
+  return h ? h->ctx->id : 0;
+}
+
+uint64_t lc_cache_handle_page(const lc_cache *c, uint64_t handle) {
+  const cache_handle *h = handle_ready(c, handle);
+  return h && h->page ? h->page->id : 0;
+}
+
+int lc_cache_handle_browser_gen(const lc_cache *c, uint64_t handle) {
+  const cache_handle *h = handle_ready(c, handle);
+  return h ? h->ctx->browser_gen : 0;
+}
+
+int lc_cache_handle_live(const lc_cache *c, uint64_t handle) {
+  return c && handle_find(c, handle) ? 1 : 0;
+}
+
+int lc_cache_handle_page_fresh(const lc_cache *c, uint64_t handle) {
+  const cache_handle *h = handle_ready(c, handle);
+  return h && h->page ? h->fresh : 0;
+}
+
+int lc_cache_context_refcount(const lc_cache *c, uint64_t ctx_id) {
+  const cache_ctx *x = c ? ctx_find(c, ctx_id) : NULL;
+  return x ? x->refcount : LC_CACHE_ENOENT;
+}
+
+/* ---------------------------------------------------------------------- completions */
+
+void lc_cache_context_created(lc_cache *c, uint64_t ctx_id, const char *browser_ctx_id, int err,
+                              const char *msg, int64_t now_ms) {
+  if (!c) return;
+  cache_enter(c);
+  cache_ctx *x = ctx_find(c, ctx_id);
+  if (!x || x->state != CTX_CREATING) goto out; /* dropped or lost meanwhile */
+  if (err >= 0 && !(x->browser_ctx_id = cache_strdup(browser_ctx_id ? browser_ctx_id : ""))) {
+    err = LC_CACHE_ENOMEM;
+    msg = "out of memory recording a created context";
+  }
+  if (err < 0) {
+    if (!msg) msg = "browser context creation failed";
+    ctx_set_state(c, x, CTX_FAILED);
+    cache_handle *h;
+    while ((h = handle_first_waiting(c, x)) != NULL) h->state = HANDLE_FAILED;
+    cache_log(c, LC_CACHE_LOG_WARN, "ctxcache: creating context %" PRIu64 " failed (%d): %s",
+              ctx_id, err, msg);
+    handle_fire_failed(c, LC_CACHE_ECREATE, msg);
+    goto out;
+  }
+  ctx_set_state(c, x, CTX_OPEN);
+  cache_handle *h;
+  while (x->state == CTX_OPEN && (h = handle_first_waiting(c, x)) != NULL) handle_proceed(c, h);
+  ctx_maybe_retire(c, x, now_ms);
+out:
+  cache_leave(c);
+}
+
+void lc_cache_context_closed(lc_cache *c, uint64_t ctx_id, int err, int64_t now_ms) {
+  if (!c) return;
+  cache_enter(c);
+  cache_ctx *x = ctx_find(c, ctx_id);
+  if (x && x->state == CTX_CLOSING) {
+    ctx_finish_close(c, x, 0);
+    if (err < 0)
+      cache_log(c, LC_CACHE_LOG_WARN,
+                "ctxcache: closing context %" PRIu64 " failed (%d); counted as closed", ctx_id,
+                err);
+  }
+  cache_leave(c);
+}
+
+void lc_cache_page_created(lc_cache *c, uint64_t page_id, const char *target_id, int err,
+                           const char *msg, int64_t now_ms) {
+  if (!c) return;
+  cache_enter(c);
+  cache_page *p = page_find(c, page_id);
+  if (!p || p->state != PAGE_CREATING) goto out;
+  cache_ctx *x = p->ctx;
+  cache_handle *h = p->handle ? handle_find(c, p->handle) : NULL;
+  if (h && h->page != p) cache_panic("a creating page and its handle disagree");
+  if (err >= 0 && !(p->target_id = cache_strdup(target_id ? target_id : ""))) {
+    err = LC_CACHE_ENOMEM;
+    msg = "out of memory recording a created page";
+  }
+  if (err < 0) {
+    if (!msg) msg = "page creation failed";
+    page_set_state(c, p, PAGE_GONE);
+    if (h) {
+      h->page = NULL;
+      h->state = HANDLE_FAILED;
+    }
+    cache_log(c, LC_CACHE_LOG_WARN,
+              "ctxcache: creating page %" PRIu64 " in context %" PRIu64 " failed (%d): %s", page_id,
+              x->id, err, msg);
+    if (h) handle_fire(h, LC_CACHE_ECREATE, msg);
+  } else if (h) {
+    page_set_state(c, p, PAGE_IN_USE);
+    handle_fire(h, 0, NULL);
+  } else {
+    page_settle(c, p, 0, now_ms); /* its handle was released while it was being created */
+  }
+  ctx_maybe_retire(c, x, now_ms);
+out:
+  cache_leave(c);
+}
+
+void lc_cache_page_closed(lc_cache *c, uint64_t page_id, int err, int64_t now_ms) {
+  if (!c) return;
+  cache_enter(c);
+  cache_page *p = page_find(c, page_id);
+  if (p && p->state == PAGE_CLOSING) {
+    page_set_state(c, p, PAGE_GONE);
+    c->stats.pages_closed++;
+    if (err < 0)
+      cache_log(c, LC_CACHE_LOG_WARN,
+                "ctxcache: closing page %" PRIu64 " failed (%d); counted as closed", page_id, err);
+  }
+  cache_leave(c);
+}
+
+/* -------------------------------------------------------------------------- cleanup */
+
+/* The first idle page idle for at least `idle_ms`. */
+static cache_page *page_first_expired(const lc_cache *c, int64_t idle_ms, int64_t now_ms) {
+  for (cache_link *l = c->pages.next; l != &c->pages; l = l->next) {
+    cache_page *p = (cache_page *)l;
+    if (p->state == PAGE_IDLE && now_ms - p->idle_since_ms >= idle_ms) return p;
+  }
+  return NULL;
+}
+
+/* The first open refcount-0 context without pages idle for at least `idle_ms`. */
+static cache_ctx *ctx_first_expired(const lc_cache *c, int64_t idle_ms, int64_t now_ms) {
+  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
+    cache_ctx *x = (cache_ctx *)l;
+    if (x->state == CTX_OPEN && x->refcount == 0 && x->idle_pages == 0 && x->creating_pages == 0 &&
+        now_ms - x->idle_since_ms >= idle_ms)
+      return x;
+  }
+  return NULL;
+}
+
+/* The least recently used context the LRU pass may close. */
+static cache_ctx *ctx_first_lru_candidate(const lc_cache *c, int force) {
+  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
+    cache_ctx *x = (cache_ctx *)l;
+    if (x->browser_gen == c->gen && !x->detached && x->state == CTX_OPEN && x->refcount == 0 &&
+        x->creating_pages == 0 && (x->idle_pages == 0 || force))
+      return x;
+  }
+  return NULL;
+}
+
+int lc_cache_cleanup(lc_cache *c, const lc_cleanup_params *p, int64_t now_ms) {
+  if (!c || !p || p->max_contexts < 0 || (p->n_close_ids > 0 && !p->close_ids))
+    return LC_CACHE_EINVAL;
+  cache_enter(c);
+  int started = 0;
+  cache_ctx *x;
+  if (p->idle_ms > 0) {
+    cache_page *pg;
+    while ((pg = page_first_expired(c, p->idle_ms, now_ms)) != NULL)
+      page_begin_close(c, pg, now_ms);
+    while ((x = ctx_first_expired(c, p->idle_ms, now_ms)) != NULL) {
+      ctx_begin_close(c, x, now_ms);
+      started++;
+    }
+  }
+  for (size_t i = 0; i < p->n_close_ids; i++) {
+    uint64_t id = p->close_ids[i];
+    x = ctx_find(c, id);
+    if (!x || !ctx_state_counts_open(x->state)) continue; /* unknown, closing or finished */
+    if (x->refcount > 0) {
+      cache_log(c, LC_CACHE_LOG_WARN,
+                "ctxcache: cleanup refused to close context %" PRIu64 ": in use, refcount %d", id,
+                x->refcount);
+      continue;
+    }
+    if (x->state == CTX_CREATING || x->creating_pages > 0) {
+      cache_log(c, LC_CACHE_LOG_INFO,
+                "ctxcache: cleanup did not close context %" PRIu64 ": still being created", id);
+      continue;
+    }
+    ctx_begin_close(c, x, now_ms);
+    started++;
+  }
+  while (cache_open_current(c) > p->max_contexts &&
+         (x = ctx_first_lru_candidate(c, p->force)) != NULL) {
+    ctx_begin_close(c, x, now_ms);
+    started++;
+  }
+  cache_leave(c);
+  return started;
+}
+
+/* The first page whose close is overdue. */
+static cache_page *page_first_overdue(const lc_cache *c, int64_t now_ms) {
+  for (cache_link *l = c->pages.next; l != &c->pages; l = l->next) {
+    cache_page *p = (cache_page *)l;
+    if (p->state == PAGE_CLOSING && now_ms >= p->close_deadline_ms) return p;
+  }
+  return NULL;
+}
+
+/* The first context whose close is overdue. */
+static cache_ctx *ctx_first_overdue(const lc_cache *c, int64_t now_ms) {
+  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
+    cache_ctx *x = (cache_ctx *)l;
+    if (x->state == CTX_CLOSING && now_ms >= x->close_deadline_ms) return x;
+  }
+  return NULL;
+}
+
+void lc_cache_tick(lc_cache *c, int64_t now_ms) {
+  if (!c) return;
+  cache_enter(c);
+  cache_page *p;
+  while ((p = page_first_overdue(c, now_ms)) != NULL) {
+    page_set_state(c, p, PAGE_GONE);
+    c->stats.pages_closed++;
+    cache_log(c, LC_CACHE_LOG_WARN,
+              "ctxcache: close of page %" PRIu64 " unanswered after %d ms; marked lost", p->id,
+              c->cfg.close_timeout_ms);
+  }
+  cache_ctx *x;
+  while ((x = ctx_first_overdue(c, now_ms)) != NULL) {
+    ctx_finish_close(c, x, 1);
+    cache_log(c, LC_CACHE_LOG_WARN,
+              "ctxcache: close of context %" PRIu64 " unanswered after %d ms; marked lost", x->id,
+              c->cfg.close_timeout_ms);
+  }
+  cache_leave(c);
+}
+
+/* ---------------------------------------------------------------------- generations */
+
+void lc_cache_set_generation(lc_cache *c, int browser_gen, int64_t now_ms) {
+  if (!c || browser_gen == c->gen) return;
+  cache_enter(c);
+  if (!c->gen_lost && retired_add(c, c->gen) < 0)
+    cache_log(c, LC_CACHE_LOG_ERROR,
+              "ctxcache: out of memory: browser_drained will not fire for generation %d", c->gen);
+  retired_remove(c, browser_gen);
+  c->gen = browser_gen;
+  c->gen_lost = 0;
+  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
+    cache_ctx *x = (cache_ctx *)l;
+    if (x->browser_gen != browser_gen) x->detached = 1;
+  }
+  for (;;) {
+    cache_ctx *x = NULL;
+    for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
+      if (ctx_needs_retire((cache_ctx *)l)) {
+        x = (cache_ctx *)l;
+        break;
+      }
+    }
+    if (!x) break;
+    ctx_maybe_retire(c, x, now_ms);
+  }
+  cache_leave(c);
+}
+
+int lc_cache_generation(const lc_cache *c) { return c ? c->gen : 0; }
+
+void lc_cache_browser_lost(lc_cache *c, int browser_gen, int64_t now_ms) {
+  if (!c) return;
+  cache_enter(c);
+  int dropped = 0;
+  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
+    cache_ctx *x = (cache_ctx *)l;
+    if (x->browser_gen != browser_gen) continue;
+    if (ctx_state_counts_open(x->state)) {
+      ctx_set_state(c, x, CTX_DEAD);
+      c->stats.contexts_lost++;
+      dropped++;
+    } else if (x->state == CTX_CLOSING) {
+      ctx_set_state(c, x, CTX_CLOSED);
+      c->stats.contexts_lost++;
+      c->stats.contexts_closed++;
+      dropped++;
+    }
+  }
+  for (cache_link *l = c->pages.next; l != &c->pages; l = l->next) {
+    cache_page *p = (cache_page *)l;
+    if (p->ctx->browser_gen != browser_gen) continue;
+    switch (p->state) {
+      case PAGE_CREATING: {
+        cache_handle *h = p->handle ? handle_find(c, p->handle) : NULL;
+        if (h) h->page = NULL;
+        page_set_state(c, p, PAGE_GONE);
+        break;
+      }
+      case PAGE_IDLE:
+        page_set_state(c, p, PAGE_GONE);
+        break;
+      case PAGE_CLOSING:
+        page_set_state(c, p, PAGE_GONE);
+        c->stats.pages_closed++;
+        break;
+      case PAGE_IN_USE:
+        page_set_state(c, p, PAGE_DEAD);
+        break;
+      default:
+        break;
+    }
+  }
+  /* Every handle still waiting fails; mark them all before the first callback runs. */
+  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
+    cache_handle *h = (cache_handle *)l;
+    if (h->live && !h->fired && h->ctx->browser_gen == browser_gen) h->state = HANDLE_FAILED;
+  }
+  retired_remove(c, browser_gen);
+  if (browser_gen == c->gen) c->gen_lost = 1;
+  if (dropped)
+    cache_log(c, LC_CACHE_LOG_WARN, "ctxcache: browser generation %d lost: %d contexts dropped",
+              browser_gen, dropped);
+  handle_fire_failed(c, LC_CACHE_ELOST, "the browser was lost");
+  cache_leave(c);
+}
+
+/* ------------------------------------------------------------------- observation */
+
+size_t lc_cache_snapshot(const lc_cache *c, lc_cache_ctx_info *out, size_t cap, size_t *total,
+                         int64_t now_ms) {
+  size_t n = 0, all = 0;
+  if (c) {
+    for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
+      const cache_ctx *x = (const cache_ctx *)l;
+      if (!ctx_state_counts_open(x->state)) continue;
+      all++;
+      if (n >= cap || !out) continue;
+      lc_cache_ctx_info *i = &out[n++];
+      memset(i, 0, sizeof *i);
+      i->id = x->id;
+      memcpy(i->signature, x->signature, LC_SIG_LEN);
+      i->refcount = x->refcount;
+      i->pages = x->pages;
+      i->idle_pages = x->idle_pages;
+      i->idle_ms = x->refcount == 0 ? now_ms - x->idle_since_ms : 0;
+      i->age_ms = now_ms - x->created_ms;
+      i->uses = x->uses;
+      i->browser_gen = x->browser_gen;
+    }
+  }
+  if (total) *total = all;
+  return n;
+}
+
+void lc_cache_get_stats(const lc_cache *c, lc_cache_stats *out) {
+  if (!out) return;
+  if (!c) {
+    memset(out, 0, sizeof *out);
+    return;
+  }
+  *out = c->stats;
+}
+
+int lc_cache_open_count(const lc_cache *c) { return c ? c->stats.contexts_open : 0; }
+
+int lc_cache_gen_contexts(const lc_cache *c, int gen, int *refs) {
+  int n = 0, r = 0;
+  if (c) {
+    for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
+      const cache_ctx *x = (const cache_ctx *)l;
+      if (x->browser_gen != gen || x->state == CTX_CLOSED) continue;
+      n++;
+      r += x->refcount;
+    }
+  }
+  if (refs) *refs = r;
+  return n;
+}
+
+/* Writes a failure into `why`; returns -1. */
+static int check_fail(char *why, size_t why_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int check_fail(char *why, size_t why_len, const char *fmt, ...) {
+  if (why && why_len) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, why_len, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+/* Whether `x` is one of the contexts the cache lists. */
+static int check_ctx_listed(const lc_cache *c, const cache_ctx *x) {
+  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next)
+    if ((const cache_ctx *)l == x) return 1;
+  return 0;
+}
+
+/* The checks on one page; see lc_cache_check. */
+static int check_page(const lc_cache *c, const cache_page *p, char *why, size_t why_len) {
+  const cache_ctx *x = p->ctx;
+  if (!check_ctx_listed(c, x))
+    return check_fail(why, why_len, "page %" PRIu64 " has an unlisted context", p->id);
+  int holders = 0;
+  const cache_handle *holder = NULL;
+  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
+    const cache_handle *h = (const cache_handle *)l;
+    if (h->live && h->page == p) {
+      holders++;
+      holder = h;
+    }
+  }
+  if (holders > 1)
+    return check_fail(why, why_len, "page %" PRIu64 " is held by %d handles", p->id, holders);
+  switch (p->state) {
+    case PAGE_IN_USE:
+    case PAGE_DEAD:
+      if (!holder || holder->id != p->handle)
+        return check_fail(why, why_len, "page %" PRIu64 " in use without its handle", p->id);
+      if (p->state == PAGE_IN_USE && (x->state != CTX_OPEN || holder->state != HANDLE_READY))
+        return check_fail(why, why_len, "page %" PRIu64 " in use in a context not open", p->id);
+      if (p->state == PAGE_DEAD && x->state != CTX_DEAD)
+        return check_fail(why, why_len, "dead page %" PRIu64 " in a live context", p->id);
+      break;
+    case PAGE_IDLE:
+      if (holder || p->handle)
+        return check_fail(why, why_len, "idle page %" PRIu64 " is held", p->id);
+      if (x->state != CTX_OPEN || x->detached)
+        return check_fail(why, why_len, "idle page %" PRIu64 " in a context not reusable", p->id);
+      break;
+    case PAGE_CREATING:
+      if (x->state != CTX_OPEN)
+        return check_fail(why, why_len, "page %" PRIu64 " created in a context not open", p->id);
+      if (p->handle && (!holder || holder->id != p->handle || holder->state != HANDLE_WAIT_PAGE))
+        return check_fail(why, why_len, "creating page %" PRIu64 " lost its handle", p->id);
+      if (!p->handle && holder)
+        return check_fail(why, why_len, "orphan page %" PRIu64 " is held", p->id);
+      break;
+    case PAGE_CLOSING:
+      if (holder || p->handle)
+        return check_fail(why, why_len, "closing page %" PRIu64 " is held", p->id);
+      break;
+    case PAGE_GONE:
+      if (holder) return check_fail(why, why_len, "gone page %" PRIu64 " is held", p->id);
+      break;
+  }
+  return 0;
+}
+
+/* The checks on one context; see lc_cache_check. */
+static int check_ctx(const lc_cache *c, const cache_ctx *x, char *why, size_t why_len) {
+  int live = 0, pages = 0, idle = 0, creating = 0, twins = 0;
+  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
+    const cache_handle *h = (const cache_handle *)l;
+    if (h->live && h->ctx == x) live++;
+  }
+  for (cache_link *l = c->pages.next; l != &c->pages; l = l->next) {
+    const cache_page *p = (const cache_page *)l;
+    if (p->ctx != x || p->state == PAGE_GONE) continue;
+    pages++;
+    idle += p->state == PAGE_IDLE;
+    creating += p->state == PAGE_CREATING;
+  }
+  if (x->refcount < 0)
+    return check_fail(why, why_len, "context %" PRIu64 " refcount %d", x->id, x->refcount);
+  if (x->refcount != live)
+    return check_fail(why, why_len, "context %" PRIu64 " refcount %d but %d live handles", x->id,
+                      x->refcount, live);
+  if (x->refcount > 0 && (x->state == CTX_CLOSING || x->state == CTX_CLOSED))
+    return check_fail(why, why_len, "context %" PRIu64 " closing with refcount %d", x->id,
+                      x->refcount);
+  if (pages != x->pages || idle != x->idle_pages || creating != x->creating_pages)
+    return check_fail(why, why_len, "context %" PRIu64 " page counts %d/%d/%d, found %d/%d/%d",
+                      x->id, x->pages, x->idle_pages, x->creating_pages, pages, idle, creating);
+  if (!ctx_state_counts_open(x->state) && !x->detached)
+    return check_fail(why, why_len, "context %" PRIu64 " finished but still mapped", x->id);
+  if (x->state == CTX_OPEN && !x->browser_ctx_id)
+    return check_fail(why, why_len, "context %" PRIu64 " open without an id", x->id);
+  if (x->browser_gen == c->gen && ctx_state_counts_open(x->state)) {
+    for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
+      const cache_ctx *y = (const cache_ctx *)l;
+      if (y->browser_gen == c->gen && ctx_state_counts_open(y->state) &&
+          strcmp(y->signature, x->signature) == 0)
+        twins++;
+    }
+    if (twins > 1)
+      return check_fail(why, why_len, "%d live contexts for signature %s", twins, x->signature);
+  }
+  return 0;
+}
+
+int lc_cache_check(const lc_cache *c, char *why, size_t why_len) {
+  if (!c) return check_fail(why, why_len, "no cache");
+  int open = 0, idle = 0, live = 0;
+  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
+    const cache_ctx *x = (const cache_ctx *)l;
+    if (check_ctx(c, x, why, why_len) < 0) return -1;
+    open += ctx_state_counts_open(x->state);
+    idle += x->idle_pages;
+  }
+  for (cache_link *l = c->pages.next; l != &c->pages; l = l->next)
+    if (check_page(c, (const cache_page *)l, why, why_len) < 0) return -1;
+  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
+    const cache_handle *h = (const cache_handle *)l;
+    if (!h->live) continue;
+    live++;
+    if (!check_ctx_listed(c, h->ctx))
+      return check_fail(why, why_len, "handle %" PRIu64 " has an unlisted context", h->id);
+    if (h->page && (h->page->ctx != h->ctx || h->page->handle != h->id))
+      return check_fail(why, why_len, "handle %" PRIu64 " and its page disagree", h->id);
+    if (h->state == HANDLE_WAIT_PAGE && !h->page)
+      return check_fail(why, why_len, "handle %" PRIu64 " waits for no page", h->id);
+    if (h->state == HANDLE_READY && h->want_page && !h->page)
+      return check_fail(why, why_len, "handle %" PRIu64 " ready without its page", h->id);
+    if (h->state == HANDLE_WAIT_CTX && !ctx_state_counts_open(h->ctx->state))
+      return check_fail(why, why_len, "handle %" PRIu64 " waits for a finished context", h->id);
+    for (cache_link *m = l->next; h->session && m != &c->handles; m = m->next) {
+      const cache_handle *k = (const cache_handle *)m;
+      if (k->live && k->session && k->owner == h->owner && strcmp(k->session, h->session) == 0)
+        return check_fail(why, why_len, "two handles for session %s", h->session);
+    }
+  }
+  if (open != c->stats.contexts_open)
+    return check_fail(why, why_len, "contexts_open %d, found %d", c->stats.contexts_open, open);
+  if (idle != c->stats.idle_pages)
+    return check_fail(why, why_len, "idle_pages %d, found %d", c->stats.idle_pages, idle);
+  if (live != c->stats.refs_outstanding)
+    return check_fail(why, why_len, "refs_outstanding %d but %d live handles",
+                      c->stats.refs_outstanding, live);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------- sessions */
+
+/* The live handle of session (owner, name), or NULL. */
+static cache_handle *session_find(const lc_cache *c, uint64_t owner, const char *name) {
+  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
+    cache_handle *h = (cache_handle *)l;
+    if (h->live && h->session && h->owner == owner && strcmp(h->session, name) == 0) return h;
+  }
+  return NULL;
+}
+
+uint64_t lc_cache_session_open(lc_cache *c, uint64_t owner, const char *name,
+                               const char *options_json, int64_t now_ms, lc_cache_ready_fn ready,
+                               void *ready_ud, int *created) {
+  if (created) *created = 0;
+  if (!c || !name || !options_json) return 0;
+  cache_handle *h = session_find(c, owner, name);
+  if (h) return h->id;
+  cache_enter(c);
+  uint64_t id = cache_acquire(c, owner, options_json, 1, now_ms, ready, ready_ud, name);
+  if (id && created) *created = 1;
+  cache_leave(c);
+  return id;
+}
+
+uint64_t lc_cache_session_find(const lc_cache *c, uint64_t owner, const char *name) {
+  if (!c || !name) return 0;
+  const cache_handle *h = session_find(c, owner, name);
+  return h ? h->id : 0;
+}
+
+int lc_cache_session_close(lc_cache *c, uint64_t owner, const char *name, int64_t now_ms) {
+  if (!c || !name) return LC_CACHE_EINVAL;
+  cache_enter(c);
+  cache_handle *h = session_find(c, owner, name);
+  int rc = h ? 0 : LC_CACHE_ENOENT;
+  if (h) handle_release(c, h, now_ms);
+  cache_leave(c);
+  return rc;
+}
