@@ -1,0 +1,101 @@
+/* browser.h: one Chromium process (group) on a libuv loop the caller owns.
+ *
+ * Owns: the Chromium process and its process group, the helpers that left the group but name
+ * the profile dir on their command line (crashpad), the fresh profile dir (luacrawl-XXXXXX)
+ * and everything in it, the three libuv handles that watch them, and a static registry of live
+ * browsers for the emergency exit paths.
+ *
+ * Lifecycle
+ *   lc_browser_launch()   forks and execs; returns at once. Exactly one lc_browser_destroy()
+ *                         per browser it returned.
+ *   ready(b, 0, NULL)     once DevToolsActivePort is complete: lc_browser_ws_url() is valid.
+ *                         The port is listening, but the WebSocket upgrade may still be refused
+ *                         for a few ms: the CDP layer retries it.
+ *   ready(b, err, msg)    err < 0 instead, when start-up fails: -ETIMEDOUT (no port within
+ *                         start_timeout_ms; the browser is then SIGKILLed) or -ECHILD (it exited
+ *                         first). msg holds the reason and the tail of the Chromium log; it is
+ *                         valid only during the call.
+ *   on_exit(b, st, sig)   once, after the process has exited, the rest of its group and its
+ *                         crashpad helpers are gone, it is reaped and the profile dir removed.
+ *                         exit_status is the exit code (or -1), term_signal the killing signal (or
+ *                         0). Also fires after a failed start (after ready's error).
+ *   Either callback may call lc_browser_destroy(). Neither fires after lc_browser_destroy().
+ *
+ * The child is made with fork + execve, not uv_spawn, because only that can set
+ * PR_SET_PDEATHSIG: if the engine dies, even by SIGKILL, the kernel SIGKILLs the browser. The
+ * death signal follows the forking *thread*: launch from the loop thread, which outlives it.
+ * The pid is reaped with waitpid(pid) only (never waitpid(-1)); other children are untouched.
+ * The exit is first observed with waitid(WNOWAIT), so the group is killed while the zombie
+ * still pins the pid: a recycled pid is never signalled.
+ */
+#ifndef LC_BROWSER_H
+#define LC_BROWSER_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <uv.h>
+
+typedef struct lc_browser lc_browser;
+
+typedef struct lc_browser_opts {
+  const char *path;          /* NULL: lc_browser_find() */
+  const char *profile_root;  /* where the fresh profile dir is made; NULL: $LUACRAWL_PROFILE_ROOT
+                                or $TMPDIR or /tmp */
+  int headless_shell;        /* the lean headless build? -1: derived from the path's name */
+  int start_timeout_ms;      /* DevToolsActivePort must appear and be complete within this;
+                                <= 0: 15000 */
+  const char *const *extra_args; /* NULL-terminated, may be NULL; appended after ours */
+} lc_browser_opts;
+
+/* Picks the binary: explicit_path (must be an executable file, else an error), then
+ * $LUACRAWL_CHROMIUM if set and non-empty (same rule: a wrong setting is an error, not skipped),
+ * then /usr/lib/chromium/chromium-headless-shell, then /usr/lib/chromium/chromium; never the
+ * /usr/bin/chromium shell wrapper. Writes the path to out; returns 0, or a negative errno with
+ * *err set to a static message. */
+int lc_browser_find(const char *explicit_path, char *out, size_t n, const char **err);
+
+typedef void (*lc_browser_ready_fn)(lc_browser *b, int err, const char *msg, void *ud);
+typedef void (*lc_browser_exit_fn)(lc_browser *b, int exit_status, int term_signal, void *ud);
+
+/* Makes the profile dir, forks and execs Chromium. On success returns 0 and sets *out; the
+ * browser is released by exactly one lc_browser_destroy(). On failure returns a negative errno
+ * and, if err is not NULL, sets *err to a malloc'ed message the caller frees; nothing needs
+ * destroying, and any handle already made is closed on the loop's next run. A bad path fails
+ * here, before anything is forked or created. ready and on_exit may be NULL. */
+int lc_browser_launch(uv_loop_t *loop, const lc_browser_opts *o, lc_browser_ready_fn ready,
+                      lc_browser_exit_fn on_exit, void *ud, lc_browser **out, char **err);
+
+/* ws://127.0.0.1:PORT/devtools/browser/UUID once ready succeeded; NULL before. */
+const char *lc_browser_ws_url(const lc_browser *b);
+/* The browser's pid, which is also its process group id. Stays set after the exit. */
+pid_t lc_browser_pid(const lc_browser *b);
+/* The profile dir's path (removed once the process is gone). */
+const char *lc_browser_profile_dir(const lc_browser *b);
+/* 1 for the lean headless build (as given, or derived from the path), else 0. */
+int lc_browser_is_headless_shell(const lc_browser *b);
+/* RSS in KiB and CPU seconds summed over the whole tree; 0 once it has exited. */
+long lc_browser_rss_kb(const lc_browser *b);
+double lc_browser_cpu_seconds(const lc_browser *b);
+/* 1 while the main browser process has not exited. */
+int lc_browser_alive(const lc_browser *b);
+
+/* SIGTERMs the group; SIGKILLs it (and the crashpad helpers) after grace_ms if the main process
+ * is still alive. No-op once it has exited. */
+void lc_browser_terminate(lc_browser *b, int grace_ms);
+/* SIGKILLs the group and the crashpad helpers now. No-op once it has exited. */
+void lc_browser_kill(lc_browser *b);
+
+/* Releases the browser: SIGKILLs the group if alive and closes its libuv handles; the memory is
+ * freed (and the profile dir removed, if still there) in the last close callback, after the
+ * process is reaped, so the loop must run on until then. Exactly one call per launched browser;
+ * a second call while the first is still closing aborts. Callbacks never fire after it. */
+void lc_browser_destroy(lc_browser *b);
+
+/* For the engine's emergency exits (SIGTERM/SIGINT handlers, atexit, fatal errors): SIGKILLs
+ * every browser group launched by this process that has not been reaped, and every process
+ * naming one of their profile dirs; waits up to 1 s for them to die; removes the profile dirs.
+ * Async-signal-safe (no malloc, no stdio, no locks): usable from a signal handler. Browsers stay
+ * registered: if the loop runs on, their on_exit fires as usual and destroy is still due. */
+void lc_browser_kill_all_now(void);
+
+#endif

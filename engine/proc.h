@@ -1,0 +1,51 @@
+/* proc.h: process-tree helpers on Linux /proc, and recursive directory removal.
+ *
+ * Owns nothing: every call reads /proc afresh and returns plain numbers. Used by browser.c
+ * to measure and clean up a Chromium process tree, and by the engine for its own memory.
+ *
+ * "The tree of root" means: root, every live descendant of root (following the ppid links
+ * in /proc/<pid>/stat), and, when root leads its own process group, every member of that group
+ * (Chromium's children stay in the group the launcher made, even once re-parented). If root is
+ * gone but processes remain in the group numbered root (the kernel never reuses a pid while it
+ * is still some group's id), those and their descendants are the tree. Reads are racy by
+ * nature: a process that exits mid-scan is skipped.
+ */
+#ifndef LC_PROC_H
+#define LC_PROC_H
+
+#include <sys/types.h>
+
+/* RSS in KiB summed over the tree of root; 0 if nothing of it is alive. */
+long lc_proc_tree_rss_kb(pid_t root);
+
+/* User + system CPU seconds over the tree of root: utime + stime of every member, plus
+ * cutime + cstime (the times of children a member has already reaped, which are no longer
+ * listed themselves). Time of members reaped by a process outside the tree (for example
+ * crashpad helpers re-parented to init) is lost. 0.0 if nothing of it is alive. */
+double lc_proc_cpu_seconds(pid_t root);
+
+/* This process's resident set (VmRSS) and its peak (VmHWM) in KiB; -1 on error. */
+long lc_proc_self_rss_kb(void);
+long lc_proc_self_peak_rss_kb(void);
+
+/* Number of live (not zombie, not dead) processes whose process group is pgid.
+ * Async-signal-safe, like lc_proc_signal_by_cmdline. */
+int lc_proc_group_alive(pid_t pgid);
+
+/* Sends sig to every process (other than this one) one of whose command-line arguments holds
+ * path, at its start or right after an '=', followed by '/' or by the end of the argument
+ * (`--user-data-dir=P`, `--database=P/.config/...`, `P/x`). Returns how many were signalled.
+ * With sig 0 it only counts them (zombies have no command line and never count). Used to reach
+ * helpers that left the group (crashpad) but name the profile dir. Async-signal-safe. */
+int lc_proc_signal_by_cmdline(const char *path, int sig);
+
+/* Removes path and everything below it (nftw, FTW_DEPTH | FTW_PHYS: symlinks are removed, never
+ * followed). Keeps going past errors. Returns 0, or the first negative errno met; -ENOENT if
+ * path does not exist. */
+int lc_rmtree(const char *path);
+
+/* The same without nftw, for signal handlers: only openat/getdents64/unlinkat/close and fixed
+ * stack buffers; gives up below 32 levels (-ELOOP). Same return values. */
+int lc_rmtree_signal_safe(const char *path);
+
+#endif

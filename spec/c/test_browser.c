@@ -1,0 +1,723 @@
+/* test_browser.c: proc helpers and the browser process owner, against real Chromium.
+ * Every test makes its own profile root and its own loop, and ends by proving it left nothing
+ * behind: no process naming the root, no profile dir, and uv_loop_close() == 0. */
+#include "browser.h"
+#include "proc.h"
+#include "test.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SHELL_BIN "/usr/lib/chromium/chromium-headless-shell"
+#define FULL_BIN "/usr/lib/chromium/chromium"
+
+/* ---------------------------------------------------------------- helpers */
+
+typedef struct cb_state {
+  int ready_calls, ready_err;
+  char ready_msg[4096];
+  char ws[256];
+  uint64_t ready_ms;
+  int exit_calls, exit_status, term_signal;
+  int exit_group_alive, exit_mentions, exit_dir_exists; /* as seen inside on_exit */
+  const char *root;
+  int destroy_in_exit;
+  uint64_t t0;
+} cb_state;
+
+static uint64_t now_ms(void) { return uv_hrtime() / 1000000; }
+
+static int dir_exists(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Processes whose arguments name something under root. */
+static int mentions(const char *root) { return lc_proc_signal_by_cmdline(root, 0); }
+
+/* Processes outside group pgid whose command line mentions path (crashpad helpers). */
+static int outside_group(const char *path, pid_t pgid) {
+  DIR *d = opendir("/proc");
+  int n = 0;
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    int pid = atoi(e->d_name);
+    if (pid <= 0 || pid == getpid()) continue;
+    char fn[64], buf[8192] = {0};
+    snprintf(fn, sizeof fn, "/proc/%d/cmdline", pid);
+    FILE *f = fopen(fn, "r");
+    if (!f) continue;
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    int hit = 0;
+    for (size_t i = 0; i < len && !hit; i += strlen(buf + i) + 1) hit = strstr(buf + i, path) != 0;
+    if (hit && getpgid(pid) != pgid) n++;
+  }
+  if (d) closedir(d);
+  return n;
+}
+
+/* Number of luacrawl-* entries left in root. */
+static int profiles_left(const char *root) {
+  DIR *d = opendir(root);
+  if (!d) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (strncmp(e->d_name, "luacrawl-", 9) == 0) n++;
+  closedir(d);
+  return n;
+}
+
+static void make_root(char *out, size_t n) {
+  snprintf(out, n, "/tmp/lc-test-XXXXXX");
+  if (!mkdtemp(out)) {
+    perror("mkdtemp");
+    exit(2);
+  }
+}
+
+/* The end of every test: nothing of ours runs, no profile remains; then the root goes. */
+static void assert_clean(const char *root) {
+  CHECK_INT(mentions(root), 0);
+  CHECK_INT(profiles_left(root), 0);
+  CHECK_INT(lc_rmtree(root), 0);
+}
+
+static void on_ready(lc_browser *b, int err, const char *msg, void *ud) {
+  cb_state *s = ud;
+  s->ready_calls++;
+  s->ready_err = err;
+  s->ready_ms = now_ms() - s->t0;
+  snprintf(s->ready_msg, sizeof s->ready_msg, "%s", msg ? msg : "");
+  if (err == 0) snprintf(s->ws, sizeof s->ws, "%s", lc_browser_ws_url(b));
+}
+
+static void on_exit_cb(lc_browser *b, int exit_status, int term_signal, void *ud) {
+  cb_state *s = ud;
+  s->exit_calls++;
+  s->exit_status = exit_status;
+  s->term_signal = term_signal;
+  s->exit_group_alive = lc_proc_group_alive(lc_browser_pid(b));
+  s->exit_mentions = mentions(s->root);
+  s->exit_dir_exists = dir_exists(lc_browser_profile_dir(b));
+  if (s->destroy_in_exit) lc_browser_destroy(b);
+}
+
+/* Runs the loop until *flag is set, the loop has nothing left, or timeout_ms passes. */
+static void run_until(uv_loop_t *loop, const int *flag, int timeout_ms) {
+  uint64_t end = now_ms() + (uint64_t)timeout_ms;
+  while (!*flag && now_ms() < end)
+    if (uv_run(loop, UV_RUN_ONCE) == 0 && !*flag) break;
+}
+
+/* Runs the loop dry (the browser's close callbacks) and checks that it closes. */
+static void close_loop(uv_loop_t *loop) {
+  uv_run(loop, UV_RUN_DEFAULT);
+  CHECK_INT(uv_loop_close(loop), 0);
+}
+
+static int launch(uv_loop_t *loop, const char *path, const char *root, int timeout_ms,
+                  cb_state *s, lc_browser **b) {
+  memset(s, 0, sizeof *s);
+  s->root = root;
+  s->t0 = now_ms();
+  lc_browser_opts o = {path, root, -1, timeout_ms, NULL};
+  char *err = NULL;
+  int r = lc_browser_launch(loop, &o, on_ready, on_exit_cb, s, b, &err);
+  if (r < 0) fprintf(stderr, "  launch failed: %s\n", err ? err : "?");
+  free(err);
+  return r;
+}
+
+static int ws_port(const char *ws) {
+  int port = 0, n = 0;
+  char uuid[64];
+  if (sscanf(ws, "ws://127.0.0.1:%d/devtools/browser/%63s%n", &port, uuid, &n) != 2) return -1;
+  if (strlen(uuid) != 36 || (size_t)n != strlen(ws)) return -1;
+  return port;
+}
+
+static int tcp_connects(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_port = htons((uint16_t)port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+/* Writes an executable shell script root/name. */
+static void write_script(const char *root, const char *name, const char *body, char *path,
+                         size_t n) {
+  snprintf(path, n, "%s/%s", root, name);
+  FILE *f = fopen(path, "w");
+  fprintf(f, "#!/bin/sh\n%s", body);
+  fclose(f);
+  chmod(path, 0755);
+}
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* ---------------------------------------------------------------- proc */
+
+TEST(test_proc_self) {
+  long rss = lc_proc_self_rss_kb(), peak = lc_proc_self_peak_rss_kb();
+  CHECK(rss > 0);
+  CHECK(peak >= rss);
+  CHECK(lc_proc_tree_rss_kb(getpid()) > 0);
+  CHECK(lc_proc_cpu_seconds(getpid()) >= 0.0);
+  CHECK(lc_proc_group_alive(getpgrp()) >= 1);
+  CHECK_INT(lc_proc_tree_rss_kb(0), 0);
+}
+
+TEST(test_proc_group_tree) {
+  /* A group leader with a child that burns a little CPU, then both wait. */
+  pid_t leader = fork();
+  if (leader == 0) {
+    setpgid(0, 0);
+    if (fork() == 0) {
+      for (volatile long i = 0; i < 30000000; i++) {
+      }
+      pause();
+      _exit(0);
+    }
+    pause();
+    _exit(0);
+  }
+  setpgid(leader, leader);
+  for (int i = 0; i < 200 && lc_proc_group_alive(leader) < 2; i++) sleep_ms(5);
+  CHECK_INT(lc_proc_group_alive(leader), 2);
+  CHECK(lc_proc_tree_rss_kb(leader) > 0);
+  sleep_ms(200);
+  CHECK(lc_proc_cpu_seconds(leader) > 0.0);
+  kill(-leader, SIGKILL);
+  int st = 0;
+  CHECK_INT(waitpid(leader, &st, 0), leader);
+  for (int i = 0; i < 200 && lc_proc_group_alive(leader) > 0; i++) sleep_ms(5);
+  CHECK_INT(lc_proc_group_alive(leader), 0);
+  CHECK_INT(lc_proc_tree_rss_kb(leader), 0);
+}
+
+static void rmtree_case(int (*rm)(const char *)) {
+  char root[64], p[256];
+  make_root(root, sizeof root);
+  snprintf(p, sizeof p, "%s/keep", root); /* outside the tree: must survive */
+  mkdir(p, 0700);
+  snprintf(p, sizeof p, "%s/keep/file", root);
+  fclose(fopen(p, "w"));
+  snprintf(p, sizeof p, "%s/t/a/b/c", root);
+  char q[256];
+  snprintf(q, sizeof q, "%s/t", root);
+  mkdir(q, 0700);
+  snprintf(q, sizeof q, "%s/t/a", root);
+  mkdir(q, 0700);
+  snprintf(q, sizeof q, "%s/t/a/b", root);
+  mkdir(q, 0700);
+  mkdir(p, 0700);
+  for (int i = 0; i < 50; i++) {
+    snprintf(q, sizeof q, "%s/t/a/b/c/f%d", root, i);
+    fclose(fopen(q, "w"));
+  }
+  snprintf(q, sizeof q, "%s/t/a/.hidden", root);
+  fclose(fopen(q, "w"));
+  snprintf(p, sizeof p, "%s/keep", root);
+  snprintf(q, sizeof q, "%s/t/a/link-to-dir", root);
+  CHECK_INT(symlink(p, q), 0);
+  snprintf(p, sizeof p, "%s/keep/file", root);
+  snprintf(q, sizeof q, "%s/t/link-to-file", root);
+  CHECK_INT(symlink(p, q), 0);
+  snprintf(q, sizeof q, "%s/t", root);
+  CHECK_INT(rm(q), 0);
+  CHECK(!dir_exists(q));
+  CHECK_INT(access(p, F_OK), 0); /* the symlinks' targets are untouched */
+  CHECK_INT(rm(q), -ENOENT);
+  CHECK_INT(rm(root), 0);
+  CHECK(!dir_exists(root));
+}
+
+TEST(test_rmtree) {
+  rmtree_case(lc_rmtree);
+  rmtree_case(lc_rmtree_signal_safe);
+}
+
+/* ---------------------------------------------------------------- finding */
+
+TEST(test_find_order) {
+  char root[64], fake[256], plain[256], out[512];
+  make_root(root, sizeof root);
+  write_script(root, "fake", "exit 0\n", fake, sizeof fake);
+  snprintf(plain, sizeof plain, "%s/plain", root);
+  fclose(fopen(plain, "w"));
+  const char *err = NULL;
+  char *saved = getenv("LUACRAWL_CHROMIUM") ? strdup(getenv("LUACRAWL_CHROMIUM")) : NULL;
+
+  unsetenv("LUACRAWL_CHROMIUM");
+  CHECK_INT(lc_browser_find(NULL, out, sizeof out, &err), 0);
+  CHECK_STR(out, access(SHELL_BIN, X_OK) == 0 ? SHELL_BIN : FULL_BIN);
+  CHECK_INT(lc_browser_find(fake, out, sizeof out, &err), 0); /* explicit wins */
+  CHECK_STR(out, fake);
+  CHECK_INT(lc_browser_find(plain, out, sizeof out, &err), -ENOENT); /* not executable */
+  CHECK(err != NULL);
+  CHECK_INT(lc_browser_find("/nonexistent/chromium", out, sizeof out, &err), -ENOENT);
+  CHECK_INT(lc_browser_find(root, out, sizeof out, &err), -ENOENT); /* a directory */
+  CHECK_INT(lc_browser_find(fake, out, 4, &err), -ENAMETOOLONG);
+
+  setenv("LUACRAWL_CHROMIUM", fake, 1);
+  CHECK_INT(lc_browser_find(NULL, out, sizeof out, &err), 0); /* env before the defaults */
+  CHECK_STR(out, fake);
+  CHECK_INT(lc_browser_find(SHELL_BIN, out, sizeof out, &err), 0); /* explicit before env */
+  CHECK_STR(out, SHELL_BIN);
+  setenv("LUACRAWL_CHROMIUM", plain, 1);
+  CHECK_INT(lc_browser_find(NULL, out, sizeof out, &err), -ENOENT); /* wrong env: an error */
+  CHECK(err && strstr(err, "LUACRAWL_CHROMIUM"));
+  setenv("LUACRAWL_CHROMIUM", "", 1); /* empty: as if unset */
+  CHECK_INT(lc_browser_find(NULL, out, sizeof out, &err), 0);
+
+  if (saved) setenv("LUACRAWL_CHROMIUM", saved, 1);
+  else unsetenv("LUACRAWL_CHROMIUM");
+  free(saved);
+  CHECK_INT(lc_rmtree(root), 0);
+}
+
+TEST(test_bad_path_no_fork) {
+  char root[64];
+  make_root(root, sizeof root);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  cb_state s;
+  lc_browser *b = (lc_browser *)&s; /* must be reset to NULL */
+  memset(&s, 0, sizeof s);
+  lc_browser_opts o = {"/nonexistent/chromium", root, -1, 1000, NULL};
+  char *err = NULL;
+  int r = lc_browser_launch(&loop, &o, on_ready, on_exit_cb, &s, &b, &err);
+  CHECK_INT(r, -ENOENT);
+  CHECK(b == NULL);
+  CHECK(err && strstr(err, "/nonexistent/chromium"));
+  free(err);
+  CHECK_INT(profiles_left(root), 0); /* nothing made */
+  errno = 0;
+  CHECK_INT(waitpid(-1, NULL, WNOHANG), -1); /* nothing forked: this process has no children */
+  CHECK_INT(errno, ECHILD);
+  CHECK_INT(uv_run(&loop, UV_RUN_NOWAIT), 0); /* and no handle made */
+  CHECK_INT(s.ready_calls + s.exit_calls, 0);
+  close_loop(&loop);
+  assert_clean(root);
+}
+
+/* ---------------------------------------------------------------- real Chromium */
+
+/* Launch, ready, measure, terminate: the whole happy path, on the given build. */
+static void lifecycle(const char *bin, const char *label, int use_kill) {
+  char root[64];
+  make_root(root, sizeof root);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  cb_state s;
+  lc_browser *b = NULL;
+  if (launch(&loop, bin, root, 30000, &s, &b) != 0) {
+    CHECK(0);
+    close_loop(&loop);
+    return;
+  }
+  CHECK(lc_browser_ws_url(b) == NULL);
+  CHECK(lc_browser_pid(b) > 0);
+  CHECK_INT(getpgid(lc_browser_pid(b)), lc_browser_pid(b)); /* its own group */
+  CHECK_INT(lc_browser_is_headless_shell(b), strstr(bin, "headless-shell") != NULL);
+  const char *prof = lc_browser_profile_dir(b);
+  CHECK(strncmp(prof, root, strlen(root)) == 0 && strstr(prof, "/luacrawl-") != NULL);
+  CHECK(dir_exists(prof));
+  char profile[512];
+  snprintf(profile, sizeof profile, "%s", prof);
+
+  run_until(&loop, &s.ready_calls, 30000);
+  CHECK_INT(s.ready_calls, 1);
+  CHECK_INT(s.ready_err, 0);
+  if (s.ready_err) fprintf(stderr, "  ready error: %s\n", s.ready_msg);
+  fprintf(stderr, "  %s: ready in %llu ms\n", label, (unsigned long long)s.ready_ms);
+  CHECK_STR(lc_browser_ws_url(b), s.ws);
+  int port = ws_port(s.ws);
+  CHECK(port > 0);
+  CHECK(tcp_connects(port));
+  CHECK_INT(lc_browser_alive(b), 1);
+  CHECK(lc_browser_rss_kb(b) > 0);
+  CHECK(lc_browser_cpu_seconds(b) > 0.0);
+  fprintf(stderr, "  %s: tree rss %ld KiB, cpu %.2f s, %d in group, %d naming the profile\n",
+          label, lc_browser_rss_kb(b), lc_browser_cpu_seconds(b),
+          lc_proc_group_alive(lc_browser_pid(b)), mentions(profile));
+  CHECK(mentions(root) > 0);
+
+  int full = strstr(bin, "headless-shell") == NULL;
+  if (full) {
+    /* crashpad helpers leave the group but name the profile (XDG_CONFIG_HOME points in it). */
+    int outside = 0;
+    for (int i = 0; i < 100 && outside == 0; i++) {
+      outside = outside_group(profile, lc_browser_pid(b));
+      if (outside == 0) sleep_ms(10);
+    }
+    fprintf(stderr, "  %s: %d processes outside the group name the profile\n", label, outside);
+    CHECK(outside > 0);
+  }
+
+  pid_t pid = lc_browser_pid(b);
+  uint64_t t = now_ms();
+  if (use_kill) lc_browser_kill(b);
+  else lc_browser_terminate(b, 5000);
+  run_until(&loop, &s.exit_calls, 10000);
+  fprintf(stderr, "  %s: %s -> exit callback in %llu ms\n", label, use_kill ? "kill" : "terminate",
+          (unsigned long long)(now_ms() - t));
+  CHECK_INT(s.exit_calls, 1);
+  if (use_kill) CHECK_INT(s.term_signal, SIGKILL);
+  else CHECK(s.term_signal == 0 || s.term_signal == SIGTERM);
+  CHECK_INT(s.exit_group_alive, 0); /* all of it was gone when on_exit ran */
+  CHECK_INT(s.exit_mentions, 0);
+  CHECK_INT(s.exit_dir_exists, 0);
+  CHECK_INT(lc_browser_alive(b), 0);
+  CHECK_INT(lc_browser_rss_kb(b), 0);
+  CHECK_INT(lc_proc_group_alive(pid), 0);
+  CHECK(!dir_exists(profile));
+  lc_browser_destroy(b);
+  CHECK_INT(s.ready_calls, 1);
+  close_loop(&loop);
+  assert_clean(root);
+}
+
+TEST(test_shell_terminate) { lifecycle(SHELL_BIN, "headless-shell", 0); }
+
+TEST(test_shell_kill) { lifecycle(SHELL_BIN, "headless-shell", 1); }
+
+TEST(test_full_build) {
+  if (access(FULL_BIN, X_OK) != 0) {
+    fprintf(stderr, "  (skipped: no %s)\n", FULL_BIN);
+    return;
+  }
+  /* The ProcessSingleton socket dir must land in the profile (TMPDIR), not in /tmp. */
+  int before = 0, after = 0;
+  DIR *d = opendir("/tmp");
+  for (struct dirent *e; d && (e = readdir(d));)
+    before += strncmp(e->d_name, "org.chromium.Chromium.", 22) == 0;
+  if (d) closedir(d);
+  lifecycle(FULL_BIN, "chromium (full)", 0);
+  d = opendir("/tmp");
+  for (struct dirent *e; d && (e = readdir(d));)
+    after += strncmp(e->d_name, "org.chromium.Chromium.", 22) == 0;
+  if (d) closedir(d);
+  CHECK_INT(after, before);
+}
+
+/* Destroy in on_exit, after a kill from outside (as a crash would look). */
+TEST(test_crash_destroy_in_exit) {
+  char root[64];
+  make_root(root, sizeof root);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  cb_state s;
+  lc_browser *b = NULL;
+  CHECK_INT(launch(&loop, SHELL_BIN, root, 30000, &s, &b), 0);
+  s.destroy_in_exit = 1;
+  run_until(&loop, &s.ready_calls, 30000);
+  CHECK_INT(s.ready_err, 0);
+  kill(lc_browser_pid(b), SIGKILL); /* only the main process: the drain must get the rest */
+  run_until(&loop, &s.exit_calls, 10000);
+  CHECK_INT(s.exit_calls, 1);
+  CHECK_INT(s.term_signal, SIGKILL);
+  CHECK_INT(s.exit_group_alive, 0);
+  CHECK_INT(s.exit_mentions, 0);
+  close_loop(&loop);
+  assert_clean(root);
+}
+
+TEST(test_destroy_running) {
+  char root[64];
+  make_root(root, sizeof root);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  cb_state s;
+  lc_browser *b = NULL;
+  CHECK_INT(launch(&loop, SHELL_BIN, root, 30000, &s, &b), 0);
+  run_until(&loop, &s.ready_calls, 30000);
+  CHECK_INT(s.ready_err, 0);
+  pid_t pid = lc_browser_pid(b);
+  lc_browser_destroy(b);
+  close_loop(&loop); /* returns only once reaped and freed */
+  CHECK_INT(s.exit_calls, 0); /* no callback after destroy */
+  CHECK_INT(lc_proc_group_alive(pid), 0);
+  assert_clean(root);
+}
+
+TEST(test_destroy_starting) {
+  char root[64];
+  make_root(root, sizeof root);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  cb_state s;
+  lc_browser *b = NULL;
+  CHECK_INT(launch(&loop, SHELL_BIN, root, 30000, &s, &b), 0);
+  sleep_ms(50); /* let it get going */
+  pid_t pid = lc_browser_pid(b);
+  lc_browser_destroy(b);
+  close_loop(&loop);
+  CHECK_INT(s.ready_calls + s.exit_calls, 0);
+  CHECK_INT(lc_proc_group_alive(pid), 0);
+  assert_clean(root);
+}
+
+static void kill_all_handler(int sig) { lc_browser_kill_all_now(); }
+
+TEST(test_kill_all_now) {
+  char root[64];
+  make_root(root, sizeof root);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  cb_state s1, s2;
+  lc_browser *b1 = NULL, *b2 = NULL;
+  CHECK_INT(launch(&loop, SHELL_BIN, root, 30000, &s1, &b1), 0);
+  CHECK_INT(launch(&loop, SHELL_BIN, root, 30000, &s2, &b2), 0);
+  run_until(&loop, &s1.ready_calls, 30000);
+  run_until(&loop, &s2.ready_calls, 30000);
+  CHECK_INT(s1.ready_err + s2.ready_err, 0);
+  pid_t p1 = lc_browser_pid(b1), p2 = lc_browser_pid(b2);
+  /* From a signal handler, as the engine's SIGTERM/SIGINT path would. */
+  struct sigaction sa, old;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = kill_all_handler;
+  sigaction(SIGUSR1, &sa, &old);
+  raise(SIGUSR1);
+  sigaction(SIGUSR1, &old, NULL);
+  /* Synchronously: everything dead, the profiles gone. */
+  CHECK_INT(lc_proc_group_alive(p1) + lc_proc_group_alive(p2), 0);
+  CHECK_INT(mentions(root), 0);
+  CHECK_INT(profiles_left(root), 0);
+  /* The loop still gets its exits, and destroy is still due. */
+  run_until(&loop, &s1.exit_calls, 5000);
+  run_until(&loop, &s2.exit_calls, 5000);
+  CHECK_INT(s1.exit_calls + s2.exit_calls, 2);
+  CHECK_INT(s1.term_signal, SIGKILL);
+  lc_browser_destroy(b1);
+  lc_browser_destroy(b2);
+  close_loop(&loop);
+  assert_clean(root);
+}
+
+/* ---------------------------------------------------------------- fakes */
+
+static void fake_case(const char *body, int timeout_ms, int want_err, const char *want_text,
+                      int want_status, int want_signal) {
+  char root[64], fake[256];
+  make_root(root, sizeof root);
+  write_script(root, "fake-browser", body, fake, sizeof fake);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  cb_state s;
+  lc_browser *b = NULL;
+  CHECK_INT(launch(&loop, fake, root, timeout_ms, &s, &b), 0);
+  pid_t pid = lc_browser_pid(b);
+  run_until(&loop, &s.exit_calls, timeout_ms + 5000);
+  CHECK_INT(s.ready_calls, 1);
+  CHECK_INT(s.ready_err, want_err);
+  CHECK(strstr(s.ready_msg, want_text) != NULL);
+  if (!strstr(s.ready_msg, want_text)) fprintf(stderr, "  msg: %s\n", s.ready_msg);
+  CHECK(strstr(s.ready_msg, "D-Bus noise") == NULL && strstr(s.ready_msg, "dbus") == NULL);
+  CHECK_INT(s.exit_calls, 1);
+  CHECK_INT(s.exit_status, want_status);
+  CHECK_INT(s.term_signal, want_signal);
+  CHECK_INT(s.exit_group_alive, 0);
+  CHECK_INT(s.exit_dir_exists, 0);
+  CHECK_INT(lc_proc_group_alive(pid), 0);
+  lc_browser_destroy(b);
+  close_loop(&loop);
+  assert_clean(root);
+}
+
+TEST(test_start_timeout) {
+  /* A "browser" that never writes the port file, with a child of its own in the group. */
+  uint64_t t = now_ms();
+  fake_case("echo '[1:2:ERROR:dbus/bus.cc] noise' >&2\n"
+            "echo 'fake browser starting' >&2\n"
+            "sleep 30 &\n"
+            "sleep 30\n",
+            400, -ETIMEDOUT, "fake browser starting", -1, SIGKILL);
+  CHECK(now_ms() - t < 2000);
+}
+
+TEST(test_early_exit) {
+  fake_case("echo boom >&2\nexit 3\n", 5000, -ECHILD, "boom", 3, 0);
+}
+
+TEST(test_exec_failure) {
+  /* An interpreter that does not exist: execve fails in the child. */
+  char root[64], fake[256];
+  make_root(root, sizeof root);
+  snprintf(fake, sizeof fake, "%s/badinterp", root);
+  FILE *f = fopen(fake, "w");
+  fprintf(f, "#!/nonexistent/interpreter\n");
+  fclose(f);
+  chmod(fake, 0755);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  cb_state s;
+  lc_browser *b = NULL;
+  CHECK_INT(launch(&loop, fake, root, 5000, &s, &b), 0);
+  run_until(&loop, &s.exit_calls, 5000);
+  CHECK_INT(s.ready_err, -ECHILD);
+  const char *preload = getenv("LD_PRELOAD");
+  if (preload && strstr(preload, "vgpreload")) {
+    CHECK(s.exit_status != 0); /* valgrind cannot survive a failed execve: it exits 101 itself */
+  } else {
+    CHECK(strstr(s.ready_msg, "execve") != NULL);
+    CHECK_INT(s.exit_status, 127);
+  }
+  lc_browser_destroy(b);
+  close_loop(&loop);
+  assert_clean(root);
+}
+
+TEST(test_partial_port_file) {
+  /* The port file grows in steps; only the complete one may be taken. */
+  char root[64], fake[256];
+  make_root(root, sizeof root);
+  write_script(root, "fake-browser",
+               "for a in \"$@\"; do case \"$a\" in --user-data-dir=*) d=\"${a#*=}\";; esac; done\n"
+               "f=\"$d/DevToolsActivePort\"\n"
+               "printf '4321' > \"$f\"; sleep 0.15\n"
+               "printf '4321\\n' > \"$f\"; sleep 0.15\n"
+               "printf '4321\\n/devtools/browser/0f0e0d0c-0b0a' > \"$f\"; sleep 0.15\n"
+               "printf '4321\\n/devtools/browser/0f0e0d0c-0b0a-0908-0706-050403020100' > \"$f\"\n"
+               "exec sleep 30\n",
+               fake, sizeof fake);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  cb_state s;
+  lc_browser *b = NULL;
+  CHECK_INT(launch(&loop, fake, root, 5000, &s, &b), 0);
+  run_until(&loop, &s.ready_calls, 5000);
+  CHECK_INT(s.ready_err, 0);
+  CHECK_STR(s.ws, "ws://127.0.0.1:4321/devtools/browser/0f0e0d0c-0b0a-0908-0706-050403020100");
+  CHECK(s.ready_ms >= 400);
+  lc_browser_terminate(b, 200);
+  run_until(&loop, &s.exit_calls, 5000);
+  CHECK_INT(s.exit_calls, 1);
+  CHECK_INT(s.term_signal, SIGTERM);
+  lc_browser_destroy(b);
+  close_loop(&loop);
+  assert_clean(root);
+}
+
+TEST(test_terminate_grace_then_kill) {
+  /* Ignores SIGTERM: the grace runs out and SIGKILL follows. */
+  char root[64], fake[256];
+  make_root(root, sizeof root);
+  write_script(root, "fake-browser",
+               "trap '' TERM\n"
+               "for a in \"$@\"; do case \"$a\" in --user-data-dir=*) d=\"${a#*=}\";; esac; done\n"
+               "printf '1\\n/devtools/browser/0f0e0d0c-0b0a-0908-0706-050403020100' "
+               "> \"$d/DevToolsActivePort\"\n"
+               "while :; do sleep 1; done\n",
+               fake, sizeof fake);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  cb_state s;
+  lc_browser *b = NULL;
+  CHECK_INT(launch(&loop, fake, root, 5000, &s, &b), 0);
+  run_until(&loop, &s.ready_calls, 5000);
+  CHECK_INT(s.ready_err, 0);
+  uint64_t t = now_ms();
+  lc_browser_terminate(b, 300);
+  run_until(&loop, &s.exit_calls, 5000);
+  uint64_t took = now_ms() - t;
+  CHECK_INT(s.term_signal, SIGKILL);
+  CHECK(took >= 290 && took < 1500);
+  CHECK_INT(s.exit_group_alive, 0);
+  lc_browser_destroy(b);
+  close_loop(&loop);
+  assert_clean(root);
+}
+
+/* ---------------------------------------------------------------- parent death */
+
+TEST(test_parent_sigkilled) {
+  char root[64];
+  make_root(root, sizeof root);
+  int fds[2];
+  CHECK_INT(pipe(fds), 0);
+  fflush(NULL);
+  pid_t engine = fork();
+  if (engine == 0) {
+    /* The "engine": launch a browser, report it, then wait to be SIGKILLed. */
+    close(fds[0]);
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    cb_state s;
+    lc_browser *b = NULL;
+    if (launch(&loop, SHELL_BIN, root, 30000, &s, &b) != 0) _exit(1);
+    run_until(&loop, &s.ready_calls, 30000);
+    char line[600];
+    int n = snprintf(line, sizeof line, "%d %d %s\n", s.ready_err, (int)lc_browser_pid(b),
+                     lc_browser_profile_dir(b));
+    if (write(fds[1], line, (size_t)n) != n) _exit(1);
+    for (;;) pause();
+  }
+  close(fds[1]);
+  char line[600] = {0};
+  ssize_t n = read(fds[0], line, sizeof line - 1);
+  close(fds[0]);
+  int ready_err = -1, bpid = 0;
+  char profile[512] = {0};
+  CHECK(n > 0 && sscanf(line, "%d %d %511s", &ready_err, &bpid, profile) == 3);
+  CHECK_INT(ready_err, 0);
+  CHECK(bpid > 0 && kill(bpid, 0) == 0);
+  CHECK(mentions(root) > 0);
+
+  uint64_t t = now_ms();
+  kill(engine, SIGKILL);
+  CHECK_INT(waitpid(engine, NULL, 0), engine);
+  while (now_ms() - t < 5000 && (mentions(root) > 0 || lc_proc_group_alive(bpid) > 0)) sleep_ms(10);
+  uint64_t took = now_ms() - t;
+  fprintf(stderr, "  engine SIGKILLed: browser tree gone after %llu ms\n",
+          (unsigned long long)took);
+  CHECK_INT(mentions(root), 0);
+  CHECK_INT(lc_proc_group_alive(bpid), 0);
+  CHECK(took < 2000);
+  /* Nobody was left to remove the profile: that is the caller's (engine start-up's) job. */
+  if (profile[0]) lc_rmtree(profile);
+  assert_clean(root);
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN); /* ignored dispositions are inherited: the child must reset them */
+  RUN(test_proc_self);
+  RUN(test_proc_group_tree);
+  RUN(test_rmtree);
+  RUN(test_find_order);
+  RUN(test_bad_path_no_fork);
+  RUN(test_shell_terminate);
+  RUN(test_shell_kill);
+  RUN(test_crash_destroy_in_exit);
+  RUN(test_destroy_running);
+  RUN(test_destroy_starting);
+  RUN(test_kill_all_now);
+  RUN(test_start_timeout);
+  RUN(test_early_exit);
+  RUN(test_exec_failure);
+  RUN(test_partial_port_file);
+  RUN(test_terminate_grace_then_kill);
+  RUN(test_parent_sigkilled);
+  RUN(test_full_build);
+  DONE();
+}
