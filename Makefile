@@ -1,0 +1,48 @@
+# luacrawl: a thin wrapper over CMake, so a fresh Debian machine needs two commands:
+#   make run    install what is missing, build, crawl the bundled site
+#   make test   install what is missing, build with ASan+UBSan, run every test
+# Plain `make` builds build/luacrawl.
+
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_ARGS ?=
+
+.PHONY: all deps build run test test-unit valgrind bench clean format
+
+all: build
+
+deps:
+	@bash tools/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# The main job on the bundled default: the example site served on 127.0.0.1 for the run.
+run: build
+	@bash tools/run-default.sh $(ARGS)
+
+test: deps
+	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DLC_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD_ASAN) -j $(JOBS)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --test-dir $(BUILD_ASAN) --output-on-failure -j 2 $(CTEST_ARGS)
+
+test-unit: deps
+	@cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DLC_SANITIZE=ON $(CMAKE_ARGS) >/dev/null
+	@cmake --build $(BUILD_ASAN) -j $(JOBS)
+	@ctest --test-dir $(BUILD_ASAN) --output-on-failure -L unit
+
+# The unit tests and one real crawl under valgrind (a plain build: valgrind and ASan do not mix).
+valgrind: build
+	@bash tools/valgrind.sh $(BUILD)
+
+bench: build
+	@bash bench/run.sh
+
+format:
+	@clang-format -i engine/*.c engine/*.h spec/c/*.c spec/c/*.h
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN)

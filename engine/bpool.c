@@ -1,0 +1,907 @@
+/* bpool.c: browser generations, their CDP connections, engine-side pages, and the CDP
+ * implementation of the context cache's backend (see bpool.h). */
+#include "bpool.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "json.h"
+#include "log.h"
+
+#define MAX_EVENTS_PER_PAGE 4000
+#define CMD_TIMEOUT_MS 15000
+
+enum { G_STARTING, G_READY, G_CLOSING, G_DEAD };
+
+typedef struct deferred {
+  struct deferred *next;
+  int kind; /* 'C' create context, 'P' create page */
+  uint64_t id, ctx_id;
+  char *bctx;
+  char *options;
+} deferred;
+
+typedef struct gen_t {
+  struct gen_t *next;
+  lc_bpool *pool;
+  int gen;
+  int state;
+  int reported; /* on_lost fired */
+  lc_browser *browser;
+  lc_cdp *cdp;
+  deferred *waiting;
+  char why[256];
+} gen_t;
+
+typedef struct pev {
+  struct pev *next;
+  char *method;
+  char *params;
+  size_t len;
+} pev;
+
+struct lc_enpage {
+  lc_enpage *next;
+  lc_bpool *pool;
+  uint64_t page_id;
+  int gen;
+  char target[64];
+  char session[64];
+  char broken[160];
+  pev *head, *tail;
+  int n_events;
+  lc_task *waiter;
+  uv_timer_t *timer; /* malloc'ed; freed in its close callback */
+};
+
+struct lc_bpool {
+  uv_loop_t *loop;
+  lc_ws_ctx *ws;
+  lc_browser_opts bopts;
+  lc_bpool_cbs cbs;
+  lc_cache *cache;
+  gen_t *gens;
+  lc_enpage *pages;
+  int next_gen;
+  int close_timeout_ms;
+  lc_bpool_stats stats;
+  uv_timer_t *reaper; /* frees dead generations outside lws/cdp callbacks */
+  int freeing;
+};
+
+static int64_t now_ms(lc_bpool *p) { return (int64_t)uv_now(p->loop); }
+
+static gen_t *gen_find(const lc_bpool *p, int gen) {
+  for (gen_t *g = p->gens; g; g = g->next)
+    if (g->gen == gen) return g;
+  return NULL;
+}
+
+static void free_handle(uv_handle_t *h) { free(h); }
+
+/* ---------------------------------------------------------------- pages */
+
+static void pev_free(pev *e) {
+  free(e->method);
+  free(e->params);
+  free(e);
+}
+
+void lc_enpage_clear_events(lc_enpage *pg) {
+  while (pg->head) {
+    pev *e = pg->head;
+    pg->head = e->next;
+    pev_free(e);
+  }
+  pg->tail = NULL;
+  pg->n_events = 0;
+}
+
+/* Wake the waiting task with nil, why. */
+static void page_fail_waiter(lc_enpage *pg, const char *why) {
+  lc_task *t = pg->waiter;
+  if (!t) return;
+  pg->waiter = NULL;
+  if (pg->timer) uv_timer_stop(pg->timer);
+  lua_State *co = lc_task_thread(t);
+  lua_pushnil(co);
+  lua_pushstring(co, why);
+  lc_task_op_complete(t, 2);
+}
+
+static void page_break(lc_enpage *pg, const char *why) {
+  if (!pg->broken[0]) snprintf(pg->broken, sizeof pg->broken, "%s", why);
+  page_fail_waiter(pg, why);
+}
+
+static lc_enpage *page_new(lc_bpool *p, uint64_t page_id, int gen, const char *target,
+                           const char *session) {
+  lc_enpage *pg = calloc(1, sizeof *pg);
+  if (!pg) return NULL;
+  pg->pool = p;
+  pg->page_id = page_id;
+  pg->gen = gen;
+  snprintf(pg->target, sizeof pg->target, "%s", target);
+  snprintf(pg->session, sizeof pg->session, "%s", session);
+  pg->next = p->pages;
+  p->pages = pg;
+  return pg;
+}
+
+static void page_free(lc_bpool *p, lc_enpage *pg, const char *why) {
+  for (lc_enpage **pp = &p->pages; *pp; pp = &(*pp)->next) {
+    if (*pp == pg) {
+      *pp = pg->next;
+      break;
+    }
+  }
+  page_break(pg, why);
+  lc_enpage_clear_events(pg);
+  if (pg->timer) {
+    pg->timer->data = NULL;
+    uv_close((uv_handle_t *)pg->timer, free_handle);
+  }
+  free(pg);
+}
+
+lc_enpage *lc_bpool_page(lc_bpool *p, uint64_t page_id) {
+  for (lc_enpage *pg = p->pages; pg; pg = pg->next)
+    if (pg->page_id == page_id) return pg;
+  return NULL;
+}
+
+static lc_enpage *page_by_session(lc_bpool *p, int gen, const char *session) {
+  for (lc_enpage *pg = p->pages; pg; pg = pg->next)
+    if (pg->gen == gen && strcmp(pg->session, session) == 0) return pg;
+  return NULL;
+}
+
+static lc_enpage *page_by_target(lc_bpool *p, int gen, const char *target) {
+  for (lc_enpage *pg = p->pages; pg; pg = pg->next)
+    if (pg->gen == gen && strcmp(pg->target, target) == 0) return pg;
+  return NULL;
+}
+
+int lc_enpage_gen(const lc_enpage *pg) { return pg->gen; }
+const char *lc_enpage_session(const lc_enpage *pg) { return pg->session; }
+const char *lc_enpage_target(const lc_enpage *pg) { return pg->target; }
+const char *lc_enpage_broken(const lc_enpage *pg) { return pg->broken[0] ? pg->broken : NULL; }
+
+uint64_t lc_enpage_send(lc_bpool *p, lc_enpage *pg, const char *method, const char *params,
+                        int timeout_ms, lc_cdp_reply_fn fn, void *ud) {
+  gen_t *g = gen_find(p, pg->gen);
+  if (!g || g->state != G_READY || !g->cdp || pg->broken[0]) return 0;
+  return lc_cdp_send(g->cdp, pg->session, method, params, timeout_ms, fn, ud);
+}
+
+static void page_push_event(lc_enpage *pg, const char *method, const char *params, size_t len) {
+  if (pg->waiter) {
+    lc_task *t = pg->waiter;
+    pg->waiter = NULL;
+    if (pg->timer) uv_timer_stop(pg->timer);
+    lua_State *co = lc_task_thread(t);
+    lua_pushstring(co, method);
+    lua_pushlstring(co, params, len);
+    lc_task_op_complete(t, 2);
+    return;
+  }
+  if (pg->n_events >= MAX_EVENTS_PER_PAGE) {
+    pev *old = pg->head;
+    pg->head = old->next;
+    if (!pg->head) pg->tail = NULL;
+    pev_free(old);
+    pg->n_events--;
+    pg->pool->stats.events_dropped++;
+  }
+  pev *e = calloc(1, sizeof *e);
+  if (!e) return;
+  e->method = strdup(method);
+  e->params = malloc(len + 1);
+  if (!e->method || !e->params) {
+    pev_free(e);
+    return;
+  }
+  memcpy(e->params, params, len);
+  e->params[len] = 0;
+  e->len = len;
+  if (pg->tail)
+    pg->tail->next = e;
+  else
+    pg->head = e;
+  pg->tail = e;
+  pg->n_events++;
+}
+
+static void event_timeout_cb(uv_timer_t *h) {
+  lc_enpage *pg = h->data;
+  if (!pg || !pg->waiter) return;
+  lc_task *t = pg->waiter;
+  pg->waiter = NULL;
+  lua_State *co = lc_task_thread(t);
+  lua_pushnil(co);
+  lua_pushliteral(co, "timeout");
+  lc_task_op_complete(t, 2);
+}
+
+static void event_cancel(lc_task *t, void *data) {
+  lc_enpage *pg = data;
+  /* The page may have been freed since: look it up by identity in the pool first. */
+  (void)t;
+  if (pg->waiter == t) {
+    pg->waiter = NULL;
+    if (pg->timer) uv_timer_stop(pg->timer);
+  }
+}
+
+int lc_enpage_next_event(lua_State *L, lc_task *t, lc_bpool *p, lc_enpage *pg, int timeout_ms) {
+  if (pg->head) {
+    pev *e = pg->head;
+    pg->head = e->next;
+    if (!pg->head) pg->tail = NULL;
+    pg->n_events--;
+    lua_pushstring(L, e->method);
+    lua_pushlstring(L, e->params, e->len);
+    pev_free(e);
+    return 2;
+  }
+  if (pg->broken[0]) {
+    lua_pushnil(L);
+    lua_pushstring(L, pg->broken);
+    return 2;
+  }
+  if (pg->waiter) return luaL_error(L, "two tasks wait for events of one page");
+  if (!pg->timer) {
+    pg->timer = malloc(sizeof *pg->timer);
+    if (!pg->timer) return luaL_error(L, "out of memory");
+    uv_timer_init(p->loop, pg->timer);
+    pg->timer->data = pg;
+  }
+  pg->waiter = t;
+  lc_task_op_begin(t, event_cancel, pg);
+  uv_timer_start(pg->timer, event_timeout_cb, (uint64_t)(timeout_ms > 0 ? timeout_ms : 1), 0);
+  return lc_task_op_await(L, t);
+}
+
+/* ---------------------------------------------------------------- generations */
+
+static void gen_lost(gen_t *g, int crashed, const char *why);
+
+static void reaper_cb(uv_timer_t *h) {
+  lc_bpool *p = h->data;
+  for (gen_t **gp = &p->gens; *gp;) {
+    gen_t *g = *gp;
+    if (g->state != G_DEAD) {
+      gp = &g->next;
+      continue;
+    }
+    *gp = g->next;
+    if (g->cdp) lc_cdp_free(g->cdp);
+    if (g->browser) lc_browser_destroy(g->browser);
+    free(g);
+  }
+}
+
+static void schedule_reap(lc_bpool *p) {
+  if (p->reaper) uv_timer_start(p->reaper, reaper_cb, 0, 0);
+}
+
+static void fail_deferred(gen_t *g, const char *why) {
+  lc_bpool *p = g->pool;
+  while (g->waiting) {
+    deferred *d = g->waiting;
+    g->waiting = d->next;
+    if (p->cache) {
+      if (d->kind == 'C')
+        lc_cache_context_created(p->cache, d->id, NULL, LC_CACHE_ELOST, why, now_ms(p));
+      else
+        lc_cache_page_created(p->cache, d->id, NULL, LC_CACHE_ELOST, why, now_ms(p));
+    }
+    free(d->bctx);
+    free(d->options);
+    free(d);
+  }
+}
+
+static void gen_lost(gen_t *g, int crashed, const char *why) {
+  lc_bpool *p = g->pool;
+  if (g->state == G_DEAD) return;
+  int was_closing = g->state == G_CLOSING;
+  g->state = G_DEAD;
+  snprintf(g->why, sizeof g->why, "%s", why);
+  if (was_closing) crashed = 0;
+  if (crashed) {
+    p->stats.browser_crashes++;
+    lc_warn("browser %d lost: %s", g->gen, why);
+  }
+  fail_deferred(g, why);
+  /* Pages first (their waiters learn why), then the cache drops the contexts. */
+  for (lc_enpage *pg = p->pages, *next; pg; pg = next) {
+    next = pg->next;
+    if (pg->gen == g->gen) page_free(p, pg, crashed ? "browser crashed" : "browser closed");
+  }
+  if (g->cdp) lc_cdp_fail_session(g->cdp, "", why);
+  if (p->cache) lc_cache_browser_lost(p->cache, g->gen, now_ms(p));
+  if (!g->reported) {
+    g->reported = 1;
+    if (p->cbs.on_lost && !p->freeing) p->cbs.on_lost(p->cbs.ud, g->gen, crashed, why);
+  }
+  schedule_reap(p);
+}
+
+static void run_deferred(gen_t *g);
+
+static void on_cdp_open(void *ud) {
+  gen_t *g = ud;
+  if (g->state != G_STARTING) return;
+  g->state = G_READY;
+  lc_debug("browser %d connected", g->gen);
+  run_deferred(g);
+  if (g->pool->cbs.on_ready) g->pool->cbs.on_ready(g->pool->cbs.ud, g->gen, 0, NULL);
+}
+
+static void on_cdp_closed(void *ud, const char *why) {
+  gen_t *g = ud;
+  char msg[300];
+  snprintf(msg, sizeof msg, "DevTools connection lost (%s)", why);
+  if (g->state == G_STARTING && g->pool->cbs.on_ready) {
+    g->state = G_DEAD; /* reported as a failed start, not a crash */
+    g->reported = 1;
+    fail_deferred(g, msg);
+    g->pool->cbs.on_ready(g->pool->cbs.ud, g->gen, -1, msg);
+    schedule_reap(g->pool);
+    return;
+  }
+  gen_lost(g, 1, msg);
+}
+
+static void reply_dialog(void *ud, int err, char *r, size_t n) {
+  (void)ud;
+  (void)r;
+  (void)n;
+  if (err) lc_debug("dismissing a dialog: %s", r);
+}
+
+static void on_cdp_event(void *ud, const char *session, const char *method, char *params,
+                         size_t len) {
+  gen_t *g = ud;
+  lc_bpool *p = g->pool;
+  lc_enpage *pg = NULL;
+  if (!*session) {
+    /* Browser-level: crashes and detaches of targets. */
+    if (strcmp(method, "Target.targetCrashed") == 0 ||
+        strcmp(method, "Target.detachedFromTarget") == 0) {
+      lc_json_span v;
+      char id[64];
+      if (lc_json_member(params, len, "sessionId", &v) == 0 &&
+          lc_json_plain_string(v, id, sizeof id) == 0)
+        pg = page_by_session(p, g->gen, id);
+      else if (lc_json_member(params, len, "targetId", &v) == 0 &&
+               lc_json_plain_string(v, id, sizeof id) == 0)
+        pg = page_by_target(p, g->gen, id);
+      if (pg) {
+        const char *why = method[7] == 't' ? "page crashed" : "page detached";
+        if (g->cdp) lc_cdp_fail_session(g->cdp, pg->session, why);
+        page_break(pg, why);
+      }
+    }
+    return;
+  }
+  pg = page_by_session(p, g->gen, session);
+  if (!pg) return;
+  if (strcmp(method, "Inspector.targetCrashed") == 0) {
+    if (g->cdp) lc_cdp_fail_session(g->cdp, pg->session, "page crashed");
+    page_break(pg, "page crashed");
+    return;
+  }
+  if (strcmp(method, "Fetch.requestPaused") == 0) {
+    /* Fetch is only enabled with patterns for blocked resource types: fail them all. */
+    lc_json_span v;
+    if (lc_json_member(params, len, "requestId", &v) == 0) {
+      lc_buf b;
+      lc_buf_init(&b);
+      lc_buf_puts(&b, "{\"requestId\":");
+      lc_buf_add(&b, v.p, v.n);
+      lc_buf_puts(&b, ",\"errorReason\":\"BlockedByClient\"}");
+      if (lc_buf_str(&b))
+        lc_cdp_send(g->cdp, session, "Fetch.failRequest", b.p, CMD_TIMEOUT_MS, reply_dialog, NULL);
+      lc_buf_free(&b);
+    }
+    return;
+  }
+  if (strcmp(method, "Page.javascriptDialogOpening") == 0) {
+    /* alert/confirm/prompt would block the page forever: accept them. */
+    lc_cdp_send(g->cdp, session, "Page.handleJavaScriptDialog", "{\"accept\":true}",
+                CMD_TIMEOUT_MS, reply_dialog, NULL);
+  }
+  if (strncmp(method, "Page.", 5) == 0 || strcmp(method, "Network.responseReceived") == 0 ||
+      strcmp(method, "Network.loadingFailed") == 0 ||
+      strcmp(method, "Network.requestWillBeSent") == 0 ||
+      strcmp(method, "Runtime.exceptionThrown") == 0)
+    page_push_event(pg, method, params, len);
+}
+
+static void on_browser_ready(lc_browser *b, int err, const char *msg, void *ud) {
+  gen_t *g = ud;
+  lc_bpool *p = g->pool;
+  if (err) {
+    char why[600];
+    snprintf(why, sizeof why, "browser did not start: %s", msg ? msg : "unknown");
+    g->state = G_DEAD;
+    g->reported = 1;
+    fail_deferred(g, why);
+    if (p->cbs.on_ready) p->cbs.on_ready(p->cbs.ud, g->gen, err, why);
+    schedule_reap(p);
+    return;
+  }
+  lc_cdp_cbs cbs = {on_cdp_open, on_cdp_event, on_cdp_closed, g};
+  char *cerr = NULL;
+  g->cdp = lc_cdp_connect(p->loop, p->ws, lc_browser_ws_url(b), &cbs, &cerr);
+  if (!g->cdp) {
+    char why[300];
+    snprintf(why, sizeof why, "cannot connect to the browser: %s", cerr ? cerr : "unknown");
+    free(cerr);
+    g->state = G_DEAD;
+    g->reported = 1;
+    fail_deferred(g, why);
+    if (p->cbs.on_ready) p->cbs.on_ready(p->cbs.ud, g->gen, -1, why);
+    schedule_reap(p);
+  }
+}
+
+static void on_browser_exit(lc_browser *b, int status, int sig, void *ud) {
+  gen_t *g = ud;
+  (void)b;
+  char why[128];
+  if (sig)
+    snprintf(why, sizeof why, "browser process killed by signal %d", sig);
+  else
+    snprintf(why, sizeof why, "browser process exited with status %d", status);
+  if (g->state == G_STARTING) return; /* on_browser_ready reports the failed start */
+  gen_lost(g, 1, why);
+}
+
+lc_bpool *lc_bpool_new(uv_loop_t *loop, lc_ws_ctx *ws, const lc_browser_opts *bopts,
+                       const lc_bpool_cbs *cbs) {
+  lc_bpool *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->loop = loop;
+  p->ws = ws;
+  p->bopts = *bopts;
+  p->cbs = *cbs;
+  p->close_timeout_ms = 5000;
+  p->reaper = malloc(sizeof *p->reaper);
+  if (!p->reaper) {
+    free(p);
+    return NULL;
+  }
+  uv_timer_init(loop, p->reaper);
+  p->reaper->data = p;
+  return p;
+}
+
+void lc_bpool_free(lc_bpool *p) {
+  if (!p) return;
+  p->freeing = 1;
+  for (gen_t *g = p->gens; g; g = g->next) {
+    if (g->state != G_DEAD) gen_lost(g, 0, "shutting down");
+  }
+  while (p->pages) page_free(p, p->pages, "shutting down");
+  reaper_cb(p->reaper);
+  uv_close((uv_handle_t *)p->reaper, free_handle);
+  free(p);
+}
+
+void lc_bpool_set_cache(lc_bpool *p, lc_cache *c) { p->cache = c; }
+void lc_bpool_set_close_timeout(lc_bpool *p, int ms) { p->close_timeout_ms = ms; }
+
+int lc_bpool_start(lc_bpool *p, char **err) {
+  gen_t *g = calloc(1, sizeof *g);
+  if (!g) {
+    *err = strdup("out of memory");
+    return -1;
+  }
+  g->pool = p;
+  g->gen = ++p->next_gen;
+  g->state = G_STARTING;
+  int rc = lc_browser_launch(p->loop, &p->bopts, on_browser_ready, on_browser_exit, g,
+                             &g->browser, err);
+  if (rc < 0) {
+    free(g);
+    return rc;
+  }
+  g->next = p->gens;
+  p->gens = g;
+  p->stats.browser_starts++;
+  lc_debug("browser %d launched (pid %d)", g->gen, (int)lc_browser_pid(g->browser));
+  return g->gen;
+}
+
+void lc_bpool_close(lc_bpool *p, int gen, int grace_ms) {
+  gen_t *g = gen_find(p, gen);
+  if (!g || g->state == G_DEAD || g->state == G_CLOSING) return;
+  g->state = G_CLOSING;
+  fail_deferred(g, "browser closing");
+  if (g->browser) lc_browser_terminate(g->browser, grace_ms);
+}
+
+void lc_bpool_close_all(lc_bpool *p, int grace_ms) {
+  for (gen_t *g = p->gens; g; g = g->next) lc_bpool_close(p, g->gen, grace_ms);
+}
+
+void lc_bpool_kill(lc_bpool *p, int gen) {
+  gen_t *g = gen_find(p, gen);
+  if (g && g->browser && g->state != G_DEAD) lc_browser_kill(g->browser);
+}
+
+int lc_bpool_ready(const lc_bpool *p, int gen) {
+  gen_t *g = gen_find(p, gen);
+  return g && g->state == G_READY;
+}
+
+int lc_bpool_live(const lc_bpool *p) {
+  int n = 0;
+  for (gen_t *g = p->gens; g; g = g->next)
+    if (g->browser && lc_browser_alive(g->browser)) n++;
+  return n;
+}
+
+long lc_bpool_rss_kb(const lc_bpool *p, int gen) {
+  long kb = 0;
+  for (gen_t *g = p->gens; g; g = g->next)
+    if ((gen == 0 || g->gen == gen) && g->browser) kb += lc_browser_rss_kb(g->browser);
+  return kb;
+}
+
+double lc_bpool_cpu_seconds(const lc_bpool *p) {
+  double s = 0;
+  for (gen_t *g = p->gens; g; g = g->next)
+    if (g->browser) s += lc_browser_cpu_seconds(g->browser);
+  return s;
+}
+
+pid_t lc_bpool_pid(const lc_bpool *p, int gen) {
+  gen_t *g = gen_find(p, gen);
+  return g && g->browser ? lc_browser_pid(g->browser) : 0;
+}
+
+void lc_bpool_get_stats(const lc_bpool *p, lc_bpool_stats *out) {
+  *out = p->stats;
+  out->live_browsers = lc_bpool_live(p);
+}
+
+uint64_t lc_bpool_send(lc_bpool *p, int gen, const char *method, const char *params,
+                       int timeout_ms, lc_cdp_reply_fn fn, void *ud) {
+  gen_t *g = gen_find(p, gen);
+  if (!g || g->state != G_READY || !g->cdp) return 0;
+  return lc_cdp_send(g->cdp, NULL, method, params, timeout_ms, fn, ud);
+}
+
+int lc_bpool_cancel(lc_bpool *p, int gen, uint64_t id) {
+  gen_t *g = gen_find(p, gen);
+  if (!g || !g->cdp) return -1;
+  return lc_cdp_cancel(g->cdp, id);
+}
+
+/* ---------------------------------------------------------------- the cache backend */
+
+/* One multi-step backend operation in flight. Always completed by a CDP reply (answer,
+ * error, timeout or connection loss), so it is always freed. */
+typedef struct bop {
+  lc_bpool *pool;
+  int gen;
+  uint64_t id, ctx_id;
+  char target[64];
+  char bctx[64];
+  char *options;
+  int step;
+} bop;
+
+static void bop_free(bop *o) {
+  free(o->options);
+  free(o);
+}
+
+static int extract_string(const char *json, size_t n, const char *key, char *out, size_t cap) {
+  lc_json_span v;
+  if (lc_json_member(json, n, key, &v) != 0) return -1;
+  return lc_json_plain_string(v, out, cap);
+}
+
+static void ctx_created_reply(void *ud, int err, char *r, size_t n);
+
+static void create_context_now(gen_t *g, uint64_t ctx_id, const char *options) {
+  lc_bpool *p = g->pool;
+  bop *o = calloc(1, sizeof *o);
+  if (!o) {
+    lc_cache_context_created(p->cache, ctx_id, NULL, LC_CACHE_ENOMEM, "out of memory", now_ms(p));
+    return;
+  }
+  o->pool = p;
+  o->gen = g->gen;
+  o->id = ctx_id;
+  o->options = options ? strdup(options) : NULL;
+  lc_buf b;
+  lc_buf_init(&b);
+  lc_buf_puts(&b, "{\"disposeOnDetach\":true");
+  lc_json_span v;
+  size_t olen = options ? strlen(options) : 0;
+  if (options && lc_json_member(options, olen, "proxy", &v) == 0 && v.p[0] == '"') {
+    lc_buf_puts(&b, ",\"proxyServer\":");
+    lc_buf_add(&b, v.p, v.n);
+  }
+  lc_buf_puts(&b, "}");
+  lc_cdp_send(g->cdp, NULL, "Target.createBrowserContext", lc_buf_str(&b), CMD_TIMEOUT_MS,
+              ctx_created_reply, o);
+  lc_buf_free(&b);
+}
+
+/* Steps: 0 createBrowserContext, 1 Storage.setCookies (when the options have cookies). */
+static void ctx_created_reply(void *ud, int err, char *r, size_t n) {
+  bop *o = ud;
+  lc_bpool *p = o->pool;
+  if (err) {
+    if (p->cache) lc_cache_context_created(p->cache, o->id, NULL, LC_CACHE_ECREATE, r, now_ms(p));
+    bop_free(o);
+    return;
+  }
+  if (o->step == 0) {
+    if (extract_string(r, n, "browserContextId", o->bctx, sizeof o->bctx) != 0) {
+      if (p->cache)
+        lc_cache_context_created(p->cache, o->id, NULL, LC_CACHE_ECREATE,
+                                 "no browserContextId in the answer", now_ms(p));
+      bop_free(o);
+      return;
+    }
+    lc_json_span v;
+    if (o->options && lc_json_member(o->options, strlen(o->options), "cookies", &v) == 0 &&
+        v.p[0] == '[' && v.n > 2) {
+      gen_t *g = gen_find(p, o->gen);
+      lc_buf b;
+      lc_buf_init(&b);
+      lc_buf_puts(&b, "{\"browserContextId\":");
+      lc_buf_json_string(&b, o->bctx);
+      lc_buf_puts(&b, ",\"cookies\":");
+      lc_buf_add(&b, v.p, v.n);
+      lc_buf_puts(&b, "}");
+      o->step = 1;
+      if (g && g->cdp && lc_buf_str(&b)) {
+        lc_cdp_send(g->cdp, NULL, "Storage.setCookies", b.p, CMD_TIMEOUT_MS, ctx_created_reply,
+                    o);
+        lc_buf_free(&b);
+        return;
+      }
+      lc_buf_free(&b);
+    }
+  }
+  if (p->cache) lc_cache_context_created(p->cache, o->id, o->bctx, 0, NULL, now_ms(p));
+  bop_free(o);
+}
+
+static void be_create_context(void *ud, uint64_t ctx_id, int gen, const char *options) {
+  lc_bpool *p = ud;
+  gen_t *g = gen_find(p, gen);
+  if (!g || g->state == G_DEAD || g->state == G_CLOSING) {
+    lc_cache_context_created(p->cache, ctx_id, NULL, LC_CACHE_ELOST, "browser not running",
+                             now_ms(p));
+    return;
+  }
+  if (g->state == G_STARTING) {
+    deferred *d = calloc(1, sizeof *d);
+    if (!d) {
+      lc_cache_context_created(p->cache, ctx_id, NULL, LC_CACHE_ENOMEM, "out of memory",
+                               now_ms(p));
+      return;
+    }
+    d->kind = 'C';
+    d->id = ctx_id;
+    d->options = options ? strdup(options) : NULL;
+    d->next = g->waiting;
+    g->waiting = d;
+    return;
+  }
+  create_context_now(g, ctx_id, options);
+}
+
+static void ctx_closed_reply(void *ud, int err, char *r, size_t n) {
+  bop *o = ud;
+  (void)n;
+  if (err) lc_debug("closing context %llu: %s", (unsigned long long)o->id, r);
+  if (o->pool->cache)
+    lc_cache_context_closed(o->pool->cache, o->id, err == LC_CDP_ETIMEOUT ? -1 : 0,
+                            now_ms(o->pool));
+  bop_free(o);
+}
+
+static void be_close_context(void *ud, uint64_t ctx_id, const char *bctx, int gen) {
+  lc_bpool *p = ud;
+  gen_t *g = gen_find(p, gen);
+  if (!g || g->state != G_READY || !bctx || !*bctx) {
+    /* Nothing to close in a browser that is gone (or never made the context). */
+    lc_cache_context_closed(p->cache, ctx_id, 0, now_ms(p));
+    return;
+  }
+  bop *o = calloc(1, sizeof *o);
+  if (!o) {
+    lc_cache_context_closed(p->cache, ctx_id, -1, now_ms(p));
+    return;
+  }
+  o->pool = p;
+  o->gen = gen;
+  o->id = ctx_id;
+  lc_buf b;
+  lc_buf_init(&b);
+  lc_buf_puts(&b, "{\"browserContextId\":");
+  lc_buf_json_string(&b, bctx);
+  lc_buf_puts(&b, "}");
+  lc_cdp_send(g->cdp, NULL, "Target.disposeBrowserContext", lc_buf_str(&b), p->close_timeout_ms,
+              ctx_closed_reply, o);
+  lc_buf_free(&b);
+}
+
+/* Steps: 0 createTarget, 1 attachToTarget. */
+static void page_created_reply(void *ud, int err, char *r, size_t n) {
+  bop *o = ud;
+  lc_bpool *p = o->pool;
+  gen_t *g = gen_find(p, o->gen);
+  if (err) {
+    if (p->cache) lc_cache_page_created(p->cache, o->id, NULL, LC_CACHE_ECREATE, r, now_ms(p));
+    /* A target made before attach failed would leak: close it. */
+    if (o->step == 1 && g && g->state == G_READY) {
+      lc_buf b;
+      lc_buf_init(&b);
+      lc_buf_puts(&b, "{\"targetId\":");
+      lc_buf_json_string(&b, o->target);
+      lc_buf_puts(&b, "}");
+      lc_cdp_send(g->cdp, NULL, "Target.closeTarget", lc_buf_str(&b), CMD_TIMEOUT_MS,
+                  reply_dialog, NULL);
+      lc_buf_free(&b);
+    }
+    bop_free(o);
+    return;
+  }
+  if (o->step == 0) {
+    if (extract_string(r, n, "targetId", o->target, sizeof o->target) != 0 || !g ||
+        g->state != G_READY) {
+      if (p->cache)
+        lc_cache_page_created(p->cache, o->id, NULL, LC_CACHE_ECREATE, "no targetId", now_ms(p));
+      bop_free(o);
+      return;
+    }
+    o->step = 1;
+    lc_buf b;
+    lc_buf_init(&b);
+    lc_buf_puts(&b, "{\"flatten\":true,\"targetId\":");
+    lc_buf_json_string(&b, o->target);
+    lc_buf_puts(&b, "}");
+    lc_cdp_send(g->cdp, NULL, "Target.attachToTarget", lc_buf_str(&b), CMD_TIMEOUT_MS,
+                page_created_reply, o);
+    lc_buf_free(&b);
+    return;
+  }
+  char session[64];
+  if (extract_string(r, n, "sessionId", session, sizeof session) != 0 ||
+      !page_new(p, o->id, o->gen, o->target, session)) {
+    if (p->cache)
+      lc_cache_page_created(p->cache, o->id, NULL, LC_CACHE_ECREATE, "attach failed", now_ms(p));
+    bop_free(o);
+    return;
+  }
+  if (p->cache) lc_cache_page_created(p->cache, o->id, o->target, 0, NULL, now_ms(p));
+  bop_free(o);
+}
+
+static void create_page_now(gen_t *g, uint64_t page_id, const char *bctx) {
+  lc_bpool *p = g->pool;
+  bop *o = calloc(1, sizeof *o);
+  if (!o) {
+    lc_cache_page_created(p->cache, page_id, NULL, LC_CACHE_ENOMEM, "out of memory", now_ms(p));
+    return;
+  }
+  o->pool = p;
+  o->gen = g->gen;
+  o->id = page_id;
+  snprintf(o->bctx, sizeof o->bctx, "%s", bctx ? bctx : "");
+  lc_buf b;
+  lc_buf_init(&b);
+  lc_buf_puts(&b, "{\"url\":\"about:blank\",\"browserContextId\":");
+  lc_buf_json_string(&b, o->bctx);
+  lc_buf_puts(&b, "}");
+  lc_cdp_send(g->cdp, NULL, "Target.createTarget", lc_buf_str(&b), CMD_TIMEOUT_MS,
+              page_created_reply, o);
+  lc_buf_free(&b);
+}
+
+static void be_create_page(void *ud, uint64_t page_id, uint64_t ctx_id, const char *bctx,
+                           int gen, const char *options) {
+  lc_bpool *p = ud;
+  (void)ctx_id;
+  (void)options;
+  gen_t *g = gen_find(p, gen);
+  if (!g || g->state != G_READY) {
+    lc_cache_page_created(p->cache, page_id, NULL, LC_CACHE_ELOST, "browser not running",
+                          now_ms(p));
+    return;
+  }
+  create_page_now(g, page_id, bctx);
+}
+
+static void page_closed_reply(void *ud, int err, char *r, size_t n) {
+  bop *o = ud;
+  (void)n;
+  if (err) lc_debug("closing page %llu: %s", (unsigned long long)o->id, r);
+  if (o->pool->cache)
+    lc_cache_page_closed(o->pool->cache, o->id, err == LC_CDP_ETIMEOUT ? -1 : 0, now_ms(o->pool));
+  bop_free(o);
+}
+
+static void be_close_page(void *ud, uint64_t page_id, const char *target, int gen) {
+  lc_bpool *p = ud;
+  lc_enpage *pg = lc_bpool_page(p, page_id);
+  if (pg) page_free(p, pg, "page closed");
+  gen_t *g = gen_find(p, gen);
+  if (!g || g->state != G_READY || !target || !*target) {
+    lc_cache_page_closed(p->cache, page_id, 0, now_ms(p));
+    return;
+  }
+  bop *o = calloc(1, sizeof *o);
+  if (!o) {
+    lc_cache_page_closed(p->cache, page_id, -1, now_ms(p));
+    return;
+  }
+  o->pool = p;
+  o->gen = gen;
+  o->id = page_id;
+  lc_buf b;
+  lc_buf_init(&b);
+  lc_buf_puts(&b, "{\"targetId\":");
+  lc_buf_json_string(&b, target);
+  lc_buf_puts(&b, "}");
+  lc_cdp_send(g->cdp, NULL, "Target.closeTarget", lc_buf_str(&b), p->close_timeout_ms,
+              page_closed_reply, o);
+  lc_buf_free(&b);
+}
+
+static void be_browser_drained(void *ud, int gen) {
+  lc_bpool *p = ud;
+  if (p->cbs.on_drained) p->cbs.on_drained(p->cbs.ud, gen);
+}
+
+static void be_log(void *ud, int level, const char *msg) {
+  (void)ud;
+  lc_log(level, "%s", msg);
+}
+
+static void run_deferred(gen_t *g) {
+  /* Oldest first: the list was built by pushing at the head. */
+  deferred *rev = NULL;
+  while (g->waiting) {
+    deferred *d = g->waiting;
+    g->waiting = d->next;
+    d->next = rev;
+    rev = d;
+  }
+  while (rev) {
+    deferred *d = rev;
+    rev = d->next;
+    if (d->kind == 'C') create_context_now(g, d->id, d->options);
+    else create_page_now(g, d->id, d->bctx);
+    free(d->bctx);
+    free(d->options);
+    free(d);
+  }
+}
+
+lc_cache_backend lc_bpool_backend(lc_bpool *p) {
+  lc_cache_backend be = {
+      .ud = p,
+      .create_context = be_create_context,
+      .close_context = be_close_context,
+      .create_page = be_create_page,
+      .close_page = be_close_page,
+      .browser_drained = be_browser_drained,
+      .log = be_log,
+  };
+  return be;
+}

@@ -1,0 +1,90 @@
+/* bpool.h: the browsers the engine runs, their CDP connections, and the pages attached in them.
+ * Owns: one "generation" per browser launched (the lc_browser, its lc_cdp connection, the
+ * context/page operations waiting for it to start), every engine-side page (its CDP session,
+ * its event queue, the task waiting on it), and the lc_cache_backend that turns cache
+ * decisions into CDP commands. A browser crash is turned into lc_cache_browser_lost() and
+ * failed waiters; the engine decides whether to start another generation. */
+#ifndef LC_BPOOL_H
+#define LC_BPOOL_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "browser.h"
+#include "cdp.h"
+#include "ctxcache.h"
+#include "task.h"
+#include "ws.h"
+
+typedef struct lc_bpool lc_bpool;
+typedef struct lc_enpage lc_enpage;
+
+typedef struct lc_bpool_cbs {
+  void *ud;
+  /* A generation started (err == 0) or failed to start. */
+  void (*on_ready)(void *ud, int gen, int err, const char *msg);
+  /* A generation is gone. `crashed` is 0 when the engine closed it on purpose. */
+  void (*on_lost)(void *ud, int gen, int crashed, const char *why);
+  /* Every old generation has been closed by the cache (a recycle finished). */
+  void (*on_drained)(void *ud, int gen);
+} lc_bpool_cbs;
+
+typedef struct lc_bpool_stats {
+  int browser_starts;
+  int browser_crashes;
+  int live_browsers;
+  uint64_t events_dropped;
+} lc_bpool_stats;
+
+/* Created once per engine; freed by lc_bpool_free after the cache released everything (it
+ * fails whatever is still pending, then destroys the browsers; run the loop afterwards so
+ * they are reaped). */
+lc_bpool *lc_bpool_new(uv_loop_t *loop, lc_ws_ctx *ws, const lc_browser_opts *bopts,
+                       const lc_bpool_cbs *cbs);
+void lc_bpool_free(lc_bpool *p);
+/* The cache this pool completes operations on (set once, before any start). */
+void lc_bpool_set_cache(lc_bpool *p, lc_cache *c);
+/* The backend to give lc_cache_new. */
+lc_cache_backend lc_bpool_backend(lc_bpool *p);
+void lc_bpool_set_close_timeout(lc_bpool *p, int ms);
+
+/* Launch a new browser generation; on_ready fires later. Returns the generation (> 0) or a
+ * negative error with *err (malloc'ed). */
+int lc_bpool_start(lc_bpool *p, char **err);
+/* Close a generation on purpose (recycle done, shutdown); on_lost(crashed=0) follows. */
+void lc_bpool_close(lc_bpool *p, int gen, int grace_ms);
+/* Close every generation now (shutdown). */
+void lc_bpool_close_all(lc_bpool *p, int grace_ms);
+/* SIGKILL a generation's browser (fault tests, a hung browser). */
+void lc_bpool_kill(lc_bpool *p, int gen);
+int lc_bpool_ready(const lc_bpool *p, int gen);
+int lc_bpool_live(const lc_bpool *p);
+long lc_bpool_rss_kb(const lc_bpool *p, int gen); /* gen 0: all */
+double lc_bpool_cpu_seconds(const lc_bpool *p);
+pid_t lc_bpool_pid(const lc_bpool *p, int gen);
+void lc_bpool_get_stats(const lc_bpool *p, lc_bpool_stats *out);
+
+/* Browser-level command on a generation (no session). Returns 0 if it cannot be sent (the
+ * reply then never fires). */
+uint64_t lc_bpool_send(lc_bpool *p, int gen, const char *method, const char *params,
+                       int timeout_ms, lc_cdp_reply_fn fn, void *ud);
+int lc_bpool_cancel(lc_bpool *p, int gen, uint64_t id);
+
+/* Engine-side pages. */
+lc_enpage *lc_bpool_page(lc_bpool *p, uint64_t page_id);
+int lc_enpage_gen(const lc_enpage *pg);
+const char *lc_enpage_session(const lc_enpage *pg);
+const char *lc_enpage_target(const lc_enpage *pg);
+/* Why the page cannot be used (crashed, detached), or NULL while it is healthy. */
+const char *lc_enpage_broken(const lc_enpage *pg);
+/* A command on the page's session. Returns 0 if it cannot be sent. */
+uint64_t lc_enpage_send(lc_bpool *p, lc_enpage *pg, const char *method, const char *params,
+                        int timeout_ms, lc_cdp_reply_fn fn, void *ud);
+/* Forget buffered events (a new navigation, a reuse). */
+void lc_enpage_clear_events(lc_enpage *pg);
+/* Async for a task: the next buffered event (method, params JSON), or nil, err on timeout or
+ * when the page breaks. At most one waiter per page. Stack effect on the task thread: pushes
+ * the results (via lc_task_op_complete). */
+int lc_enpage_next_event(lua_State *L, lc_task *t, lc_bpool *p, lc_enpage *pg, int timeout_ms);
+
+#endif

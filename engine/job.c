@@ -1,0 +1,440 @@
+/* job.c: the crawl loop of one job.
+ * Owns: taking requests from the frontier at the job's concurrency, per-host politeness
+ * (in-flight cap, delay, Retry-After backoff, robots.txt), one task per request, and the one
+ * finalizer every request task passes through: whatever the task acquired is released there,
+ * whether it returned, raised, passed its deadline or was cancelled, and the engine checks that
+ * the task owns nothing afterwards. Then retries, on_error, statistics, progress and the end. */
+#include <inttypes.h>
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine.h"
+#include "json.h"
+#include "log.h"
+#include "proc.h"
+#include "robots.h"
+#include "url.h"
+
+#define PUMP_POLL_MS 50
+#define MAX_BACKOFF_MS 30000
+
+struct lc_host {
+  lc_host *next;
+  char name[256];
+  char origin[300];
+  int in_flight;
+  int64_t next_ok_ms;   /* politeness delay and Retry-After */
+  int robots_state;     /* 0 unknown, 1 fetching, 2 known */
+  lc_robots *robots;    /* NULL: everything allowed */
+  int64_t crawl_delay_ms;
+};
+
+typedef struct req_state {
+  lc_engine *e;
+  lc_request req;
+  lc_host *host;
+  int throttles;
+} req_state;
+
+int64_t lc_now(const lc_engine *e) { return (int64_t)uv_now((uv_loop_t *)&e->loop); }
+
+/* ---------------------------------------------------------------- hosts */
+
+static lc_host *host_get(lc_engine *e, const char *url) {
+  char name[256];
+  if (lc_url_host(url, name, sizeof name) != 0) return NULL;
+  for (lc_host *h = e->hosts; h; h = h->next)
+    if (strcmp(h->name, name) == 0) return h;
+  lc_host *h = calloc(1, sizeof *h);
+  if (!h) return NULL;
+  snprintf(h->name, sizeof h->name, "%s", name);
+  lc_url_origin(url, h->origin, sizeof h->origin);
+  h->next = e->hosts;
+  e->hosts = h;
+  return h;
+}
+
+void lc_job_free_hosts(lc_engine *e) {
+  while (e->hosts) {
+    lc_host *h = e->hosts;
+    e->hosts = h->next;
+    if (h->robots) lc_robots_free(h->robots);
+    free(h);
+  }
+}
+
+static void start_robots(lc_engine *e, lc_host *h);
+
+/* The frontier's admission gate: may a request to this URL start now? */
+static int admit(void *ud, const char *url) {
+  lc_engine *e = ud;
+  lc_host *h = host_get(e, url);
+  if (!h) return 1; /* cannot happen for a normalized URL; let the request fail visibly */
+  if (e->cfg.per_host > 0 && h->in_flight >= e->cfg.per_host) return 0;
+  if (lc_now(e) < h->next_ok_ms) return 0;
+  if (e->cfg.robots) {
+    if (h->robots_state == 0) start_robots(e, h);
+    if (h->robots_state != 2) return 0;
+  }
+  return 1;
+}
+
+/* ---------------------------------------------------------------- robots.txt */
+
+typedef struct robots_op {
+  lc_engine *e;
+  lc_host *host;
+} robots_op;
+
+static void robots_done(lc_task *t, int status, const char *err, void *ud) {
+  robots_op *op = ud;
+  lc_engine *e = op->e;
+  lc_host *h = op->host;
+  lua_State *co = lc_task_thread(t);
+  e->aux_tasks--;
+  lc_cache_release_owner(e->cache, lc_task_id(t), lc_now(e));
+  h->robots_state = 2;
+  if (status == LC_TASK_OK && lua_gettop(co) >= 2 && lua_isinteger(co, -2)) {
+    lua_Integer code = lua_tointeger(co, -2);
+    size_t n = 0;
+    const char *text = lua_tolstring(co, -1, &n);
+    if (code >= 200 && code < 300 && text) {
+      h->robots = lc_robots_parse(text, n, e->cfg.user_agent_token);
+      double delay = h->robots ? lc_robots_crawl_delay(h->robots) : -1;
+      if (delay > 0) h->crawl_delay_ms = (int64_t)(delay * 1000);
+    } else if (code >= 500) {
+      /* RFC 9309 2.3.1.4: an unreachable robots.txt means everything is disallowed. */
+      h->robots = lc_robots_parse("User-agent: *\nDisallow: /\n", 26, e->cfg.user_agent_token);
+      lc_warn("robots.txt of %s answered %d: not crawling that host", h->origin, (int)code);
+    }
+    /* 4xx: no rules, everything allowed (RFC 9309 2.3.1.3). */
+  } else {
+    lc_warn("cannot read robots.txt of %s (%s): crawling it without rules", h->origin,
+            err ? err : "no answer");
+  }
+  free(op);
+  lc_job_after_release(e);
+  lc_job_pump(e);
+}
+
+static void start_robots(lc_engine *e, lc_host *h) {
+  if (e->stopping || e->robots_ref == LUA_NOREF) return;
+  robots_op *op = calloc(1, sizeof *op);
+  if (!op) return;
+  op->e = e;
+  op->host = h;
+  h->robots_state = 1;
+  lua_rawgeti(e->L, LUA_REGISTRYINDEX, e->robots_ref);
+  lua_pushstring(e->L, h->origin);
+  if (!lc_task_spawn(e->sched, 1, e->cfg.timeout_ms, robots_done, op)) {
+    free(op);
+    h->robots_state = 2;
+    return;
+  }
+  e->aux_tasks++;
+}
+
+/* ---------------------------------------------------------------- cleanup */
+
+void lc_job_cleanup_pass(lc_engine *e, const char *why) {
+  if (!e->cache) return;
+  uint64_t ids[64];
+  lc_cleanup_params p;
+  lc_policy_decide(e->L, &e->policy, e->cache, lc_now(e), (double)e->browser_rss_kb / 1024.0,
+                   e->gen_pages, &p, ids, 64);
+  int closed = lc_cache_cleanup(e->cache, &p, lc_now(e));
+  if (closed > 0) lc_debug("cleanup (%s) closed %d context(s)", why, closed);
+}
+
+void lc_job_after_release(lc_engine *e) { lc_job_cleanup_pass(e, "release"); }
+
+/* ---------------------------------------------------------------- requests */
+
+static void push_request(lua_State *L, const lc_request *r) {
+  lua_createtable(L, 0, 6);
+  lua_pushstring(L, r->url);
+  lua_setfield(L, -2, "url");
+  lua_pushinteger(L, r->depth);
+  lua_setfield(L, -2, "depth");
+  lua_pushinteger(L, r->attempt);
+  lua_setfield(L, -2, "attempt");
+  lua_pushinteger(L, (lua_Integer)r->id);
+  lua_setfield(L, -2, "id");
+  if (r->data_json) {
+    lua_pushstring(L, r->data_json);
+    lua_setfield(L, -2, "data_json");
+  }
+}
+
+static void on_error_done(lc_task *t, int status, const char *err, void *ud) {
+  lc_engine *e = ud;
+  e->aux_tasks--;
+  if (status != LC_TASK_OK && status != LC_TASK_CANCELLED)
+    lc_warn("on_error failed: %s", err ? err : "unknown error");
+  lc_cache_release_owner(e->cache, lc_task_id(t), lc_now(e));
+  lc_job_after_release(e);
+  lc_job_pump(e);
+}
+
+static void request_failed_for_good(lc_engine *e, req_state *rs, const char *err) {
+  e->pages_failed++;
+  e->frontier->ops->done(e->frontier, rs->req.id, 0);
+  lc_warn("failed: %s: %s", rs->req.url, err);
+  if (e->on_error_ref != LUA_NOREF && !e->stopping) {
+    lua_rawgeti(e->L, LUA_REGISTRYINDEX, e->on_error_ref);
+    push_request(e->L, &rs->req);
+    lua_pushstring(e->L, err);
+    if (lc_task_spawn(e->sched, 2, e->cfg.timeout_ms, on_error_done, e)) e->aux_tasks++;
+  }
+}
+
+static void retry_later(lc_engine *e, req_state *rs, int64_t delay_ms, int count_attempt) {
+  lc_request r = rs->req;
+  memset(&rs->req, 0, sizeof rs->req); /* ownership of the strings moves to the frontier */
+  if (count_attempt) r.attempt++;
+  if (e->frontier->ops->retry(e->frontier, &r, lc_now(e) + delay_ms) < 0) {
+    lc_error("cannot queue a retry of %s", r.url);
+    lc_request_clear(&r);
+  }
+}
+
+static void request_done(lc_task *t, int status, const char *err, void *ud) {
+  req_state *rs = ud;
+  lc_engine *e = rs->e;
+  lua_State *co = lc_task_thread(t);
+  e->in_flight--;
+  if (rs->host) rs->host->in_flight--;
+
+  /* The finalizer: everything the request acquired goes back, on every path. */
+  int released = lc_cache_release_owner(e->cache, lc_task_id(t), lc_now(e));
+  if (released > 0 && status == LC_TASK_OK)
+    lc_debug("released %d handle(s) the handler of %s kept", released, rs->req.url);
+  int owned = lc_cache_owned(e->cache, lc_task_id(t));
+  if (owned != 0) lc_error("engine bug: request task still owns %d handle(s)", owned);
+
+  char msg[2048];
+  const char *result = NULL;
+  if (status == LC_TASK_OK) {
+    int top = lua_gettop(co);
+    const char *kind = top >= 2 ? lua_tostring(co, top - 1) : NULL;
+    if (!kind) kind = top >= 1 ? lua_tostring(co, top) : "ok";
+    if (kind && strcmp(kind, "throttled") == 0) {
+      int64_t wait = top >= 2 && lua_isinteger(co, top) ? lua_tointeger(co, top) : 1000;
+      if (wait < 0) wait = 0;
+      if (wait > 10 * 60 * 1000) wait = 10 * 60 * 1000;
+      e->throttled++;
+      if (rs->host) rs->host->next_ok_ms = lc_now(e) + wait;
+      if (rs->req.attempt + rs->throttles < e->cfg.throttle_retries + e->cfg.retries &&
+          !e->stopping) {
+        lc_info("%s answered 429/503: backing off %s for %" PRId64 " ms", rs->req.url,
+                rs->host ? rs->host->name : "the host", wait);
+        retry_later(e, rs, wait, 0);
+        rs->throttles++;
+        goto out;
+      }
+      snprintf(msg, sizeof msg, "still throttled (429/503) after %d tries", rs->throttles + 1);
+      result = msg;
+    } else if (kind && strcmp(kind, "error") == 0) {
+      const char *m = lua_tostring(co, top);
+      snprintf(msg, sizeof msg, "%s", m ? m : "handler failed");
+      result = msg;
+    }
+  } else if (status == LC_TASK_TIMEOUT) {
+    snprintf(msg, sizeof msg, "request deadline of %" PRId64 " ms passed", e->cfg.timeout_ms);
+    result = msg;
+  } else if (status == LC_TASK_CANCELLED) {
+    /* Stopped by an interrupt: neither done nor failed; nothing already emitted is lost. */
+    goto out;
+  } else {
+    snprintf(msg, sizeof msg, "%s", err ? err : "handler failed");
+    result = msg;
+  }
+
+  if (!result) {
+    e->pages_ok++;
+    e->frontier->ops->done(e->frontier, rs->req.id, 1);
+  } else if (rs->req.attempt < e->cfg.retries && !e->stopping) {
+    e->retries++;
+    int64_t backoff = 250LL << (rs->req.attempt < 7 ? rs->req.attempt : 7);
+    if (backoff > MAX_BACKOFF_MS) backoff = MAX_BACKOFF_MS;
+    lc_info("retrying %s in %" PRId64 " ms (attempt %d): %.300s", rs->req.url, backoff,
+            rs->req.attempt + 2, result);
+    retry_later(e, rs, backoff, 1);
+  } else {
+    request_failed_for_good(e, rs, result);
+  }
+out:
+  lc_request_clear(&rs->req);
+  free(rs);
+  lc_job_after_release(e);
+  lc_job_pump(e);
+}
+
+static void pump_timer_cb(uv_timer_t *h) { lc_job_pump(h->data); }
+
+void lc_job_pump(lc_engine *e) {
+  if (!e->started || e->stopping) return;
+  while (e->in_flight < e->cfg.concurrency) {
+    lc_request r;
+    int64_t next_ms = -1;
+    memset(&r, 0, sizeof r);
+    int got = e->frontier->ops->pop(e->frontier, lc_now(e), admit, e, &r, &next_ms);
+    if (got <= 0) {
+      if (e->frontier->ops->pending(e->frontier) > 0) {
+        int64_t wait = next_ms >= 0 ? next_ms - lc_now(e) : PUMP_POLL_MS;
+        if (wait > PUMP_POLL_MS || wait < 1) wait = wait < 1 ? 1 : PUMP_POLL_MS;
+        uv_timer_start(&e->pump_timer, pump_timer_cb, (uint64_t)wait, 0);
+      }
+      break;
+    }
+    lc_host *h = host_get(e, r.url);
+    if (e->cfg.robots && h && h->robots) {
+      char pq[4096];
+      if (lc_url_path_query(r.url, pq, sizeof pq) == 0 && !lc_robots_allowed(h->robots, pq)) {
+        lc_info("robots.txt disallows %s", r.url);
+        e->robots_skipped++;
+        e->frontier->ops->done(e->frontier, r.id, 0);
+        lc_request_clear(&r);
+        continue;
+      }
+    }
+    req_state *rs = calloc(1, sizeof *rs);
+    if (!rs) {
+      lc_request_clear(&r);
+      break;
+    }
+    rs->e = e;
+    rs->req = r;
+    rs->host = h;
+    if (h) {
+      h->in_flight++;
+      int64_t delay = e->cfg.delay_ms > h->crawl_delay_ms ? e->cfg.delay_ms : h->crawl_delay_ms;
+      if (delay > 0) h->next_ok_ms = lc_now(e) + delay;
+    }
+    lua_rawgeti(e->L, LUA_REGISTRYINDEX, e->runner_ref);
+    push_request(e->L, &rs->req);
+    e->in_flight++;
+    if (!lc_task_spawn(e->sched, 1, e->cfg.timeout_ms, request_done, rs)) {
+      e->in_flight--;
+      if (h) h->in_flight--;
+      lc_request_clear(&rs->req);
+      free(rs);
+      break;
+    }
+  }
+  if (lc_job_done(e)) uv_stop(&e->loop);
+}
+
+int lc_job_done(const lc_engine *e) {
+  return e->started && e->in_flight == 0 && e->aux_tasks == 0 &&
+         (e->stopping || e->frontier->ops->pending(e->frontier) == 0);
+}
+
+int lc_job_enqueue(lc_engine *e, const char *url, int depth, const char *data_json,
+                   const char **why) {
+  if (e->stopping) {
+    *why = "the job is stopping";
+    return 0;
+  }
+  int rc = e->frontier->ops->push(e->frontier, url, depth, data_json, lc_now(e));
+  if (rc == 0) *why = "already seen";
+  else if (rc == LC_FRONTIER_EFULL) *why = "max_pages reached";
+  else if (rc < 0) *why = "cannot queue the URL";
+  if (rc > 0 && e->started) {
+    /* Start it on the next loop turn, not inside the handler that enqueued it. */
+    if (!uv_is_active((uv_handle_t *)&e->pump_timer))
+      uv_timer_start(&e->pump_timer, pump_timer_cb, 0, 0);
+  }
+  return rc > 0 ? 1 : rc;
+}
+
+void lc_job_stop(lc_engine *e, int sig) {
+  if (e->stopping) return;
+  e->stopping = 1;
+  e->stop_signal = sig;
+  uv_timer_stop(&e->pump_timer);
+  lc_sched_kill_all(e->sched, sig ? "interrupted" : "stopping");
+  if (lc_job_done(e)) uv_stop(&e->loop);
+}
+
+/* ---------------------------------------------------------------- progress and stats */
+
+static void progress_clear(void);
+static int progress_on_tty;
+
+static void progress_clear(void) {
+  if (progress_on_tty) fputs("\r\033[K", stderr);
+}
+
+void lc_job_progress(lc_engine *e, int final) {
+  int64_t now = lc_now(e);
+  double secs = (double)(now - (int64_t)e->started_ms) / 1000.0;
+  double rate = secs > 0 ? (double)(e->pages_ok + e->pages_failed) / secs : 0;
+  lc_cache_stats cs;
+  lc_cache_get_stats(e->cache, &cs);
+  char line[512];
+  snprintf(line, sizeof line,
+           "%" PRIu64 " done, %" PRIu64 " failed, %zu queued, %d in flight, %.1f pages/s, "
+           "%d contexts open, browser %ld MB",
+           e->pages_ok, e->pages_failed, e->frontier->ops->pending(e->frontier), e->in_flight,
+           rate, cs.contexts_open, e->browser_rss_kb / 1024);
+  if (final) {
+    progress_clear();
+    fprintf(stderr,
+            "luacrawl: %s: %" PRIu64 " pages ok, %" PRIu64 " failed, %" PRIu64
+            " retries, %" PRIu64 " records in %.1f s (%.1f pages/s); contexts created %" PRIu64
+            ", peak %d open; browser RSS peak %ld MB\n",
+            e->stop_signal ? "interrupted" : "done", e->pages_ok, e->pages_failed, e->retries,
+            e->emitted, secs, rate, cs.contexts_created, cs.contexts_open_peak,
+            e->browser_rss_peak_kb / 1024);
+    return;
+  }
+  if (e->opts.quiet) return;
+  if (progress_on_tty) {
+    fprintf(stderr, "\r\033[K%s", line);
+    e->progress_shown = 1;
+  } else if (now - (int64_t)e->last_progress_ms >= 5000) {
+    fprintf(stderr, "luacrawl: progress: %s\n", line);
+    e->last_progress_ms = (uint64_t)now;
+  }
+}
+
+void lc_job_tick(lc_engine *e) {
+  static int init;
+  if (!init) {
+    init = 1;
+    progress_on_tty = isatty(2) && !e->opts.quiet;
+    if (progress_on_tty) lc_log_set_clear_hook(progress_clear);
+  }
+  lc_cache_tick(e->cache, lc_now(e));
+  if (e->started && !e->stopping) lc_job_progress(e, 0);
+}
+
+int lc_job_write_stats(lc_engine *e, const char *path) {
+  FILE *f = fopen(path, "w");
+  if (!f) return -1;
+  lc_cache_stats cs;
+  lc_cache_get_stats(e->cache, &cs);
+  lc_bpool_stats bs;
+  lc_bpool_get_stats(e->pool, &bs);
+  double secs = (double)(lc_now(e) - (int64_t)e->started_ms) / 1000.0;
+  fprintf(f,
+          "{\"contexts_created\":%" PRIu64 ",\"contexts_closed\":%" PRIu64
+          ",\"contexts_lost\":%" PRIu64 ",\"contexts_open_peak\":%d,\"contexts_open_at_exit\":%d,"
+          "\"refs_outstanding\":%d,\"bad_releases\":%" PRIu64 ",\"pages_ok\":%" PRIu64
+          ",\"pages_failed\":%" PRIu64 ",\"retries\":%" PRIu64 ",\"throttled\":%" PRIu64
+          ",\"robots_skipped\":%" PRIu64 ",\"records\":%" PRIu64 ",\"pages_created\":%" PRIu64
+          ",\"pages_reused\":%" PRIu64 ",\"browser_starts\":%d,\"browser_crashes\":%d,"
+          "\"browser_recycles\":%d,\"browser_rss_peak_mb\":%.1f,\"engine_rss_peak_mb\":%.1f,"
+          "\"seconds\":%.3f,\"interrupted\":%s}\n",
+          cs.contexts_created, cs.contexts_closed, cs.contexts_lost, cs.contexts_open_peak,
+          cs.contexts_open, cs.refs_outstanding, cs.bad_releases, e->pages_ok, e->pages_failed,
+          e->retries, e->throttled, e->robots_skipped, e->emitted, cs.pages_created,
+          cs.pages_reused, bs.browser_starts, bs.browser_crashes, e->browser_recycles,
+          (double)e->browser_rss_peak_kb / 1024.0, (double)lc_proc_self_peak_rss_kb() / 1024.0,
+          secs, e->stop_signal ? "true" : "false");
+  return fclose(f) == 0 ? 0 : -1;
+}

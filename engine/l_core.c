@@ -1,0 +1,743 @@
+/* l_core.c: the Lua bindings of the engine, module `luacrawl.core`.
+ * Owns: the userdata types luacrawl.Page and luacrawl.Context (each names one cache handle by
+ * id, so a released or foreign handle is an error, never a dangling pointer), and the async
+ * operations they start. Lua modules in lib/luacrawl build the user-facing API on these.
+ *
+ * Conventions (STYLE 4): misuse raises (luaL_argerror, or calling an async function outside a
+ * task); runtime failure returns nil, message. Functions marked [async] yield the calling task.
+ */
+#include <lauxlib.h>
+#include <lualib.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "json.h"
+#include "log.h"
+#include "proc.h"
+#include "url.h"
+
+#define PAGE_MT "luacrawl.Page"
+#define CONTEXT_MT "luacrawl.Context"
+#define ENGINE_KEY "luacrawl.engine"
+
+typedef struct l_handle {
+  uint64_t handle;
+  int session; /* a job session: only closed by close_session or the job's end */
+  int released;
+} l_handle;
+
+lc_engine *lc_engine_get(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, ENGINE_KEY);
+  lc_engine *e = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return e;
+}
+
+static lc_engine *check_engine(lua_State *L) {
+  lc_engine *e = lc_engine_get(L);
+  if (!e || !e->cache) luaL_error(L, "the luacrawl engine is not running");
+  return e;
+}
+
+/* stack: +1 userdata */
+static l_handle *push_handle(lua_State *L, const char *mt, uint64_t handle, int session) {
+  l_handle *h = lua_newuserdatauv(L, sizeof *h, 1);
+  h->handle = handle;
+  h->session = session;
+  h->released = 0;
+  luaL_setmetatable(L, mt);
+  return h;
+}
+
+/* A live handle of type mt at arg 1, or a raised error that says what is wrong. */
+static l_handle *check_live(lua_State *L, const char *mt, lc_engine **pe) {
+  l_handle *h = luaL_checkudata(L, 1, mt);
+  lc_engine *e = check_engine(L);
+  if (h->released || !lc_cache_handle_live(e->cache, h->handle))
+    luaL_error(L, "%s used after its release", mt[9] == 'P' ? "page" : "context");
+  *pe = e;
+  return h;
+}
+
+/* --------------------------------------------------------------- acquire */
+
+typedef struct acq_op {
+  lc_task *t;
+  lc_engine *e;
+  uint64_t handle;
+  const char *mt;
+  int session;
+} acq_op;
+
+static void acq_ready(void *ud, uint64_t handle, int err, const char *msg) {
+  acq_op *op = ud;
+  lua_State *co = lc_task_thread(op->t);
+  if (err) {
+    lua_pushnil(co);
+    lua_pushstring(co, msg ? msg : "cannot open a browser context");
+  } else {
+    push_handle(co, op->mt, handle, op->session);
+    if (op->mt[9] == 'P') op->e->gen_pages++;
+  }
+  lc_task *t = op->t;
+  free(op);
+  lc_task_op_complete(t, err ? 2 : 1);
+}
+
+static void acq_cancel(lc_task *t, void *data) {
+  acq_op *op = data;
+  (void)t;
+  /* Releasing the pending handle cancels its ready callback for good. */
+  lc_engine *e = op->e;
+  lc_cache_release(e->cache, op->handle, lc_now(e));
+  free(op);
+  lc_job_after_release(e);
+}
+
+static int acquire(lua_State *L, lc_engine *e, lc_task *t, const char *options, int want_page) {
+  acq_op *op = calloc(1, sizeof *op);
+  if (!op) return luaL_error(L, "out of memory");
+  op->t = t;
+  op->e = e;
+  op->mt = want_page ? PAGE_MT : CONTEXT_MT;
+  lc_task_op_begin(t, acq_cancel, op);
+  uint64_t handle = lc_cache_acquire(e->cache, lc_task_id(t), options, want_page, lc_now(e),
+                                     acq_ready, op);
+  if (!handle) {
+    lc_task_op_abort(t);
+    free(op);
+    lua_pushnil(L);
+    lua_pushliteral(L, "out of memory");
+    return 2;
+  }
+  if (lc_task_op_pending(t)) op->handle = handle; /* else ready already fired and freed op */
+  return lc_task_op_await(L, t);
+}
+
+/* core.acquire(options_json, want_page) [async] -> Page|Context | nil, err */
+static int l_core_acquire(lua_State *L) {
+  lc_engine *e = check_engine(L);
+  const char *options = luaL_checkstring(L, 1);
+  int want_page = lua_toboolean(L, 2);
+  lc_task *t = lc_task_check(L, want_page ? "opening a page" : "job:context()");
+  if (e->stopping) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "the job is stopping");
+    return 2;
+  }
+  return acquire(L, e, t, options, want_page);
+}
+
+/* core.session(name, options_json) [async] -> Page, created | nil, err */
+static int l_core_session(lua_State *L) {
+  lc_engine *e = check_engine(L);
+  const char *name = luaL_checkstring(L, 1);
+  const char *options = luaL_checkstring(L, 2);
+  lc_task *t = lc_task_check(L, "job:session()");
+  uint64_t existing = lc_cache_session_find(e->cache, e->job_owner, name);
+  if (existing) {
+    push_handle(L, PAGE_MT, existing, 1);
+    lua_pushboolean(L, 0);
+    return 2;
+  }
+  if (e->stopping) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "the job is stopping");
+    return 2;
+  }
+  acq_op *op = calloc(1, sizeof *op);
+  if (!op) return luaL_error(L, "out of memory");
+  op->t = t;
+  op->e = e;
+  op->mt = PAGE_MT;
+  op->session = 1;
+  lc_task_op_begin(t, acq_cancel, op);
+  int created = 0;
+  uint64_t handle = lc_cache_session_open(e->cache, e->job_owner, name, options, lc_now(e),
+                                          acq_ready, op, &created);
+  if (!handle) {
+    lc_task_op_abort(t);
+    free(op);
+    lua_pushnil(L);
+    lua_pushliteral(L, "cannot open the session");
+    return 2;
+  }
+  if (lc_task_op_pending(t)) op->handle = handle;
+  int n = lc_task_op_await(L, t);
+  lua_pushboolean(L, 1);
+  return n + 1;
+}
+
+/* core.close_session(name) -> true | nil, err */
+static int l_core_close_session(lua_State *L) {
+  lc_engine *e = check_engine(L);
+  const char *name = luaL_checkstring(L, 1);
+  int rc = lc_cache_session_close(e->cache, e->job_owner, name, lc_now(e));
+  if (rc < 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "no session named '%s'", name);
+    return 2;
+  }
+  lc_job_after_release(e);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* --------------------------------------------------------------- handles */
+
+static int release_handle(lua_State *L, const char *mt, int quiet) {
+  l_handle *h = luaL_checkudata(L, 1, mt);
+  lc_engine *e = lc_engine_get(L);
+  if (h->released || !e || !e->cache) {
+    if (quiet) return 0;
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s already released", mt[9] == 'P' ? "page" : "context");
+    return 2;
+  }
+  if (h->session) {
+    /* A session lives until close_session or the job's end; dropping this reference to it
+       (scope end, garbage) takes nothing back. */
+    if (quiet) return 0;
+    lua_pushnil(L);
+    lua_pushliteral(L, "a session is closed with job:close_session(name)");
+    return 2;
+  }
+  h->released = 1;
+  if (!lc_cache_handle_live(e->cache, h->handle)) {
+    /* Already given back by the engine (the request ended): nothing to do. */
+    if (quiet) return 0;
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s already released", mt[9] == 'P' ? "page" : "context");
+    return 2;
+  }
+  int rc = lc_cache_release(e->cache, h->handle, lc_now(e));
+  lc_job_after_release(e);
+  if (quiet) return 0;
+  if (rc < 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "release failed: the handle was not live");
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_page_release(lua_State *L) { return release_handle(L, PAGE_MT, 0); }
+static int l_page_gc(lua_State *L) { return release_handle(L, PAGE_MT, 1); }
+static int l_context_release(lua_State *L) { return release_handle(L, CONTEXT_MT, 0); }
+static int l_context_gc(lua_State *L) { return release_handle(L, CONTEXT_MT, 1); }
+
+static lc_enpage *check_enpage(lua_State *L, lc_engine **pe, l_handle **ph) {
+  l_handle *h = check_live(L, PAGE_MT, pe);
+  lc_enpage *pg = lc_bpool_page((*pe)->pool, lc_cache_handle_page((*pe)->cache, h->handle));
+  if (ph) *ph = h;
+  return pg;
+}
+
+/* page:_send(method, params_json [, timeout_ms]) [async] -> result_json | nil, err */
+typedef struct send_op {
+  lc_task *t;
+  lc_engine *e;
+  uint64_t handle;
+  int gen;
+  uint64_t id;
+} send_op;
+
+static void send_reply(void *ud, int err, char *r, size_t n) {
+  send_op *op = ud;
+  lua_State *co = lc_task_thread(op->t);
+  lc_task *t = op->t;
+  if (err) {
+    if (err == LC_CDP_ETIMEOUT) lc_cache_page_mark_bad(op->e->cache, op->handle);
+    lua_pushnil(co);
+    lua_pushlstring(co, r, strlen(r));
+  } else {
+    lua_pushlstring(co, r, n);
+  }
+  free(op);
+  lc_task_op_complete(t, err ? 2 : 1);
+}
+
+static void send_cancel(lc_task *t, void *data) {
+  send_op *op = data;
+  (void)t;
+  lc_bpool_cancel(op->e->pool, op->gen, op->id);
+  /* A page whose command was abandoned (deadline) is not trusted again. */
+  lc_cache_page_mark_bad(op->e->cache, op->handle);
+  free(op);
+}
+
+static int l_page_send(lua_State *L) {
+  lc_engine *e;
+  l_handle *h;
+  lc_enpage *pg = check_enpage(L, &e, &h);
+  const char *method = luaL_checkstring(L, 2);
+  const char *params = luaL_optstring(L, 3, "{}");
+  int timeout = (int)luaL_optinteger(L, 4, 30000);
+  lc_task *t = lc_task_check(L, "page methods");
+  if (!pg || lc_enpage_broken(pg)) {
+    lua_pushnil(L);
+    lua_pushstring(L, pg ? lc_enpage_broken(pg) : "page is gone (its browser crashed or closed)");
+    return 2;
+  }
+  send_op *op = calloc(1, sizeof *op);
+  if (!op) return luaL_error(L, "out of memory");
+  op->t = t;
+  op->e = e;
+  op->handle = h->handle;
+  op->gen = lc_enpage_gen(pg);
+  lc_task_op_begin(t, send_cancel, op);
+  op->id = lc_enpage_send(e->pool, pg, method, params, lc_task_remaining_ms(t, timeout),
+                          send_reply, op);
+  if (!op->id) {
+    lc_task_op_abort(t);
+    free(op);
+    lua_pushnil(L);
+    lua_pushliteral(L, "the browser is not connected");
+    return 2;
+  }
+  return lc_task_op_await(L, t);
+}
+
+/* page:_event(timeout_ms) [async] -> method, params_json | nil, err */
+static int l_page_event(lua_State *L) {
+  lc_engine *e;
+  lc_enpage *pg = check_enpage(L, &e, NULL);
+  int timeout = (int)luaL_checkinteger(L, 2);
+  lc_task *t = lc_task_check(L, "page methods");
+  if (!pg) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "page is gone (its browser crashed or closed)");
+    return 2;
+  }
+  return lc_enpage_next_event(L, t, e->pool, pg, lc_task_remaining_ms(t, timeout));
+}
+
+static int l_page_clear_events(lua_State *L) {
+  lc_engine *e;
+  lc_enpage *pg = check_enpage(L, &e, NULL);
+  if (pg) lc_enpage_clear_events(pg);
+  return 0;
+}
+
+static int l_page_broken(lua_State *L) {
+  lc_engine *e;
+  lc_enpage *pg = check_enpage(L, &e, NULL);
+  if (!pg) {
+    lua_pushliteral(L, "page is gone (its browser crashed or closed)");
+    return 1;
+  }
+  const char *b = lc_enpage_broken(pg);
+  if (b)
+    lua_pushstring(L, b);
+  else
+    lua_pushnil(L);
+  return 1;
+}
+
+static int l_page_fresh(lua_State *L) {
+  lc_engine *e;
+  l_handle *h = check_live(L, PAGE_MT, &e);
+  lua_pushboolean(L, lc_cache_handle_page_fresh(e->cache, h->handle));
+  return 1;
+}
+
+static int l_page_mark_bad(lua_State *L) {
+  lc_engine *e;
+  l_handle *h = check_live(L, PAGE_MT, &e);
+  lc_cache_page_mark_bad(e->cache, h->handle);
+  return 0;
+}
+
+static int handle_info(lua_State *L, const char *mt) {
+  lc_engine *e;
+  l_handle *h = check_live(L, mt, &e);
+  lua_createtable(L, 0, 6);
+  lua_pushinteger(L, (lua_Integer)h->handle);
+  lua_setfield(L, -2, "handle");
+  lua_pushinteger(L, (lua_Integer)lc_cache_handle_ctx(e->cache, h->handle));
+  lua_setfield(L, -2, "context");
+  lua_pushstring(L, lc_cache_handle_signature(e->cache, h->handle));
+  lua_setfield(L, -2, "signature");
+  const char *bctx = lc_cache_handle_browser_ctx(e->cache, h->handle);
+  if (bctx) {
+    lua_pushstring(L, bctx);
+    lua_setfield(L, -2, "browser_context");
+  }
+  const char *target = lc_cache_handle_target(e->cache, h->handle);
+  if (target) {
+    lua_pushstring(L, target);
+    lua_setfield(L, -2, "target");
+  }
+  lua_pushinteger(L, lc_cache_handle_browser_gen(e->cache, h->handle));
+  lua_setfield(L, -2, "browser");
+  lua_pushboolean(L, h->session);
+  lua_setfield(L, -2, "session");
+  return 1;
+}
+
+static int l_page_info(lua_State *L) { return handle_info(L, PAGE_MT); }
+static int l_context_info(lua_State *L) { return handle_info(L, CONTEXT_MT); }
+
+static int l_handle_live(lua_State *L) {
+  l_handle *h = lua_touserdata(L, 1);
+  lc_engine *e = lc_engine_get(L);
+  int live = h && (luaL_testudata(L, 1, PAGE_MT) || luaL_testudata(L, 1, CONTEXT_MT)) &&
+             !h->released && e && e->cache && lc_cache_handle_live(e->cache, h->handle);
+  lua_pushboolean(L, live);
+  return 1;
+}
+
+static int l_handle_tostring(lua_State *L) {
+  l_handle *h = lua_touserdata(L, 1);
+  int page = luaL_testudata(L, 1, PAGE_MT) != NULL;
+  lua_pushfstring(L, "luacrawl.%s (handle %d%s)", page ? "Page" : "Context", (int)h->handle,
+                  h->released ? ", released" : "");
+  return 1;
+}
+
+/* --------------------------------------------------------------- job functions */
+
+/* core.enqueue(url, depth [, data_json]) -> true | false, reason */
+static int l_core_enqueue(lua_State *L) {
+  lc_engine *e = check_engine(L);
+  const char *url = luaL_checkstring(L, 1);
+  int depth = (int)luaL_checkinteger(L, 2);
+  const char *data = luaL_optstring(L, 3, NULL);
+  const char *why = NULL;
+  int rc = lc_job_enqueue(e, url, depth, data, &why);
+  lua_pushboolean(L, rc > 0);
+  if (rc > 0) return 1;
+  lua_pushstring(L, why ? why : "not added");
+  return 2;
+}
+
+/* core.normalize(url [, base]) -> url | nil, err */
+static int l_core_normalize(lua_State *L) {
+  const char *url = luaL_checkstring(L, 1);
+  const char *base = luaL_optstring(L, 2, NULL);
+  char *out = NULL;
+  const char *err = NULL;
+  if (lc_url_normalize(base, url, &out, &err) != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, err ? err : "bad URL");
+    return 2;
+  }
+  lua_pushstring(L, out);
+  free(out);
+  return 1;
+}
+
+static int l_core_origin(lua_State *L) {
+  char buf[2048];
+  if (lc_url_origin(luaL_checkstring(L, 1), buf, sizeof buf) != 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "bad URL");
+    return 2;
+  }
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+/* core.emit(json_line) -> true | nil, err */
+static int l_core_emit(lua_State *L) {
+  lc_engine *e = check_engine(L);
+  size_t n;
+  const char *json = luaL_checklstring(L, 1, &n);
+  if (!e->sink) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "no output");
+    return 2;
+  }
+  /* lua-cjson writes "\/" for "/": valid, but noisy in every URL. Undo it. */
+  char *line = malloc(n + 1);
+  if (!line) return luaL_error(L, "out of memory");
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (json[i] == '\\' && i + 1 < n) {
+      if (json[i + 1] == '/') {
+        line[o++] = '/';
+      } else {
+        line[o++] = json[i];
+        line[o++] = json[i + 1];
+      }
+      i++;
+      continue;
+    }
+    line[o++] = json[i];
+  }
+  int rc = e->sink->ops->write(e->sink, line, o);
+  free(line);
+  if (rc < 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "cannot write the record");
+    return 2;
+  }
+  e->emitted++;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.cleanup(max_contexts, force) -> number of contexts closed */
+static int l_core_cleanup(lua_State *L) {
+  lc_engine *e = check_engine(L);
+  lc_cleanup_params p;
+  memset(&p, 0, sizeof p);
+  p.max_contexts = (int)luaL_optinteger(L, 1, e->policy.max_contexts);
+  luaL_argcheck(L, p.max_contexts >= 0, 1, "max_contexts must be >= 0");
+  p.force = lua_isnoneornil(L, 2) ? e->policy.force : lua_toboolean(L, 2);
+  p.idle_ms = e->policy.idle_ms;
+  lua_pushinteger(L, lc_cache_cleanup(e->cache, &p, lc_now(e)));
+  return 1;
+}
+
+static int l_core_log(lua_State *L) {
+  int level = (int)luaL_checkinteger(L, 1);
+  lc_log(level, "%s", luaL_checkstring(L, 2));
+  return 0;
+}
+
+static int l_core_sleep(lua_State *L) {
+  lua_Integer ms = luaL_checkinteger(L, 1);
+  lc_task *t = lc_task_check(L, "job:sleep()");
+  return lc_task_sleep(L, t, (int)(ms < 0 ? 0 : ms > INT32_MAX ? INT32_MAX : ms));
+}
+
+static int l_core_now(lua_State *L) {
+  lc_engine *e = check_engine(L);
+  lua_pushinteger(L, lc_now(e));
+  return 1;
+}
+
+/* core.remaining_ms() -> ms left of the running request's deadline, or nil */
+static int l_core_remaining(lua_State *L) {
+  lc_task *t = lc_task_current(L);
+  if (!t || !lc_task_deadline(t)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_pushinteger(L, lc_task_remaining_ms(t, 0));
+  return 1;
+}
+
+static void set_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+/* core.stats() -> table of counters */
+static int l_core_stats(lua_State *L) {
+  lc_engine *e = check_engine(L);
+  lc_cache_stats cs;
+  lc_cache_get_stats(e->cache, &cs);
+  lc_bpool_stats bs;
+  lc_bpool_get_stats(e->pool, &bs);
+  lua_createtable(L, 0, 24);
+  set_int(L, "contexts_created", (lua_Integer)cs.contexts_created);
+  set_int(L, "contexts_closed", (lua_Integer)cs.contexts_closed);
+  set_int(L, "contexts_lost", (lua_Integer)cs.contexts_lost);
+  set_int(L, "contexts_open", cs.contexts_open);
+  set_int(L, "contexts_open_peak", cs.contexts_open_peak);
+  set_int(L, "refs_outstanding", cs.refs_outstanding);
+  set_int(L, "pages_created", (lua_Integer)cs.pages_created);
+  set_int(L, "pages_reused", (lua_Integer)cs.pages_reused);
+  set_int(L, "idle_pages", cs.idle_pages);
+  set_int(L, "bad_releases", (lua_Integer)cs.bad_releases);
+  set_int(L, "pages_ok", (lua_Integer)e->pages_ok);
+  set_int(L, "pages_failed", (lua_Integer)e->pages_failed);
+  set_int(L, "retries", (lua_Integer)e->retries);
+  set_int(L, "emitted", (lua_Integer)e->emitted);
+  set_int(L, "in_flight", e->in_flight);
+  set_int(L, "queued", (lua_Integer)e->frontier->ops->pending(e->frontier));
+  set_int(L, "browser_starts", bs.browser_starts);
+  set_int(L, "browser_crashes", bs.browser_crashes);
+  set_int(L, "browser_recycles", e->browser_recycles);
+  set_int(L, "browser", e->gen);
+  set_int(L, "browser_pid", (lua_Integer)lc_bpool_pid(e->pool, e->gen));
+  set_int(L, "browser_rss_mb", e->browser_rss_kb / 1024);
+  set_int(L, "engine_rss_mb", lc_proc_self_rss_kb() / 1024);
+  return 1;
+}
+
+/* core.contexts() -> the cache's view: { {id, signature, refcount, pages, ...}, ... } */
+static int l_core_contexts(lua_State *L) {
+  lc_engine *e = check_engine(L);
+  lc_cache_ctx_info info[512];
+  size_t total = 0;
+  size_t n = lc_cache_snapshot(e->cache, info, 512, &total, lc_now(e));
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_createtable(L, 0, 6);
+    set_int(L, "id", (lua_Integer)info[i].id);
+    lua_pushstring(L, info[i].signature);
+    lua_setfield(L, -2, "signature");
+    set_int(L, "refcount", info[i].refcount);
+    set_int(L, "pages", info[i].pages);
+    set_int(L, "idle_pages", info[i].idle_pages);
+    set_int(L, "browser", info[i].browser_gen);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 1;
+}
+
+/* core.browser_send(method [, params_json]) [async] -> result_json | nil, err
+ * A browser-level command on the current browser (Target.getBrowserContexts, ...). */
+typedef struct bsend_op {
+  lc_task *t;
+  lc_engine *e;
+  int gen;
+  uint64_t id;
+} bsend_op;
+
+static void bsend_reply(void *ud, int err, char *r, size_t n) {
+  bsend_op *op = ud;
+  lua_State *co = lc_task_thread(op->t);
+  lc_task *t = op->t;
+  if (err) {
+    lua_pushnil(co);
+    lua_pushstring(co, r);
+  } else {
+    lua_pushlstring(co, r, n);
+  }
+  free(op);
+  lc_task_op_complete(t, err ? 2 : 1);
+}
+
+static void bsend_cancel(lc_task *t, void *data) {
+  bsend_op *op = data;
+  (void)t;
+  lc_bpool_cancel(op->e->pool, op->gen, op->id);
+  free(op);
+}
+
+static int l_core_browser_send(lua_State *L) {
+  lc_engine *e = check_engine(L);
+  const char *method = luaL_checkstring(L, 1);
+  const char *params = luaL_optstring(L, 2, "{}");
+  lc_task *t = lc_task_check(L, "browser commands");
+  bsend_op *op = calloc(1, sizeof *op);
+  if (!op) return luaL_error(L, "out of memory");
+  op->t = t;
+  op->e = e;
+  op->gen = e->gen;
+  lc_task_op_begin(t, bsend_cancel, op);
+  op->id = lc_bpool_send(e->pool, e->gen, method, params, lc_task_remaining_ms(t, 15000),
+                         bsend_reply, op);
+  if (!op->id) {
+    lc_task_op_abort(t);
+    free(op);
+    lua_pushnil(L);
+    lua_pushliteral(L, "the browser is not connected");
+    return 2;
+  }
+  return lc_task_op_await(L, t);
+}
+
+/* core.kill_browser() -> true: SIGKILL the current browser (fault drills) */
+static int l_core_kill_browser(lua_State *L) {
+  lc_engine *e = check_engine(L);
+  lc_bpool_kill(e->pool, e->gen);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.b64decode(text) -> bytes | nil, err */
+static int l_core_b64decode(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  static signed char map[256];
+  static int init;
+  if (!init) {
+    memset(map, -1, sizeof map);
+    const char *abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    for (int i = 0; i < 64; i++) map[(unsigned char)abc[i]] = (signed char)i;
+    init = 1;
+  }
+  luaL_Buffer b;
+  char *out = luaL_buffinitsize(L, &b, n / 4 * 3 + 3);
+  size_t o = 0;
+  unsigned acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c == '=' || c == '\n' || c == '\r') continue;
+    if (map[c] < 0) {
+      lua_pushnil(L);
+      lua_pushliteral(L, "invalid base64");
+      return 2;
+    }
+    acc = (acc << 6) | (unsigned)map[c];
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out[o++] = (char)((acc >> bits) & 0xFF);
+    }
+  }
+  luaL_pushresultsize(&b, o);
+  return 1;
+}
+
+static const luaL_Reg page_methods[] = {
+    {"_send", l_page_send},         {"_event", l_page_event}, {"_clear_events", l_page_clear_events},
+    {"broken", l_page_broken},      {"fresh", l_page_fresh},  {"mark_bad", l_page_mark_bad},
+    {"info", l_page_info},          {"release", l_page_release}, {"live", l_handle_live},
+    {NULL, NULL}};
+
+static const luaL_Reg context_methods[] = {{"info", l_context_info},
+                                           {"release", l_context_release},
+                                           {"live", l_handle_live},
+                                           {NULL, NULL}};
+
+static const luaL_Reg core_funcs[] = {
+    {"acquire", l_core_acquire},   {"session", l_core_session},
+    {"close_session", l_core_close_session}, {"enqueue", l_core_enqueue},
+    {"normalize", l_core_normalize}, {"origin", l_core_origin},
+    {"emit", l_core_emit},         {"cleanup", l_core_cleanup},
+    {"log", l_core_log},           {"sleep", l_core_sleep},
+    {"now", l_core_now},           {"remaining_ms", l_core_remaining},
+    {"stats", l_core_stats},       {"contexts", l_core_contexts},
+    {"browser_send", l_core_browser_send}, {"kill_browser", l_core_kill_browser},
+    {"live", l_handle_live},       {"b64decode", l_core_b64decode},
+    {NULL, NULL}};
+
+static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc) {
+  luaL_newmetatable(L, mt);
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "methods"); /* lib code adds Lua methods to this table */
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, l_handle_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
+}
+
+int luaopen_luacrawl_core(lua_State *L) {
+  new_type(L, PAGE_MT, page_methods, l_page_gc);
+  new_type(L, CONTEXT_MT, context_methods, l_context_gc);
+  luaL_newlib(L, core_funcs);
+  luaL_getmetatable(L, PAGE_MT);
+  lua_getfield(L, -1, "methods");
+  lua_setfield(L, -3, "Page");
+  lua_pop(L, 1);
+  luaL_getmetatable(L, CONTEXT_MT);
+  lua_getfield(L, -1, "methods");
+  lua_setfield(L, -3, "Context");
+  lua_pop(L, 1);
+  lua_pushliteral(L, LC_VERSION);
+  lua_setfield(L, -2, "version");
+  lua_pushinteger(L, LC_LOG_ERROR);
+  lua_setfield(L, -2, "ERROR");
+  lua_pushinteger(L, LC_LOG_WARN);
+  lua_setfield(L, -2, "WARN");
+  lua_pushinteger(L, LC_LOG_INFO);
+  lua_setfield(L, -2, "INFO");
+  lua_pushinteger(L, LC_LOG_DEBUG);
+  lua_setfield(L, -2, "DEBUG");
+  return 1;
+}

@@ -1,0 +1,388 @@
+/* task.c: tasks, the ready queue, deadlines, and the one resume point (see task.h). */
+#include "task.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define SCHED_SWEEP_MS 25
+#define HOOK_COUNT 1000
+
+enum { KIND_SCHED = 0x5c4ed, KIND_TASK = 0x7a5c };
+enum { T_READY, T_WAITING, T_RUNNING, T_DONE };
+
+/* The first member of both structs, so a thread's extra space says which it points to. */
+typedef struct tag {
+  int kind;
+  lc_sched *sched;
+} tag;
+
+struct lc_task {
+  tag tag;
+  lc_task *next, *prev;     /* all tasks */
+  lc_task *rnext;           /* ready queue */
+  uint64_t id;
+  lua_State *co;
+  int co_ref;
+  int state;
+  int nargs;                /* values on co's stack to resume with */
+  int64_t deadline;         /* loop ms, 0: none */
+  int timed_out;
+  lc_task_done_fn done;
+  void *done_ud;
+  void *data;
+  struct {
+    int active, completed, nvalues;
+    lc_op_cancel_fn cancel;
+    void *data;
+  } op;
+  uv_timer_t *sleep_timer;
+};
+
+struct lc_sched {
+  tag tag;
+  uv_loop_t *loop;
+  lua_State *L;
+  lc_task all;              /* sentinel */
+  lc_task *rhead, *rtail;
+  lc_task *running;
+  int count;
+  uint64_t next_id;
+  uv_idle_t idle;
+  uv_timer_t sweep;
+};
+
+static void idle_cb(uv_idle_t *h);
+
+static tag *thread_tag(lua_State *L) { return *(tag **)lua_getextraspace(L); }
+
+static void sched_wake(lc_sched *s) {
+  if (!uv_is_active((uv_handle_t *)&s->idle)) uv_idle_start(&s->idle, idle_cb);
+}
+
+static void make_ready(lc_task *t, int nargs) {
+  lc_sched *s = t->tag.sched;
+  t->state = T_READY;
+  t->nargs = nargs;
+  t->rnext = NULL;
+  if (s->rtail)
+    s->rtail->rnext = t;
+  else
+    s->rhead = t;
+  s->rtail = t;
+  sched_wake(s);
+}
+
+static void unqueue(lc_task *t) {
+  lc_sched *s = t->tag.sched;
+  lc_task **pp = &s->rhead, *prev = NULL;
+  while (*pp) {
+    if (*pp == t) {
+      *pp = t->rnext;
+      if (s->rtail == t) s->rtail = prev;
+      return;
+    }
+    prev = *pp;
+    pp = &(*pp)->rnext;
+  }
+}
+
+static void close_free(uv_handle_t *h) { free(h); }
+
+/* Deadline hook: runs every HOOK_COUNT instructions in task threads (and in coroutines they
+ * create, which inherit it). Once a deadline passed it raises at every instruction. */
+static void deadline_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  tag *tg = thread_tag(L);
+  if (!tg) return;
+  lc_sched *s = tg->sched;
+  lc_task *t = s->running;
+  if (!t || t->deadline == 0) return;
+  uv_update_time(s->loop);
+  if ((int64_t)uv_now(s->loop) < t->deadline) return;
+  t->timed_out = 1;
+  lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1);
+  if (L != t->co) lua_sethook(t->co, deadline_hook, LUA_MASKCOUNT, 1);
+  luaL_error(L, "request deadline passed (handler still running)");
+}
+
+static void task_free(lc_task *t) {
+  lc_sched *s = t->tag.sched;
+  t->next->prev = t->prev;
+  t->prev->next = t->next;
+  s->count--;
+  if (t->sleep_timer) {
+    uv_close((uv_handle_t *)t->sleep_timer, close_free);
+    t->sleep_timer = NULL;
+  }
+  luaL_unref(s->L, LUA_REGISTRYINDEX, t->co_ref);
+  free(t);
+}
+
+/* End a task: close its to-be-closed variables, report, free. */
+static void task_finish(lc_task *t, int status, const char *err) {
+  lc_sched *s = t->tag.sched;
+  t->state = T_DONE;
+  if (status != LC_TASK_OK) {
+    lua_sethook(t->co, NULL, 0, 0);
+    int st = lua_resetthread(t->co); /* runs pending __close metamethods */
+    if (st != LUA_OK && lc_log_level() >= LC_LOG_DEBUG)
+      lc_debug("closing task %llu: %s", (unsigned long long)t->id, lua_tostring(t->co, -1));
+  }
+  if (t->done) t->done(t, status, err, t->done_ud);
+  (void)s;
+  task_free(t);
+}
+
+static void resume_one(lc_sched *s, lc_task *t) {
+  int nres = 0;
+  t->state = T_RUNNING;
+  s->running = t;
+  if (t->deadline) lua_sethook(t->co, deadline_hook, LUA_MASKCOUNT, HOOK_COUNT);
+  int st = lua_resume(t->co, s->L, t->nargs, &nres);
+  s->running = NULL;
+  if (st == LUA_YIELD) {
+    if (t->op.active) {
+      lua_pop(t->co, nres);
+      t->state = T_WAITING;
+    } else if (t->op.completed) {
+      /* completed synchronously but yielded anyway: resume with its values */
+      int nv = t->op.nvalues;
+      t->op.completed = 0;
+      lua_rotate(t->co, -(nres + nv), nv); /* keep the op values on top */
+      lua_pop(t->co, nres);
+      make_ready(t, nv);
+    } else {
+      /* a bare coroutine.yield(): let others run, then continue */
+      lua_pop(t->co, nres);
+      make_ready(t, 0);
+    }
+    return;
+  }
+  if (st == LUA_OK) {
+    task_finish(t, LC_TASK_OK, NULL);
+    return;
+  }
+  const char *msg = lua_tostring(t->co, -1);
+  if (!msg) msg = luaL_typename(t->co, -1);
+  luaL_traceback(s->L, t->co, msg, 0);
+  const char *full = lua_tostring(s->L, -1);
+  char *copy = strdup(full ? full : msg);
+  lua_pop(s->L, 1);
+  task_finish(t, t->timed_out ? LC_TASK_TIMEOUT : LC_TASK_ERROR, copy ? copy : "error");
+  free(copy);
+}
+
+/* The one resume point. */
+static void idle_cb(uv_idle_t *h) {
+  lc_sched *s = h->data;
+  int budget = 256; /* yield to I/O now and then even when many tasks are ready */
+  while (s->rhead && budget-- > 0) {
+    lc_task *t = s->rhead;
+    s->rhead = t->rnext;
+    if (!s->rhead) s->rtail = NULL;
+    resume_one(s, t);
+  }
+  if (!s->rhead) uv_idle_stop(&s->idle);
+}
+
+static void sweep_cb(uv_timer_t *h) {
+  lc_sched *s = h->data;
+  int64_t now = (int64_t)uv_now(s->loop);
+  for (;;) {
+    lc_task *hit = NULL;
+    for (lc_task *t = s->all.next; t != &s->all; t = t->next) {
+      if (t->deadline && now >= t->deadline && (t->state == T_WAITING || t->state == T_READY)) {
+        hit = t;
+        break;
+      }
+    }
+    if (!hit) break;
+    lc_task_kill(hit, LC_TASK_TIMEOUT, "request deadline passed");
+  }
+}
+
+lc_sched *lc_sched_new(uv_loop_t *loop, lua_State *L) {
+  lc_sched *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->tag.kind = KIND_SCHED;
+  s->tag.sched = s;
+  s->loop = loop;
+  s->L = L;
+  s->next_id = 1;
+  s->all.next = s->all.prev = &s->all;
+  uv_idle_init(loop, &s->idle);
+  s->idle.data = s;
+  uv_timer_init(loop, &s->sweep);
+  s->sweep.data = s;
+  uv_unref((uv_handle_t *)&s->sweep);
+  uv_timer_start(&s->sweep, sweep_cb, SCHED_SWEEP_MS, SCHED_SWEEP_MS);
+  *(tag **)lua_getextraspace(L) = &s->tag;
+  return s;
+}
+
+static void sched_closed(uv_handle_t *h) {
+  lc_sched *s = h->data;
+  if (h == (uv_handle_t *)&s->sweep) free(s);
+}
+
+void lc_sched_free(lc_sched *s) {
+  if (!s) return;
+  lc_sched_kill_all(s, "shutting down");
+  *(tag **)lua_getextraspace(s->L) = NULL;
+  uv_close((uv_handle_t *)&s->idle, NULL);
+  uv_close((uv_handle_t *)&s->sweep, sched_closed);
+}
+
+uint64_t lc_sched_new_id(lc_sched *s) { return s->next_id++; }
+
+lc_task *lc_task_spawn(lc_sched *s, int nargs, int64_t timeout_ms, lc_task_done_fn done,
+                       void *ud) {
+  lua_State *L = s->L;
+  lc_task *t = calloc(1, sizeof *t);
+  if (!t) {
+    lua_pop(L, nargs + 1);
+    return NULL;
+  }
+  t->tag.kind = KIND_TASK;
+  t->tag.sched = s;
+  t->id = s->next_id++;
+  t->done = done;
+  t->done_ud = ud;
+  t->co = lua_newthread(L); /* stack: fn args... co */
+  t->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  *(tag **)lua_getextraspace(t->co) = &t->tag;
+  lua_xmove(L, t->co, nargs + 1);
+  if (timeout_ms > 0) t->deadline = (int64_t)uv_now(s->loop) + timeout_ms;
+  t->next = &s->all;
+  t->prev = s->all.prev;
+  s->all.prev->next = t;
+  s->all.prev = t;
+  s->count++;
+  make_ready(t, nargs);
+  return t;
+}
+
+lc_task *lc_task_current(lua_State *L) {
+  tag *tg = thread_tag(L);
+  if (!tg || tg->kind != KIND_TASK) return NULL;
+  return (lc_task *)tg;
+}
+
+lc_task *lc_task_check(lua_State *L, const char *what) {
+  lc_task *t = lc_task_current(L);
+  if (!t)
+    luaL_error(L, "%s must be called from a job handler's own coroutine (not the main chunk, "
+                  "a policy hook, or a nested coroutine)", what);
+  return t;
+}
+
+lua_State *lc_task_thread(lc_task *t) { return t->co; }
+uint64_t lc_task_id(const lc_task *t) { return t->id; }
+void *lc_task_data(const lc_task *t) { return t->data; }
+void lc_task_set_data(lc_task *t, void *data) { t->data = data; }
+int64_t lc_task_deadline(const lc_task *t) { return t->deadline; }
+
+int lc_task_expired(const lc_task *t) {
+  return t->deadline && (int64_t)uv_now(t->tag.sched->loop) >= t->deadline;
+}
+
+int lc_task_remaining_ms(const lc_task *t, int cap_ms) {
+  int64_t left = INT32_MAX;
+  if (t->deadline) left = t->deadline - (int64_t)uv_now(t->tag.sched->loop);
+  if (cap_ms > 0 && left > cap_ms) left = cap_ms;
+  return left < 1 ? 1 : (int)left;
+}
+
+void lc_task_op_begin(lc_task *t, lc_op_cancel_fn cancel, void *data) {
+  t->op.active = 1;
+  t->op.completed = 0;
+  t->op.nvalues = 0;
+  t->op.cancel = cancel;
+  t->op.data = data;
+}
+
+void lc_task_op_complete(lc_task *t, int nvalues) {
+  if (!t->op.active) {
+    lua_pop(t->co, nvalues); /* a stale completion: nobody waits */
+    return;
+  }
+  t->op.active = 0;
+  t->op.cancel = NULL;
+  if (t->state == T_WAITING) {
+    make_ready(t, nvalues);
+  } else {
+    /* completed before the binding yielded */
+    t->op.completed = 1;
+    t->op.nvalues = nvalues;
+  }
+}
+
+int lc_task_op_await(lua_State *L, lc_task *t) {
+  if (t->op.completed) {
+    t->op.completed = 0;
+    return t->op.nvalues;
+  }
+  return lua_yield(L, 0);
+}
+
+int lc_task_op_pending(const lc_task *t) { return t->op.active; }
+
+void lc_task_op_abort(lc_task *t) {
+  t->op.active = 0;
+  t->op.completed = 0;
+  t->op.cancel = NULL;
+}
+
+static void sleep_cb(uv_timer_t *h) {
+  lc_task *t = h->data;
+  lua_pushboolean(t->co, 1);
+  lc_task_op_complete(t, 1);
+}
+
+static void sleep_cancel(lc_task *t, void *data) {
+  (void)data;
+  if (t->sleep_timer) uv_timer_stop(t->sleep_timer);
+}
+
+int lc_task_sleep(lua_State *L, lc_task *t, int ms) {
+  if (!t->sleep_timer) {
+    t->sleep_timer = malloc(sizeof *t->sleep_timer);
+    if (!t->sleep_timer) return luaL_error(L, "out of memory");
+    uv_timer_init(t->tag.sched->loop, t->sleep_timer);
+    t->sleep_timer->data = t;
+  }
+  lc_task_op_begin(t, sleep_cancel, NULL);
+  uv_timer_start(t->sleep_timer, sleep_cb, (uint64_t)(ms < 0 ? 0 : ms), 0);
+  return lc_task_op_await(L, t);
+}
+
+void lc_task_kill(lc_task *t, int status, const char *why) {
+  if (t->state == T_DONE || t->state == T_RUNNING) return;
+  if (t->state == T_READY) unqueue(t);
+  if (t->op.active) {
+    t->op.active = 0;
+    if (t->op.cancel) t->op.cancel(t, t->op.data);
+    t->op.cancel = NULL;
+  }
+  if (status == LC_TASK_TIMEOUT) t->timed_out = 1;
+  task_finish(t, status, why);
+}
+
+void lc_sched_kill_all(lc_sched *s, const char *why) {
+  for (;;) {
+    lc_task *hit = NULL;
+    for (lc_task *t = s->all.next; t != &s->all; t = t->next)
+      if (t->state != T_DONE && t->state != T_RUNNING) {
+        hit = t;
+        break;
+      }
+    if (!hit) return;
+    lc_task_kill(hit, LC_TASK_CANCELLED, why);
+  }
+}
+
+int lc_sched_count(const lc_sched *s) { return s->count; }
