@@ -1,0 +1,204 @@
+-- luacrawl.job: the `job` object handlers receive, and the code each request task runs.
+-- Owns: enqueue filters (same origin, allow/deny, depth), emit, sessions and context handles
+-- as scripts see them, and the request runner. Resources are recorded and released by the
+-- engine (C), not here: a handle a script forgets is still given back when its task ends.
+local core = require "luacrawl.core"
+local json = require "luacrawl.json"
+local options = require "luacrawl.options"
+local page_api = require "luacrawl.page"
+
+local M = {}
+
+-- The request each running task serves, so job:enqueue knows the depth and base URL.
+local current = setmetatable({}, { __mode = "k" })
+-- Canonical options of context handles (for ctx:page()).
+local ctx_options = setmetatable({}, { __mode = "k" })
+
+local function traceback(e)
+  if type(e) == "table" and e.luacrawl_throttle then return e end
+  return debug.traceback(tostring(e), 2)
+end
+
+local function in_list(url, patterns)
+  for _, p in ipairs(patterns) do
+    if url:find(p) then return true end
+  end
+  return false
+end
+
+-- ctx:page() [async]: a page in this context, released with the request (or by page:release()).
+core.Context.page = function(ctx)
+  local canon = ctx_options[ctx]
+  if not canon or not ctx:live() then error("context used after its release", 2) end
+  local page, err = core.acquire(canon, true)
+  if not page then return nil, err end
+  local ok, perr = page_api.prepare(page, json.decode(canon))
+  if not ok then return nil, perr end
+  return page
+end
+
+function M.new(spec, cfg)
+  local origins = {}
+  for _, u in ipairs(cfg.start) do origins[core.origin(u)] = true end
+
+  local job = {}
+  local J = {}
+  J.__index = J
+  J.__name = "luacrawl.Job"
+  setmetatable(job, J)
+
+  local function context_for(req)
+    local o = spec.context
+    if type(o) == "function" then
+      local ok, r = pcall(o, req)
+      if not ok then error("job.context(req) failed: " .. tostring(r), 0) end
+      o = r
+    end
+    local ok, c = pcall(options.check, o)
+    if not ok then error(c, 0) end
+    return c
+  end
+
+  -- job:enqueue(url [, data]) -> true | false, reason
+  function J.enqueue(self, url, data)
+    if self ~= job then error("use job:enqueue(url), not job.enqueue(url)", 2) end
+    if type(url) ~= "string" then error("job:enqueue: url must be a string", 2) end
+    local req = current[coroutine.running()]
+    local base = req and (req.final_url or req.url) or nil
+    local depth = req and req.depth + 1 or 0
+    local n, err = core.normalize(url, base)
+    if not n then return false, err end
+    if cfg.same_origin and not origins[core.origin(n)] then return false, "other origin" end
+    if #cfg.allow > 0 and not in_list(n, cfg.allow) then return false, "not allowed" end
+    if in_list(n, cfg.deny) then return false, "denied" end
+    if cfg.max_depth >= 0 and depth > cfg.max_depth then return false, "too deep" end
+    local data_json
+    if data ~= nil then
+      local e
+      data_json, e = json.encode(data)
+      if not data_json then error("job:enqueue: data cannot be encoded as JSON: " .. e, 2) end
+    end
+    return core.enqueue(n, depth, data_json)
+  end
+
+  -- job:emit(record) -> true; raises on a record JSON cannot hold
+  function J.emit(self, record)
+    if type(record) ~= "table" then error("job:emit: record must be a table (got " .. type(record) .. ")", 2) end
+    local line, err = json.encode(record)
+    if not line then error("job:emit: cannot encode the record: " .. err, 2) end
+    local ok, werr = core.emit(line)
+    if not ok then error("job:emit: " .. werr, 2) end
+    return true
+  end
+
+  -- job:session(name [, context]) [async] -> page | nil, err
+  function J.session(self, name, ctx)
+    if type(name) ~= "string" or name == "" then error("job:session: name must be a non-empty string", 2) end
+    local ok, c = pcall(options.check, ctx or (type(spec.context) == "table" and spec.context or nil))
+    if not ok then error("job:session: " .. c, 2) end
+    local page, created = core.session(name, options.canonical(c))
+    if not page then return nil, created end
+    if created then
+      local pok, perr = page_api.prepare(page, c)
+      if not pok then return nil, perr end
+    end
+    return page
+  end
+
+  function J.close_session(self, name) return core.close_session(name) end
+
+  -- job:context(options) [async] -> context handle | nil, err
+  function J.context(self, o)
+    local ok, c = pcall(options.check, o)
+    if not ok then error("job:context: " .. c, 2) end
+    local canon = options.canonical(c)
+    local ctx, err = core.acquire(canon, false)
+    if not ctx then return nil, err end
+    ctx_options[ctx] = canon
+    return ctx
+  end
+
+  -- job:cleanup{ max_contexts = n, force = b } -> contexts closed
+  function J.cleanup(self, p)
+    p = p or {}
+    if type(p) ~= "table" then error("job:cleanup: expects a table", 2) end
+    if p.max_contexts ~= nil and (math.type(p.max_contexts) ~= "integer" or p.max_contexts < 0) then
+      error("job:cleanup: max_contexts must be an integer >= 0", 2)
+    end
+    if p.force ~= nil and type(p.force) ~= "boolean" then error("job:cleanup: force must be a boolean", 2) end
+    return core.cleanup(p.max_contexts, p.force)
+  end
+
+  function J.log(self, ...)
+    local parts = table.pack(...)
+    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+    core.log(core.INFO, table.concat(parts, " ", 1, parts.n))
+  end
+
+  function J.warn(self, ...)
+    local parts = table.pack(...)
+    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+    core.log(core.WARN, table.concat(parts, " ", 1, parts.n))
+  end
+
+  function J.stats(self) return core.stats() end
+  function J.sleep(self, ms) return core.sleep(ms) end
+  function J.contexts(self) return core.contexts() end
+  function J.request(self) return current[coroutine.running()] end
+
+  -- job:browser_contexts() [async] -> ids of the contexts Chromium reports
+  function J.browser_contexts(self)
+    local r, err = core.browser_send("Target.getBrowserContexts")
+    if not r then return nil, err end
+    local v = json.decode(r)
+    return v and v.browserContextIds or {}
+  end
+
+  -- The code each request task runs. Returns "ok", "throttled", ms, or "error", message.
+  function job.run_request(req)
+    if req.data_json then req.data = json.plain(json.decode(req.data_json)) end
+    req.data_json = nil
+    current[coroutine.running()] = req
+    local ok, c = pcall(context_for, req)
+    if not ok then return "error", c end
+    local page, err = core.acquire(options.canonical(c), true)
+    if not page then return "error", "cannot open a page: " .. tostring(err) end
+    local pok, perr = page_api.prepare(page, c, { wait_until = cfg.wait_until, request = req })
+    if not pok then
+      page:mark_bad()
+      return "error", "cannot prepare the page: " .. tostring(perr)
+    end
+    local hok, herr = xpcall(spec.handle, traceback, page, req, job)
+    if not hok then
+      if type(herr) == "table" and herr.luacrawl_throttle then
+        return "throttled", herr.retry_after_ms
+      end
+      if page:live() and page:broken() then page:mark_bad() end
+      return "error", herr
+    end
+    return "ok"
+  end
+
+  function job.run_on_error(req, err)
+    if req.data_json then req.data = json.plain(json.decode(req.data_json)) end
+    req.data_json = nil
+    current[coroutine.running()] = req
+    spec.on_error(req, err, job)
+  end
+
+  -- robots.txt of an origin, read through the browser (same proxy, same network stack).
+  function job.fetch_robots(origin)
+    local page, err = core.acquire(options.canonical({}), true)
+    if not page then error(err, 0) end
+    page_api.prepare(page, {})
+    local res, gerr = page:navigate(origin .. "/robots.txt", { throttle = false })
+    if not res then error(gerr, 0) end
+    local text = ""
+    if res.status >= 200 and res.status < 300 then text = page:text() or "" end
+    return res.status, text
+  end
+
+  return job
+end
+
+return M

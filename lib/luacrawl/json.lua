@@ -1,0 +1,101 @@
+-- luacrawl.json: JSON for the Lua side, on lua-cjson, with its traps handled.
+-- Owns: the one configured cjson instance (decode depth limit), canonical encoding (sorted
+-- keys, used for context signatures), and conversion of decoded values to plain Lua
+-- (JSON null -> nil, whole floats -> integers).
+local cjson = require "cjson"
+
+local M = {}
+
+local codec = cjson.new()
+codec.decode_max_depth(200)
+codec.encode_max_depth(200)
+codec.encode_invalid_numbers(false)
+M.null = codec.null
+
+-- Decode text; returns value | nil, err. Never raises.
+function M.decode(text)
+  local ok, v = pcall(codec.decode, text)
+  if not ok then return nil, "invalid JSON: " .. tostring(v) end
+  return v
+end
+
+-- Encode a value; returns text | nil, err. Never raises.
+function M.encode(v)
+  local ok, s = pcall(codec.encode, v)
+  if not ok then return nil, tostring(s) end
+  return s
+end
+
+-- Plain Lua data from decoded JSON: null becomes nil, whole numbers become integers.
+local function plain(v, depth)
+  if v == codec.null then return nil end
+  local t = type(v)
+  if t == "number" then return math.tointeger(v) or v end
+  if t ~= "table" then return v end
+  if depth > 200 then error("value nested too deeply", 0) end
+  local out = {}
+  for k, x in pairs(v) do out[k] = plain(x, depth + 1) end
+  return out
+end
+function M.plain(v) return plain(v, 0) end
+
+local function is_array(t)
+  local n = 0
+  for k in pairs(t) do
+    if math.type(k) ~= "integer" or k < 1 then return false end
+    n = n + 1
+  end
+  for i = 1, n do if t[i] == nil then return false end end
+  return true, n
+end
+
+-- Canonical JSON: object keys sorted, integers without a fraction, so that equal options give
+-- equal text. Raises on values JSON cannot hold (functions, userdata, cycles).
+local function canon(v, out, depth)
+  if depth > 50 then error("options nested too deeply", 0) end
+  local t = type(v)
+  if t == "nil" then out[#out + 1] = "null"
+  elseif t == "boolean" then out[#out + 1] = v and "true" or "false"
+  elseif t == "number" then
+    if math.type(v) == "integer" then out[#out + 1] = string.format("%d", v)
+    elseif v ~= v or v == math.huge or v == -math.huge then error("options hold an invalid number", 0)
+    elseif v == math.floor(v) and math.abs(v) < 2^53 then out[#out + 1] = string.format("%d", math.tointeger(v))
+    else out[#out + 1] = string.format("%.17g", v) end
+  elseif t == "string" then out[#out + 1] = codec.encode(v)
+  elseif t == "table" then
+    local arr, n = is_array(v)
+    if arr and n > 0 then
+      out[#out + 1] = "["
+      for i = 1, n do
+        if i > 1 then out[#out + 1] = "," end
+        canon(v[i], out, depth + 1)
+      end
+      out[#out + 1] = "]"
+    else
+      local keys = {}
+      for k in pairs(v) do
+        if type(k) ~= "string" then error("option keys must be strings", 0) end
+        keys[#keys + 1] = k
+      end
+      table.sort(keys)
+      out[#out + 1] = "{"
+      for i, k in ipairs(keys) do
+        if i > 1 then out[#out + 1] = "," end
+        out[#out + 1] = codec.encode(k)
+        out[#out + 1] = ":"
+        canon(v[k], out, depth + 1)
+      end
+      out[#out + 1] = "}"
+    end
+  else
+    error("options cannot hold a " .. t, 0)
+  end
+end
+
+function M.canonical(v)
+  local out = {}
+  canon(v, out, 0)
+  return table.concat(out)
+end
+
+return M

@@ -1,0 +1,529 @@
+-- luacrawl.page: the page API scripts use, built on the engine's two primitives
+-- page:_send(method, params_json, timeout_ms) and page:_event(timeout_ms).
+-- Owns: page preparation (emulation, blocking) and its reset before reuse, navigation and its
+-- waits, evaluation, content, interaction and extraction. Runtime failures return nil, err;
+-- misuse (a wrong argument type) raises.
+local core = require "luacrawl.core"
+local json = require "luacrawl.json"
+local options = require "luacrawl.options"
+local inpage = require "luacrawl.inpage"
+
+local Page = core.Page
+local M = {}
+
+inpage.js_dir = rawget(_G, "LUACRAWL_JS_DIR") or inpage.js_dir
+
+local DEFAULT_TIMEOUT = 30000
+local MAX_EVAL_BYTES = 256 * 1024 * 1024
+
+-- Per-request state of a page (response handlers), dropped with the handle.
+local per_use = setmetatable({}, { __mode = "k" })
+-- Per-target state that outlives a request: did a script change settings by hand?
+local dirty = {}
+
+local function use_state(page)
+  local s = per_use[page]
+  if not s then s = { on_response = {} }; per_use[page] = s end
+  return s
+end
+
+local function timeout_of(opts)
+  local t = opts and opts.timeout_ms or DEFAULT_TIMEOUT
+  if math.type(t) ~= "integer" or t < 1 then error("timeout_ms must be a positive integer", 3) end
+  local left = core.remaining_ms()
+  if left and left < t then t = left end
+  return t
+end
+
+-- Send a command; returns the decoded result table | nil, err.
+local function send(page, method, params, timeout)
+  local text = "{}"
+  if params ~= nil then
+    local err
+    text, err = json.encode(params)
+    if not text then return nil, "cannot encode the parameters of " .. method .. ": " .. err end
+    if text == "[]" then text = "{}" end
+  end
+  local r, err = page:_send(method, text, timeout or DEFAULT_TIMEOUT)
+  if not r then return nil, err end
+  local v, derr = json.decode(r)
+  if v == nil then return nil, derr end
+  return v
+end
+M.send = send
+
+-- page:send(method [, params [, timeout_ms]]) -> result | nil, err
+-- A raw CDP command on the page's session. The page is reset before its next reuse.
+function Page.send(page, method, params, timeout_ms)
+  if type(method) ~= "string" then error("page:send: method must be a string", 2) end
+  local info = page:info()
+  dirty[info.target] = true
+  return send(page, method, params, timeout_ms or timeout_of())
+end
+
+local function must(ok, err)
+  if not ok then error(err, 0) end
+  return ok
+end
+
+-- Apply the context's settings to a fresh page, or reset a reused one.
+local function apply(page, c)
+  local info = page:info()
+  must(send(page, "Page.enable"))
+  must(send(page, "Page.setLifecycleEventsEnabled", { enabled = true }))
+  must(send(page, "Network.enable", { maxTotalBufferSize = 1024 * 1024, maxResourceBufferSize = 512 * 1024 }))
+  if c.user_agent or c.locale then
+    local ua = c.user_agent
+    if not ua then
+      local v = must(send(page, "Runtime.evaluate", { expression = "navigator.userAgent", returnByValue = true }))
+      ua = v.result.value
+    end
+    must(send(page, "Emulation.setUserAgentOverride", { userAgent = ua, acceptLanguage = c.locale }))
+  end
+  if c.locale then must(send(page, "Emulation.setLocaleOverride", { locale = c.locale })) end
+  if c.timezone then must(send(page, "Emulation.setTimezoneOverride", { timezoneId = c.timezone })) end
+  if c.viewport then
+    must(send(page, "Emulation.setDeviceMetricsOverride", {
+      width = c.viewport.width, height = c.viewport.height,
+      deviceScaleFactor = c.viewport.device_scale_factor or 1, mobile = c.viewport.mobile or false,
+    }))
+  end
+  if c.geolocation then
+    core.browser_send("Browser.grantPermissions", json.encode {
+      permissions = { "geolocation" }, browserContextId = info.browser_context })
+    must(send(page, "Emulation.setGeolocationOverride", c.geolocation))
+  end
+  if c.headers then must(send(page, "Network.setExtraHTTPHeaders", { headers = c.headers })) end
+  if c.javascript == false then must(send(page, "Emulation.setScriptExecutionDisabled", { value = true })) end
+  if c.block then
+    local patterns = {}
+    for _, t in ipairs(c.block) do
+      patterns[#patterns + 1] = { urlPattern = "*", resourceType = options.RESOURCE_TYPES[t], requestStage = "Request" }
+    end
+    must(send(page, "Fetch.enable", { patterns = patterns }))
+  end
+  if c.block_urls then must(send(page, "Network.setBlockedURLs", { urls = c.block_urls })) end
+end
+
+local function reset(page, c)
+  local info = page:info()
+  if dirty[info.target] then
+    -- A script sent raw commands: undo the usual suspects, then apply the context again.
+    send(page, "Emulation.clearDeviceMetricsOverride")
+    send(page, "Emulation.setScriptExecutionDisabled", { value = false })
+    send(page, "Fetch.disable")
+    send(page, "Network.setBlockedURLs", { urls = {} })
+    send(page, "Network.setExtraHTTPHeaders", { headers = {} })
+    send(page, "Emulation.clearGeolocationOverride")
+    apply(page, c)
+    dirty[info.target] = nil
+  end
+end
+
+-- M.prepare(page, validated_options [, use]) -> true | nil, err
+function M.prepare(page, c, use)
+  local s = use_state(page)
+  s.wait_until = use and use.wait_until or "load"
+  s.request = use and use.request
+  page:_clear_events()
+  local ok, err = pcall(function()
+    if page:fresh() then apply(page, c) else reset(page, c) end
+  end)
+  if not ok then return nil, err end
+  return true
+end
+
+-- ------------------------------------------------------------------ navigation
+
+local function throttle_error(status, headers)
+  local ra = headers and (headers["retry-after"] or headers["Retry-After"])
+  local ms = 1000
+  if ra then
+    local secs = tonumber(ra)
+    if secs then ms = math.floor(secs * 1000) end
+  end
+  return setmetatable({ luacrawl_throttle = true, status = status, retry_after_ms = ms },
+    { __tostring = function(e) return "throttled (" .. e.status .. "), retry after " .. e.retry_after_ms .. " ms" end })
+end
+
+local function lower_headers(h)
+  local out = {}
+  for k, v in pairs(h or {}) do out[k:lower()] = v end
+  return out
+end
+
+-- page:navigate(url [, { wait_until, timeout_ms, throttle }]) -> { status, url, headers, mime } | nil, err
+function Page.navigate(page, url, opts)
+  if type(url) ~= "string" then error("page:navigate: url must be a string", 2) end
+  opts = opts or {}
+  local s = use_state(page)
+  local wait = opts.wait_until or s.wait_until or "load"
+  if wait ~= "load" and wait ~= "domcontentloaded" and wait ~= "networkidle" then
+    error("page:navigate: wait_until must be load, domcontentloaded or networkidle", 2)
+  end
+  local timeout = timeout_of(opts)
+  local deadline = core.now() + timeout
+  page:_clear_events()
+  local nav, err = send(page, "Page.navigate", { url = url }, timeout)
+  if not nav then return nil, err end
+  if nav.errorText and nav.errorText ~= "" then
+    return nil, "navigation to " .. url .. " failed: " .. nav.errorText
+  end
+  local frame = nav.frameId
+  local res = { url = url }
+  local done = false
+  while not done do
+    local left = deadline - core.now()
+    if left <= 0 then
+      page:mark_bad()
+      return nil, string.format("timeout: %s not reached after %d ms (%s)", wait, timeout, url)
+    end
+    local method, params = page:_event(left)
+    if not method then
+      if params == "timeout" then
+        page:mark_bad()
+        return nil, string.format("timeout: %s not reached after %d ms (%s)", wait, timeout, url)
+      end
+      return nil, params
+    end
+    if method == "Network.responseReceived" then
+      local p = json.decode(params)
+      if p then
+        if p.type == "Document" and p.frameId == frame then
+          res.status = math.tointeger(p.response.status) or p.response.status
+          res.url = p.response.url
+          res.headers = lower_headers(p.response.headers)
+          res.mime = p.response.mimeType
+        end
+        for _, fn in ipairs(s.on_response) do
+          fn { url = p.response.url, status = math.tointeger(p.response.status), type = p.type,
+               mime = p.response.mimeType, headers = lower_headers(p.response.headers) }
+        end
+      end
+    elseif method == "Page.loadEventFired" then
+      if wait == "load" then done = true end
+    elseif method == "Page.domContentEventFired" then
+      if wait == "domcontentloaded" then done = true end
+    elseif method == "Page.lifecycleEvent" and wait == "networkidle" then
+      local p = json.decode(params)
+      if p and p.frameId == frame and p.name == "networkIdle" then done = true end
+    elseif method == "Page.frameNavigated" then
+      local p = json.decode(params)
+      if p and p.frame and not p.frame.parentId then res.url = p.frame.url end
+    end
+  end
+  if not res.status then
+    -- No network response seen (served from cache, or a non-HTTP document): ask the page.
+    local v = page:eval("(performance.getEntriesByType('navigation')[0]||{}).responseStatus||0")
+    res.status = math.tointeger(v) or 0
+  end
+  if (res.status == 429 or res.status == 503) and opts.throttle ~= false then
+    error(throttle_error(res.status, res.headers), 0)
+  end
+  if s.request then s.request.final_url = res.url end
+  return res
+end
+
+-- `goto` is a reserved word in Lua 5.4, so page:goto(url) cannot be written; the name is
+-- there for page["goto"](page, url) and for readers coming from Playwright.
+Page["goto"] = Page.navigate
+
+-- page:on_response(fn): fn({url, status, type, mime, headers}) for every response of later
+-- navigations in this request.
+function Page.on_response(page, fn)
+  if type(fn) ~= "function" then error("page:on_response: expects a function", 2) end
+  local s = use_state(page)
+  s.on_response[#s.on_response + 1] = fn
+end
+
+-- ------------------------------------------------------------------ evaluation
+
+-- page:eval(js [, { timeout_ms, await = true }]) -> value | nil, err
+function Page.eval(page, js, opts)
+  if type(js) ~= "string" then error("page:eval: expects a JavaScript string", 2) end
+  opts = opts or {}
+  local text, err = page:_send("Runtime.evaluate", json.encode {
+    expression = js, returnByValue = true, awaitPromise = opts.await ~= false,
+    userGesture = true,
+  }, timeout_of(opts))
+  if not text then return nil, err end
+  if #text > MAX_EVAL_BYTES then return nil, "eval result too large (" .. #text .. " bytes)" end
+  local r, derr = json.decode(text)
+  if not r then return nil, "eval result cannot be read: " .. derr end
+  if r.exceptionDetails then
+    local d = r.exceptionDetails
+    local msg = d.exception and d.exception.description or d.text or "exception"
+    return nil, "JavaScript error: " .. tostring(msg)
+  end
+  local ok, v = pcall(json.plain, r.result and r.result.value)
+  if not ok then return nil, "eval result too deep: " .. tostring(v) end
+  return v
+end
+
+local function js_string(s) return json.encode(s) end
+
+function Page.html(page) return page:eval("document.documentElement ? document.documentElement.outerHTML : ''") end
+function Page.text(page) return page:eval("document.body ? document.body.innerText : (document.documentElement ? document.documentElement.textContent : '')") end
+function Page.title(page) return page:eval("document.title") end
+function Page.url(page) return page:eval("location.href") end
+
+-- page:links() -> absolute http(s) URLs of the page's links, in order, without duplicates
+function Page.links(page)
+  local v, err = page:eval([[(function(){var out=[],seen={};
+    var as=document.querySelectorAll('a[href],area[href]');
+    for(var i=0;i<as.length;i++){var h=as[i].href; if(typeof h!=='string') continue;
+      if(!/^https?:/i.test(h)) continue; h=h.split('#')[0]; if(seen[h]) continue; seen[h]=1; out.push(h);}
+    return out;})()]])
+  if not v then return nil, err end
+  return v
+end
+
+-- page:wait_for(selector_or_js [, { timeout_ms, js = bool, interval_ms }]) -> true | nil, err
+function Page.wait_for(page, cond, opts)
+  if type(cond) ~= "string" then error("page:wait_for: expects a CSS selector or JS condition", 2) end
+  opts = opts or {}
+  local timeout = timeout_of(opts)
+  local deadline = core.now() + timeout
+  local expr
+  if opts.js then
+    expr = "!!(" .. cond .. ")"
+  else
+    expr = "(function(s){try{return !!document.querySelector(s)}catch(e){return !!(0,eval)(s)}})(" .. js_string(cond) .. ")"
+  end
+  while true do
+    local v, err = page:eval(expr, { timeout_ms = math.max(1, deadline - core.now()) })
+    if v == true then return true end
+    if v == nil and err and not err:find("JavaScript error", 1, true) then return nil, err end
+    if core.now() >= deadline then return nil, "timeout waiting for " .. cond end
+    core.sleep(math.min(opts.interval_ms or 100, math.max(1, deadline - core.now())))
+  end
+end
+
+-- ------------------------------------------------------------------ markdown
+
+-- page:markdown([{ main_only = bool }]) -> text | nil, err
+function Page.markdown(page, opts)
+  opts = opts or {}
+  local have = page:eval("typeof window.__luacrawl_markdown === 'function'")
+  if have ~= true then
+    local src, err = inpage.script("markdown")
+    if not src then return nil, err end
+    local r, eerr = send(page, "Runtime.evaluate", { expression = src, returnByValue = true }, timeout_of())
+    if not r then return nil, eerr end
+    if r.exceptionDetails then return nil, "cannot load the Markdown converter: " .. tostring(r.exceptionDetails.text) end
+  end
+  local v, err = page:eval("window.__luacrawl_markdown(" .. json.encode { main_only = opts.main_only == true } .. ")")
+  if not v then return nil, err end
+  if not v.ok then return nil, v.error end
+  return v.markdown
+end
+
+-- ------------------------------------------------------------------ files
+
+local function b64(page, method, params, what)
+  local r, err = send(page, method, params, timeout_of())
+  if not r then return nil, err end
+  if type(r.data) ~= "string" then return nil, "no " .. what .. " data" end
+  return core.b64decode(r.data)
+end
+
+-- page:screenshot([{ full_page = bool, format = "png"|"jpeg", quality }]) -> bytes | nil, err
+function Page.screenshot(page, opts)
+  opts = opts or {}
+  local params = { format = opts.format or "png", quality = opts.quality, captureBeyondViewport = false }
+  if opts.full_page then
+    local m, err = send(page, "Page.getLayoutMetrics")
+    if not m then return nil, err end
+    local size = m.cssContentSize or m.contentSize
+    params.captureBeyondViewport = true
+    params.clip = { x = 0, y = 0, width = math.ceil(size.width), height = math.min(math.ceil(size.height), 16384), scale = 1 }
+  end
+  return b64(page, "Page.captureScreenshot", params, "screenshot")
+end
+
+-- page:pdf([params]) -> bytes | nil, err (params as Page.printToPDF takes them)
+function Page.pdf(page, params)
+  return b64(page, "Page.printToPDF", params or { printBackground = true }, "PDF")
+end
+
+-- page:cookies() -> list | nil, err ; page:set_cookies(list) -> true | nil, err
+function Page.cookies(page)
+  local r, err = send(page, "Network.getCookies", nil, timeout_of())
+  if not r then return nil, err end
+  return json.plain(r.cookies)
+end
+
+function Page.set_cookies(page, list)
+  if type(list) ~= "table" then error("page:set_cookies: expects a list of cookies", 2) end
+  local r, err = send(page, "Network.setCookies", { cookies = list }, timeout_of())
+  if not r then return nil, err end
+  return true
+end
+
+-- ------------------------------------------------------------------ interaction
+
+-- The centre of the first element matching selector, scrolled into view.
+local function locate(page, selector)
+  local v, err = page:eval("(function(s){var e=document.querySelector(s); if(!e) return null;" ..
+    "e.scrollIntoView({block:'center',inline:'center'}); var r=e.getBoundingClientRect();" ..
+    "return {x:r.left+r.width/2, y:r.top+r.height/2, w:r.width, h:r.height};})(" .. js_string(selector) .. ")")
+  if err then return nil, err end
+  if not v then return nil, "no element matches " .. selector end
+  if v.w == 0 and v.h == 0 then return nil, "element " .. selector .. " is not visible" end
+  return v
+end
+
+local function mouse(page, type_, x, y, extra)
+  local p = { type = type_, x = x, y = y }
+  for k, v in pairs(extra or {}) do p[k] = v end
+  return send(page, "Input.dispatchMouseEvent", p, timeout_of())
+end
+
+-- page:click(selector) -> true | nil, err  (real mouse events at the element's centre)
+function Page.click(page, selector)
+  if type(selector) ~= "string" then error("page:click: expects a CSS selector", 2) end
+  local at, err = locate(page, selector)
+  if not at then return nil, err end
+  local ok, merr = mouse(page, "mouseMoved", at.x, at.y)
+  if not ok then return nil, merr end
+  ok, merr = mouse(page, "mousePressed", at.x, at.y, { button = "left", clickCount = 1, buttons = 1 })
+  if not ok then return nil, merr end
+  ok, merr = mouse(page, "mouseReleased", at.x, at.y, { button = "left", clickCount = 1 })
+  if not ok then return nil, merr end
+  return true
+end
+
+local KEYS = {
+  Enter = { code = "Enter", vk = 13, text = "\r" }, Tab = { code = "Tab", vk = 9, text = "\t" },
+  Escape = { code = "Escape", vk = 27 }, Backspace = { code = "Backspace", vk = 8 },
+  Delete = { code = "Delete", vk = 46 }, ArrowUp = { code = "ArrowUp", vk = 38 },
+  ArrowDown = { code = "ArrowDown", vk = 40 }, ArrowLeft = { code = "ArrowLeft", vk = 37 },
+  ArrowRight = { code = "ArrowRight", vk = 39 }, Home = { code = "Home", vk = 36 },
+  End = { code = "End", vk = 35 }, PageDown = { code = "PageDown", vk = 34 },
+  PageUp = { code = "PageUp", vk = 33 }, Space = { code = "Space", vk = 32, text = " ", key = " " },
+}
+
+-- page:press(key) -> true | nil, err  (Enter, Tab, Escape, Arrow*, ... or one character)
+function Page.press(page, key)
+  if type(key) ~= "string" or key == "" then error("page:press: expects a key name", 2) end
+  local k = KEYS[key]
+  local params
+  if k then
+    params = { key = k.key or key, code = k.code, windowsVirtualKeyCode = k.vk, nativeVirtualKeyCode = k.vk, text = k.text }
+  elseif utf8.len(key) == 1 then
+    params = { key = key, text = key }
+  else
+    return nil, "unknown key " .. key
+  end
+  params.type = params.text and "keyDown" or "rawKeyDown"
+  local ok, err = send(page, "Input.dispatchKeyEvent", params, timeout_of())
+  if not ok then return nil, err end
+  ok, err = send(page, "Input.dispatchKeyEvent", { type = "keyUp", key = params.key, code = params.code,
+    windowsVirtualKeyCode = params.windowsVirtualKeyCode }, timeout_of())
+  if not ok then return nil, err end
+  return true
+end
+
+-- page:type(selector, text) -> true | nil, err  (focus by a click, then key events per character)
+function Page.type(page, selector, text)
+  if type(text) ~= "string" then error("page:type: text must be a string", 2) end
+  local ok, err = page:click(selector)
+  if not ok then return nil, err end
+  for _, cp in utf8.codes(text) do
+    local ch = utf8.char(cp)
+    local r, kerr = send(page, "Input.dispatchKeyEvent", { type = "keyDown", key = ch, text = ch }, timeout_of())
+    if not r then return nil, kerr end
+    r, kerr = send(page, "Input.dispatchKeyEvent", { type = "keyUp", key = ch }, timeout_of())
+    if not r then return nil, kerr end
+  end
+  return true
+end
+
+-- page:scroll{ to_bottom = true, max_steps = n, delay_ms = 300 } -> { steps, height } | nil, err
+-- Scrolls with real mouse-wheel events, waiting after each step for lazily loaded content,
+-- until the page stops growing at its bottom or max_steps is reached.
+function Page.scroll(page, opts)
+  opts = opts or {}
+  local max_steps = opts.max_steps or 50
+  local delay = opts.delay_ms or 300
+  local metrics = "({y:window.scrollY, vh:window.innerHeight, h:document.documentElement.scrollHeight})"
+  local m, err = page:eval(metrics)
+  if not m then return nil, err end
+  local steps, still = 0, 0
+  while steps < max_steps do
+    local ok, merr = mouse(page, "mouseWheel", m.vh and 100 or 100, 100, { deltaX = 0, deltaY = math.max(200, (m.vh or 600) * 0.9) })
+    if not ok then return nil, merr end
+    steps = steps + 1
+    core.sleep(delay)
+    local n
+    n, err = page:eval(metrics)
+    if not n then return nil, err end
+    local at_bottom = n.y + n.vh >= n.h - 2
+    if at_bottom and n.h == m.h then
+      still = still + 1
+      if still >= 2 or not opts.to_bottom then m = n; break end
+    else
+      still = 0
+    end
+    m = n
+  end
+  return { steps = steps, height = m.h }
+end
+
+-- ------------------------------------------------------------------ extraction
+
+-- page:query(selector) -> { {text, html, attrs}, ... } | nil, err
+function Page.query(page, selector)
+  if type(selector) ~= "string" then error("page:query: expects a CSS selector", 2) end
+  return page:eval("(function(s){var out=[];var es;try{es=document.querySelectorAll(s)}catch(e){throw new Error('bad selector: '+s)}" ..
+    "for(var i=0;i<es.length;i++){var e=es[i],a={};for(var j=0;j<e.attributes.length;j++){a[e.attributes[j].name]=e.attributes[j].value}" ..
+    "out.push({text:(e.innerText||e.textContent||'').trim(),html:e.innerHTML,attrs:a})}return out})(" .. js_string(selector) .. ")")
+end
+
+local EXTRACT_JS = [[(function(schema){
+  function val(el, f){
+    var sel = f.selector;
+    var e = sel ? el.querySelector(sel) : el;
+    if(!e) return null;
+    var v;
+    if(f.attr){ v = e.getAttribute(f.attr); if(v!==null && (f.attr==='href'||f.attr==='src')){ try{ v = new URL(v, document.baseURI).href }catch(x){} } }
+    else if(f.html){ v = e.innerHTML }
+    else { v = (e.innerText||e.textContent||'').trim() }
+    if(v===null) return null;
+    if(f.type==='number'){ var m = String(v).replace(/,/g,'').match(/-?\d+(\.\d+)?/); v = m ? parseFloat(m[0]) : null }
+    return v;
+  }
+  var bases = schema.base ? document.querySelectorAll(schema.base) : [document.documentElement];
+  var out = [];
+  for(var i=0;i<bases.length;i++){
+    var rec = {};
+    for(var k in schema.fields){ rec[k] = val(bases[i], schema.fields[k]); }
+    out.push(rec);
+  }
+  return out;
+})]]
+
+-- page:extract{ base = "css", fields = { name = "css" | { "css", attr = "href", type = "number" } } }
+-- -> list of records | nil, err
+function Page.extract(page, schema)
+  if type(schema) ~= "table" or type(schema.fields) ~= "table" then
+    error("page:extract: expects { base = selector, fields = { name = selector, ... } }", 2)
+  end
+  local fields = {}
+  for name, f in pairs(schema.fields) do
+    if type(f) == "string" then
+      fields[name] = { selector = f }
+    elseif type(f) == "table" then
+      fields[name] = { selector = f[1] or f.selector, attr = f.attr, type = f.type, html = f.html }
+    else
+      error("page:extract: field " .. tostring(name) .. " must be a selector or a table", 2)
+    end
+  end
+  local s, err = json.encode { base = schema.base, fields = fields }
+  if not s then error("page:extract: bad schema: " .. err, 2) end
+  local v, eerr = page:eval(EXTRACT_JS .. "(" .. s .. ")")
+  if not v then return nil, eerr end
+  return v
+end
+
+return M
