@@ -1,0 +1,161 @@
+-- cache_spec.lua: the context cache with real Chromium. What Chromium reports
+-- (Target.getBrowserContexts) matches the cache's view; every way a handler can end leaves
+-- refs_outstanding = 0; the policy and its hook are obeyed but can never close a context in use.
+local H = require("support.helpers")
+
+describe("context cache with Chromium", function()
+  local srv
+  before_each(function() srv = H.server() end)
+  after_each(function() H.cleanup() end)
+
+  it("Chromium's contexts match the cache's view during and after a crawl", function()
+    local s = H.script(string.format([[
+local uas = { "ua-1", "ua-2", "ua-3", "ua-4", "ua-5", "ua-6" }
+return {
+  start = function() local t = {} for i = 1, 12 do t[i] = %q .. i end return t end,
+  concurrency = 3,
+  context = function(req) return { user_agent = uas[req.url:match("(%%d+)$") %% #uas + 1] } end,
+  policy = { max_contexts = 2 },
+  handle = function(page, req, job)
+    local res = assert(page:navigate(req.url))
+    local ua = page:eval("navigator.userAgent")
+    local mine, theirs = {}, assert(job:browser_contexts())
+    for _, c in ipairs(job:contexts()) do mine[#mine + 1] = c end
+    job:emit { url = req.url, ua = ua, cache = #mine, chromium = #theirs }
+  end,
+}]], srv.url("/_/page?id=")))
+    local r = H.run({ "run", s }, { stats = true })
+    assert.equals(0, r.code, r.stderr)
+    assert.equals(12, #r.records)
+    for _, rec in ipairs(r.records) do
+      assert.matches("^ua%-%d$", rec.ua)
+      -- Chromium may still be disposing a context the cache already gave up: never fewer.
+      assert.is_true(rec.chromium >= rec.cache, "chromium " .. rec.chromium .. " cache " .. rec.cache)
+      assert.is_true(rec.cache <= 3 + 2, "open contexts stay bounded: " .. rec.cache)
+    end
+    local st = r.stats
+    assert.equals(0, st.refs_outstanding)
+    assert.equals(0, st.contexts_open_at_exit)
+    assert.equals(st.contexts_created, st.contexts_closed)
+    assert.is_true(st.contexts_open_peak <= 5, "peak " .. st.contexts_open_peak)
+  end)
+
+  it("the cache's contexts equal Chromium's once cleanup settled", function()
+    local s = H.script(string.format([[
+return {
+  start = { %q }, concurrency = 1,
+  handle = function(page, req, job)
+    assert(page:navigate(req.url))
+    for i = 1, 5 do
+      local ctx <close> = assert(job:context { user_agent = "x" .. i })
+      local p = assert(ctx:page())
+      assert(p:navigate(req.url))
+      p:release()
+    end
+    job:cleanup { max_contexts = 0, force = true }
+    job:sleep(300)
+    local ids = {}
+    for _, c in ipairs(job:contexts()) do ids[#ids + 1] = c end
+    local theirs = assert(job:browser_contexts())
+    job:emit { cache = #ids, chromium = #theirs }
+  end,
+}]], srv.url("/")))
+    local r = H.run({ "run", s }, { stats = true })
+    assert.equals(0, r.code, r.stderr)
+    local rec = r.records[1]
+    -- Only the request's own context (refcount 1) survives a forced cleanup to zero.
+    assert.equals(1, rec.cache)
+    assert.equals(rec.cache, rec.chromium)
+    assert.equals(0, r.stats.refs_outstanding)
+  end)
+
+  local endings = {
+    { "raises", [[error("handler raised")]], 0 },
+    { "times out in a Lua loop", [[while true do end]], 0 },
+    { "times out waiting on the page", [[page:wait_for("#never-there", { timeout_ms = 60000 })]], 0 },
+    { "forgets to close what it took", [[
+        local ctx = assert(job:context { user_agent = "forgotten" })
+        local p = assert(ctx:page())
+        job:emit { leak = true }]], 1 },
+    { "closes with <close>", [[
+        local ctx <close> = assert(job:context { user_agent = "closed" })
+        local p <close> = assert(ctx:page())
+        job:emit { closed = true }]], 1 },
+  }
+  for _, e in ipairs(endings) do
+    it("a handler that " .. e[1] .. " leaves refs_outstanding = 0", function()
+      local s = H.script(string.format([[
+return { start = { %q }, retries = 0, timeout_ms = 1500,
+  handle = function(page, req, job)
+    assert(page:navigate(req.url))
+    %s
+  end }]], srv.url("/"), e[2]))
+      local r = H.run({ "run", s }, { stats = true, timeout = 60 })
+      assert.equals(0, r.code, r.stderr)
+      assert.equals(e[3], #r.records)
+      assert.equals(0, r.stats.refs_outstanding)
+      assert.equals(0, r.stats.bad_releases)
+      assert.equals(0, r.stats.contexts_open_at_exit)
+      if e[3] == 0 then assert.equals(1, r.stats.pages_failed) end
+    end)
+  end
+
+  it("a session is reused across requests and takes one reference", function()
+    local s = H.script(string.format([[
+local ids = {}
+return { start = { %q, %q, %q }, concurrency = 1,
+  handle = function(page, req, job)
+    local sess = assert(job:session("login"))
+    local before = job:stats().refs_outstanding
+    local again = assert(job:session("login"))
+    local after = job:stats().refs_outstanding
+    assert(sess:navigate(req.url))
+    job:emit { target = sess:info().target, same = again:info().target == sess:info().target,
+               delta = after - before }
+  end }]], srv.url("/_/page?id=1"), srv.url("/_/page?id=2"), srv.url("/_/page?id=3")))
+    local r = H.run({ "run", s }, { stats = true })
+    assert.equals(0, r.code, r.stderr)
+    assert.equals(3, #r.records)
+    for _, rec in ipairs(r.records) do
+      assert.is_true(rec.same)
+      assert.equals(0, rec.delta)
+      assert.equals(r.records[1].target, rec.target)
+    end
+    assert.equals(0, r.stats.refs_outstanding)
+  end)
+
+  it("a hook that raises is logged with its traceback and the table policy applies", function()
+    local s = H.script(string.format([[
+return { start = { %q }, policy = { max_contexts = 1, on_cleanup = function(state) error("hook exploded") end },
+  handle = function(page, req, job) assert(page:navigate(req.url)); job:emit { ok = true } end }]], srv.url("/")))
+    local r = H.run({ "run", s }, { stats = true })
+    assert.equals(0, r.code, r.stderr)
+    assert.equals(1, #r.records)
+    assert.matches("policy hook failed, the table policy applies: .*hook exploded", r.stderr)
+    assert.matches("stack traceback", r.stderr)
+    assert.equals(0, r.stats.refs_outstanding)
+  end)
+
+  it("a hook asking to close a context in use is refused with a warning naming it", function()
+    local s = H.script(string.format([[
+return { start = { %q },
+  policy = { on_cleanup = function(state)
+    local ids = {}
+    for _, c in ipairs(state.contexts) do ids[#ids + 1] = c.id end
+    return { close = ids, max_contexts = 0, force = true }
+  end },
+  handle = function(page, req, job)
+    assert(page:navigate(req.url))
+    local ctx <close> = assert(job:context { user_agent = "held" })
+    job:cleanup { max_contexts = 0, force = true }
+    -- The request's page still works: its context was not closed under it.
+    assert(page:navigate(req.url))
+    job:emit { title = page:title() }
+  end }]], srv.url("/")))
+    local r = H.run({ "run", s }, { stats = true })
+    assert.equals(0, r.code, r.stderr)
+    assert.equals(1, #r.records)
+    assert.matches("refus", r.stderr)
+    assert.equals(0, r.stats.refs_outstanding)
+  end)
+end)
