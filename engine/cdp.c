@@ -97,7 +97,10 @@ static void on_ws_close(void *ud, const char *why) {
   if (c->closed) return;
   c->closed = 1;
   c->open = 0;
-  fail_all(c, why ? why : "connection closed");
+  char msg[300];
+  snprintf(msg, sizeof msg, "the browser connection was lost (crashed or killed): %s",
+           why ? why : "connection closed");
+  fail_all(c, msg);
   if (c->cbs.on_closed) c->cbs.on_closed(c->cbs.ud, why ? why : "connection closed");
 }
 

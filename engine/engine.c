@@ -398,7 +398,10 @@ int lc_engine_run(const lc_run_opts *opts) {
   char path[4096];
   const char *why = NULL;
   if (lc_browser_find(opts->browser, path, sizeof path, &why) != 0) {
-    fprintf(stderr, "luacrawl: %s\n", why ? why : "no Chromium found");
+    if (opts->browser)
+      fprintf(stderr, "luacrawl: --browser %s: %s\n", opts->browser, why ? why : "not usable");
+    else
+      fprintf(stderr, "luacrawl: %s\n", why ? why : "no Chromium found");
     return LC_EXIT_BADINPUT;
   }
   e->browser_path = strdup(path);

@@ -79,10 +79,12 @@ static void acq_ready(void *ud, uint64_t handle, int err, const char *msg) {
   } else {
     push_handle(co, op->mt, handle, op->session);
     if (op->mt[9] == 'P') op->e->gen_pages++;
+    if (op->session) lua_pushboolean(co, 1); /* created */
   }
   lc_task *t = op->t;
+  int n = err || op->session ? 2 : 1;
   free(op);
-  lc_task_op_complete(t, err ? 2 : 1);
+  lc_task_op_complete(t, n);
 }
 
 static void acq_cancel(lc_task *t, void *data) {
@@ -164,9 +166,8 @@ static int l_core_session(lua_State *L) {
     return 2;
   }
   if (lc_task_op_pending(t)) op->handle = handle;
-  int n = lc_task_op_await(L, t);
-  lua_pushboolean(L, 1);
-  return n + 1;
+  /* Nothing may follow an await: a yield without a continuation does not come back here. */
+  return lc_task_op_await(L, t);
 }
 
 /* core.close_session(name) -> true | nil, err */

@@ -59,6 +59,8 @@ int lc_task_remaining_ms(const lc_task *t, int cap_ms);
 /* The pending operation (at most one per task). */
 void lc_task_op_begin(lc_task *t, lc_op_cancel_fn cancel, void *data);
 void lc_task_op_complete(lc_task *t, int nvalues);
+/* Must be the binding's return expression: after a yield without a continuation, control
+ * never comes back to the binding; the completion's values become its results. */
 int lc_task_op_await(lua_State *L, lc_task *t);
 int lc_task_op_pending(const lc_task *t);
 /* Drop an operation that failed to start (nothing will complete it). */

@@ -15,7 +15,7 @@ return {
   start = function() local t = {} for i = 1, 12 do t[i] = %q .. i end return t end,
   concurrency = 3,
   context = function(req) return { user_agent = uas[req.url:match("(%%d+)$") %% #uas + 1] } end,
-  policy = { max_contexts = 2 },
+  policy = { max_contexts = 2, force = true },
   handle = function(page, req, job)
     local res = assert(page:navigate(req.url))
     local ua = page:eval("navigator.userAgent")
@@ -72,7 +72,7 @@ return {
   local endings = {
     { "raises", [[error("handler raised")]], 0 },
     { "times out in a Lua loop", [[while true do end]], 0 },
-    { "times out waiting on the page", [[page:wait_for("#never-there", { timeout_ms = 60000 })]], 0 },
+    { "times out waiting on the page", [[assert(page:wait_for("#never-there", { timeout_ms = 60000 }))]], 0 },
     { "forgets to close what it took", [[
         local ctx = assert(job:context { user_agent = "forgotten" })
         local p = assert(ctx:page())

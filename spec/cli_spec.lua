@@ -94,7 +94,9 @@ describe("luacrawl CLI", function()
 
   it("passes name=value arguments to the script as args", function()
     local s = H.script("error('got ' .. args.a .. ' and ' .. args.b, 0)")
-    rejects({ "run", s, "a=1", "b=x=y" }, "got 1 and x=y")
+    local r = H.run({ "run", s, "a=1", "b=x=y" }, { timeout = 30 })
+    assert.equals(2, r.code)
+    assert.matches("^luacrawl: error in .*: got 1 and x=y\n", r.stderr)
   end)
 
   it("rejects a browser path that does not exist", function()

@@ -36,11 +36,25 @@ local function list_of_strings(v, what)
   return v
 end
 
+-- Edit distance, for "did you mean" hints.
+local function distance(a, b)
+  local prev = {}
+  for j = 0, #b do prev[j] = j end
+  for i = 1, #a do
+    local cur = { [0] = i }
+    for j = 1, #b do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev = cur
+  end
+  return prev[#b]
+end
+
 local function closest(name)
   local best, score = nil, math.huge
   for k in pairs(FIELDS) do
-    local d = math.abs(#k - #name)
-    for i = 1, math.min(#k, #name) do if k:sub(i, i) ~= name:sub(i, i) then d = d + 1 end end
+    local d = distance(k, name)
     if d < score then best, score = k, d end
   end
   return score <= 3 and best or nil

@@ -155,6 +155,7 @@ end
 -- page:navigate(url [, { wait_until, timeout_ms, throttle }]) -> { status, url, headers, mime } | nil, err
 function Page.navigate(page, url, opts)
   if type(url) ~= "string" then error("page:navigate: url must be a string", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("page:navigate: options must be a table", 2) end
   opts = opts or {}
   local s = use_state(page)
   local wait = opts.wait_until or s.wait_until or "load"
