@@ -586,6 +586,9 @@ int lc_bpool_cancel(lc_bpool *p, int gen, uint64_t id) {
 
 /* ---------------------------------------------------------------- the cache backend */
 
+/* Close commands get a CDP deadline beyond the cache's own close_timeout_ms: the cache decides
+ * when an unanswered close is lost (and frees the slot); a late answer is then ignored. */
+
 /* One multi-step backend operation in flight. Always completed by a CDP reply (answer,
  * error, timeout or connection loss), so it is always freed. */
 typedef struct bop {
@@ -735,7 +738,7 @@ static void be_close_context(void *ud, uint64_t ctx_id, const char *bctx, int ge
   lc_buf_puts(&b, "{\"browserContextId\":");
   lc_buf_json_string(&b, bctx);
   lc_buf_puts(&b, "}");
-  lc_cdp_send(g->cdp, NULL, "Target.disposeBrowserContext", lc_buf_str(&b), p->close_timeout_ms,
+  lc_cdp_send(g->cdp, NULL, "Target.disposeBrowserContext", lc_buf_str(&b), p->close_timeout_ms + 2000,
               ctx_closed_reply, o);
   lc_buf_free(&b);
 }
@@ -858,7 +861,7 @@ static void be_close_page(void *ud, uint64_t page_id, const char *target, int ge
   lc_buf_puts(&b, "{\"targetId\":");
   lc_buf_json_string(&b, target);
   lc_buf_puts(&b, "}");
-  lc_cdp_send(g->cdp, NULL, "Target.closeTarget", lc_buf_str(&b), p->close_timeout_ms,
+  lc_cdp_send(g->cdp, NULL, "Target.closeTarget", lc_buf_str(&b), p->close_timeout_ms + 2000,
               page_closed_reply, o);
   lc_buf_free(&b);
 }

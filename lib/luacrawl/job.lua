@@ -81,11 +81,19 @@ function M.new(spec, cfg)
     return core.enqueue(n, depth, data_json)
   end
 
-  -- job:emit(record) -> true; raises on a record JSON cannot hold
+  -- job:emit(record) -> true; raises on a record JSON cannot hold.
+  -- Inside a request, records are written when the handler succeeds: a request that fails and
+  -- is retried does not emit twice, and an interrupted one leaves nothing half done. Outside a
+  -- request (on_error), they are written at once.
   function J.emit(self, record)
     if type(record) ~= "table" then error("job:emit: record must be a table (got " .. type(record) .. ")", 2) end
     local line, err = json.encode(record)
     if not line then error("job:emit: cannot encode the record: " .. err, 2) end
+    local req = current[coroutine.running()]
+    if req and req.pending_records then
+      req.pending_records[#req.pending_records + 1] = line
+      return true
+    end
     local ok, werr = core.emit(line)
     if not ok then error("job:emit: " .. werr, 2) end
     return true
@@ -168,13 +176,20 @@ function M.new(spec, cfg)
       page:mark_bad()
       return "error", "cannot prepare the page: " .. tostring(perr)
     end
+    req.pending_records = {}
     local hok, herr = xpcall(spec.handle, traceback, page, req, job)
+    local records = req.pending_records
+    req.pending_records = nil
     if not hok then
       if type(herr) == "table" and herr.luacrawl_throttle then
         return "throttled", herr.retry_after_ms
       end
       if page:live() and page:broken() then page:mark_bad() end
       return "error", herr
+    end
+    for _, line in ipairs(records) do
+      local ok, werr = core.emit(line)
+      if not ok then return "error", "cannot write a record: " .. tostring(werr) end
     end
     return "ok"
   end
