@@ -65,6 +65,12 @@ static int cfg_ref(lua_State *L, int idx, const char *k) {
 
 /* ---------------------------------------------------------------- browser events */
 
+static uint64_t lost_now(lc_engine *e) {
+  lc_cache_stats cs;
+  lc_cache_get_stats(e->cache, &cs);
+  return cs.contexts_lost;
+}
+
 static void on_browser_ready(void *ud, int gen, int err, const char *msg) {
   lc_engine *e = ud;
   if (err) {
@@ -87,6 +93,7 @@ static void on_browser_ready(void *ud, int gen, int err, const char *msg) {
     e->gen_pages = 0;
     e->starting_gen = 0;
     e->browser_recycles++;
+    e->gen_lost_base = lost_now(e);
     lc_cache_set_generation(e->cache, gen, lc_now(e));
     lc_info("browser recycled: %d -> %d", old, gen);
     lc_job_after_release(e);
@@ -125,6 +132,7 @@ static void on_browser_lost(void *ud, int gen, int crashed, const char *why) {
   lc_warn("browser crashed (%s); started a new one", why);
   e->gen = g;
   e->gen_pages = 0;
+  e->gen_lost_base = lost_now(e);
   lc_cache_set_generation(e->cache, g, lc_now(e));
 }
 
@@ -135,13 +143,19 @@ static void on_browser_drained(void *ud, int gen) {
 
 /* ---------------------------------------------------------------- timers and signals */
 
+#define MAX_LOST_CLOSES 3
+
 static void maybe_recycle(lc_engine *e) {
   if (e->stopping || e->starting_gen || !e->started) return;
   int by_count = e->policy.max_pages_per_browser > 0 &&
                  (int64_t)e->gen_pages >= e->policy.max_pages_per_browser;
   long rss_mb = lc_bpool_rss_kb(e->pool, e->gen) / 1024;
   int by_rss = e->policy.max_browser_rss_mb > 0 && rss_mb >= e->policy.max_browser_rss_mb;
-  if (!by_count && !by_rss) {
+  /* A browser that keeps leaving closes unanswered is not trusted with more work. */
+  lc_cache_stats cs;
+  lc_cache_get_stats(e->cache, &cs);
+  int by_lost = cs.contexts_lost - e->gen_lost_base >= MAX_LOST_CLOSES;
+  if (!by_count && !by_rss && !by_lost) {
     /* Close to the memory limit: give back what idle contexts hold first. */
     if (e->policy.max_browser_rss_mb > 0 && rss_mb * 10 >= e->policy.max_browser_rss_mb * 8) {
       lc_cleanup_params p = {.max_contexts = e->policy.max_contexts, .force = 1,
@@ -157,7 +171,9 @@ static void maybe_recycle(lc_engine *e) {
     free(err);
     return;
   }
-  lc_info("recycling the browser (%s)", by_count ? "max_pages_per_browser" : "max_browser_rss_mb");
+  lc_info("recycling the browser (%s)", by_count ? "max_pages_per_browser"
+                                        : by_rss  ? "max_browser_rss_mb"
+                                                  : "closes left unanswered");
   e->starting_gen = g;
 }
 

@@ -76,6 +76,7 @@ typedef struct lc_engine {
   int gen;             /* current browser generation */
   int starting_gen;    /* a generation being started for a recycle, or 0 */
   uint64_t gen_pages;  /* pages served by the current generation */
+  uint64_t gen_lost_base; /* the cache's contexts_lost when the current generation began */
   int restarts;        /* browser starts after crashes */
   int started;         /* the crawl has begun (start URLs queued) */
   int stopping;        /* no new work; finishing */

@@ -53,6 +53,7 @@ struct lc_sched {
   uint64_t next_id;
   uv_idle_t idle;
   uv_timer_t sweep;
+  int closing; /* handles still closing in lc_sched_free */
 };
 
 static void idle_cb(uv_idle_t *h);
@@ -224,16 +225,18 @@ lc_sched *lc_sched_new(uv_loop_t *loop, lua_State *L) {
   return s;
 }
 
+/* Both handles live inside the struct: free it after the second close callback. */
 static void sched_closed(uv_handle_t *h) {
   lc_sched *s = h->data;
-  if (h == (uv_handle_t *)&s->sweep) free(s);
+  if (--s->closing == 0) free(s);
 }
 
 void lc_sched_free(lc_sched *s) {
   if (!s) return;
   lc_sched_kill_all(s, "shutting down");
   *(tag **)lua_getextraspace(s->L) = NULL;
-  uv_close((uv_handle_t *)&s->idle, NULL);
+  s->closing = 2;
+  uv_close((uv_handle_t *)&s->idle, sched_closed);
   uv_close((uv_handle_t *)&s->sweep, sched_closed);
 }
 

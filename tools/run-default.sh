@@ -74,7 +74,9 @@ fi
 echo "run-default.sh: serving examples/site at http://127.0.0.1:$port/" >&2
 
 set +e
-(trap - INT QUIT TERM HUP; exec setsid "$bin" run "$src/scripts/crawl.lua" \
+# LUACRAWL_WRAPPER (e.g. "valgrind --error-exitcode=99") runs luacrawl under a tool.
+# shellcheck disable=SC2086
+(trap - INT QUIT TERM HUP; exec setsid ${LUACRAWL_WRAPPER:-} "$bin" run "$src/scripts/crawl.lua" \
   "url=http://127.0.0.1:$port/" "$@") &
 crawl_pid=$!
 while :; do
