@@ -36,7 +36,6 @@ typedef struct req_state {
   lc_engine *e;
   lc_request req;
   lc_host *host;
-  int throttles;
 } req_state;
 
 int64_t lc_now(const lc_engine *e) { return (int64_t)uv_now((uv_loop_t *)&e->loop); }
@@ -105,14 +104,16 @@ static void robots_done(lc_task *t, int status, const char *err, void *ud) {
       h->robots = lc_robots_parse(text, n, e->cfg.user_agent_token);
       double delay = h->robots ? lc_robots_crawl_delay(h->robots) : -1;
       if (delay > 0) h->crawl_delay_ms = (int64_t)(delay * 1000);
-    } else if (code >= 500) {
-      /* RFC 9309 2.3.1.4: an unreachable robots.txt means everything is disallowed. */
-      h->robots = lc_robots_parse("User-agent: *\nDisallow: /\n", 26, e->cfg.user_agent_token);
-      lc_warn("robots.txt of %s answered %d: not crawling that host", h->origin, (int)code);
+    } else {
+      /* RFC 9309 2.3.1: 4xx allows everything, 5xx (and 429) disallows everything. */
+      h->robots = lc_robots_for_status((int)code);
+      if (h->robots && code >= 429)
+        lc_warn("robots.txt of %s answered %d: not crawling that host", h->origin, (int)code);
     }
-    /* 4xx: no rules, everything allowed (RFC 9309 2.3.1.3). */
   } else {
-    lc_warn("cannot read robots.txt of %s (%s): crawling it without rules", h->origin,
+    /* Unreachable means disallowed (RFC 9309 2.3.1.4): the browser could not fetch it. */
+    h->robots = lc_robots_for_status(0);
+    lc_warn("cannot read robots.txt of %s (%s): not crawling that host", h->origin,
             err ? err : "no answer");
   }
   free(op);
@@ -194,7 +195,7 @@ static void request_failed_for_good(lc_engine *e, req_state *rs, const char *err
 static void retry_later(lc_engine *e, req_state *rs, int64_t delay_ms, int count_attempt) {
   lc_request r = rs->req;
   memset(&rs->req, 0, sizeof rs->req); /* ownership of the strings moves to the frontier */
-  if (count_attempt) r.attempt++;
+  if (!count_attempt) r.attempt--;     /* the frontier's retry counts one attempt itself */
   if (e->frontier->ops->retry(e->frontier, &r, lc_now(e) + delay_ms) < 0) {
     lc_error("cannot queue a retry of %s", r.url);
     lc_request_clear(&r);
@@ -227,15 +228,14 @@ static void request_done(lc_task *t, int status, const char *err, void *ud) {
       if (wait > 10 * 60 * 1000) wait = 10 * 60 * 1000;
       e->throttled++;
       if (rs->host) rs->host->next_ok_ms = lc_now(e) + wait;
-      if (rs->req.attempt + rs->throttles < e->cfg.throttle_retries + e->cfg.retries &&
-          !e->stopping) {
+      if (rs->req.throttles < e->cfg.throttle_retries && !e->stopping) {
         lc_info("%s answered 429/503: backing off %s for %" PRId64 " ms", rs->req.url,
                 rs->host ? rs->host->name : "the host", wait);
+        rs->req.throttles++;
         retry_later(e, rs, wait, 0);
-        rs->throttles++;
         goto out;
       }
-      snprintf(msg, sizeof msg, "still throttled (429/503) after %d tries", rs->throttles + 1);
+      snprintf(msg, sizeof msg, "still throttled (429/503) after %d tries", rs->req.throttles + 1);
       result = msg;
     } else if (kind && strcmp(kind, "error") == 0) {
       const char *m = lua_tostring(co, top);
@@ -293,7 +293,7 @@ void lc_job_pump(lc_engine *e) {
     lc_host *h = host_get(e, r.url);
     if (e->cfg.robots && h && h->robots) {
       char pq[4096];
-      if (lc_url_path_query(r.url, pq, sizeof pq) == 0 && !lc_robots_allowed(h->robots, pq)) {
+      if (lc_url_path_query(r.url, pq, sizeof pq) == 0 && lc_robots_allowed(h->robots, pq) == 0) {
         lc_info("robots.txt disallows %s", r.url);
         e->robots_skipped++;
         e->frontier->ops->done(e->frontier, r.id, 0);

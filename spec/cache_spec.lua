@@ -100,6 +100,42 @@ return { start = { %q }, retries = 0, timeout_ms = 1500,
     end)
   end
 
+  it("a handle used after its release is a clear error; a second release is refused", function()
+    local s = H.script(string.format([[
+local kept
+return { start = { %q, %q }, concurrency = 1,
+  handle = function(page, req, job)
+    if not kept then
+      kept = page -- released by the engine when this request ends
+      local ctx = assert(job:context { user_agent = "short-lived" })
+      local p = assert(ctx:page())
+      assert(p:release())
+      local ok, err = pcall(p.navigate, p, req.url)
+      local again, aerr = p:release()
+      ctx:release()
+      local cok, cerr = pcall(ctx.page, ctx)
+      job:emit { ok = ok, err = err, again = again, aerr = aerr, cerr = cerr }
+    else
+      local ok, err = pcall(kept.title, kept)
+      job:emit { ok = ok, err = err, other_request = true }
+    end
+  end }]], srv.url("/_/page?id=1"), srv.url("/_/page?id=2")))
+    local r = H.run({ "run", s }, { stats = true })
+    assert.equals(0, r.code, r.stderr)
+    assert.equals(2, #r.records)
+    local a, b = r.records[1], r.records[2]
+    assert.is_false(a.ok)
+    assert.matches("page used after its release", a.err)
+    assert.is_nil(a.again)
+    assert.matches("already released", a.aerr)
+    assert.matches("context used after its release", a.cerr)
+    assert.is_true(b.other_request)
+    assert.is_false(b.ok)
+    assert.matches("page used after its release", b.err)
+    assert.equals(0, r.stats.refs_outstanding)
+    assert.equals(0, r.stats.bad_releases)
+  end)
+
   it("a session is reused across requests and takes one reference", function()
     local s = H.script(string.format([[
 local ids = {}
