@@ -280,17 +280,14 @@ static double push_pop_cycle(int n, int *bad) {
   return (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
 }
 
-/* 100k pushes are quick, and cost grows linearly: ten times the URLs may take ten times as long
- * (thirty allowing for noise and cache effects), not a hundred. Comparing two sizes in one
- * process keeps the check meaningful under sanitizers and valgrind alike. */
-TEST(many_pushes_are_quick) {
+/* 100k URLs go through push, pop, retry and done with every id accounted for. How fast is
+ * the benchmarks' business (bench/), not a test's: the timings are printed, not asserted. */
+TEST(many_pushes_are_handled) {
   int bad = 0;
   double small = push_pop_cycle(10000, &bad);
   double big = push_pop_cycle(100000, &bad);
-  fprintf(stderr, "    10k cycle %.3f s, 100k cycle %.3f s (ratio %.1f)\n", small, big,
-          big / small);
+  fprintf(stderr, "    10k cycle %.3f s, 100k cycle %.3f s\n", small, big);
   CHECK_INT(bad, 0);
-  CHECK(big < 30 * small + 0.5);
 }
 
 /* A naive model of the contract (O(n) scans) to check the heaps against with random steps. */
@@ -435,7 +432,7 @@ int main(void) {
   RUN(admit_skips_blocked_hosts_without_losing_them);
   RUN(admit_interleaved_hosts_keep_fifo);
   RUN(ending_twice_or_unknown_fails_loudly);
-  RUN(many_pushes_are_quick);
+  RUN(many_pushes_are_handled);
   RUN(random_steps_match_a_model);
   RUN(destroy_frees_queued_waiting_and_data);
   DONE();
