@@ -2,8 +2,8 @@
  *
  * Owns: the Chromium process and its process group, the helpers that left the group but name
  * the profile dir on their command line (crashpad), the fresh profile dir (luacrawl-XXXXXX)
- * and everything in it, the three libuv handles that watch them, and a static registry of live
- * browsers for the emergency exit paths.
+ * and everything in it, the three libuv handles that watch them, a warden process per browser,
+ * and a static registry of live browsers for the emergency exit paths.
  *
  * Lifecycle
  *   lc_browser_launch()   forks and execs; returns at once. Exactly one lc_browser_destroy()
@@ -27,6 +27,16 @@
  * The pid is reaped with waitpid(pid) only (never waitpid(-1)); other children are untouched.
  * The exit is first observed with waitid(WNOWAIT), so the group is killed while the zombie
  * still pins the pid: a recycled pid is never signalled.
+ *
+ * The warden: launch also forks a small process, "luacrawl-warden" (comm and cmdline; in its
+ * own session; ignores SIGINT, SIGTERM and SIGHUP), which sleeps until the engine closes its
+ * end of a socket. If the engine goes away without saying all is clean (SIGKILL, a crash, an
+ * exit that skipped cleanup), it SIGKILLs the browser's group and the processes naming the
+ * profile dir, waits up to 2 s for them, removes the profile dir and exits: the dir does not
+ * outlive even a SIGKILLed engine. Normally the engine tells it all is clean once the browser
+ * is reaped and the dir removed, and reaps it (waitpid(pid)) before the handles close. The
+ * engine must not reap children it does not own (no waitpid(-1), SIGCHLD not ignored), and a
+ * child it forks without exec'ing keeps the warden waiting until that child exits.
  */
 #ifndef LC_BROWSER_H
 #define LC_BROWSER_H
@@ -69,6 +79,8 @@ int lc_browser_launch(uv_loop_t *loop, const lc_browser_opts *o, lc_browser_read
 const char *lc_browser_ws_url(const lc_browser *b);
 /* The browser's pid, which is also its process group id. Stays set after the exit. */
 pid_t lc_browser_pid(const lc_browser *b);
+/* The warden's pid (0 if none); stays set after it is reaped. For tests and diagnostics. */
+pid_t lc_browser_warden_pid(const lc_browser *b);
 /* The profile dir's path (removed once the process is gone). */
 const char *lc_browser_profile_dir(const lc_browser *b);
 /* 1 for the lean headless build (as given, or derived from the path), else 0. */
@@ -79,7 +91,8 @@ double lc_browser_cpu_seconds(const lc_browser *b);
 /* 1 while the main browser process has not exited. */
 int lc_browser_alive(const lc_browser *b);
 
-/* SIGTERMs the group; SIGKILLs it (and the crashpad helpers) after grace_ms if the main process
+/* SIGTERMs the main process (it stops its helpers); SIGKILLs the group (and the crashpad
+ * helpers) after grace_ms if the main process
  * is still alive. No-op once it has exited. */
 void lc_browser_terminate(lc_browser *b, int grace_ms);
 /* SIGKILLs the group and the crashpad helpers now. No-op once it has exited. */
@@ -87,15 +100,18 @@ void lc_browser_kill(lc_browser *b);
 
 /* Releases the browser: SIGKILLs the group if alive and closes its libuv handles; the memory is
  * freed (and the profile dir removed, if still there) in the last close callback, after the
- * process is reaped, so the loop must run on until then. Exactly one call per launched browser;
- * a second call while the first is still closing aborts. Callbacks never fire after it. */
+ * process and its warden are reaped, so the loop must run on until then. Exactly one call per
+ * launched browser; a second call while the first is still closing aborts. Callbacks never fire
+ * after it. */
 void lc_browser_destroy(lc_browser *b);
 
 /* For the engine's emergency exits (SIGTERM/SIGINT handlers, atexit, fatal errors): SIGKILLs
  * every browser group launched by this process that has not been reaped, and every process
- * naming one of their profile dirs; waits up to 1 s for them to die; removes the profile dirs.
- * Async-signal-safe (no malloc, no stdio, no locks): usable from a signal handler. Browsers stay
- * registered: if the loop runs on, their on_exit fires as usual and destroy is still due. */
+ * naming one of their profile dirs; waits up to 1 s for them to die; removes the profile dirs;
+ * releases every warden (told all is clean if it is, so it exits at once; else it finishes the
+ * job), so no warden waits on a loop that may never run again. Async-signal-safe (no malloc, no
+ * stdio, no locks; errno is preserved): usable from a signal handler. Browsers stay registered:
+ * if the loop runs on, their on_exit fires as usual and destroy is still due. */
 void lc_browser_kill_all_now(void);
 
 #endif

@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -291,6 +292,40 @@ static long self_status_kb(const char *key) {
 long lc_proc_self_rss_kb(void) { return self_status_kb("VmRSS"); }
 
 long lc_proc_self_peak_rss_kb(void) { return self_status_kb("VmHWM"); }
+
+/* ---------------------------------------------------------------- renaming this process */
+
+/* argv[0] as the C library found it at start-up (glibc and musl): where the argument strings
+ * begin in our memory, which is what /proc/self/stat's arg_start must say too. */
+extern char *program_invocation_name;
+
+int lc_proc_self_rename(const char *name) {
+  if (!name || !*name) return -EINVAL;
+  prctl(PR_SET_NAME, name, 0, 0, 0);
+  /* Fields 48 and 49 of /proc/self/stat: where the argument strings live (Linux >= 3.5). */
+  char buf[2048];
+  if (read_small_file("/proc/self/stat", buf, sizeof buf) <= 0) return -EIO;
+  const char *p = strrchr(buf, ')');
+  if (!p || p[1] != ' ') return -EIO;
+  p += 2;
+  for (int f = 3; f <= 47; f++) skip_field(&p);
+  long long start = parse_ll(&p), end = parse_ll(&p);
+  if (start <= 0 || end <= start || end - start > (1 << 20)) return -ERANGE;
+  /* The area must be our own argv (under valgrind, say, the kernel's numbers are the host's and
+   * not ours to touch), and the kernel must show exactly its bytes as our command line. */
+  if ((uintptr_t)start != (uintptr_t)program_invocation_name) return -ERANGE;
+  size_t len = (size_t)(end - start);
+  char shown[4096];
+  ssize_t n = read_small_file("/proc/self/cmdline", shown, sizeof shown);
+  size_t want = len < sizeof shown - 1 ? len : sizeof shown - 1;
+  if (n < 0 || (size_t)n != want) return -ERANGE;
+  volatile char *area = (volatile char *)(uintptr_t)start;
+  for (size_t i = 0; i < want; i++)
+    if (area[i] != shown[i]) return -ERANGE;
+  size_t nl = strlen(name);
+  for (size_t i = 0; i < len; i++) area[i] = i + 1 < len && i < nl ? name[i] : '\0';
+  return 0;
+}
 
 /* ---------------------------------------------------------------- rmtree */
 

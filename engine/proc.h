@@ -39,6 +39,16 @@ int lc_proc_group_alive(pid_t pgid);
  * helpers that left the group (crashpad) but name the profile dir. Async-signal-safe. */
 int lc_proc_signal_by_cmdline(const char *path, int sig);
 
+/* Renames this process for ps and /proc: sets comm (PR_SET_NAME, at most 15 bytes kept) and
+ * overwrites the argument area that /proc/self/cmdline shows with name and NUL bytes (cut to
+ * the area's length), so that no argument of the original command line stays visible. The area
+ * is located through /proc/self/stat (arg_start, arg_end) and is left alone (-ERANGE; comm is
+ * still set) unless it starts at argv[0] and its bytes match /proc/self/cmdline (under valgrind
+ * it is left alone: there the command line shown is valgrind's own). Meant for a process forked
+ * from the engine that does not exec.
+ * Returns 0 or a negative errno. Async-signal-safe. */
+int lc_proc_self_rename(const char *name);
+
 /* Removes path and everything below it (nftw, FTW_DEPTH | FTW_PHYS: symlinks are removed, never
  * followed). Keeps going past errors. Returns 0, or the first negative errno met; -ENOENT if
  * path does not exist. */
