@@ -107,6 +107,8 @@ typedef struct lc_cache_ctx_info {
   int64_t age_ms;
   uint64_t uses;    /* acquires served */
   int browser_gen;
+  int creating;     /* 1 while Chromium has not yet answered its creation */
+  char browser_ctx[64]; /* Chromium's browserContextId once created, else "" */
 } lc_cache_ctx_info;
 
 typedef struct lc_cleanup_params {

@@ -185,9 +185,11 @@ static void request_failed_for_good(lc_engine *e, req_state *rs, const char *err
   e->frontier->ops->done(e->frontier, rs->req.id, 0);
   lc_warn("failed: %s: %s", rs->req.url, err);
   if (e->on_error_ref != LUA_NOREF && !e->stopping) {
+    /* on_error gets the message; the traceback went to the log above. */
+    const char *tb = strstr(err, "\nstack traceback:");
     lua_rawgeti(e->L, LUA_REGISTRYINDEX, e->on_error_ref);
     push_request(e->L, &rs->req);
-    lua_pushstring(e->L, err);
+    lua_pushlstring(e->L, err, tb ? (size_t)(tb - err) : strlen(err));
     if (lc_task_spawn(e->sched, 2, e->cfg.timeout_ms, on_error_done, e)) e->aux_tasks++;
   }
 }

@@ -537,7 +537,6 @@ static int l_core_stats(lua_State *L) {
   lua_createtable(L, 0, 24);
   set_int(L, "contexts_created", (lua_Integer)cs.contexts_created);
   set_int(L, "contexts_closed", (lua_Integer)cs.contexts_closed);
-  set_int(L, "contexts_lost", (lua_Integer)cs.contexts_lost);
   set_int(L, "contexts_open", cs.contexts_open);
   set_int(L, "contexts_open_peak", cs.contexts_open_peak);
   set_int(L, "refs_outstanding", cs.refs_outstanding);
@@ -548,7 +547,11 @@ static int l_core_stats(lua_State *L) {
   set_int(L, "pages_ok", (lua_Integer)e->pages_ok);
   set_int(L, "pages_failed", (lua_Integer)e->pages_failed);
   set_int(L, "retries", (lua_Integer)e->retries);
-  set_int(L, "emitted", (lua_Integer)e->emitted);
+  set_int(L, "records", (lua_Integer)e->emitted);
+  set_int(L, "throttled", (lua_Integer)e->throttled);
+  set_int(L, "robots_skipped", (lua_Integer)e->robots_skipped);
+  set_int(L, "pages_closed", (lua_Integer)cs.pages_closed);
+  set_int(L, "contexts_lost", (lua_Integer)cs.contexts_lost);
   set_int(L, "in_flight", e->in_flight);
   set_int(L, "queued", (lua_Integer)e->frontier->ops->pending(e->frontier));
   set_int(L, "browser_starts", bs.browser_starts);
@@ -577,6 +580,12 @@ static int l_core_contexts(lua_State *L) {
     set_int(L, "pages", info[i].pages);
     set_int(L, "idle_pages", info[i].idle_pages);
     set_int(L, "browser", info[i].browser_gen);
+    lua_pushboolean(L, info[i].creating);
+    lua_setfield(L, -2, "creating");
+    if (info[i].browser_ctx[0]) {
+      lua_pushstring(L, info[i].browser_ctx);
+      lua_setfield(L, -2, "browser_context");
+    }
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   return 1;

@@ -196,6 +196,16 @@ int lc_policy_decide(lua_State *L, const lc_policy *p, const lc_cache *cache, in
                 luaL_tolstring(L, -1, NULL));
     }
     lua_settop(L, r);
+    ty = lua_getfield(L, r, "idle_ms");
+    if (ty != LUA_TNIL) {
+      int isint = 0;
+      lua_Integer v = lua_tointegerx(L, -1, &isint);
+      if (isint && v >= 0)
+        out->idle_ms = v;
+      else
+        lc_warn("policy hook returned a bad idle_ms (%s): ignored", luaL_tolstring(L, -1, NULL));
+    }
+    lua_settop(L, r);
     ty = lua_getfield(L, r, "force");
     if (ty == LUA_TBOOLEAN)
       out->force = lua_toboolean(L, -1);

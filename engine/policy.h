@@ -32,7 +32,8 @@ void lc_policy_defaults(lc_policy *p);
 int lc_policy_from_lua(lua_State *L, int idx, lc_policy *p, char *err, size_t errlen);
 void lc_policy_release(lua_State *L, lc_policy *p);
 
-/* Decide one cleanup pass: the table policy, then the hook's answer if it gives a valid one.
+/* Decide one cleanup pass: the table policy, then the hook's answer if it gives a valid one
+ * (max_contexts, force, idle_ms, close).
  * `ids` (capacity `cap`) receives the ids the hook asked to close; out->close_ids points at
  * it. Returns 1 if the hook ran and was used, 0 if the table policy applies, -1 if the hook
  * failed (already logged). */

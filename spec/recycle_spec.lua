@@ -40,7 +40,7 @@ return { start = { args.url }, concurrency = 4, max_depth = 10, retries = 0,
     local srv = H.server()
     local s = H.script(string.format([[
 return { start = { %q }, timeout_ms = 20000,
-  policy = { max_contexts = 10, idle_ms = 400 },
+  policy = { max_contexts = 10, idle_ms = 3000 },
   handle = function(page, req, job)
     assert(page:navigate(req.url))
     for i = 1, 3 do
@@ -49,7 +49,7 @@ return { start = { %q }, timeout_ms = 20000,
       assert(p:navigate(req.url))
     end
     local open_now = #job:contexts()
-    job:sleep(1500)
+    job:sleep(4500)
     job:emit { before = open_now, after = #job:contexts() }
   end }]], srv.url("/")))
     local r = H.run({ "run", s }, { stats = true })

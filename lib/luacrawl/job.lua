@@ -11,6 +11,8 @@ local M = {}
 
 -- The request each running task serves, so job:enqueue knows the depth and base URL.
 local current = setmetatable({}, { __mode = "k" })
+-- Records a request emitted, written when its handler succeeds (keyed by the request).
+local pending_records = setmetatable({}, { __mode = "k" })
 -- Canonical options of context handles (for ctx:page()).
 local ctx_options = setmetatable({}, { __mode = "k" })
 
@@ -90,8 +92,9 @@ function M.new(spec, cfg)
     local line, err = json.encode(record)
     if not line then error("job:emit: cannot encode the record: " .. err, 2) end
     local req = current[coroutine.running()]
-    if req and req.pending_records then
-      req.pending_records[#req.pending_records + 1] = line
+    local held = req and pending_records[req]
+    if held then
+      held[#held + 1] = line
       return true
     end
     local ok, werr = core.emit(line)
@@ -104,7 +107,12 @@ function M.new(spec, cfg)
     if type(name) ~= "string" or name == "" then error("job:session: name must be a non-empty string", 2) end
     local ok, c = pcall(options.check, ctx or (type(spec.context) == "table" and spec.context or nil))
     if not ok then error("job:session: " .. c, 2) end
-    local page, created = core.session(name, options.canonical(c))
+    -- A session has a context of its own (its name is part of the key): what it logs into
+    -- stays in it instead of reaching every request that happens to share its options.
+    local keyed = {}
+    for k, v in pairs(c) do keyed[k] = v end
+    keyed.session = name
+    local page, created = core.session(name, options.canonical(keyed))
     if not page then return nil, created end
     if created then
       local pok, perr = page_api.prepare(page, c)
@@ -176,10 +184,10 @@ function M.new(spec, cfg)
       page:mark_bad()
       return "error", "cannot prepare the page: " .. tostring(perr)
     end
-    req.pending_records = {}
+    pending_records[req] = {}
     local hok, herr = xpcall(spec.handle, traceback, page, req, job)
-    local records = req.pending_records
-    req.pending_records = nil
+    local records = pending_records[req]
+    pending_records[req] = nil
     if not hok then
       if type(herr) == "table" and herr.luacrawl_throttle then
         return "throttled", herr.retry_after_ms

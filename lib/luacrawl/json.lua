@@ -19,9 +19,49 @@ function M.decode(text)
   return v
 end
 
+-- lua-cjson 2.1.0 writes every empty table as {}. A table marked with M.array() is a list:
+-- when empty it is written as []. (Marked lists come from page:links(), page:query(), ...)
+local array_mt = { __name = "luacrawl.array" }
+function M.array(t) return setmetatable(t or {}, array_mt) end
+function M.is_array(t) return getmetatable(t) == array_mt end
+
+local EMPTY = "\1luacrawl-empty-array\1"
+local EMPTY_JSON = codec.encode(EMPTY)
+
+-- A copy of v with marked empty lists replaced by a placeholder, or v itself if it has none.
+local function mark_empty(v, depth)
+  if type(v) ~= "table" then return v, false end
+  if depth > 200 then error("value nested too deeply", 0) end
+  if next(v) == nil and getmetatable(v) == array_mt then return EMPTY, true end
+  local out, changed = {}, false
+  for k, x in pairs(v) do
+    local y, c = mark_empty(x, depth + 1)
+    out[k] = y
+    changed = changed or c
+  end
+  if changed then return out, true end
+  return v, false
+end
+
 -- Encode a value; returns text | nil, err. Never raises.
 function M.encode(v)
-  local ok, s = pcall(codec.encode, v)
+  local ok, s = pcall(function()
+    local w, changed = mark_empty(v, 0)
+    local text = codec.encode(w)
+    if changed then
+      local i, out = 1, {}
+      while true do
+        local a, b = text:find(EMPTY_JSON, i, true)
+        if not a then break end
+        out[#out + 1] = text:sub(i, a - 1)
+        out[#out + 1] = "[]"
+        i = b + 1
+      end
+      out[#out + 1] = text:sub(i)
+      text = table.concat(out)
+    end
+    return text
+  end)
   if not ok then return nil, tostring(s) end
   return s
 end

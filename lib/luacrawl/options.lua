@@ -68,6 +68,7 @@ function M.check(o)
     check_number(g.latitude, "geolocation.latitude", -90, 90)
     check_number(g.longitude, "geolocation.longitude", -180, 180)
     check_number(g.accuracy, "geolocation.accuracy", 0, 1e7)
+    if g.latitude == nil or g.longitude == nil then fail("geolocation", "needs latitude and longitude") end
     c.geolocation = { latitude = g.latitude, longitude = g.longitude, accuracy = g.accuracy or 10 }
   end
   if o.headers ~= nil then
