@@ -236,23 +236,23 @@ static lc_enpage *check_enpage(lua_State *L, lc_engine **pe, l_handle **ph) {
   return pg;
 }
 
-/* page:_send(method, params_json [, timeout_ms]) [async] -> result_json | nil, err */
-typedef struct send_op {
+/* One CDP command for a task: a page's (handle != 0) or the browser's. */
+typedef struct cmd_op {
   lc_task *t;
   lc_engine *e;
-  uint64_t handle;
+  uint64_t handle; /* the page handle, or 0 for a browser-level command */
   int gen;
   uint64_t id;
-} send_op;
+} cmd_op;
 
-static void send_reply(void *ud, int err, char *r, size_t n) {
-  send_op *op = ud;
+static void cmd_reply(void *ud, int err, char *r, size_t n) {
+  cmd_op *op = ud;
   lua_State *co = lc_task_thread(op->t);
   lc_task *t = op->t;
   if (err) {
-    if (err == LC_CDP_ETIMEOUT) lc_cache_page_mark_bad(op->e->cache, op->handle);
+    if (err == LC_CDP_ETIMEOUT && op->handle) lc_cache_page_mark_bad(op->e->cache, op->handle);
     lua_pushnil(co);
-    lua_pushlstring(co, r, strlen(r));
+    lua_pushstring(co, r);
   } else {
     lua_pushlstring(co, r, n);
   }
@@ -260,15 +260,40 @@ static void send_reply(void *ud, int err, char *r, size_t n) {
   lc_task_op_complete(t, err ? 2 : 1);
 }
 
-static void send_cancel(lc_task *t, void *data) {
-  send_op *op = data;
+static void cmd_cancel(lc_task *t, void *data) {
+  cmd_op *op = data;
   (void)t;
   lc_bpool_cancel(op->e->pool, op->gen, op->id);
   /* A page whose command was abandoned (deadline) is not trusted again. */
-  lc_cache_page_mark_bad(op->e->cache, op->handle);
+  if (op->handle) lc_cache_page_mark_bad(op->e->cache, op->handle);
   free(op);
 }
 
+/* Send on the page `pg` (or the browser of generation `gen` when pg is NULL) and await the
+ * answer. stack: +1 result_json | +2 nil, err */
+static int cmd_await(lua_State *L, lc_engine *e, lc_task *t, lc_enpage *pg, uint64_t handle,
+                     int gen, const char *method, const char *params, int timeout) {
+  cmd_op *op = calloc(1, sizeof *op);
+  if (!op) return luaL_error(L, "out of memory");
+  op->t = t;
+  op->e = e;
+  op->handle = handle;
+  op->gen = pg ? lc_enpage_gen(pg) : gen;
+  lc_task_op_begin(t, cmd_cancel, op);
+  int ms = lc_task_remaining_ms(t, timeout);
+  op->id = pg ? lc_enpage_send(e->pool, pg, method, params, ms, cmd_reply, op)
+              : lc_bpool_send(e->pool, gen, method, params, ms, cmd_reply, op);
+  if (!op->id) {
+    lc_task_op_abort(t);
+    free(op);
+    lua_pushnil(L);
+    lua_pushliteral(L, "the browser is not connected");
+    return 2;
+  }
+  return lc_task_op_await(L, t);
+}
+
+/* page:_send(method, params_json [, timeout_ms]) [async] -> result_json | nil, err */
 static int l_page_send(lua_State *L) {
   lc_engine *e;
   l_handle *h;
@@ -282,23 +307,7 @@ static int l_page_send(lua_State *L) {
     lua_pushstring(L, pg ? lc_enpage_broken(pg) : "page is gone (its browser crashed or closed)");
     return 2;
   }
-  send_op *op = calloc(1, sizeof *op);
-  if (!op) return luaL_error(L, "out of memory");
-  op->t = t;
-  op->e = e;
-  op->handle = h->handle;
-  op->gen = lc_enpage_gen(pg);
-  lc_task_op_begin(t, send_cancel, op);
-  op->id = lc_enpage_send(e->pool, pg, method, params, lc_task_remaining_ms(t, timeout),
-                          send_reply, op);
-  if (!op->id) {
-    lc_task_op_abort(t);
-    free(op);
-    lua_pushnil(L);
-    lua_pushliteral(L, "the browser is not connected");
-    return 2;
-  }
-  return lc_task_op_await(L, t);
+  return cmd_await(L, e, t, pg, h->handle, 0, method, params, timeout);
 }
 
 /* page:_event(timeout_ms) [async] -> method, params_json | nil, err */
@@ -593,55 +602,12 @@ static int l_core_contexts(lua_State *L) {
 
 /* core.browser_send(method [, params_json]) [async] -> result_json | nil, err
  * A browser-level command on the current browser (Target.getBrowserContexts, ...). */
-typedef struct bsend_op {
-  lc_task *t;
-  lc_engine *e;
-  int gen;
-  uint64_t id;
-} bsend_op;
-
-static void bsend_reply(void *ud, int err, char *r, size_t n) {
-  bsend_op *op = ud;
-  lua_State *co = lc_task_thread(op->t);
-  lc_task *t = op->t;
-  if (err) {
-    lua_pushnil(co);
-    lua_pushstring(co, r);
-  } else {
-    lua_pushlstring(co, r, n);
-  }
-  free(op);
-  lc_task_op_complete(t, err ? 2 : 1);
-}
-
-static void bsend_cancel(lc_task *t, void *data) {
-  bsend_op *op = data;
-  (void)t;
-  lc_bpool_cancel(op->e->pool, op->gen, op->id);
-  free(op);
-}
-
 static int l_core_browser_send(lua_State *L) {
   lc_engine *e = check_engine(L);
   const char *method = luaL_checkstring(L, 1);
   const char *params = luaL_optstring(L, 2, "{}");
   lc_task *t = lc_task_check(L, "browser commands");
-  bsend_op *op = calloc(1, sizeof *op);
-  if (!op) return luaL_error(L, "out of memory");
-  op->t = t;
-  op->e = e;
-  op->gen = e->gen;
-  lc_task_op_begin(t, bsend_cancel, op);
-  op->id = lc_bpool_send(e->pool, e->gen, method, params, lc_task_remaining_ms(t, 15000),
-                         bsend_reply, op);
-  if (!op->id) {
-    lc_task_op_abort(t);
-    free(op);
-    lua_pushnil(L);
-    lua_pushliteral(L, "the browser is not connected");
-    return 2;
-  }
-  return lc_task_op_await(L, t);
+  return cmd_await(L, e, t, NULL, 0, e->gen, method, params, 15000);
 }
 
 /* core.kill_browser() -> true: SIGKILL the current browser (fault drills) */

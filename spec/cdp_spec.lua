@@ -34,9 +34,10 @@ describe("CDP client", function()
       assert(page:navigate((req.url:gsub("/$", "/_/big?mb=10"))))
       local html = assert(page:html())
       job:emit { bytes = #html, tail = html:sub(-200) }
-    ]]) }, { stats = true, timeout = 120 })
+    ]], "timeout_ms = 100000,") }, { stats = true, timeout = 150 })
     assert.equals(0, r.code, r.stderr)
     local rec = r.records[1]
+    assert.is_table(rec, r.stderr)
     assert.is_true(rec.bytes >= 10 * 1000 * 1000, "got " .. rec.bytes) -- 10 MiB served; outerHTML drops the doctype
     assert.matches("END%-OF%-BIG%-PAGE", rec.tail)
   end)
