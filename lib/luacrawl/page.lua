@@ -14,7 +14,9 @@ local M = {}
 inpage.js_dir = rawget(_G, "LUACRAWL_JS_DIR") or inpage.js_dir
 
 local DEFAULT_TIMEOUT = 30000
-local MAX_EVAL_BYTES = 256 * 1024 * 1024
+-- The largest eval result (JSON characters) a page may send: well below the DevTools
+-- connection's message cap even when every character takes 6 bytes of escaped JSON.
+local MAX_EVAL_BYTES = 64 * 1024 * 1024
 
 -- Per-request state of a page (response handlers), dropped with the handle.
 local per_use = setmetatable({}, { __mode = "k" })
@@ -61,6 +63,12 @@ function Page.send(page, method, params, timeout_ms)
   return send(page, method, params, timeout_ms or timeout_of())
 end
 
+-- A block_urls pattern ('*' is the only wildcard) as a Fetch pattern, where '?' is a wildcard
+-- too and a backslash escapes: "*/page?id=1" must not also block "*/pageXid=1".
+local function fetch_pattern(p)
+  return (p:gsub("[\\?]", "\\%0"))
+end
+
 local function must(ok, err)
   if not ok then error(err, 0) end
   return ok
@@ -95,14 +103,17 @@ local function apply(page, c)
   end
   if c.headers then must(send(page, "Network.setExtraHTTPHeaders", { headers = c.headers })) end
   if c.javascript == false then must(send(page, "Emulation.setScriptExecutionDisabled", { value = true })) end
-  if c.block then
-    local patterns = {}
-    for _, t in ipairs(c.block) do
-      patterns[#patterns + 1] = { urlPattern = "*", resourceType = options.RESOURCE_TYPES[t], requestStage = "Request" }
-    end
-    must(send(page, "Fetch.enable", { patterns = patterns }))
+  -- Blocking goes through the Fetch domain: the engine fails every request paused by these
+  -- patterns (BlockedByClient). Network.setBlockedURLs would not do for block_urls: Chromium
+  -- applies it to subresources only, so a navigation to a blocked URL still loaded.
+  local patterns = {}
+  for _, t in ipairs(c.block or {}) do
+    patterns[#patterns + 1] = { urlPattern = "*", resourceType = options.RESOURCE_TYPES[t], requestStage = "Request" }
   end
-  if c.block_urls then must(send(page, "Network.setBlockedURLs", { urls = c.block_urls })) end
+  for _, u in ipairs(c.block_urls or {}) do
+    patterns[#patterns + 1] = { urlPattern = fetch_pattern(u), requestStage = "Request" }
+  end
+  if #patterns > 0 then must(send(page, "Fetch.enable", { patterns = patterns })) end
 end
 
 local function reset(page, c)
@@ -152,17 +163,47 @@ local function lower_headers(h)
   return out
 end
 
+-- Schemes page:navigate accepts. Others (file:, chrome:, javascript:, view-source:, ...) could
+-- read the machine's files or the browser's internals, so a URL taken from a page never gets there.
+local NAV_SCHEMES = { http = true, https = true, data = true, about = true }
+
+-- How long before the request's deadline a navigation stops waiting (ms).
+local NAV_DEADLINE_MARGIN = 150
+
+-- The lifecycle event each wait_until value waits for.
+local LIFECYCLE = { load = "load", domcontentloaded = "DOMContentLoaded", networkidle = "networkIdle" }
+
 -- page:navigate(url [, { wait_until, timeout_ms, throttle }]) -> { status, url, headers, mime } | nil, err
+-- Runtime failures (bad scheme, network error, timeout) return nil, err; a 4xx/5xx answer is a
+-- result. A 429 or 503 raises the throttle error the engine backs off on, unless throttle = false.
 function Page.navigate(page, url, opts)
   if type(url) ~= "string" then error("page:navigate: url must be a string", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("page:navigate: options must be a table", 2) end
   opts = opts or {}
   local s = use_state(page)
   local wait = opts.wait_until or s.wait_until or "load"
-  if wait ~= "load" and wait ~= "domcontentloaded" and wait ~= "networkidle" then
+  if not LIFECYCLE[wait] then
     error("page:navigate: wait_until must be load, domcontentloaded or networkidle", 2)
   end
+  local scheme = url:match("^(%a[%w+.-]*):")
+  if not scheme then return nil, "cannot navigate to " .. url .. ": not an absolute URL" end
+  if not NAV_SCHEMES[scheme:lower()] then
+    return nil, "cannot navigate to " .. url .. ": the " .. scheme:lower() .. ": scheme is not allowed"
+  end
+  -- Politeness: wait for this host's slot (delay_ms, Crawl-delay, Retry-After), counted from
+  -- when requests go out, not from when their tasks started.
+  if scheme:lower() == "http" or scheme:lower() == "https" then
+    while true do
+      local wait = core.host_slot(url)
+      if wait <= 0 then break end
+      core.sleep(wait)
+    end
+  end
   local timeout = timeout_of(opts)
+  -- End the wait a little before the request's deadline, so a page that never loads fails
+  -- here with a clear message rather than by the deadline kill (which closes the page too).
+  local left = core.remaining_ms()
+  if left and timeout > left - NAV_DEADLINE_MARGIN then timeout = math.max(1, left - NAV_DEADLINE_MARGIN) end
   local deadline = core.now() + timeout
   page:_clear_events()
   local nav, err = send(page, "Page.navigate", { url = url }, timeout)
@@ -171,8 +212,13 @@ function Page.navigate(page, url, opts)
     return nil, "navigation to " .. url .. " failed: " .. nav.errorText
   end
   local frame = nav.frameId
+  -- The document whose lifecycle counts: the one Page.navigate started, or the one that
+  -- replaced it in the main frame (a script redirect before load). A same-document navigation
+  -- (only the fragment changed) has no loader and no load event: it is done at once.
+  local loader = nav.loaderId
   local res = { url = url }
-  local done = false
+  local done = loader == nil or loader == json.null
+  local want = LIFECYCLE[wait]
   while not done do
     local left = deadline - core.now()
     if left <= 0 then
@@ -201,22 +247,24 @@ function Page.navigate(page, url, opts)
                mime = p.response.mimeType, headers = lower_headers(p.response.headers) }
         end
       end
-    elseif method == "Page.loadEventFired" then
-      if wait == "load" then done = true end
-    elseif method == "Page.domContentEventFired" then
-      if wait == "domcontentloaded" then done = true end
-    elseif method == "Page.lifecycleEvent" and wait == "networkidle" then
+    elseif method == "Page.lifecycleEvent" then
+      -- Lifecycle events name their frame and document, so a late event of the page's previous
+      -- document (or of an iframe) cannot end the wait early.
       local p = json.decode(params)
-      if p and p.frameId == frame and p.name == "networkIdle" then done = true end
+      if p and p.frameId == frame and p.loaderId == loader and p.name == want then done = true end
     elseif method == "Page.frameNavigated" then
       local p = json.decode(params)
-      if p and p.frame and not p.frame.parentId then res.url = p.frame.url end
+      if p and p.frame and not p.frame.parentId and p.frame.id == frame then
+        res.url = p.frame.url
+        if type(p.frame.loaderId) == "string" then loader = p.frame.loaderId end
+      end
     end
   end
   if not res.status then
     -- No network response seen (served from cache, or a non-HTTP document): ask the page.
     local v = page:eval("(performance.getEntriesByType('navigation')[0]||{}).responseStatus||0")
     res.status = math.tointeger(v) or 0
+    if loader == nil or loader == json.null then res.url = page:url() or res.url end
   end
   if (res.status == 429 or res.status == 503) and opts.throttle ~= false then
     error(throttle_error(res.status, res.headers), 0)
@@ -239,22 +287,61 @@ end
 
 -- ------------------------------------------------------------------ evaluation
 
--- page:eval(js [, { timeout_ms, await = true }]) -> value | nil, err
+-- The script runs through an indirect eval inside a wrapper that measures its result in the
+-- page before it is sent: a cyclic value or one past the limit is refused there, so it never
+-- reaches the DevTools connection (whose messages are capped; an oversized one would cost the
+-- whole browser connection) nor keeps the browser busy serializing it. An indirect eval keeps
+-- Runtime.evaluate's meaning: global scope, the value of the last statement (only a top-level
+-- let/const stays local to the call). CSP does not block it: Runtime.evaluate allows eval.
+local EVAL_WRAP = [[(function(src, limit, wait){
+  function fail(kind, msg){ var e = new Error('luacrawl-eval:' + kind + ':' + msg); e.luacrawl = true; throw e; }
+  function check(v){
+    if (v === null || v === undefined) return v;
+    if (typeof v === 'string') {
+      if (v.length > limit) fail('too large', v.length + ' characters, the limit is ' + limit);
+      return v;
+    }
+    if (typeof v !== 'object' && typeof v !== 'function') return v;
+    var text;
+    try { text = JSON.stringify(v); }
+    catch (e) {
+      if (e instanceof TypeError && /circular|cyclic/i.test(String(e.message))) fail('cyclic', 'the value refers to itself');
+      return v;
+    }
+    if (text !== undefined && text.length > limit) fail('too large', text.length + ' characters of JSON, the limit is ' + limit);
+    return v;
+  }
+  var v = (0, eval)(src);
+  if (wait && v !== null && (typeof v === 'object' || typeof v === 'function') && typeof v.then === 'function')
+    return Promise.resolve(v).then(check);
+  return check(v);
+})]]
+
+-- page:eval(js [, { timeout_ms, await = true, max_bytes }]) -> value | nil, err
+-- The value of the script's last expression as Lua data (JSON null -> nil); a promise is
+-- awaited unless await = false. A JavaScript exception, a cyclic value, a value larger than
+-- max_bytes (default 64 MiB of JSON) or one nested too deeply is a runtime error (nil, err).
 function Page.eval(page, js, opts)
   if type(js) ~= "string" then error("page:eval: expects a JavaScript string", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("page:eval: options must be a table", 2) end
   opts = opts or {}
+  local limit = opts.max_bytes or MAX_EVAL_BYTES
+  if math.type(limit) ~= "integer" or limit < 1 then error("page:eval: max_bytes must be a positive integer", 2) end
+  local wait = opts.await ~= false
+  local expression = EVAL_WRAP .. "(" .. json.encode(js) .. "," .. limit .. "," .. tostring(wait) .. ")"
   local text, err = page:_send("Runtime.evaluate", json.encode {
-    expression = js, returnByValue = true, awaitPromise = opts.await ~= false,
+    expression = expression, returnByValue = true, awaitPromise = wait,
     userGesture = true,
   }, timeout_of(opts))
   if not text then return nil, err end
-  if #text > MAX_EVAL_BYTES then return nil, "eval result too large (" .. #text .. " bytes)" end
   local r, derr = json.decode(text)
   if not r then return nil, "eval result cannot be read: " .. derr end
   if r.exceptionDetails then
     local d = r.exceptionDetails
-    local msg = d.exception and d.exception.description or d.text or "exception"
-    return nil, "JavaScript error: " .. tostring(msg)
+    local msg = tostring(d.exception and d.exception.description or d.text or "exception")
+    local kind, why = msg:match("luacrawl%-eval:([^:]+):([^\n]*)")
+    if kind then return nil, "eval result " .. (kind == "cyclic" and "is cyclic" or "too large") .. ": " .. why end
+    return nil, "JavaScript error: " .. msg
   end
   local ok, v = pcall(json.plain, r.result and r.result.value)
   if not ok then return nil, "eval result too deep: " .. tostring(v) end
@@ -276,10 +363,22 @@ function Page.links(page)
       if(!/^https?:/i.test(h)) continue; h=h.split('#')[0]; if(seen[h]) continue; seen[h]=1; out.push(h);}
     return out;})()]])
   if not v then return nil, err end
-  return v
+  return json.array(v)
 end
 
+-- True for the errors an evaluation meets while the page is between two documents.
+local function transient(err)
+  return err:find("context was destroyed", 1, true) or err:find("Cannot find context", 1, true)
+    or err:find("Cannot find default execution context", 1, true)
+    or err:find("Inspected target navigated", 1, true)
+end
+
+-- The least time one poll of wait_for may take (ms).
+local POLL_MIN_MS = 2000
+
 -- page:wait_for(selector_or_js [, { timeout_ms, js = bool, interval_ms }]) -> true | nil, err
+-- Polls until the selector matches (or, for a string that is no valid selector or with
+-- js = true, the JavaScript condition is truthy). Failure: nil, "timeout waiting for ...".
 function Page.wait_for(page, cond, opts)
   if type(cond) ~= "string" then error("page:wait_for: expects a CSS selector or JS condition", 2) end
   opts = opts or {}
@@ -292,9 +391,18 @@ function Page.wait_for(page, cond, opts)
     expr = "(function(s){try{return !!document.querySelector(s)}catch(e){return !!(0,eval)(s)}})(" .. js_string(cond) .. ")"
   end
   while true do
-    local v, err = page:eval(expr, { timeout_ms = math.max(1, deadline - core.now()) })
+    -- Each poll gets at least POLL_MIN_MS: a busy page that answers a little late is not a
+    -- page that stopped answering (and a command past its own deadline marks the page bad).
+    local v, err = page:eval(expr, { timeout_ms = math.max(POLL_MIN_MS, deadline - core.now()) })
     if v == true then return true end
-    if v == nil and err and not err:find("JavaScript error", 1, true) then return nil, err end
+    -- A script error means "not yet"; so does a navigation under way (a click that submits a
+    -- form): its old document's context is gone before the new one exists. Other failures end it.
+    if v == nil and err and not (err:find("JavaScript error", 1, true) or transient(err)) then
+      if err:find("timed out", 1, true) then
+        return nil, "timeout waiting for " .. cond .. " (the page did not answer: " .. err .. ")"
+      end
+      return nil, err
+    end
     if core.now() >= deadline then return nil, "timeout waiting for " .. cond end
     core.sleep(math.min(opts.interval_ms or 100, math.max(1, deadline - core.now())))
   end
@@ -440,31 +548,73 @@ function Page.type(page, selector, text)
   return true
 end
 
+-- How long scroll waits at the bottom for requests the page still has in flight (ms).
+local SCROLL_INFLIGHT_WAIT = 5000
+
+-- Takes the page's queued network events: keeps `inflight` (requestId -> true) current and
+-- hands responses to the request's on_response handlers.
+local function drain_network(page, inflight)
+  local s = use_state(page)
+  while true do
+    local method, params = page:_event(1)
+    if not method then return end
+    if method == "Network.requestWillBeSent" or method == "Network.responseReceived"
+        or method == "Network.loadingFailed" then
+      local p = json.decode(params)
+      if p and p.requestId then
+        if method == "Network.requestWillBeSent" then
+          inflight[p.requestId] = true
+        else
+          inflight[p.requestId] = nil
+        end
+        if method == "Network.responseReceived" and p.response then
+          for _, fn in ipairs(s.on_response) do
+            fn { url = p.response.url, status = math.tointeger(p.response.status), type = p.type,
+                 mime = p.response.mimeType, headers = lower_headers(p.response.headers) }
+          end
+        end
+      end
+    end
+  end
+end
+
 -- page:scroll{ to_bottom = true, max_steps = n, delay_ms = 300 } -> { steps, height } | nil, err
 -- Scrolls with real mouse-wheel events, waiting after each step for lazily loaded content,
--- until the page stops growing at its bottom or max_steps is reached.
+-- until the page stops growing at its bottom or max_steps is reached. The bottom counts as
+-- reached only when the page has no request in flight (up to 5 s), so a slow batch of an
+-- infinite list is waited for rather than taken for the end.
 function Page.scroll(page, opts)
+  if opts ~= nil and type(opts) ~= "table" then error("page:scroll: options must be a table", 2) end
   opts = opts or {}
   local max_steps = opts.max_steps or 50
   local delay = opts.delay_ms or 300
+  if math.type(max_steps) ~= "integer" or max_steps < 1 then error("page:scroll: max_steps must be a positive integer", 2) end
+  if math.type(delay) ~= "integer" or delay < 0 then error("page:scroll: delay_ms must be an integer >= 0", 2) end
   local metrics = "({y:window.scrollY, vh:window.innerHeight, h:document.documentElement.scrollHeight})"
   local m, err = page:eval(metrics)
   if not m then return nil, err end
-  local steps, still = 0, 0
+  local inflight = {}
+  drain_network(page, inflight)
+  local steps, still, waited = 0, 0, 0
   while steps < max_steps do
-    local ok, merr = mouse(page, "mouseWheel", m.vh and 100 or 100, 100, { deltaX = 0, deltaY = math.max(200, (m.vh or 600) * 0.9) })
+    local ok, merr = mouse(page, "mouseWheel", 100, 100, { deltaX = 0, deltaY = math.max(200, (m.vh or 600) * 0.9) })
     if not ok then return nil, merr end
     steps = steps + 1
     core.sleep(delay)
+    drain_network(page, inflight)
     local n
     n, err = page:eval(metrics)
     if not n then return nil, err end
     local at_bottom = n.y + n.vh >= n.h - 2
     if at_bottom and n.h == m.h then
-      still = still + 1
-      if still >= 2 or not opts.to_bottom then m = n; break end
+      if next(inflight) and waited < SCROLL_INFLIGHT_WAIT then
+        waited = waited + math.max(delay, 1)
+      else
+        still = still + 1
+        if still >= 2 or not opts.to_bottom then m = n; break end
+      end
     else
-      still = 0
+      still, waited = 0, 0
     end
     m = n
   end
@@ -476,9 +626,11 @@ end
 -- page:query(selector) -> { {text, html, attrs}, ... } | nil, err
 function Page.query(page, selector)
   if type(selector) ~= "string" then error("page:query: expects a CSS selector", 2) end
-  return page:eval("(function(s){var out=[];var es;try{es=document.querySelectorAll(s)}catch(e){throw new Error('bad selector: '+s)}" ..
+  local v, err = page:eval("(function(s){var out=[];var es;try{es=document.querySelectorAll(s)}catch(e){throw new Error('bad selector: '+s)}" ..
     "for(var i=0;i<es.length;i++){var e=es[i],a={};for(var j=0;j<e.attributes.length;j++){a[e.attributes[j].name]=e.attributes[j].value}" ..
     "out.push({text:(e.innerText||e.textContent||'').trim(),html:e.innerHTML,attrs:a})}return out})(" .. js_string(selector) .. ")")
+  if not v then return nil, err end
+  return json.array(v)
 end
 
 local EXTRACT_JS = [[(function(schema){
@@ -524,7 +676,7 @@ function Page.extract(page, schema)
   if not s then error("page:extract: bad schema: " .. err, 2) end
   local v, eerr = page:eval(EXTRACT_JS .. "(" .. s .. ")")
   if not v then return nil, eerr end
-  return v
+  return json.array(v)
 end
 
 return M
