@@ -822,6 +822,19 @@ int lc_cache_page_mark_bad(lc_cache *c, uint64_t handle) {
   return 0;
 }
 
+int lc_cache_owner_mark_bad(lc_cache *c, uint64_t owner) {
+  if (!c) return LC_CACHE_EINVAL;
+  int n = 0;
+  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
+    cache_handle *k = (cache_handle *)l;
+    if (k->live && k->owner == owner && k->want_page) {
+      k->bad = 1;
+      n++;
+    }
+  }
+  return n;
+}
+
 /* ------------------------------------------------------------------------ accessors */
 
 /* The live handle `id` if its ready fired with success, or NULL. */

@@ -150,6 +150,9 @@ int lc_cache_owned(const lc_cache *c, uint64_t owner);
 /* Mark the page of a handle as not reusable (it timed out, crashed, or misbehaved): it is
  * closed at release instead of kept idle. */
 int lc_cache_page_mark_bad(lc_cache *c, uint64_t handle);
+/* The same for every page handle `owner` holds (a task stopped at its deadline: whatever its
+ * pages were doing is not to be trusted). Returns how many. */
+int lc_cache_owner_mark_bad(lc_cache *c, uint64_t owner);
 
 /* What a ready handle refers to. NULL/0 for unknown handles or before ready. The strings
  * are owned by the cache and live as long as the handle. */

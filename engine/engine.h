@@ -117,6 +117,9 @@ void lc_job_after_release(lc_engine *e);
 void lc_job_cleanup_pass(lc_engine *e, const char *why);
 int lc_job_enqueue(lc_engine *e, const char *url, int depth, const char *data_json, const char **why);
 void lc_job_stop(lc_engine *e, int sig);
+/* Politeness at the moment a request goes out: 0 if a navigation to `url` may start now (the
+ * host's delay is then counted from now), else the milliseconds to wait before asking again. */
+int64_t lc_job_host_slot(lc_engine *e, const char *url);
 void lc_job_tick(lc_engine *e);
 int lc_job_done(const lc_engine *e);
 void lc_job_free_hosts(lc_engine *e);

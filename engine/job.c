@@ -211,7 +211,11 @@ static void request_done(lc_task *t, int status, const char *err, void *ud) {
   e->in_flight--;
   if (rs->host) rs->host->in_flight--;
 
-  /* The finalizer: everything the request acquired goes back, on every path. */
+  /* The finalizer: everything the request acquired goes back, on every path. Pages of a
+   * request stopped at its deadline may still be busy (a script spinning, a load hanging):
+   * they are closed, not reused. */
+  if (status == LC_TASK_TIMEOUT || status == LC_TASK_CANCELLED)
+    lc_cache_owner_mark_bad(e->cache, lc_task_id(t));
   int released = lc_cache_release_owner(e->cache, lc_task_id(t), lc_now(e));
   if (released > 0 && status == LC_TASK_OK)
     lc_debug("released %d handle(s) the handler of %s kept", released, rs->req.url);
@@ -311,11 +315,7 @@ void lc_job_pump(lc_engine *e) {
     rs->e = e;
     rs->req = r;
     rs->host = h;
-    if (h) {
-      h->in_flight++;
-      int64_t delay = e->cfg.delay_ms > h->crawl_delay_ms ? e->cfg.delay_ms : h->crawl_delay_ms;
-      if (delay > 0) h->next_ok_ms = lc_now(e) + delay;
-    }
+    if (h) h->in_flight++; /* the delay is taken when the request navigates (lc_job_host_slot) */
     lua_rawgeti(e->L, LUA_REGISTRYINDEX, e->runner_ref);
     push_request(e->L, &rs->req);
     e->in_flight++;
@@ -328,6 +328,16 @@ void lc_job_pump(lc_engine *e) {
     }
   }
   if (lc_job_done(e)) uv_stop(&e->loop);
+}
+
+int64_t lc_job_host_slot(lc_engine *e, const char *url) {
+  lc_host *h = host_get(e, url);
+  if (!h) return 0;
+  int64_t now = lc_now(e);
+  if (now < h->next_ok_ms) return h->next_ok_ms - now;
+  int64_t delay = e->cfg.delay_ms > h->crawl_delay_ms ? e->cfg.delay_ms : h->crawl_delay_ms;
+  if (delay > 0) h->next_ok_ms = now + delay;
+  return 0;
 }
 
 int lc_job_done(const lc_engine *e) {

@@ -450,6 +450,14 @@ static int l_core_origin(lua_State *L) {
   return 1;
 }
 
+/* core.host_slot(url) -> 0 to go now, else ms to wait (delay_ms, Crawl-delay, Retry-After) */
+static int l_core_host_slot(lua_State *L) {
+  lc_engine *e = check_engine(L);
+  const char *url = luaL_checkstring(L, 1);
+  lua_pushinteger(L, lc_job_host_slot(e, url));
+  return 1;
+}
+
 /* core.emit(json_line) -> true | nil, err */
 static int l_core_emit(lua_State *L) {
   lc_engine *e = check_engine(L);
@@ -675,6 +683,7 @@ static const luaL_Reg core_funcs[] = {
     {"stats", l_core_stats},       {"contexts", l_core_contexts},
     {"browser_send", l_core_browser_send}, {"kill_browser", l_core_kill_browser},
     {"live", l_handle_live},       {"b64decode", l_core_b64decode},
+    {"host_slot", l_core_host_slot},
     {NULL, NULL}};
 
 static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc) {

@@ -195,14 +195,15 @@ static int add_host_port(sbuf *b, const UriUriA *u, int https, const char **msg)
   return 0;
 }
 
-/* Append "/path[?query]"; an empty path is "/". */
+/* Append "/path[?query]"; an empty path is "/". An empty query ("/p?") is dropped: servers
+ * answer it as "/p", and a crawler that kept it would fetch the same page twice. */
 static void add_path_query(sbuf *b, const UriUriA *u) {
   if (!u->pathHead) sb_add(b, "/", 1);
   for (const UriPathSegmentA *s = u->pathHead; s; s = s->next) {
     sb_add(b, "/", 1);
     sb_range(b, &s->text);
   }
-  if (u->query.first) {
+  if (u->query.first && u->query.afterLast > u->query.first) {
     sb_add(b, "?", 1);
     sb_range(b, &u->query);
   }
