@@ -15,9 +15,10 @@ all: build
 deps:
 	@bash tools/deps.sh
 
+# Build output goes to stderr, so `make run | jq` sees only records.
 build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_ARGS) >/dev/null
-	@cmake --build $(BUILD) -j $(JOBS)
+	@cmake --build $(BUILD) -j $(JOBS) -- --no-print-directory 1>&2
 
 # The main job on the bundled default: the example site served on 127.0.0.1 for the run.
 run: build

@@ -102,6 +102,7 @@ static void on_browser_ready(void *ud, int gen, int err, const char *msg) {
   if (!e->started) {
     e->started = 1;
     e->started_ms = uv_now(&e->loop);
+    e->last_progress_ms = e->started_ms; /* the first progress line comes after a while */
   }
   lc_job_pump(e);
 }

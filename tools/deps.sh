@@ -35,5 +35,5 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "luacrawl: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
+apt-get update -qq >&2
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
