@@ -54,6 +54,9 @@ struct lc_sched {
   uv_idle_t idle;
   uv_timer_t sweep;
   int closing; /* handles still closing in lc_sched_free */
+  void (*idle_fn)(void *ud);
+  void *idle_ud;
+  int poked;
 };
 
 static void idle_cb(uv_idle_t *h);
@@ -124,17 +127,32 @@ static void task_free(lc_task *t) {
 }
 
 /* End a task: close its to-be-closed variables, report, free. */
+#define CLOSE_GRACE_MS 1000
+
 static void task_finish(lc_task *t, int status, const char *err) {
   lc_sched *s = t->tag.sched;
+  if (t->op.active) {
+    /* Backstop: no completion may reach a finished task. */
+    t->op.active = 0;
+    if (t->op.cancel) t->op.cancel(t, t->op.data);
+  }
   t->state = T_DONE;
   if (status != LC_TASK_OK) {
+    /* Pending __close metamethods run now, under a deadline of their own: a slow or looping
+       one is stopped after CLOSE_GRACE_MS instead of blocking the loop. */
+    uv_update_time(s->loop);
+    t->deadline = (int64_t)uv_now(s->loop) + CLOSE_GRACE_MS;
+    lua_sethook(t->co, deadline_hook, LUA_MASKCOUNT, HOOK_COUNT);
+    lc_task *was = s->running;
+    s->running = t;
+    int st = lua_resetthread(t->co);
+    s->running = was;
     lua_sethook(t->co, NULL, 0, 0);
-    int st = lua_resetthread(t->co); /* runs pending __close metamethods */
-    if (st != LUA_OK && lc_log_level() >= LC_LOG_DEBUG)
-      lc_debug("closing task %llu: %s", (unsigned long long)t->id, lua_tostring(t->co, -1));
+    if (st != LUA_OK)
+      lc_warn("closing the variables of task %llu: %s", (unsigned long long)t->id,
+              lua_tostring(t->co, -1));
   }
   if (t->done) t->done(t, status, err, t->done_ud);
-  (void)s;
   task_free(t);
 }
 
@@ -149,13 +167,6 @@ static void resume_one(lc_sched *s, lc_task *t) {
     if (t->op.active) {
       lua_pop(t->co, nres);
       t->state = T_WAITING;
-    } else if (t->op.completed) {
-      /* completed synchronously but yielded anyway: resume with its values */
-      int nv = t->op.nvalues;
-      t->op.completed = 0;
-      lua_rotate(t->co, -(nres + nv), nv); /* keep the op values on top */
-      lua_pop(t->co, nres);
-      make_ready(t, nv);
     } else {
       /* a bare coroutine.yield(): let others run, then continue */
       lua_pop(t->co, nres);
@@ -187,7 +198,21 @@ static void idle_cb(uv_idle_t *h) {
     if (!s->rhead) s->rtail = NULL;
     resume_one(s, t);
   }
-  if (!s->rhead) uv_idle_stop(&s->idle);
+  if (s->poked && s->idle_fn) {
+    s->poked = 0;
+    s->idle_fn(s->idle_ud);
+  }
+  if (!s->rhead && !s->poked) uv_idle_stop(&s->idle);
+}
+
+void lc_sched_on_idle(lc_sched *s, void (*fn)(void *ud), void *ud) {
+  s->idle_fn = fn;
+  s->idle_ud = ud;
+}
+
+void lc_sched_poke(lc_sched *s) {
+  s->poked = 1;
+  sched_wake(s);
 }
 
 static void sweep_cb(uv_timer_t *h) {
@@ -280,6 +305,11 @@ lc_task *lc_task_check(lua_State *L, const char *what) {
   if (!t)
     luaL_error(L, "%s must be called from a job handler's own coroutine (not the main chunk, "
                   "a policy hook, or a nested coroutine)", what);
+  /* Checked before anything starts: a yield that Lua refuses would leave the operation
+   * registered and its completion aimed at a task that moved on. */
+  if (!lua_isyieldable(L))
+    luaL_error(L, "%s cannot be called inside a metamethod, a sort or gsub callback, or an "
+                  "error handler", what);
   return t;
 }
 
@@ -301,6 +331,12 @@ int lc_task_remaining_ms(const lc_task *t, int cap_ms) {
 }
 
 void lc_task_op_begin(lc_task *t, lc_op_cancel_fn cancel, void *data) {
+  if (t->op.active) {
+    /* Cannot happen through lc_task_check; if it ever does, never let two completions race. */
+    lc_error("engine bug: task %llu started an operation while one was pending",
+             (unsigned long long)t->id);
+    if (t->op.cancel) t->op.cancel(t, t->op.data);
+  }
   t->op.active = 1;
   t->op.completed = 0;
   t->op.nvalues = 0;

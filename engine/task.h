@@ -72,6 +72,12 @@ int lc_task_sleep(lua_State *L, lc_task *t, int ms);
 /* Stop a task now (not the running one): its operation is cancelled, its to-be-closed
  * variables are closed, and `done` fires with `status` (LC_TASK_TIMEOUT/CANCELLED). */
 void lc_task_kill(lc_task *t, int status, const char *why);
+/* Work the engine does at the resume point, after the ready tasks ran (deferred releases,
+ * cleanup passes that may call the Lua policy hook): callbacks poke, the idle callback runs
+ * it, so no libuv or lws callback runs Lua itself. */
+void lc_sched_on_idle(lc_sched *s, void (*fn)(void *ud), void *ud);
+void lc_sched_poke(lc_sched *s);
+
 /* Stop every task. */
 void lc_sched_kill_all(lc_sched *s, const char *why);
 int lc_sched_count(const lc_sched *s);
