@@ -31,6 +31,9 @@ typedef struct gen_t {
   int reported; /* on_lost fired */
   lc_browser *browser;
   lc_cdp *cdp;
+  lc_cdp *stale;       /* a refused first connection, freed outside its own callback */
+  uv_timer_t *retry;   /* reconnects while the browser is starting; freed in its close cb */
+  int tries;
   deferred *waiting;
   char why[256];
 } gen_t;
@@ -278,6 +281,8 @@ static void reaper_cb(uv_timer_t *h) {
     }
     *gp = g->next;
     if (g->cdp) lc_cdp_free(g->cdp);
+    if (g->stale) lc_cdp_free(g->stale);
+    if (g->retry) uv_close((uv_handle_t *)g->retry, free_handle);
     if (g->browser) lc_browser_destroy(g->browser);
     free(g);
   }
@@ -341,10 +346,43 @@ static void on_cdp_open(void *ud) {
   if (g->pool->cbs.on_ready) g->pool->cbs.on_ready(g->pool->cbs.ud, g->gen, 0, NULL);
 }
 
+#define CONNECT_TRIES 25
+#define CONNECT_RETRY_MS 100
+
+static void connect_cdp(gen_t *g);
+
+static void retry_cb(uv_timer_t *h) {
+  gen_t *g = h->data;
+  if (g->stale) {
+    lc_cdp_free(g->stale);
+    g->stale = NULL;
+  }
+  if (g->state == G_STARTING) connect_cdp(g);
+}
+
 static void on_cdp_closed(void *ud, const char *why) {
   gen_t *g = ud;
   char msg[300];
   snprintf(msg, sizeof msg, "DevTools connection lost (%s)", why);
+  /* DevToolsActivePort can appear a moment before the socket accepts: retry the first
+   * connection for a while (never a live one: that is a crash). */
+  if (g->state == G_STARTING && g->tries < CONNECT_TRIES &&
+      g->browser && lc_browser_alive(g->browser)) {
+    if (!g->retry) {
+      g->retry = malloc(sizeof *g->retry);
+      if (g->retry) {
+        uv_timer_init(g->pool->loop, g->retry);
+        g->retry->data = g;
+      }
+    }
+    if (g->retry && !g->stale) {
+      g->stale = g->cdp;
+      g->cdp = NULL;
+      lc_debug("browser %d: DevTools connection refused (%s); retrying", g->gen, why);
+      uv_timer_start(g->retry, retry_cb, CONNECT_RETRY_MS, 0);
+      return;
+    }
+  }
   if (g->state == G_STARTING && g->pool->cbs.on_ready) {
     g->state = G_DEAD; /* reported as a failed start, not a crash */
     g->reported = 1;
@@ -435,9 +473,15 @@ static void on_browser_ready(lc_browser *b, int err, const char *msg, void *ud) 
     schedule_reap(p);
     return;
   }
+  connect_cdp(g);
+}
+
+static void connect_cdp(gen_t *g) {
+  lc_bpool *p = g->pool;
   lc_cdp_cbs cbs = {on_cdp_open, on_cdp_event, on_cdp_closed, g};
   char *cerr = NULL;
-  g->cdp = lc_cdp_connect(p->loop, p->ws, lc_browser_ws_url(b), &cbs, &cerr);
+  g->tries++;
+  g->cdp = lc_cdp_connect(p->loop, p->ws, lc_browser_ws_url(g->browser), &cbs, &cerr);
   if (!g->cdp) {
     char why[300];
     snprintf(why, sizeof why, "cannot connect to the browser: %s", cerr ? cerr : "unknown");
@@ -635,8 +679,29 @@ static void create_context_now(gen_t *g, uint64_t ctx_id, const char *options) {
     lc_buf_add(&b, v.p, v.n);
   }
   lc_buf_puts(&b, "}");
-  lc_cdp_send(g->cdp, NULL, "Target.createBrowserContext", lc_buf_str(&b), CMD_TIMEOUT_MS,
-              ctx_created_reply, o);
+  uint64_t id = lc_buf_str(&b) ? lc_cdp_send(g->cdp, NULL, "Target.createBrowserContext", b.p,
+                                             CMD_TIMEOUT_MS, ctx_created_reply, o)
+                               : 0;
+  lc_buf_free(&b);
+  if (!id) {
+    lc_cache_context_created(p->cache, ctx_id, NULL, LC_CACHE_ECREATE,
+                             "cannot send Target.createBrowserContext", now_ms(p));
+    bop_free(o);
+  }
+}
+
+/* A context Chromium made but the cache will never hold: dispose of it, answer unneeded. */
+static void dispose_orphan(lc_bpool *p, int gen, const char *bctx) {
+  gen_t *g = gen_find(p, gen);
+  if (!g || g->state != G_READY || !g->cdp || !bctx[0]) return;
+  lc_buf b;
+  lc_buf_init(&b);
+  lc_buf_puts(&b, "{\"browserContextId\":");
+  lc_buf_json_string(&b, bctx);
+  lc_buf_puts(&b, "}");
+  if (lc_buf_str(&b))
+    lc_cdp_send(g->cdp, NULL, "Target.disposeBrowserContext", b.p, CMD_TIMEOUT_MS, reply_dialog,
+                NULL);
   lc_buf_free(&b);
 }
 
@@ -646,6 +711,7 @@ static void ctx_created_reply(void *ud, int err, char *r, size_t n) {
   lc_bpool *p = o->pool;
   if (err) {
     if (p->cache) lc_cache_context_created(p->cache, o->id, NULL, LC_CACHE_ECREATE, r, now_ms(p));
+    if (o->step == 1) dispose_orphan(p, o->gen, o->bctx); /* made, but its cookies failed */
     bop_free(o);
     return;
   }
@@ -669,13 +735,20 @@ static void ctx_created_reply(void *ud, int err, char *r, size_t n) {
       lc_buf_add(&b, v.p, v.n);
       lc_buf_puts(&b, "}");
       o->step = 1;
-      if (g && g->cdp && lc_buf_str(&b)) {
-        lc_cdp_send(g->cdp, NULL, "Storage.setCookies", b.p, CMD_TIMEOUT_MS, ctx_created_reply,
-                    o);
+      if (g && g->cdp && lc_buf_str(&b) &&
+          lc_cdp_send(g->cdp, NULL, "Storage.setCookies", b.p, CMD_TIMEOUT_MS, ctx_created_reply,
+                      o)) {
         lc_buf_free(&b);
         return;
       }
       lc_buf_free(&b);
+      /* Never report success without the cookies the options asked for. */
+      if (p->cache)
+        lc_cache_context_created(p->cache, o->id, NULL, LC_CACHE_ECREATE,
+                                 "cannot set the context's cookies", now_ms(p));
+      dispose_orphan(p, o->gen, o->bctx);
+      bop_free(o);
+      return;
     }
   }
   if (p->cache) lc_cache_context_created(p->cache, o->id, o->bctx, 0, NULL, now_ms(p));
