@@ -822,6 +822,14 @@ int lc_cache_page_mark_bad(lc_cache *c, uint64_t handle) {
   return 0;
 }
 
+int lc_cache_handle_state(const lc_cache *c, uint64_t handle) {
+  const cache_handle *h = c ? handle_find(c, handle) : NULL;
+  if (!h || !h->live) return -2;
+  if (h->state == HANDLE_READY) return 1;
+  if (h->state == HANDLE_FAILED) return -1;
+  return 0;
+}
+
 int lc_cache_owner_mark_bad(lc_cache *c, uint64_t owner) {
   if (!c) return LC_CACHE_EINVAL;
   int n = 0;

@@ -164,6 +164,8 @@ uint64_t lc_cache_handle_page(const lc_cache *c, uint64_t handle);
 int lc_cache_handle_browser_gen(const lc_cache *c, uint64_t handle);
 int lc_cache_handle_live(const lc_cache *c, uint64_t handle);
 int lc_cache_handle_page_fresh(const lc_cache *c, uint64_t handle); /* 1 if newly created */
+/* 1 ready, 0 still waiting for its context or page, -1 failed, -2 not live. */
+int lc_cache_handle_state(const lc_cache *c, uint64_t handle);
 
 /* The refcount of context `ctx_id` in any state the cache still tracks (creating, open,
  * closing, failed, dead by crash), or LC_CACHE_ENOENT once it is gone. For tests and

@@ -150,7 +150,9 @@ static void maybe_recycle(lc_engine *e) {
   if (e->stopping || e->starting_gen || !e->started) return;
   int by_count = e->policy.max_pages_per_browser > 0 &&
                  (int64_t)e->gen_pages >= e->policy.max_pages_per_browser;
-  long rss_mb = lc_bpool_rss_kb(e->pool, e->gen) / 1024;
+  /* The tree of the current browser only, and only when a limit asks for it: each reading
+   * walks /proc. */
+  long rss_mb = e->policy.max_browser_rss_mb > 0 ? lc_bpool_rss_kb(e->pool, e->gen) / 1024 : 0;
   int by_rss = e->policy.max_browser_rss_mb > 0 && rss_mb >= e->policy.max_browser_rss_mb;
   /* A browser that keeps leaving closes unanswered is not trusted with more work. */
   lc_cache_stats cs;
@@ -178,24 +180,34 @@ static void maybe_recycle(lc_engine *e) {
   e->starting_gen = g;
 }
 
+/* Every TICK_MS: cache deadlines, idle cleanup, progress. Every RSS_EVERY ticks: the browser's
+ * memory (reading it walks all of /proc, which a profile showed to be most of the engine's
+ * own CPU when done every tick) and the recycling check. */
+#define RSS_EVERY 4
+
 static void tick_cb(uv_timer_t *h) {
   lc_engine *e = h->data;
-  e->browser_rss_kb = lc_bpool_rss_kb(e->pool, 0);
-  if (e->browser_rss_kb > e->browser_rss_peak_kb) e->browser_rss_peak_kb = e->browser_rss_kb;
+  static unsigned ticks;
+  int sample = ticks++ % RSS_EVERY == 0;
+  if (sample) {
+    e->browser_rss_kb = lc_bpool_rss_kb(e->pool, 0);
+    if (e->browser_rss_kb > e->browser_rss_peak_kb) e->browser_rss_peak_kb = e->browser_rss_kb;
+  }
   lc_job_tick(e);
   if (e->started && !e->stopping) {
-    lc_job_cleanup_pass(e, "timer");
-    maybe_recycle(e);
+    lc_job_after_release(e); /* the idle timer's pass, run at the resume point */
+    if (sample) maybe_recycle(e);
   }
 }
 
 static void on_signal(uv_signal_t *h, int sig) {
   lc_engine *e = h->data;
-  if (e->stopping && e->stop_signal) {
+  if (e->stop_signal) {
     /* Second interrupt: no more waiting. */
     lc_browser_kill_all_now();
     _exit(sig == SIGINT ? LC_EXIT_SIGINT : LC_EXIT_SIGTERM);
   }
+  e->stop_signal = sig; /* also when the job was already ending: the exit code says so */
   lc_info("%s: stopping (releasing everything; interrupt again to kill)",
           sig == SIGINT ? "interrupt" : "terminate");
   lc_job_stop(e, sig);
@@ -346,8 +358,11 @@ static void shutdown_engine(lc_engine *e) {
     lc_cache_release_owner(e->cache, e->job_owner, lc_now(e));
     lc_cleanup_params p = {.max_contexts = 0, .force = 1, .idle_ms = 0};
     lc_cache_cleanup(e->cache, &p, lc_now(e));
-    run_for(e, SHUTDOWN_CLOSE_MS, contexts_closed);
-    lc_cache_tick(e->cache, lc_now(e) + 3600 * 1000); /* whatever did not answer is lost */
+    /* Wait as long as a close may take before the cache itself calls it lost (its tick runs
+     * meanwhile, so an unanswered close is reported as such, with the right time). */
+    int wait = e->policy.close_timeout_ms + 500;
+    run_for(e, wait > SHUTDOWN_CLOSE_MS ? wait : SHUTDOWN_CLOSE_MS, contexts_closed);
+    lc_cache_tick(e->cache, lc_now(e) + 3600 * 1000); /* anything still pending is lost */
   }
   if (e->started) lc_job_progress(e, 1);
   if (e->opts.stats && e->cache && lc_job_write_stats(e, e->opts.stats) < 0)
@@ -370,12 +385,15 @@ static void shutdown_engine(lc_engine *e) {
 static void free_engine(lc_engine *e) {
   if (e->pool) lc_bpool_free(e->pool); /* fails anything still pending into the cache */
   if (e->sched) lc_sched_free(e->sched);
-  /* 5. close Lua (after the scheduler: no task is left; the cache still answers __gc). */
+  /* 5. close Lua (after the scheduler: no task is left). __gc releases nothing now: every
+   * owner was released in shutdown_engine, and the pool the cache would call is gone. */
   if (e->L) {
     lc_policy_release(e->L, &e->policy);
+    e->lua_closing = 1;
     lua_close(e->L);
     e->L = NULL;
   }
+  free(e->gc_releases);
   if (e->cache) lc_cache_free(e->cache);
   e->cache = NULL;
   if (e->frontier) e->frontier->ops->destroy(e->frontier);
@@ -444,6 +462,7 @@ int lc_engine_run(const lc_run_opts *opts) {
   lua_pushlightuserdata(e->L, e);
   lua_setfield(e->L, LUA_REGISTRYINDEX, "luacrawl.engine");
   e->sched = lc_sched_new(&e->loop, e->L);
+  lc_sched_on_idle(e->sched, lc_job_idle_work, e);
   set_paths(e->L);
 
   int code = LC_EXIT_OK;

@@ -85,6 +85,10 @@ typedef struct lc_engine {
   int fatal;           /* the run failed before its end */
   char fatal_msg[512];
 
+  int cleanup_due;     /* a cleanup pass is to run at the resume point */
+  uint64_t *gc_releases; /* handles whose userdata the GC collected: released at the resume point */
+  size_t n_gc_releases, cap_gc_releases;
+  int lua_closing;     /* lua_close is running: __gc releases nothing */
   int in_flight;       /* request tasks running */
   int aux_tasks;       /* on_error and robots tasks running */
   lc_host *hosts;
@@ -114,6 +118,10 @@ int lc_engine_run(const lc_run_opts *opts);
 /* Job runtime (job.c) */
 void lc_job_pump(lc_engine *e);
 void lc_job_after_release(lc_engine *e);
+/* Queue the release of a handle whose userdata was collected (from __gc). */
+void lc_job_release_later(lc_engine *e, uint64_t handle);
+/* The resume point's deferred work: queued releases, then a cleanup pass if one is due. */
+void lc_job_idle_work(void *ud);
 void lc_job_cleanup_pass(lc_engine *e, const char *why);
 int lc_job_enqueue(lc_engine *e, const char *url, int depth, const char *data_json, const char **why);
 void lc_job_stop(lc_engine *e, int sig);

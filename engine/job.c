@@ -110,7 +110,7 @@ static void robots_done(lc_task *t, int status, const char *err, void *ud) {
       if (h->robots && code >= 429)
         lc_warn("robots.txt of %s answered %d: not crawling that host", h->origin, (int)code);
     }
-  } else {
+  } else if (status != LC_TASK_CANCELLED) {
     /* Unreachable means disallowed (RFC 9309 2.3.1.4): the browser could not fetch it. */
     h->robots = lc_robots_for_status(0);
     lc_warn("cannot read robots.txt of %s (%s): not crawling that host", h->origin,
@@ -150,7 +150,45 @@ void lc_job_cleanup_pass(lc_engine *e, const char *why) {
   if (closed > 0) lc_debug("cleanup (%s) closed %d context(s)", why, closed);
 }
 
-void lc_job_after_release(lc_engine *e) { lc_job_cleanup_pass(e, "release"); }
+/* Cleanup runs after every release, but not inside whatever callback released: it may call
+ * the Lua policy hook, so it runs at the resume point. */
+void lc_job_after_release(lc_engine *e) {
+  e->cleanup_due = 1;
+  if (e->sched) lc_sched_poke(e->sched);
+}
+
+void lc_job_release_later(lc_engine *e, uint64_t handle) {
+  if (e->lua_closing || !e->sched) return;
+  if (e->n_gc_releases == e->cap_gc_releases) {
+    size_t cap = e->cap_gc_releases ? e->cap_gc_releases * 2 : 16;
+    uint64_t *p = realloc(e->gc_releases, cap * sizeof *p);
+    if (!p) {
+      lc_error("out of memory queueing a release; the request's finalizer will release it");
+      return;
+    }
+    e->gc_releases = p;
+    e->cap_gc_releases = cap;
+  }
+  e->gc_releases[e->n_gc_releases++] = handle;
+  lc_sched_poke(e->sched);
+}
+
+void lc_job_idle_work(void *ud) {
+  lc_engine *e = ud;
+  if (!e->cache) return;
+  for (size_t i = 0; i < e->n_gc_releases; i++) {
+    if (!lc_cache_handle_live(e->cache, e->gc_releases[i])) continue; /* its owner ended first */
+    lc_debug("releasing handle %llu whose userdata was collected",
+             (unsigned long long)e->gc_releases[i]);
+    lc_cache_release(e->cache, e->gc_releases[i], lc_now(e));
+    e->cleanup_due = 1;
+  }
+  e->n_gc_releases = 0;
+  if (e->cleanup_due) {
+    e->cleanup_due = 0;
+    lc_job_cleanup_pass(e, "release");
+  }
+}
 
 /* ---------------------------------------------------------------- requests */
 
@@ -366,7 +404,7 @@ int lc_job_enqueue(lc_engine *e, const char *url, int depth, const char *data_js
 void lc_job_stop(lc_engine *e, int sig) {
   if (e->stopping) return;
   e->stopping = 1;
-  e->stop_signal = sig;
+  if (sig) e->stop_signal = sig;
   uv_timer_stop(&e->pump_timer);
   lc_sched_kill_all(e->sched, sig ? "interrupted" : "stopping");
   if (lc_job_done(e)) uv_stop(&e->loop);

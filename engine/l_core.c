@@ -139,9 +139,23 @@ static int l_core_session(lua_State *L) {
   lc_task *t = lc_task_check(L, "job:session()");
   uint64_t existing = lc_cache_session_find(e->cache, e->job_owner, name);
   if (existing) {
-    push_handle(L, PAGE_MT, existing, 1);
-    lua_pushboolean(L, 0);
-    return 2;
+    int st = lc_cache_handle_state(e->cache, existing);
+    lc_enpage *pg = st == 1 ? lc_bpool_page(e->pool, lc_cache_handle_page(e->cache, existing))
+                            : NULL;
+    if (st == 0) {
+      /* Another request is opening it: the caller waits and asks again. */
+      lua_pushnil(L);
+      lua_pushliteral(L, "pending");
+      return 2;
+    }
+    if (pg && !lc_enpage_broken(pg)) {
+      push_handle(L, PAGE_MT, existing, 1);
+      lua_pushboolean(L, 0);
+      return 2;
+    }
+    /* Failed to open, or its page died (a crash): replace it with a new one. */
+    lc_cache_session_close(e->cache, e->job_owner, name, lc_now(e));
+    lc_job_after_release(e);
   }
   if (e->stopping) {
     lua_pushnil(L);
@@ -224,10 +238,23 @@ static int release_handle(lua_State *L, const char *mt, int quiet) {
   return 1;
 }
 
+/* __gc may run at any allocation, inside any callback that pushes a value: it only queues
+ * the release, which the resume point carries out (lc_job_idle_work). */
+static int collect_handle(lua_State *L, const char *mt) {
+  l_handle *h = luaL_checkudata(L, 1, mt);
+  lc_engine *e = lc_engine_get(L);
+  if (h->released || h->session || !e || !e->cache) return 0;
+  h->released = 1;
+  lc_job_release_later(e, h->handle);
+  return 0;
+}
+
 static int l_page_release(lua_State *L) { return release_handle(L, PAGE_MT, 0); }
-static int l_page_gc(lua_State *L) { return release_handle(L, PAGE_MT, 1); }
+static int l_page_close(lua_State *L) { return release_handle(L, PAGE_MT, 1); }
+static int l_page_gc(lua_State *L) { return collect_handle(L, PAGE_MT); }
 static int l_context_release(lua_State *L) { return release_handle(L, CONTEXT_MT, 0); }
-static int l_context_gc(lua_State *L) { return release_handle(L, CONTEXT_MT, 1); }
+static int l_context_close(lua_State *L) { return release_handle(L, CONTEXT_MT, 1); }
+static int l_context_gc(lua_State *L) { return collect_handle(L, CONTEXT_MT); }
 
 static lc_enpage *check_enpage(lua_State *L, lc_engine **pe, l_handle **ph) {
   l_handle *h = check_live(L, PAGE_MT, pe);
@@ -402,8 +429,8 @@ static int l_handle_live(lua_State *L) {
 static int l_handle_tostring(lua_State *L) {
   l_handle *h = lua_touserdata(L, 1);
   int page = luaL_testudata(L, 1, PAGE_MT) != NULL;
-  lua_pushfstring(L, "luacrawl.%s (handle %d%s)", page ? "Page" : "Context", (int)h->handle,
-                  h->released ? ", released" : "");
+  lua_pushfstring(L, "luacrawl.%s (handle %I%s)", page ? "Page" : "Context",
+                  (lua_Integer)h->handle, h->released ? ", released" : "");
   return 1;
 }
 
@@ -686,7 +713,8 @@ static const luaL_Reg core_funcs[] = {
     {"host_slot", l_core_host_slot},
     {NULL, NULL}};
 
-static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc) {
+static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc,
+                     lua_CFunction close) {
   luaL_newmetatable(L, mt);
   lua_newtable(L);
   luaL_setfuncs(L, methods, 0);
@@ -695,7 +723,7 @@ static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods, lua_
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, gc);
   lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, gc);
+  lua_pushcfunction(L, close);
   lua_setfield(L, -2, "__close");
   lua_pushcfunction(L, l_handle_tostring);
   lua_setfield(L, -2, "__tostring");
@@ -703,8 +731,8 @@ static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods, lua_
 }
 
 int luaopen_luacrawl_core(lua_State *L) {
-  new_type(L, PAGE_MT, page_methods, l_page_gc);
-  new_type(L, CONTEXT_MT, context_methods, l_context_gc);
+  new_type(L, PAGE_MT, page_methods, l_page_gc, l_page_close);
+  new_type(L, CONTEXT_MT, context_methods, l_context_gc, l_context_close);
   luaL_newlib(L, core_funcs);
   luaL_getmetatable(L, PAGE_MT);
   lua_getfield(L, -1, "methods");

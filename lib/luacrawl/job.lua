@@ -44,6 +44,7 @@ function M.new(spec, cfg)
   for _, u in ipairs(cfg.start) do origins[core.origin(u)] = true end
 
   local job = {}
+  local prepared = {} -- session names whose page is prepared
   local J = {}
   J.__index = J
   J.__name = "luacrawl.Job"
@@ -112,16 +113,30 @@ function M.new(spec, cfg)
     local keyed = {}
     for k, v in pairs(c) do keyed[k] = v end
     keyed.session = name
-    local page, created = core.session(name, options.canonical(keyed))
+    local canon = options.canonical(keyed)
+    local page, created = core.session(name, canon)
+    -- Another request is opening or preparing it: wait for that, never share it half done.
+    while (not page and created == "pending") or (page and not created and not prepared[name]) do
+      core.sleep(20)
+      page, created = core.session(name, canon)
+    end
     if not page then return nil, created end
     if created then
+      prepared[name] = nil
       local pok, perr = page_api.prepare(page, c)
-      if not pok then return nil, perr end
+      if not pok then
+        core.close_session(name) -- never hand out an unprepared session later
+        return nil, perr
+      end
+      prepared[name] = true
     end
     return page
   end
 
-  function J.close_session(self, name) return core.close_session(name) end
+  function J.close_session(self, name)
+    prepared[name] = nil
+    return core.close_session(name)
+  end
 
   -- job:context(options) [async] -> context handle | nil, err
   function J.context(self, o)
