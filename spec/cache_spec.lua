@@ -19,13 +19,19 @@ return {
   handle = function(page, req, job)
     local res = assert(page:navigate(req.url))
     local ua = page:eval("navigator.userAgent")
-    local theirs, missing = {}, 0
+    -- Contexts open (created) in the cache both before and after Chromium answered existed
+    -- all along: Chromium must list each of them. (Others may be created or disposed by the
+    -- concurrent requests meanwhile.)
+    local before = {}
+    for _, c in ipairs(job:contexts()) do
+      if not c.creating then before[c.browser_context] = true end
+    end
+    local theirs, missing, created = {}, 0, 0
     for _, id in ipairs(assert(job:browser_contexts())) do theirs[id] = true end
-    local created = 0
     for _, c in ipairs(job:contexts()) do
       if not c.creating then
         created = created + 1
-        if not theirs[c.browser_context] then missing = missing + 1 end
+        if before[c.browser_context] and not theirs[c.browser_context] then missing = missing + 1 end
       end
     end
     job:emit { url = req.url, ua = ua, cache = created, missing = missing }
