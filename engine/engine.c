@@ -146,13 +146,15 @@ static void on_browser_drained(void *ud, int gen) {
 
 #define MAX_LOST_CLOSES 3
 
-static void maybe_recycle(lc_engine *e) {
+static void maybe_recycle(lc_engine *e, int sample_rss) {
   if (e->stopping || e->starting_gen || !e->started) return;
   int by_count = e->policy.max_pages_per_browser > 0 &&
                  (int64_t)e->gen_pages >= e->policy.max_pages_per_browser;
-  /* The tree of the current browser only, and only when a limit asks for it: each reading
-   * walks /proc. */
-  long rss_mb = e->policy.max_browser_rss_mb > 0 ? lc_bpool_rss_kb(e->pool, e->gen) / 1024 : 0;
+  /* The tree of the current browser only, only when a limit asks for it, and only on the
+   * ticks that sample memory: each reading walks /proc. */
+  long rss_mb = e->policy.max_browser_rss_mb > 0 && sample_rss
+                    ? lc_bpool_rss_kb(e->pool, e->gen) / 1024
+                    : 0;
   int by_rss = e->policy.max_browser_rss_mb > 0 && rss_mb >= e->policy.max_browser_rss_mb;
   /* A browser that keeps leaving closes unanswered is not trusted with more work. */
   lc_cache_stats cs;
@@ -160,7 +162,8 @@ static void maybe_recycle(lc_engine *e) {
   int by_lost = cs.contexts_lost - e->gen_lost_base >= MAX_LOST_CLOSES;
   if (!by_count && !by_rss && !by_lost) {
     /* Close to the memory limit: give back what idle contexts hold first. */
-    if (e->policy.max_browser_rss_mb > 0 && rss_mb * 10 >= e->policy.max_browser_rss_mb * 8) {
+    if (sample_rss && e->policy.max_browser_rss_mb > 0 &&
+        rss_mb * 10 >= e->policy.max_browser_rss_mb * 8) {
       lc_cleanup_params p = {.max_contexts = e->policy.max_contexts, .force = 1,
                              .idle_ms = e->policy.idle_ms};
       lc_cache_cleanup(e->cache, &p, lc_now(e));
@@ -196,7 +199,7 @@ static void tick_cb(uv_timer_t *h) {
   lc_job_tick(e);
   if (e->started && !e->stopping) {
     lc_job_after_release(e); /* the idle timer's pass, run at the resume point */
-    if (sample) maybe_recycle(e);
+    maybe_recycle(e, sample);
   }
 }
 

@@ -129,10 +129,10 @@ return { start = { P .. "/_/links?n=5" }, concurrency = 1, retries = 0, delay_ms
     assert.equals(6, #r.records)
     -- The pages found on the first one, one at a time: without delay_ms they follow each other
     -- within ~50 ms. The delay is counted when a navigation starts; arrival at the server
-    -- jitters with the machine's load, hence the margin.
+    -- jitters with the machine's load and with renderer start-up, hence the margin.
     local t = arrivals(srv, "^/_/page%?id=")
     assert.equals(5, #t)
-    assert.is_true(min_gap(t) >= 0.3, "400 ms apart, got " .. min_gap(t))
+    assert.is_true(min_gap(t) >= 0.25, "400 ms apart, got " .. min_gap(t))
   end)
 
   it("delay_ms also spaces the first requests, sent while the browser starts", function()
@@ -149,7 +149,7 @@ return {
     assert.equals(5, #r.records)
     local t = arrivals(srv, "^/_/page%?id=d")
     assert.equals(5, #t)
-    assert.is_true(min_gap(t) >= 0.3, "400 ms apart, got " .. min_gap(t))
+    assert.is_true(min_gap(t) >= 0.25, "400 ms apart, got " .. min_gap(t))
   end)
 
   it("per_host caps the requests in flight to a host; without it the job's concurrency applies", function()
