@@ -2,29 +2,9 @@
 -- sees isTrusted events), and extraction (page:query, page:extract), with real Chromium
 -- against the fixture server's login form, infinite scroll and product list.
 local H = require("support.helpers")
+local run, checks = H.run_job, H.checks
 
--- Runs a job script (text using args.base) against srv; checks the run's health.
-local function run(srv, text)
-  local r = H.run({ "run", H.script(text), "base=http://127.0.0.1:" .. srv.port },
-    { stats = true, timeout = 90 })
-  assert.equals(0, r.code, r.stderr)
-  assert.same({}, r.bad_lines)
-  assert.is_table(r.stats, "no --stats written")
-  assert.equals(0, r.stats.refs_outstanding)
-  assert.equals(0, r.stats.bad_releases)
-  assert.same({}, H.chromium_left(r.profile_root), "the run left Chromium processes")
-  assert.equals(0, r.stats.pages_failed, r.stderr)
-  return r
-end
 
-local function checks(r)
-  local by = {}
-  for _, rec in ipairs(r.records) do
-    assert.is_nil(by[rec.check], "check emitted twice: " .. tostring(rec.check))
-    by[rec.check] = rec
-  end
-  return by
-end
 
 local PRELUDE = [[
 local P = args.base

@@ -3,32 +3,10 @@
 -- headers, user agent, locale, timezone and viewport reaching the server and the page, and a
 -- per-request context function that rotates user agents over separate contexts.
 local H = require("support.helpers")
+local run, checks = H.run_job, H.checks
 local cjson = require("cjson")
 
--- Runs a job script (text using args.base) against srv; checks the run's health.
-local function run(srv, text)
-  local r = H.run({ "run", H.script(text), "base=http://127.0.0.1:" .. srv.port },
-    { stats = true, timeout = 90 })
-  assert.equals(0, r.code, r.stderr)
-  assert.same({}, r.bad_lines)
-  assert.is_table(r.stats, "no --stats written")
-  assert.equals(0, r.stats.refs_outstanding)
-  assert.equals(0, r.stats.bad_releases)
-  assert.same({}, H.chromium_left(r.profile_root), "the run left Chromium processes")
-  assert.equals(0, r.stats.pages_failed, r.stderr)
-  return r
-end
 
-local function checks(r)
-  local by = {}
-  for _, rec in ipairs(r.records) do
-    if rec.check then
-      assert.is_nil(by[rec.check], "check emitted twice: " .. rec.check)
-      by[rec.check] = rec
-    end
-  end
-  return by
-end
 
 local PRELUDE = [[
 local P = args.base

@@ -470,6 +470,39 @@ function H.run(args, opts)
   return collect(res, opts)
 end
 
+-- H.run_job(srv, text, opts): runs a job script (text, using args.base) against the server
+-- srv and checks the run's health: exit 0, only whole JSON lines, a --stats file with
+-- refs_outstanding = 0 and bad_releases = 0, and no Chromium left behind. opts.timeout (90 s);
+-- opts.allow_failed: pages may fail (otherwise pages_failed must be 0). Returns H.run's result.
+function H.run_job(srv, text, opts)
+  opts = opts or {}
+  local r = H.run({ "run", H.script(text), "base=http://127.0.0.1:" .. srv.port },
+    { stats = true, timeout = opts.timeout or 90 })
+  assert(r.code == 0, "exit code " .. tostring(r.code) .. ": " .. r.stderr)
+  assert(#r.bad_lines == 0, "lines that are not JSON: " .. table.concat(r.bad_lines, "\n"))
+  assert(type(r.stats) == "table", "no --stats written")
+  assert(r.stats.refs_outstanding == 0, "refs_outstanding " .. tostring(r.stats.refs_outstanding))
+  assert(r.stats.bad_releases == 0, "bad_releases " .. tostring(r.stats.bad_releases))
+  local left = H.chromium_left(r.profile_root)
+  assert(#left == 0, "the run left Chromium processes: " .. table.concat(left, " "))
+  if not opts.allow_failed then
+    assert(r.stats.pages_failed == 0, "pages failed: " .. r.stderr)
+  end
+  return r
+end
+
+-- H.checks(r): the records of a run keyed by their `check` field (each check emits once).
+function H.checks(r)
+  local by = {}
+  for _, rec in ipairs(r.records) do
+    if rec.check then
+      assert(by[rec.check] == nil, "check emitted twice: " .. tostring(rec.check))
+      by[rec.check] = rec
+    end
+  end
+  return by
+end
+
 -- H.spawn(args, opts): starts luacrawl in the background through runbg.py, so that pid is
 -- luacrawl's own and SIGINT reaches it. opts as for H.run (timeout: the wrapper SIGKILLs
 -- the run after that many seconds, default 120). Returns run with:
