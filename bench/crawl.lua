@@ -1,6 +1,7 @@
 -- bench/crawl.lua: the throughput job (see bench/README.md). Crawls a site from url= on its
 -- own origin, at concurrency=C, up to max=N pages, and per page does what bench/pptr.mjs
--- does per page: navigate (wait for "load"), title, HTML, links; one record per page
+-- does per page: navigate (wait for "load"), title, HTML, links (one page:content() call);
+-- one record per page
 -- { url, status, title, html, links } to the output; every link is enqueued (the frontier
 -- normalizes and dedupes). All requests share one context configuration (the default), so
 -- the engine keeps one context and reuses its idle pages.
@@ -24,10 +25,8 @@ return {
   timeout_ms = 30000,
   handle = function(page, req, job)
     local res = assert(page:navigate(req.url))
-    local title = page:title()
-    local html = page:html()
-    local links = page:links() or {}
-    job:emit { url = req.url, status = res.status, title = title, html = html, links = links }
-    for _, link in ipairs(links) do job:enqueue(link) end
+    local c = assert(page:content()) -- title, HTML and links in one round trip
+    job:emit { url = req.url, status = res.status, title = c.title, html = c.html, links = c.links }
+    for _, link in ipairs(c.links) do job:enqueue(link) end
   end,
 }

@@ -376,6 +376,20 @@ end
 -- The least time one poll of wait_for may take (ms).
 local POLL_MIN_MS = 2000
 
+-- page:content() -> { url, title, html, links } | nil, err
+-- What a crawler reads from most pages, in one round trip instead of four.
+function Page.content(page)
+  local v, err = page:eval([[(function(){var out=[],seen={};
+    var as=document.querySelectorAll('a[href],area[href]');
+    for(var i=0;i<as.length;i++){var h=as[i].href; if(typeof h!=='string') continue;
+      if(!/^https?:/i.test(h)) continue; h=h.split('#')[0]; if(seen[h]) continue; seen[h]=1; out.push(h);}
+    return {url: location.href, title: document.title, links: out,
+            html: document.documentElement ? document.documentElement.outerHTML : ''};})()]])
+  if not v then return nil, err end
+  v.links = json.array(v.links or {})
+  return v
+end
+
 -- page:wait_for(selector_or_js [, { timeout_ms, js = bool, interval_ms }]) -> true | nil, err
 -- Polls until the selector matches (or, for a string that is no valid selector or with
 -- js = true, the JavaScript condition is truthy). Failure: nil, "timeout waiting for ...".
