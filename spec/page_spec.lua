@@ -439,4 +439,24 @@ return { start = { P .. "/_/jsloop", P .. "/_/page?id=next" }, retries = 0, time
     assert.equals(1, #r.records)
     assert.equals(200, r.records[1].status)
   end)
+
+  it("content() reads url, title, HTML and links in one call, the same as the separate calls", function()
+    local r = run(srv, [[
+local P = args.base
+return { start = { P .. "/_/badlinks" },
+  handle = function(page, req, job)
+    assert(page:navigate(req.url))
+    local c = assert(page:content())
+    local links = assert(page:links())
+    job:emit { url = c.url, same_title = c.title == page:title(), same_html = c.html == page:html(),
+               links = c.links, n_links = #links, same_links = table.concat(c.links, " ") == table.concat(links, " ") }
+  end }]])
+    local rec = r.records[1]
+    assert.matches("/_/badlinks$", rec.url)
+    assert.is_true(rec.same_title)
+    assert.is_true(rec.same_html)
+    assert.is_true(rec.same_links)
+    assert.equals(2, rec.n_links) -- only the two http(s) links of /_/badlinks
+    for _, l in ipairs(rec.links) do assert.matches("^http://127%.0%.0%.1:%d+/", l) end
+  end)
 end)
