@@ -309,7 +309,9 @@ static int queue_start_urls(lc_engine *e) {
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, -1, i);
     const char *why = NULL;
-    lc_job_enqueue(e, lua_tostring(L, -1), 0, NULL, &why);
+    if (lc_job_enqueue(e, lua_tostring(L, -1), 0, NULL, &why) <= 0 && why &&
+        strcmp(why, "already seen") != 0)
+      lc_warn("start URL %s not queued: %s", lua_tostring(L, -1), why);
     lua_pop(L, 1);
   }
   lua_pop(L, 1);

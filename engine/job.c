@@ -38,7 +38,12 @@ typedef struct req_state {
   lc_host *host;
 } req_state;
 
-int64_t lc_now(const lc_engine *e) { return (int64_t)uv_now((uv_loop_t *)&e->loop); }
+/* The loop's clock, brought up to date: deadlines computed after long synchronous work (a
+ * big JSON decode, a slow hook) must not start from a stale time. */
+int64_t lc_now(const lc_engine *e) {
+  uv_update_time((uv_loop_t *)&e->loop);
+  return (int64_t)uv_now((uv_loop_t *)&e->loop);
+}
 
 /* ---------------------------------------------------------------- hosts */
 

@@ -23,18 +23,18 @@ return {
   timeout_ms = 30000,
   handle = function(page, req, job)
     local res = assert(page:navigate(req.url))
-    local links = page:links() or {}
+    local c = assert(page:content()) -- title and links (and HTML) in one round trip
     job:emit {
       url = req.url,
       final_url = res.url,
       status = res.status,
       depth = req.depth,
-      title = page:title(),
+      title = c.title,
       markdown = page:markdown { main_only = main_only },
-      links = links,
+      links = c.links,
     }
     if res.status < 400 then
-      for _, link in ipairs(links) do job:enqueue(link) end
+      for _, link in ipairs(c.links) do job:enqueue(link) end
     end
   end,
 }
