@@ -31,8 +31,8 @@ typedef struct gen_t {
   int reported; /* on_lost fired */
   lc_browser *browser;
   lc_cdp *cdp;
-  lc_cdp *stale;       /* a refused first connection, freed outside its own callback */
-  uv_timer_t *retry;   /* reconnects while the browser is starting; freed in its close cb */
+  lc_cdp *stale;     /* a refused first connection, freed outside its own callback */
+  uv_timer_t *retry; /* reconnects while the browser is starting; freed in its close cb */
   int tries;
   deferred *waiting;
   char why[256];
@@ -366,8 +366,8 @@ static void on_cdp_closed(void *ud, const char *why) {
   snprintf(msg, sizeof msg, "DevTools connection lost (%s)", why);
   /* DevToolsActivePort can appear a moment before the socket accepts: retry the first
    * connection for a while (never a live one: that is a crash). */
-  if (g->state == G_STARTING && g->tries < CONNECT_TRIES &&
-      g->browser && lc_browser_alive(g->browser)) {
+  if (g->state == G_STARTING && g->tries < CONNECT_TRIES && g->browser &&
+      lc_browser_alive(g->browser)) {
     if (!g->retry) {
       g->retry = malloc(sizeof *g->retry);
       if (g->retry) {
@@ -450,8 +450,8 @@ static void on_cdp_event(void *ud, const char *session, const char *method, char
   }
   if (strcmp(method, "Page.javascriptDialogOpening") == 0) {
     /* alert/confirm/prompt would block the page forever: accept them. */
-    lc_cdp_send(g->cdp, session, "Page.handleJavaScriptDialog", "{\"accept\":true}",
-                CMD_TIMEOUT_MS, reply_dialog, NULL);
+    lc_cdp_send(g->cdp, session, "Page.handleJavaScriptDialog", "{\"accept\":true}", CMD_TIMEOUT_MS,
+                reply_dialog, NULL);
   }
   if (strncmp(method, "Page.", 5) == 0 || strcmp(method, "Network.responseReceived") == 0 ||
       strcmp(method, "Network.loadingFailed") == 0 ||
@@ -549,8 +549,8 @@ int lc_bpool_start(lc_bpool *p, char **err) {
   g->pool = p;
   g->gen = ++p->next_gen;
   g->state = G_STARTING;
-  int rc = lc_browser_launch(p->loop, &p->bopts, on_browser_ready, on_browser_exit, g,
-                             &g->browser, err);
+  int rc =
+      lc_browser_launch(p->loop, &p->bopts, on_browser_ready, on_browser_exit, g, &g->browser, err);
   if (rc < 0) {
     free(g);
     return rc;
@@ -615,8 +615,8 @@ void lc_bpool_get_stats(const lc_bpool *p, lc_bpool_stats *out) {
   out->live_browsers = lc_bpool_live(p);
 }
 
-uint64_t lc_bpool_send(lc_bpool *p, int gen, const char *method, const char *params,
-                       int timeout_ms, lc_cdp_reply_fn fn, void *ud) {
+uint64_t lc_bpool_send(lc_bpool *p, int gen, const char *method, const char *params, int timeout_ms,
+                       lc_cdp_reply_fn fn, void *ud) {
   gen_t *g = gen_find(p, gen);
   if (!g || g->state != G_READY || !g->cdp) return 0;
   return lc_cdp_send(g->cdp, NULL, method, params, timeout_ms, fn, ud);
@@ -766,8 +766,7 @@ static void be_create_context(void *ud, uint64_t ctx_id, int gen, const char *op
   if (g->state == G_STARTING) {
     deferred *d = calloc(1, sizeof *d);
     if (!d) {
-      lc_cache_context_created(p->cache, ctx_id, NULL, LC_CACHE_ENOMEM, "out of memory",
-                               now_ms(p));
+      lc_cache_context_created(p->cache, ctx_id, NULL, LC_CACHE_ENOMEM, "out of memory", now_ms(p));
       return;
     }
     d->kind = 'C';
@@ -811,8 +810,8 @@ static void be_close_context(void *ud, uint64_t ctx_id, const char *bctx, int ge
   lc_buf_puts(&b, "{\"browserContextId\":");
   lc_buf_json_string(&b, bctx);
   lc_buf_puts(&b, "}");
-  lc_cdp_send(g->cdp, NULL, "Target.disposeBrowserContext", lc_buf_str(&b), p->close_timeout_ms + 2000,
-              ctx_closed_reply, o);
+  lc_cdp_send(g->cdp, NULL, "Target.disposeBrowserContext", lc_buf_str(&b),
+              p->close_timeout_ms + 2000, ctx_closed_reply, o);
   lc_buf_free(&b);
 }
 
@@ -830,8 +829,8 @@ static void page_created_reply(void *ud, int err, char *r, size_t n) {
       lc_buf_puts(&b, "{\"targetId\":");
       lc_buf_json_string(&b, o->target);
       lc_buf_puts(&b, "}");
-      lc_cdp_send(g->cdp, NULL, "Target.closeTarget", lc_buf_str(&b), CMD_TIMEOUT_MS,
-                  reply_dialog, NULL);
+      lc_cdp_send(g->cdp, NULL, "Target.closeTarget", lc_buf_str(&b), CMD_TIMEOUT_MS, reply_dialog,
+                  NULL);
       lc_buf_free(&b);
     }
     bop_free(o);
@@ -889,8 +888,8 @@ static void create_page_now(gen_t *g, uint64_t page_id, const char *bctx) {
   lc_buf_free(&b);
 }
 
-static void be_create_page(void *ud, uint64_t page_id, uint64_t ctx_id, const char *bctx,
-                           int gen, const char *options) {
+static void be_create_page(void *ud, uint64_t page_id, uint64_t ctx_id, const char *bctx, int gen,
+                           const char *options) {
   lc_bpool *p = ud;
   (void)ctx_id;
   (void)options;
@@ -961,8 +960,10 @@ static void run_deferred(gen_t *g) {
   while (rev) {
     deferred *d = rev;
     rev = d->next;
-    if (d->kind == 'C') create_context_now(g, d->id, d->options);
-    else create_page_now(g, d->id, d->bctx);
+    if (d->kind == 'C')
+      create_context_now(g, d->id, d->options);
+    else
+      create_page_now(g, d->id, d->bctx);
     free(d->bctx);
     free(d->options);
     free(d);

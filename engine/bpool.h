@@ -66,8 +66,8 @@ void lc_bpool_get_stats(const lc_bpool *p, lc_bpool_stats *out);
 
 /* Browser-level command on a generation (no session). Returns 0 if it cannot be sent (the
  * reply then never fires). */
-uint64_t lc_bpool_send(lc_bpool *p, int gen, const char *method, const char *params,
-                       int timeout_ms, lc_cdp_reply_fn fn, void *ud);
+uint64_t lc_bpool_send(lc_bpool *p, int gen, const char *method, const char *params, int timeout_ms,
+                       lc_cdp_reply_fn fn, void *ud);
 int lc_bpool_cancel(lc_bpool *p, int gen, uint64_t id);
 
 /* Engine-side pages. */

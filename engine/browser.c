@@ -55,10 +55,10 @@
 extern char **environ;
 
 enum {
-  POLL_MS = 20,           /* DevToolsActivePort poll */
-  WATCH_MS = 250,         /* fallback exit poll while running (SIGCHLD is the fast path) */
-  DRAIN_TICK_MS = 10,     /* while waiting for the rest of the tree to die */
-  DRAIN_LIMIT_MS = 3000,  /* then reap anyway: something stuck in D state is not ours to wait on */
+  POLL_MS = 20,          /* DevToolsActivePort poll */
+  WATCH_MS = 250,        /* fallback exit poll while running (SIGCHLD is the fast path) */
+  DRAIN_TICK_MS = 10,    /* while waiting for the rest of the tree to die */
+  DRAIN_LIMIT_MS = 3000, /* then reap anyway: something stuck in D state is not ours to wait on */
   DEFAULT_START_MS = 15000,
   REGISTRY_MAX = 64,
   LOG_TAIL_LINES = 12,
@@ -79,17 +79,17 @@ struct lc_browser {
   lc_browser_ready_fn ready;
   lc_browser_exit_fn on_exit;
   void *ud;
-  pid_t pid;              /* also the process group id */
+  pid_t pid; /* also the process group id */
   volatile sig_atomic_t state;
-  int lost;               /* someone else reaped our child: its pid is no longer ours to signal */
+  int lost; /* someone else reaped our child: its pid is no longer ours to signal */
   int exit_status, term_signal;
-  int ready_pending;      /* ready has not fired */
+  int ready_pending; /* ready has not fired */
   int destroyed;
-  int closing;            /* close callbacks still due; -1 before closing started */
+  int closing; /* close callbacks still due; -1 before closing started */
   int shell;
   int start_timeout_ms;
   uint64_t start_ns;
-  uint64_t kill_at_ms;    /* terminate's grace deadline (loop time), 0: none */
+  uint64_t kill_at_ms; /* terminate's grace deadline (loop time), 0: none */
   uint64_t drain_until_ms;
   pid_t warden_pid;           /* 0: none */
   int warden_reaped;          /* waitpid'd (or found reaped elsewhere): never signal it again */
@@ -102,7 +102,7 @@ struct lc_browser {
   char profile[PATH_MAX];
   char port_file[PATH_MAX + 32];
   char log_file[PATH_MAX + 32];
-  char msg[4096];         /* ready's error text */
+  char msg[4096]; /* ready's error text */
 };
 
 /* ---------------------------------------------------------------- registry */
@@ -835,8 +835,7 @@ int lc_browser_launch(uv_loop_t *loop, const lc_browser_opts *o, lc_browser_read
   char bin[PATH_MAX];
   const char *why = NULL;
   int r = lc_browser_find(o->path, bin, sizeof bin, &why);
-  if (r < 0)
-    return launch_fail(err, r, "%s%s%s", why, o->path ? ": " : "", o->path ? o->path : "");
+  if (r < 0) return launch_fail(err, r, "%s%s%s", why, o->path ? ": " : "", o->path ? o->path : "");
 
   const char *root = o->profile_root;
   if (!root || !*root) root = getenv("LUACRAWL_PROFILE_ROOT");
@@ -854,9 +853,9 @@ int lc_browser_launch(uv_loop_t *loop, const lc_browser_opts *o, lc_browser_read
   b->ready_pending = 1;
   b->exit_status = -1;
   b->start_timeout_ms = o->start_timeout_ms > 0 ? o->start_timeout_ms : DEFAULT_START_MS;
-  b->shell = o->headless_shell >= 0 ? o->headless_shell != 0
-                                    : has_suffix_name(bin, "headless-shell") ||
-                                          has_suffix_name(bin, "headless_shell");
+  b->shell = o->headless_shell >= 0
+                 ? o->headless_shell != 0
+                 : has_suffix_name(bin, "headless-shell") || has_suffix_name(bin, "headless_shell");
   if ((size_t)snprintf(b->profile, sizeof b->profile, "%s/luacrawl-XXXXXX", root) >=
       sizeof b->profile - 64) {
     free(b);
@@ -967,9 +966,7 @@ int lc_browser_launch(uv_loop_t *loop, const lc_browser_opts *o, lc_browser_read
 
 /* ---------------------------------------------------------------- accessors and control */
 
-const char *lc_browser_ws_url(const lc_browser *b) {
-  return b && b->ws_url[0] ? b->ws_url : NULL;
-}
+const char *lc_browser_ws_url(const lc_browser *b) { return b && b->ws_url[0] ? b->ws_url : NULL; }
 
 pid_t lc_browser_pid(const lc_browser *b) { return b ? b->pid : 0; }
 

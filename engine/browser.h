@@ -48,12 +48,12 @@
 typedef struct lc_browser lc_browser;
 
 typedef struct lc_browser_opts {
-  const char *path;          /* NULL: lc_browser_find() */
-  const char *profile_root;  /* where the fresh profile dir is made; NULL: $LUACRAWL_PROFILE_ROOT
-                                or $TMPDIR or /tmp */
-  int headless_shell;        /* the lean headless build? -1: derived from the path's name */
-  int start_timeout_ms;      /* DevToolsActivePort must appear and be complete within this;
-                                <= 0: 15000 */
+  const char *path;         /* NULL: lc_browser_find() */
+  const char *profile_root; /* where the fresh profile dir is made; NULL: $LUACRAWL_PROFILE_ROOT
+                               or $TMPDIR or /tmp */
+  int headless_shell;       /* the lean headless build? -1: derived from the path's name */
+  int start_timeout_ms;     /* DevToolsActivePort must appear and be complete within this;
+                               <= 0: 15000 */
   const char *const *extra_args; /* NULL-terminated, may be NULL; appended after ours */
 } lc_browser_opts;
 

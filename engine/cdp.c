@@ -18,8 +18,8 @@ typedef struct cdp_cmd {
   lc_cdp_reply_fn fn;
   void *ud;
   char session[64];
-  int failed;        /* queued to fail on the next sweep (could not send) */
-  char method[64];   /* for messages */
+  int failed;      /* queued to fail on the next sweep (could not send) */
+  char method[64]; /* for messages */
 } cdp_cmd;
 
 struct lc_cdp {
@@ -61,8 +61,7 @@ static void cmd_fail(lc_cdp *c, cdp_cmd *m, int err, const char *detail) {
 }
 
 static void fail_all(lc_cdp *c, const char *why) {
-  while (c->pending.next != &c->pending)
-    cmd_fail(c, c->pending.next, LC_CDP_ECLOSED, why);
+  while (c->pending.next != &c->pending) cmd_fail(c, c->pending.next, LC_CDP_ECLOSED, why);
 }
 
 static void sweep_cb(uv_timer_t *t) {
@@ -149,7 +148,8 @@ static void on_ws_message(void *ud, char *msg, size_t len) {
   char method[128], session[128] = "";
   if (lc_json_plain_string(v, method, sizeof method) != 0) return;
   lc_json_span s;
-  if (lc_json_member(msg, len, "sessionId", &s) == 0) lc_json_plain_string(s, session, sizeof session);
+  if (lc_json_member(msg, len, "sessionId", &s) == 0)
+    lc_json_plain_string(s, session, sizeof session);
   lc_json_span p;
   static char empty[] = "{}";
   char *params = empty;

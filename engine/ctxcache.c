@@ -1213,7 +1213,8 @@ size_t lc_cache_snapshot(const lc_cache *c, lc_cache_ctx_info *out, size_t cap, 
       i->uses = x->uses;
       i->browser_gen = x->browser_gen;
       i->creating = x->state == CTX_CREATING;
-      if (x->browser_ctx_id) snprintf(i->browser_ctx, sizeof i->browser_ctx, "%s", x->browser_ctx_id);
+      if (x->browser_ctx_id)
+        snprintf(i->browser_ctx, sizeof i->browser_ctx, "%s", x->browser_ctx_id);
     }
   }
   if (total) *total = all;

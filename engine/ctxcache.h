@@ -39,14 +39,14 @@
 
 enum {
   LC_CACHE_OK = 0,
-  LC_CACHE_EBADHANDLE = -1,  /* release of a handle that is not live: double or unknown */
-  LC_CACHE_EINUSE = -2,      /* asked to close a context whose refcount is above zero */
-  LC_CACHE_ENOENT = -3,      /* no such context or session */
-  LC_CACHE_ECREATE = -4,     /* the backend failed to create a context or page */
-  LC_CACHE_ELOST = -5,       /* the browser that held it crashed or was lost */
+  LC_CACHE_EBADHANDLE = -1, /* release of a handle that is not live: double or unknown */
+  LC_CACHE_EINUSE = -2,     /* asked to close a context whose refcount is above zero */
+  LC_CACHE_ENOENT = -3,     /* no such context or session */
+  LC_CACHE_ECREATE = -4,    /* the backend failed to create a context or page */
+  LC_CACHE_ELOST = -5,      /* the browser that held it crashed or was lost */
   LC_CACHE_ENOMEM = -6,
-  LC_CACHE_ESHUTDOWN = -7,   /* the cache is shutting down */
-  LC_CACHE_EINVAL = -8,      /* a NULL cache or an invalid parameter */
+  LC_CACHE_ESHUTDOWN = -7, /* the cache is shutting down */
+  LC_CACHE_EINVAL = -8,    /* a NULL cache or an invalid parameter */
 };
 
 /* Levels passed to lc_cache_backend.log: the same values as LC_LOG_* in log.h. */
@@ -78,22 +78,22 @@ typedef struct lc_cache_backend {
 typedef void (*lc_cache_ready_fn)(void *ud, uint64_t handle, int err, const char *msg);
 
 typedef struct lc_cache_config {
-  int close_timeout_ms;      /* a close or dispose unanswered this long is marked lost */
-  int max_idle_pages;        /* idle pages kept per context; more are closed at release */
+  int close_timeout_ms; /* a close or dispose unanswered this long is marked lost */
+  int max_idle_pages;   /* idle pages kept per context; more are closed at release */
 } lc_cache_config;
 
 typedef struct lc_cache_stats {
   uint64_t contexts_created;
-  uint64_t contexts_closed;  /* closes that completed, answered or lost */
-  uint64_t contexts_lost;    /* closes that timed out, or contexts dropped by a crash */
+  uint64_t contexts_closed; /* closes that completed, answered or lost */
+  uint64_t contexts_lost;   /* closes that timed out, or contexts dropped by a crash */
   uint64_t pages_created;
   uint64_t pages_closed;
   uint64_t pages_reused;
-  int contexts_open;         /* creating or open, all browser generations */
+  int contexts_open; /* creating or open, all browser generations */
   int contexts_open_peak;
-  int refs_outstanding;      /* sum of refcounts = live handles */
+  int refs_outstanding; /* sum of refcounts = live handles */
   int idle_pages;
-  uint64_t bad_releases;     /* double releases and releases without an acquire */
+  uint64_t bad_releases; /* double releases and releases without an acquire */
 } lc_cache_stats;
 
 /* One context as the policy hook sees it. */
@@ -101,13 +101,13 @@ typedef struct lc_cache_ctx_info {
   uint64_t id;
   char signature[LC_SIG_LEN];
   int refcount;
-  int pages;        /* idle pages plus pages in use */
+  int pages; /* idle pages plus pages in use */
   int idle_pages;
-  int64_t idle_ms;  /* since the refcount last dropped to zero; 0 while in use */
+  int64_t idle_ms; /* since the refcount last dropped to zero; 0 while in use */
   int64_t age_ms;
-  uint64_t uses;    /* acquires served */
+  uint64_t uses; /* acquires served */
   int browser_gen;
-  int creating;     /* 1 while Chromium has not yet answered its creation */
+  int creating;         /* 1 while Chromium has not yet answered its creation */
   char browser_ctx[64]; /* Chromium's browserContextId once created, else "" */
 } lc_cache_ctx_info;
 

@@ -152,9 +152,8 @@ static void maybe_recycle(lc_engine *e, int sample_rss) {
                  (int64_t)e->gen_pages >= e->policy.max_pages_per_browser;
   /* The tree of the current browser only, only when a limit asks for it, and only on the
    * ticks that sample memory: each reading walks /proc. */
-  long rss_mb = e->policy.max_browser_rss_mb > 0 && sample_rss
-                    ? lc_bpool_rss_kb(e->pool, e->gen) / 1024
-                    : 0;
+  long rss_mb =
+      e->policy.max_browser_rss_mb > 0 && sample_rss ? lc_bpool_rss_kb(e->pool, e->gen) / 1024 : 0;
   int by_rss = e->policy.max_browser_rss_mb > 0 && rss_mb >= e->policy.max_browser_rss_mb;
   /* A browser that keeps leaving closes unanswered is not trusted with more work. */
   lc_cache_stats cs;
@@ -164,8 +163,8 @@ static void maybe_recycle(lc_engine *e, int sample_rss) {
     /* Close to the memory limit: give back what idle contexts hold first. */
     if (sample_rss && e->policy.max_browser_rss_mb > 0 &&
         rss_mb * 10 >= e->policy.max_browser_rss_mb * 8) {
-      lc_cleanup_params p = {.max_contexts = e->policy.max_contexts, .force = 1,
-                             .idle_ms = e->policy.idle_ms};
+      lc_cleanup_params p = {
+          .max_contexts = e->policy.max_contexts, .force = 1, .idle_ms = e->policy.idle_ms};
       lc_cache_cleanup(e->cache, &p, lc_now(e));
     }
     return;
@@ -178,8 +177,8 @@ static void maybe_recycle(lc_engine *e, int sample_rss) {
     return;
   }
   lc_info("recycling the browser (%s)", by_count ? "max_pages_per_browser"
-                                        : by_rss  ? "max_browser_rss_mb"
-                                                  : "closes left unanswered");
+                                        : by_rss ? "max_browser_rss_mb"
+                                                 : "closes left unanswered");
   e->starting_gen = g;
 }
 
@@ -376,7 +375,8 @@ static void shutdown_engine(lc_engine *e) {
     char why[256];
     lc_cache_stats cs;
     lc_cache_get_stats(e->cache, &cs);
-    if (cs.refs_outstanding != 0) lc_error("engine bug: %d references outstanding at exit", cs.refs_outstanding);
+    if (cs.refs_outstanding != 0)
+      lc_error("engine bug: %d references outstanding at exit", cs.refs_outstanding);
     if (lc_cache_check(e->cache, why, sizeof why) != 0) lc_error("engine bug: cache: %s", why);
   }
   /* 4. close the browsers. */
@@ -504,7 +504,9 @@ int lc_engine_run(const lc_run_opts *opts) {
     goto out;
   }
   lc_browser_opts bo = {.path = e->browser_path, .headless_shell = -1};
-  lc_bpool_cbs pcbs = {.ud = e, .on_ready = on_browser_ready, .on_lost = on_browser_lost,
+  lc_bpool_cbs pcbs = {.ud = e,
+                       .on_ready = on_browser_ready,
+                       .on_lost = on_browser_lost,
                        .on_drained = on_browser_drained};
   e->pool = lc_bpool_new(&e->loop, e->ws, &bo, &pcbs);
   lc_cache_backend be = lc_bpool_backend(e->pool);

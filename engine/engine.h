@@ -33,8 +33,8 @@ typedef struct lc_run_opts {
 /* Exit codes */
 enum {
   LC_EXIT_OK = 0,
-  LC_EXIT_FAILED = 1,    /* the job could not run to its end (browser never started, ...) */
-  LC_EXIT_BADINPUT = 2,  /* bad script, option, policy or URL: nothing was started */
+  LC_EXIT_FAILED = 1,   /* the job could not run to its end (browser never started, ...) */
+  LC_EXIT_BADINPUT = 2, /* bad script, option, policy or URL: nothing was started */
   LC_EXIT_SIGINT = 130,
   LC_EXIT_SIGTERM = 143,
 };
@@ -48,7 +48,7 @@ typedef struct lc_job_cfg {
   int64_t max_pages;
   int max_depth;
   int64_t delay_ms;
-  int per_host;       /* requests in flight per host; 0: no cap */
+  int per_host; /* requests in flight per host; 0: no cap */
   int robots;
   char user_agent_token[64];
   int throttle_retries; /* 429/503 answers tolerated per request before it fails */
@@ -68,29 +68,30 @@ typedef struct lc_engine {
   lc_run_opts opts;
   char *browser_path;
 
-  uint64_t job_owner;  /* owner id of job-level handles (sessions, contexts taken outside a request) */
-  int runner_ref;      /* Lua: function(req) run in each request task */
-  int on_error_ref;    /* Lua: function(req, err) when a request failed for good */
-  int robots_ref;      /* Lua: function(origin) -> status, text */
+  uint64_t
+      job_owner;    /* owner id of job-level handles (sessions, contexts taken outside a request) */
+  int runner_ref;   /* Lua: function(req) run in each request task */
+  int on_error_ref; /* Lua: function(req, err) when a request failed for good */
+  int robots_ref;   /* Lua: function(origin) -> status, text */
 
-  int gen;             /* current browser generation */
-  int starting_gen;    /* a generation being started for a recycle, or 0 */
-  uint64_t gen_pages;  /* pages served by the current generation */
+  int gen;                /* current browser generation */
+  int starting_gen;       /* a generation being started for a recycle, or 0 */
+  uint64_t gen_pages;     /* pages served by the current generation */
   uint64_t gen_lost_base; /* the cache's contexts_lost when the current generation began */
-  int restarts;        /* browser starts after crashes */
-  int started;         /* the crawl has begun (start URLs queued) */
-  int stopping;        /* no new work; finishing */
-  int stop_signal;     /* SIGINT/SIGTERM that stopped the run, or 0 */
+  int restarts;           /* browser starts after crashes */
+  int started;            /* the crawl has begun (start URLs queued) */
+  int stopping;           /* no new work; finishing */
+  int stop_signal;        /* SIGINT/SIGTERM that stopped the run, or 0 */
   int exit_code;
-  int fatal;           /* the run failed before its end */
+  int fatal; /* the run failed before its end */
   char fatal_msg[512];
 
-  int cleanup_due;     /* a cleanup pass is to run at the resume point */
+  int cleanup_due;       /* a cleanup pass is to run at the resume point */
   uint64_t *gc_releases; /* handles whose userdata the GC collected: released at the resume point */
   size_t n_gc_releases, cap_gc_releases;
-  int lua_closing;     /* lua_close is running: __gc releases nothing */
-  int in_flight;       /* request tasks running */
-  int aux_tasks;       /* on_error and robots tasks running */
+  int lua_closing; /* lua_close is running: __gc releases nothing */
+  int in_flight;   /* request tasks running */
+  int aux_tasks;   /* on_error and robots tasks running */
   lc_host *hosts;
 
   /* statistics */
@@ -100,10 +101,10 @@ typedef struct lc_engine {
   uint64_t started_ms;
   double engine_cpu_start;
 
-  uv_timer_t pump_timer;   /* wakes the pump when a retry or host delay is due */
-  uv_timer_t tick_timer;   /* cache tick, idle cleanup, RSS sampling, progress */
+  uv_timer_t pump_timer; /* wakes the pump when a retry or host delay is due */
+  uv_timer_t tick_timer; /* cache tick, idle cleanup, RSS sampling, progress */
   uv_signal_t sigint, sigterm;
-  uv_timer_t stop_timer;   /* bounds the shutdown */
+  uv_timer_t stop_timer; /* bounds the shutdown */
   int progress_tty;
   int progress_shown;
   uint64_t last_progress_ms;
@@ -123,7 +124,8 @@ void lc_job_release_later(lc_engine *e, uint64_t handle);
 /* The resume point's deferred work: queued releases, then a cleanup pass if one is due. */
 void lc_job_idle_work(void *ud);
 void lc_job_cleanup_pass(lc_engine *e, const char *why);
-int lc_job_enqueue(lc_engine *e, const char *url, int depth, const char *data_json, const char **why);
+int lc_job_enqueue(lc_engine *e, const char *url, int depth, const char *data_json,
+                   const char **why);
 void lc_job_stop(lc_engine *e, int sig);
 /* Politeness at the moment a request goes out: 0 if a navigation to `url` may start now (the
  * host's delay is then counted from now), else the milliseconds to wait before asking again. */

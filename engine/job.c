@@ -26,9 +26,9 @@ struct lc_host {
   char name[256];
   char origin[300];
   int in_flight;
-  int64_t next_ok_ms;   /* politeness delay and Retry-After */
-  int robots_state;     /* 0 unknown, 1 fetching, 2 known */
-  lc_robots *robots;    /* NULL: everything allowed */
+  int64_t next_ok_ms; /* politeness delay and Retry-After */
+  int robots_state;   /* 0 unknown, 1 fetching, 2 known */
+  lc_robots *robots;  /* NULL: everything allowed */
   int64_t crawl_delay_ms;
 };
 
@@ -395,9 +395,12 @@ int lc_job_enqueue(lc_engine *e, const char *url, int depth, const char *data_js
     return 0;
   }
   int rc = e->frontier->ops->push(e->frontier, url, depth, data_json, lc_now(e));
-  if (rc == 0) *why = "already seen";
-  else if (rc == LC_FRONTIER_EFULL) *why = "max_pages reached";
-  else if (rc < 0) *why = "cannot queue the URL";
+  if (rc == 0)
+    *why = "already seen";
+  else if (rc == LC_FRONTIER_EFULL)
+    *why = "max_pages reached";
+  else if (rc < 0)
+    *why = "cannot queue the URL";
   if (rc > 0 && e->started) {
     /* Start it on the next loop turn, not inside the handler that enqueued it. */
     if (!uv_is_active((uv_handle_t *)&e->pump_timer))
@@ -432,15 +435,16 @@ void lc_job_progress(lc_engine *e, int final) {
   lc_cache_get_stats(e->cache, &cs);
   char line[512];
   snprintf(line, sizeof line,
-           "%" PRIu64 " done, %" PRIu64 " failed, %zu queued, %d in flight, %.1f pages/s, "
+           "%" PRIu64 " done, %" PRIu64
+           " failed, %zu queued, %d in flight, %.1f pages/s, "
            "%d contexts open, browser %ld MB",
-           e->pages_ok, e->pages_failed, e->frontier->ops->pending(e->frontier), e->in_flight,
-           rate, cs.contexts_open, e->browser_rss_kb / 1024);
+           e->pages_ok, e->pages_failed, e->frontier->ops->pending(e->frontier), e->in_flight, rate,
+           cs.contexts_open, e->browser_rss_kb / 1024);
   if (final) {
     progress_clear();
     fprintf(stderr,
-            "luacrawl: %s: %" PRIu64 " pages ok, %" PRIu64 " failed, %" PRIu64
-            " retries, %" PRIu64 " records in %.1f s (%.1f pages/s); contexts created %" PRIu64
+            "luacrawl: %s: %" PRIu64 " pages ok, %" PRIu64 " failed, %" PRIu64 " retries, %" PRIu64
+            " records in %.1f s (%.1f pages/s); contexts created %" PRIu64
             ", peak %d open; browser RSS peak %ld MB\n",
             e->stop_signal ? "interrupted" : "done", e->pages_ok, e->pages_failed, e->retries,
             e->emitted, secs, rate, cs.contexts_created, cs.contexts_open_peak,
@@ -478,18 +482,20 @@ int lc_job_write_stats(lc_engine *e, const char *path) {
   double secs = (double)(lc_now(e) - (int64_t)e->started_ms) / 1000.0;
   fprintf(f,
           "{\"contexts_created\":%" PRIu64 ",\"contexts_closed\":%" PRIu64
-          ",\"contexts_lost\":%" PRIu64 ",\"contexts_open_peak\":%d,\"contexts_open_at_exit\":%d,"
+          ",\"contexts_lost\":%" PRIu64
+          ",\"contexts_open_peak\":%d,\"contexts_open_at_exit\":%d,"
           "\"refs_outstanding\":%d,\"bad_releases\":%" PRIu64 ",\"pages_ok\":%" PRIu64
           ",\"pages_failed\":%" PRIu64 ",\"retries\":%" PRIu64 ",\"throttled\":%" PRIu64
           ",\"robots_skipped\":%" PRIu64 ",\"records\":%" PRIu64 ",\"pages_created\":%" PRIu64
-          ",\"pages_reused\":%" PRIu64 ",\"pages_closed\":%" PRIu64 ",\"browser_starts\":%d,\"browser_crashes\":%d,"
+          ",\"pages_reused\":%" PRIu64 ",\"pages_closed\":%" PRIu64
+          ",\"browser_starts\":%d,\"browser_crashes\":%d,"
           "\"browser_recycles\":%d,\"browser_rss_peak_mb\":%.1f,\"engine_rss_peak_mb\":%.1f,"
           "\"seconds\":%.3f,\"interrupted\":%s}\n",
           cs.contexts_created, cs.contexts_closed, cs.contexts_lost, cs.contexts_open_peak,
           cs.contexts_open, cs.refs_outstanding, cs.bad_releases, e->pages_ok, e->pages_failed,
           e->retries, e->throttled, e->robots_skipped, e->emitted, cs.pages_created,
-          cs.pages_reused, cs.pages_closed, bs.browser_starts, bs.browser_crashes, e->browser_recycles,
-          (double)e->browser_rss_peak_kb / 1024.0, (double)lc_proc_self_peak_rss_kb() / 1024.0,
-          secs, e->stop_signal ? "true" : "false");
+          cs.pages_reused, cs.pages_closed, bs.browser_starts, bs.browser_crashes,
+          e->browser_recycles, (double)e->browser_rss_peak_kb / 1024.0,
+          (double)lc_proc_self_peak_rss_kb() / 1024.0, secs, e->stop_signal ? "true" : "false");
   return fclose(f) == 0 ? 0 : -1;
 }

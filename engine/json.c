@@ -164,11 +164,21 @@ char *lc_json_string_dup(lc_json_span v) {
     if (s >= end) break;
     char c = *s++;
     switch (c) {
-      case 'n': *o++ = '\n'; break;
-      case 't': *o++ = '\t'; break;
-      case 'r': *o++ = '\r'; break;
-      case 'b': *o++ = '\b'; break;
-      case 'f': *o++ = '\f'; break;
+      case 'n':
+        *o++ = '\n';
+        break;
+      case 't':
+        *o++ = '\t';
+        break;
+      case 'r':
+        *o++ = '\r';
+        break;
+      case 'b':
+        *o++ = '\b';
+        break;
+      case 'f':
+        *o++ = '\f';
+        break;
       case 'u': {
         long cp = read_u4(s, end);
         if (cp < 0) {
@@ -187,7 +197,9 @@ char *lc_json_string_dup(lc_json_span v) {
         o += put_utf8(o, (unsigned long)cp); /* at most 4 bytes for 6 escaped: fits */
         break;
       }
-      default: *o++ = c; break;
+      default:
+        *o++ = c;
+        break;
     }
   }
   *o = 0;
@@ -268,11 +280,21 @@ void lc_buf_json_string(lc_buf *b, const char *s) {
   lc_buf_add(b, "\"", 1);
   for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
     switch (*p) {
-      case '"': lc_buf_add(b, "\\\"", 2); break;
-      case '\\': lc_buf_add(b, "\\\\", 2); break;
-      case '\n': lc_buf_add(b, "\\n", 2); break;
-      case '\r': lc_buf_add(b, "\\r", 2); break;
-      case '\t': lc_buf_add(b, "\\t", 2); break;
+      case '"':
+        lc_buf_add(b, "\\\"", 2);
+        break;
+      case '\\':
+        lc_buf_add(b, "\\\\", 2);
+        break;
+      case '\n':
+        lc_buf_add(b, "\\n", 2);
+        break;
+      case '\r':
+        lc_buf_add(b, "\\r", 2);
+        break;
+      case '\t':
+        lc_buf_add(b, "\\t", 2);
+        break;
       default:
         if (*p < 0x20)
           lc_buf_printf(b, "\\u%04x", *p);

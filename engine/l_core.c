@@ -104,8 +104,8 @@ static int acquire(lua_State *L, lc_engine *e, lc_task *t, const char *options, 
   op->e = e;
   op->mt = want_page ? PAGE_MT : CONTEXT_MT;
   lc_task_op_begin(t, acq_cancel, op);
-  uint64_t handle = lc_cache_acquire(e->cache, lc_task_id(t), options, want_page, lc_now(e),
-                                     acq_ready, op);
+  uint64_t handle =
+      lc_cache_acquire(e->cache, lc_task_id(t), options, want_page, lc_now(e), acq_ready, op);
   if (!handle) {
     lc_task_op_abort(t);
     free(op);
@@ -140,8 +140,8 @@ static int l_core_session(lua_State *L) {
   uint64_t existing = lc_cache_session_find(e->cache, e->job_owner, name);
   if (existing) {
     int st = lc_cache_handle_state(e->cache, existing);
-    lc_enpage *pg = st == 1 ? lc_bpool_page(e->pool, lc_cache_handle_page(e->cache, existing))
-                            : NULL;
+    lc_enpage *pg =
+        st == 1 ? lc_bpool_page(e->pool, lc_cache_handle_page(e->cache, existing)) : NULL;
     if (st == 0) {
       /* Another request is opening it: the caller waits and asks again. */
       lua_pushnil(L);
@@ -429,8 +429,8 @@ static int l_handle_live(lua_State *L) {
 static int l_handle_tostring(lua_State *L) {
   l_handle *h = lua_touserdata(L, 1);
   int page = luaL_testudata(L, 1, PAGE_MT) != NULL;
-  lua_pushfstring(L, "luacrawl.%s (handle %I%s)", page ? "Page" : "Context",
-                  (lua_Integer)h->handle, h->released ? ", released" : "");
+  lua_pushfstring(L, "luacrawl.%s (handle %I%s)", page ? "Page" : "Context", (lua_Integer)h->handle,
+                  h->released ? ", released" : "");
   return 1;
 }
 
@@ -689,29 +689,42 @@ static int l_core_b64decode(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg page_methods[] = {
-    {"_send", l_page_send},         {"_event", l_page_event}, {"_clear_events", l_page_clear_events},
-    {"broken", l_page_broken},      {"fresh", l_page_fresh},  {"mark_bad", l_page_mark_bad},
-    {"info", l_page_info},          {"release", l_page_release}, {"live", l_handle_live},
-    {NULL, NULL}};
+static const luaL_Reg page_methods[] = {{"_send", l_page_send},
+                                        {"_event", l_page_event},
+                                        {"_clear_events", l_page_clear_events},
+                                        {"broken", l_page_broken},
+                                        {"fresh", l_page_fresh},
+                                        {"mark_bad", l_page_mark_bad},
+                                        {"info", l_page_info},
+                                        {"release", l_page_release},
+                                        {"live", l_handle_live},
+                                        {NULL, NULL}};
 
 static const luaL_Reg context_methods[] = {{"info", l_context_info},
                                            {"release", l_context_release},
                                            {"live", l_handle_live},
                                            {NULL, NULL}};
 
-static const luaL_Reg core_funcs[] = {
-    {"acquire", l_core_acquire},   {"session", l_core_session},
-    {"close_session", l_core_close_session}, {"enqueue", l_core_enqueue},
-    {"normalize", l_core_normalize}, {"origin", l_core_origin},
-    {"emit", l_core_emit},         {"cleanup", l_core_cleanup},
-    {"log", l_core_log},           {"sleep", l_core_sleep},
-    {"now", l_core_now},           {"remaining_ms", l_core_remaining},
-    {"stats", l_core_stats},       {"contexts", l_core_contexts},
-    {"browser_send", l_core_browser_send}, {"kill_browser", l_core_kill_browser},
-    {"live", l_handle_live},       {"b64decode", l_core_b64decode},
-    {"host_slot", l_core_host_slot},
-    {NULL, NULL}};
+static const luaL_Reg core_funcs[] = {{"acquire", l_core_acquire},
+                                      {"session", l_core_session},
+                                      {"close_session", l_core_close_session},
+                                      {"enqueue", l_core_enqueue},
+                                      {"normalize", l_core_normalize},
+                                      {"origin", l_core_origin},
+                                      {"emit", l_core_emit},
+                                      {"cleanup", l_core_cleanup},
+                                      {"log", l_core_log},
+                                      {"sleep", l_core_sleep},
+                                      {"now", l_core_now},
+                                      {"remaining_ms", l_core_remaining},
+                                      {"stats", l_core_stats},
+                                      {"contexts", l_core_contexts},
+                                      {"browser_send", l_core_browser_send},
+                                      {"kill_browser", l_core_kill_browser},
+                                      {"live", l_handle_live},
+                                      {"b64decode", l_core_b64decode},
+                                      {"host_slot", l_core_host_slot},
+                                      {NULL, NULL}};
 
 static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc,
                      lua_CFunction close) {

@@ -7,23 +7,24 @@
 #include "engine.h"
 
 static void usage(FILE *f) {
-  fputs("usage: luacrawl run SCRIPT [name=value ...] [options]\n"
-        "       luacrawl --help | --version\n"
-        "\n"
-        "Runs a crawl job written in Lua. name=value pairs reach the script as `args`.\n"
-        "Records go to stdout as JSON Lines; logs, progress and the summary go to stderr.\n"
-        "\n"
-        "options:\n"
-        "  -o, --output FILE   write records to FILE instead of stdout\n"
-        "  --stats FILE        write run statistics (a JSON object) to FILE at the end\n"
-        "  --browser PATH      Chromium binary (default: $LUACRAWL_CHROMIUM, then\n"
-        "                      chromium-headless-shell, then /usr/lib/chromium/chromium)\n"
-        "  -q, --quiet         no progress, warnings and errors only\n"
-        "  -v, --verbose       debug logging\n"
-        "\n"
-        "exit codes: 0 the job ran (even with failed pages), 1 it could not run to its end,\n"
-        "            2 bad input, 130 interrupted (SIGINT), 143 terminated (SIGTERM)\n",
-        f);
+  fputs(
+      "usage: luacrawl run SCRIPT [name=value ...] [options]\n"
+      "       luacrawl --help | --version\n"
+      "\n"
+      "Runs a crawl job written in Lua. name=value pairs reach the script as `args`.\n"
+      "Records go to stdout as JSON Lines; logs, progress and the summary go to stderr.\n"
+      "\n"
+      "options:\n"
+      "  -o, --output FILE   write records to FILE instead of stdout\n"
+      "  --stats FILE        write run statistics (a JSON object) to FILE at the end\n"
+      "  --browser PATH      Chromium binary (default: $LUACRAWL_CHROMIUM, then\n"
+      "                      chromium-headless-shell, then /usr/lib/chromium/chromium)\n"
+      "  -q, --quiet         no progress, warnings and errors only\n"
+      "  -v, --verbose       debug logging\n"
+      "\n"
+      "exit codes: 0 the job ran (even with failed pages), 1 it could not run to its end,\n"
+      "            2 bad input, 130 interrupted (SIGINT), 143 terminated (SIGTERM)\n",
+      f);
 }
 
 /* One line on stderr for bad input: "luacrawl: <what><rest> (see luacrawl --help)". */
@@ -57,9 +58,12 @@ int main(int argc, char **argv) {
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i];
     const char **slot = NULL;
-    if (!strcmp(a, "-o") || !strcmp(a, "--output")) slot = &o.output;
-    else if (!strcmp(a, "--stats")) slot = &o.stats;
-    else if (!strcmp(a, "--browser")) slot = &o.browser;
+    if (!strcmp(a, "-o") || !strcmp(a, "--output"))
+      slot = &o.output;
+    else if (!strcmp(a, "--stats"))
+      slot = &o.stats;
+    else if (!strcmp(a, "--browser"))
+      slot = &o.browser;
     if (slot) {
       if (i + 1 >= argc) {
         free(args);

@@ -47,9 +47,15 @@ int lc_policy_from_lua(lua_State *L, int idx, lc_policy *p, char *err, size_t er
     snprintf(err, errlen, "policy must be a table (got %s)", luaL_typename(L, idx));
     return -1;
   }
-  static const char *const known[] = {"max_contexts", "force", "idle_ms", "max_pages_per_browser",
-                                      "max_browser_rss_mb", "on_cleanup", "max_idle_pages",
-                                      "close_timeout_ms", NULL};
+  static const char *const known[] = {"max_contexts",
+                                      "force",
+                                      "idle_ms",
+                                      "max_pages_per_browser",
+                                      "max_browser_rss_mb",
+                                      "on_cleanup",
+                                      "max_idle_pages",
+                                      "close_timeout_ms",
+                                      NULL};
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int ok = 0;

@@ -13,14 +13,14 @@
 #include "ctxcache.h"
 
 typedef struct lc_policy {
-  int max_contexts;          /* idle contexts kept open, >= 0 */
-  int force;                 /* may close refcount-0 contexts that still keep idle pages */
-  int64_t idle_ms;           /* close contexts (and idle pages) unused this long; 0: never */
+  int max_contexts;              /* idle contexts kept open, >= 0 */
+  int force;                     /* may close refcount-0 contexts that still keep idle pages */
+  int64_t idle_ms;               /* close contexts (and idle pages) unused this long; 0: never */
   int64_t max_pages_per_browser; /* recycle the browser after this many pages; 0: never */
   int64_t max_browser_rss_mb;    /* recycle when the browser tree's RSS passes this; 0: never */
-  int max_idle_pages;        /* idle pages kept per context */
-  int close_timeout_ms;      /* a close the browser does not answer within this is lost */
-  int hook_ref;              /* LUA_NOREF when no on_cleanup */
+  int max_idle_pages;            /* idle pages kept per context */
+  int close_timeout_ms;          /* a close the browser does not answer within this is lost */
+  int hook_ref;                  /* LUA_NOREF when no on_cleanup */
 } lc_policy;
 
 /* Defaults: max_contexts 4, force false, idle_ms 30000, no recycling, no hook. */

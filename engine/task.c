@@ -22,14 +22,14 @@ typedef struct tag {
 
 struct lc_task {
   tag tag;
-  lc_task *next, *prev;     /* all tasks */
-  lc_task *rnext;           /* ready queue */
+  lc_task *next, *prev; /* all tasks */
+  lc_task *rnext;       /* ready queue */
   uint64_t id;
   lua_State *co;
   int co_ref;
   int state;
-  int nargs;                /* values on co's stack to resume with */
-  int64_t deadline;         /* loop ms, 0: none */
+  int nargs;        /* values on co's stack to resume with */
+  int64_t deadline; /* loop ms, 0: none */
   int timed_out;
   lc_task_done_fn done;
   void *done_ud;
@@ -46,7 +46,7 @@ struct lc_sched {
   tag tag;
   uv_loop_t *loop;
   lua_State *L;
-  lc_task all;              /* sentinel */
+  lc_task all; /* sentinel */
   lc_task *rhead, *rtail;
   lc_task *running;
   int count;
@@ -267,8 +267,7 @@ void lc_sched_free(lc_sched *s) {
 
 uint64_t lc_sched_new_id(lc_sched *s) { return s->next_id++; }
 
-lc_task *lc_task_spawn(lc_sched *s, int nargs, int64_t timeout_ms, lc_task_done_fn done,
-                       void *ud) {
+lc_task *lc_task_spawn(lc_sched *s, int nargs, int64_t timeout_ms, lc_task_done_fn done, void *ud) {
   lua_State *L = s->L;
   lc_task *t = calloc(1, sizeof *t);
   if (!t) {
@@ -303,13 +302,17 @@ lc_task *lc_task_current(lua_State *L) {
 lc_task *lc_task_check(lua_State *L, const char *what) {
   lc_task *t = lc_task_current(L);
   if (!t)
-    luaL_error(L, "%s must be called from a job handler's own coroutine (not the main chunk, "
-                  "a policy hook, or a nested coroutine)", what);
+    luaL_error(L,
+               "%s must be called from a job handler's own coroutine (not the main chunk, "
+               "a policy hook, or a nested coroutine)",
+               what);
   /* Checked before anything starts: a yield that Lua refuses would leave the operation
    * registered and its completion aimed at a task that moved on. */
   if (!lua_isyieldable(L))
-    luaL_error(L, "%s cannot be called inside a metamethod, a sort or gsub callback, or an "
-                  "error handler", what);
+    luaL_error(L,
+               "%s cannot be called inside a metamethod, a sort or gsub callback, or an "
+               "error handler",
+               what);
   return t;
 }
 

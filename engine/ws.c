@@ -132,7 +132,8 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         if (ws->closing) ws_free(ws);
       }
       break;
-    default: break;
+    default:
+      break;
   }
   return 0;
 }

@@ -191,8 +191,8 @@ static void close_loop(uv_loop_t *loop) {
   CHECK_INT(uv_loop_close(loop), 0);
 }
 
-static int launch(uv_loop_t *loop, const char *path, const char *root, int timeout_ms,
-                  cb_state *s, lc_browser **b) {
+static int launch(uv_loop_t *loop, const char *path, const char *root, int timeout_ms, cb_state *s,
+                  lc_browser **b) {
   memset(s, 0, sizeof *s);
   s->root = root;
   s->t0 = now_ms();
@@ -354,8 +354,10 @@ TEST(test_find_order) {
   setenv("LUACRAWL_CHROMIUM", "", 1); /* empty: as if unset */
   CHECK_INT(lc_browser_find(NULL, out, sizeof out, &err), 0);
 
-  if (saved) setenv("LUACRAWL_CHROMIUM", saved, 1);
-  else unsetenv("LUACRAWL_CHROMIUM");
+  if (saved)
+    setenv("LUACRAWL_CHROMIUM", saved, 1);
+  else
+    unsetenv("LUACRAWL_CHROMIUM");
   free(saved);
   CHECK_INT(lc_rmtree(root), 0);
 }
@@ -424,9 +426,9 @@ static void lifecycle(const char *bin, const char *label, int use_kill) {
   CHECK_INT(lc_browser_alive(b), 1);
   CHECK(lc_browser_rss_kb(b) > 0);
   CHECK(lc_browser_cpu_seconds(b) > 0.0);
-  fprintf(stderr, "  %s: tree rss %ld KiB, cpu %.2f s, %d in group, %d naming the profile\n",
-          label, lc_browser_rss_kb(b), lc_browser_cpu_seconds(b),
-          lc_proc_group_alive(lc_browser_pid(b)), mentions(profile));
+  fprintf(stderr, "  %s: tree rss %ld KiB, cpu %.2f s, %d in group, %d naming the profile\n", label,
+          lc_browser_rss_kb(b), lc_browser_cpu_seconds(b), lc_proc_group_alive(lc_browser_pid(b)),
+          mentions(profile));
   CHECK(mentions(root) > 0);
   check_warden_running(warden);
 
@@ -444,14 +446,18 @@ static void lifecycle(const char *bin, const char *label, int use_kill) {
 
   pid_t pid = lc_browser_pid(b);
   uint64_t t = now_ms();
-  if (use_kill) lc_browser_kill(b);
-  else lc_browser_terminate(b, 5000);
+  if (use_kill)
+    lc_browser_kill(b);
+  else
+    lc_browser_terminate(b, 5000);
   run_until(&loop, &s.exit_calls, 10000);
   fprintf(stderr, "  %s: %s -> exit callback in %llu ms\n", label, use_kill ? "kill" : "terminate",
           (unsigned long long)(now_ms() - t));
   CHECK_INT(s.exit_calls, 1);
-  if (use_kill) CHECK_INT(s.term_signal, SIGKILL);
-  else CHECK(s.term_signal == 0 || s.term_signal == SIGTERM);
+  if (use_kill)
+    CHECK_INT(s.term_signal, SIGKILL);
+  else
+    CHECK(s.term_signal == 0 || s.term_signal == SIGTERM);
   CHECK_INT(s.exit_group_alive, 0); /* all of it was gone when on_exit ran */
   CHECK_INT(s.exit_mentions, 0);
   CHECK_INT(s.exit_dir_exists, 0);
@@ -624,17 +630,16 @@ static void fake_case(const char *body, int timeout_ms, int want_err, const char
 TEST(test_start_timeout) {
   /* A "browser" that never writes the port file, with a child of its own in the group. */
   uint64_t t = now_ms();
-  fake_case("echo '[1:2:ERROR:dbus/bus.cc] noise' >&2\n"
-            "echo 'fake browser starting' >&2\n"
-            "sleep 30 &\n"
-            "sleep 30\n",
-            400, -ETIMEDOUT, "fake browser starting", -1, SIGKILL);
+  fake_case(
+      "echo '[1:2:ERROR:dbus/bus.cc] noise' >&2\n"
+      "echo 'fake browser starting' >&2\n"
+      "sleep 30 &\n"
+      "sleep 30\n",
+      400, -ETIMEDOUT, "fake browser starting", -1, SIGKILL);
   CHECK(now_ms() - t < 2000);
 }
 
-TEST(test_early_exit) {
-  fake_case("echo boom >&2\nexit 3\n", 5000, -ECHILD, "boom", 3, 0);
-}
+TEST(test_early_exit) { fake_case("echo boom >&2\nexit 3\n", 5000, -ECHILD, "boom", 3, 0); }
 
 TEST(test_exec_failure) {
   /* An interpreter that does not exist: execve fails in the child. */
@@ -717,7 +722,7 @@ TEST(test_terminate_grace_then_kill) {
   run_until(&loop, &s.exit_calls, 5000);
   uint64_t took = now_ms() - t;
   CHECK_INT(s.term_signal, SIGKILL); /* it ignored SIGTERM: the grace ran out */
-  CHECK(took >= 290);                 /* not before the grace (how long after depends on load) */
+  CHECK(took >= 290);                /* not before the grace (how long after depends on load) */
   CHECK_INT(s.exit_group_alive, 0);
   lc_browser_destroy(b);
   close_loop(&loop);

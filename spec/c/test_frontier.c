@@ -18,10 +18,10 @@ TEST(dedupe_on_normalized_url) {
   CHECK_INT(lc_frontier_push(f, "http://a.com/x", 1, NULL, 0), 0);
   CHECK_INT(lc_frontier_push(f, "HTTP://A.COM:80/x#frag", 0, NULL, 0), 0);
   CHECK_INT(lc_frontier_push(f, "  http://a.com/y/../x\n", 0, NULL, 0), 0);
-  CHECK_INT(lc_frontier_push(f, "https://a.com/x", 0, NULL, 0), 1); /* other scheme */
-  CHECK_INT(lc_frontier_push(f, "http://a.com/x?", 0, NULL, 0), 0); /* empty query: same page */
+  CHECK_INT(lc_frontier_push(f, "https://a.com/x", 0, NULL, 0), 1);  /* other scheme */
+  CHECK_INT(lc_frontier_push(f, "http://a.com/x?", 0, NULL, 0), 0);  /* empty query: same page */
   CHECK_INT(lc_frontier_push(f, "http://a.com/x?q", 0, NULL, 0), 1); /* other query */
-  CHECK_INT(lc_frontier_push(f, "http://a.com/X", 0, NULL, 0), 1);  /* paths are case-sensitive */
+  CHECK_INT(lc_frontier_push(f, "http://a.com/X", 0, NULL, 0), 1);   /* paths are case-sensitive */
   CHECK_INT(lc_frontier_push(f, "file:///etc/passwd", 0, NULL, 0), LC_FRONTIER_EURL);
   CHECK_INT(lc_frontier_push(f, "/relative", 0, NULL, 0), LC_FRONTIER_EURL);
   CHECK_INT(lc_frontier_push(f, NULL, 0, NULL, 0), LC_FRONTIER_EINVAL);
