@@ -178,6 +178,7 @@ struct lc_cache {
   lc_cache_config cfg;
   cache_link contexts, pages, handles;
   uint64_t next_handle, next_ctx, next_page, next_idle_seq;
+  int unanswered; /* closes of the current generation that timed out */
   int gen;
   int gen_lost; /* lc_cache_browser_lost was called for the current generation */
   int depth;    /* nesting of public calls; the outermost one sweeps */
@@ -491,6 +492,7 @@ static void ctx_finish_close(lc_cache *c, cache_ctx *x, int lost) {
   ctx_set_state(c, x, CTX_CLOSED);
   c->stats.contexts_closed++;
   if (lost) c->stats.contexts_lost++;
+  if (lost && x->browser_gen == c->gen) c->unanswered++;
   cache_page *p;
   while ((p = page_first_of(c, x, PAGE_CLOSING)) != NULL) {
     page_set_state(c, p, PAGE_GONE);
@@ -1105,9 +1107,12 @@ void lc_cache_tick(lc_cache *c, int64_t now_ms) {
 
 /* ---------------------------------------------------------------------- generations */
 
+int lc_cache_unanswered_closes(const lc_cache *c) { return c ? c->unanswered : 0; }
+
 void lc_cache_set_generation(lc_cache *c, int browser_gen, int64_t now_ms) {
   if (!c || browser_gen == c->gen) return;
   cache_enter(c);
+  c->unanswered = 0;
   if (!c->gen_lost && retired_add(c, c->gen) < 0)
     cache_log(c, LC_CACHE_LOG_ERROR,
               "ctxcache: out of memory: browser_drained will not fire for generation %d", c->gen);

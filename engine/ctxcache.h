@@ -198,6 +198,9 @@ void lc_cache_tick(lc_cache *c, int64_t now_ms);
  * browser_drained fires when nothing of the old generation remains open. */
 void lc_cache_set_generation(lc_cache *c, int browser_gen, int64_t now_ms);
 int lc_cache_generation(const lc_cache *c);
+/* Closes of contexts of the current generation that went unanswered (marked lost by tick)
+ * since it became current: a browser that keeps doing this is replaced. */
+int lc_cache_unanswered_closes(const lc_cache *c);
 
 /* The browser of generation `gen` is gone (crashed or killed): drop its contexts and pages
  * without telling the backend. Pending acquires on them fail with LC_CACHE_ELOST. Handles

@@ -65,12 +65,6 @@ static int cfg_ref(lua_State *L, int idx, const char *k) {
 
 /* ---------------------------------------------------------------- browser events */
 
-static uint64_t lost_now(lc_engine *e) {
-  lc_cache_stats cs;
-  lc_cache_get_stats(e->cache, &cs);
-  return cs.contexts_lost;
-}
-
 static void on_browser_ready(void *ud, int gen, int err, const char *msg) {
   lc_engine *e = ud;
   if (err) {
@@ -93,7 +87,6 @@ static void on_browser_ready(void *ud, int gen, int err, const char *msg) {
     e->gen_pages = 0;
     e->starting_gen = 0;
     e->browser_recycles++;
-    e->gen_lost_base = lost_now(e);
     lc_cache_set_generation(e->cache, gen, lc_now(e));
     lc_info("browser recycled: %d -> %d", old, gen);
     lc_job_after_release(e);
@@ -133,7 +126,6 @@ static void on_browser_lost(void *ud, int gen, int crashed, const char *why) {
   lc_warn("browser crashed (%s); started a new one", why);
   e->gen = g;
   e->gen_pages = 0;
-  e->gen_lost_base = lost_now(e);
   lc_cache_set_generation(e->cache, g, lc_now(e));
 }
 
@@ -155,10 +147,9 @@ static void maybe_recycle(lc_engine *e, int sample_rss) {
   long rss_mb =
       e->policy.max_browser_rss_mb > 0 && sample_rss ? lc_bpool_rss_kb(e->pool, e->gen) / 1024 : 0;
   int by_rss = e->policy.max_browser_rss_mb > 0 && rss_mb >= e->policy.max_browser_rss_mb;
-  /* A browser that keeps leaving closes unanswered is not trusted with more work. */
-  lc_cache_stats cs;
-  lc_cache_get_stats(e->cache, &cs);
-  int by_lost = cs.contexts_lost - e->gen_lost_base >= MAX_LOST_CLOSES;
+  /* A browser that keeps leaving closes unanswered is not trusted with more work. (Only its
+   * own closes count: not an old browser's, not contexts dropped by a crash.) */
+  int by_lost = lc_cache_unanswered_closes(e->cache) >= MAX_LOST_CLOSES;
   if (!by_count && !by_rss && !by_lost) {
     /* Close to the memory limit: give back what idle contexts hold first. */
     if (sample_rss && e->policy.max_browser_rss_mb > 0 &&

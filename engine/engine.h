@@ -74,14 +74,13 @@ typedef struct lc_engine {
   int on_error_ref; /* Lua: function(req, err) when a request failed for good */
   int robots_ref;   /* Lua: function(origin) -> status, text */
 
-  int gen;                /* current browser generation */
-  int starting_gen;       /* a generation being started for a recycle, or 0 */
-  uint64_t gen_pages;     /* pages served by the current generation */
-  uint64_t gen_lost_base; /* the cache's contexts_lost when the current generation began */
-  int restarts;           /* browser starts after crashes */
-  int started;            /* the crawl has begun (start URLs queued) */
-  int stopping;           /* no new work; finishing */
-  int stop_signal;        /* SIGINT/SIGTERM that stopped the run, or 0 */
+  int gen;            /* current browser generation */
+  int starting_gen;   /* a generation being started for a recycle, or 0 */
+  uint64_t gen_pages; /* pages served by the current generation */
+  int restarts;       /* browser starts after crashes */
+  int started;        /* the crawl has begun (start URLs queued) */
+  int stopping;       /* no new work; finishing */
+  int stop_signal;    /* SIGINT/SIGTERM that stopped the run, or 0 */
   int exit_code;
   int fatal; /* the run failed before its end */
   char fatal_msg[512];

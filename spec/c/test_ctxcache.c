@@ -654,6 +654,7 @@ TEST(test_unanswered_close_frees_slot_after_timeout) {
   CHECK_INT(s.pages_closed, 1);
   CHECK_INT(lc_cache_context_refcount(f->c, ctx), LC_CACHE_ENOENT); /* slot freed */
   CHECK_INT(lc_cache_gen_contexts(f->c, 0, NULL), 0);
+  CHECK_INT(lc_cache_unanswered_closes(f->c), 1); /* counted against this browser */
   CHECK_INT(f->n_logs[LC_CACHE_LOG_WARN], 2);
   CHECK_CACHE(f);
   /* The late answers are harmless. */
@@ -667,6 +668,11 @@ TEST(test_unanswered_close_frees_slot_after_timeout) {
   fake_complete_all(f);
   CHECK(lc_cache_handle_ctx(f->c, h2) != ctx);
   lc_cache_release(f->c, h2, f->now);
+  CHECK_CACHE(f);
+  /* A new browser starts with a clean record. */
+  lc_cache_set_generation(f->c, 1, f->now);
+  CHECK_INT(lc_cache_unanswered_closes(f->c), 0);
+  fake_complete_all(f);
   CHECK_CACHE(f);
   fake_free(f);
 }
