@@ -97,20 +97,28 @@ static void acq_cancel(lc_task *t, void *data) {
   lc_job_after_release(e);
 }
 
-static int acquire(lua_State *L, lc_engine *e, lc_task *t, const char *options, int want_page) {
+/* Acquire for the running task: a page or context handle owned by the task, or (session
+ * != NULL) the job's named session page. Stack: +1 handle (+ created for a session) | +2
+ * nil, err. Nothing may follow the await: a yield without a continuation does not return. */
+static int acquire(lua_State *L, lc_engine *e, lc_task *t, const char *options, int want_page,
+                   const char *session) {
   acq_op *op = calloc(1, sizeof *op);
   if (!op) return luaL_error(L, "out of memory");
   op->t = t;
   op->e = e;
   op->mt = want_page ? PAGE_MT : CONTEXT_MT;
+  op->session = session != NULL;
   lc_task_op_begin(t, acq_cancel, op);
-  uint64_t handle =
-      lc_cache_acquire(e->cache, lc_task_id(t), options, want_page, lc_now(e), acq_ready, op);
+  int created = 0;
+  uint64_t handle = session ? lc_cache_session_open(e->cache, e->job_owner, session, options,
+                                                    lc_now(e), acq_ready, op, &created)
+                            : lc_cache_acquire(e->cache, lc_task_id(t), options, want_page,
+                                               lc_now(e), acq_ready, op);
   if (!handle) {
     lc_task_op_abort(t);
     free(op);
     lua_pushnil(L);
-    lua_pushliteral(L, "out of memory");
+    lua_pushstring(L, session ? "cannot open the session" : "out of memory");
     return 2;
   }
   if (lc_task_op_pending(t)) op->handle = handle; /* else ready already fired and freed op */
@@ -128,7 +136,7 @@ static int l_core_acquire(lua_State *L) {
     lua_pushliteral(L, "the job is stopping");
     return 2;
   }
-  return acquire(L, e, t, options, want_page);
+  return acquire(L, e, t, options, want_page, NULL);
 }
 
 /* core.session(name, options_json) [async] -> Page, created | nil, err */
@@ -162,26 +170,7 @@ static int l_core_session(lua_State *L) {
     lua_pushliteral(L, "the job is stopping");
     return 2;
   }
-  acq_op *op = calloc(1, sizeof *op);
-  if (!op) return luaL_error(L, "out of memory");
-  op->t = t;
-  op->e = e;
-  op->mt = PAGE_MT;
-  op->session = 1;
-  lc_task_op_begin(t, acq_cancel, op);
-  int created = 0;
-  uint64_t handle = lc_cache_session_open(e->cache, e->job_owner, name, options, lc_now(e),
-                                          acq_ready, op, &created);
-  if (!handle) {
-    lc_task_op_abort(t);
-    free(op);
-    lua_pushnil(L);
-    lua_pushliteral(L, "cannot open the session");
-    return 2;
-  }
-  if (lc_task_op_pending(t)) op->handle = handle;
-  /* Nothing may follow an await: a yield without a continuation does not come back here. */
-  return lc_task_op_await(L, t);
+  return acquire(L, e, t, options, 1, name);
 }
 
 /* core.close_session(name) -> true | nil, err */
