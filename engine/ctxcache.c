@@ -61,6 +61,14 @@
  *     first open's ready is the one that fires.
  *   - page_mark_bad on a handle that did not ask for a page returns LC_CACHE_ENOENT; on a
  *     pending page handle it takes effect when the page is released.
+ *   - The idle pool is global (cfg.max_idle_pages for the whole cache): page_settle keeps
+ *     the page it is given and closes the least recently idled one when the pool overflows
+ *     (counted in pages_evicted). A context that so loses its last idle page is an ordinary
+ *     LRU candidate at the next cleanup, which the engine runs after every release.
+ *   - max_pages_per_context counts acquires that ask for a page, sessions included, at
+ *     acquire time: the acquire that reaches the limit is served by the context and retires
+ *     it (detached at once, so handles already waiting on it are served and no later one
+ *     joins); it closes like an old generation's context, when its refcount reaches 0.
  *   - lc_cache_free makes no backend calls; the engine closes the browser around it.
  *   - Argument errors: lc_cache_cleanup and lc_cache_release return LC_CACHE_EINVAL
  *     (added) for a NULL cache or invalid parameters.
@@ -139,13 +147,15 @@ typedef struct cache_ctx {
   char *browser_ctx_id; /* NULL until created */
   int browser_gen;
   ctx_state state;
-  int detached; /* not in the signature map (closing, finished, or an old generation) */
+  int detached; /* not in the signature map (closing, finished, retired, or an old generation) */
   int refcount;
   int pages;          /* pages of this context not PAGE_GONE */
   int idle_pages;     /* of those, PAGE_IDLE */
   int creating_pages; /* of those, PAGE_CREATING */
   uint64_t uses;
-  int close_sent; /* close_context called (state CTX_CLOSING) */
+  uint64_t page_uses; /* acquires that asked for a page */
+  int retired;        /* max_pages_per_context reached: detached, closed once unused */
+  int close_sent;     /* close_context called (state CTX_CLOSING) */
   int64_t created_ms, idle_since_ms, close_deadline_ms;
 } cache_ctx;
 
@@ -394,7 +404,9 @@ static void handle_fire_failed(lc_cache *c, int err, const char *msg) {
 
 /* Moves a handle on for its now open context: fires ready, or takes an idle page (most
  * recently idled first), or starts creating a page. */
-static void handle_proceed(lc_cache *c, cache_handle *h) {
+static void ctx_close_idle_pages(lc_cache *c, cache_ctx *x, int64_t now_ms);
+
+static void handle_proceed(lc_cache *c, cache_handle *h, int64_t now_ms) {
   cache_ctx *x = h->ctx;
   if (!h->want_page) {
     handle_fire(h, 0, NULL);
@@ -407,6 +419,7 @@ static void handle_proceed(lc_cache *c, cache_handle *h) {
     h->page = p;
     h->fresh = 0;
     c->stats.pages_reused++;
+    if (x->detached) ctx_close_idle_pages(c, x, now_ms); /* retired by this acquire */
     handle_fire(h, 0, NULL);
     return;
   }
@@ -514,17 +527,33 @@ static void ctx_maybe_retire(lc_cache *c, cache_ctx *x, int64_t now_ms) {
     ctx_begin_close(c, x, now_ms);
 }
 
-/* A page whose handle is gone: idle if healthy and wanted, closed otherwise. */
+/* The idle page of the whole cache idled longest ago, or NULL. */
+static cache_page *page_lru_idle(const lc_cache *c) {
+  cache_page *best = NULL;
+  for (cache_link *l = c->pages.next; l != &c->pages; l = l->next) {
+    cache_page *p = (cache_page *)l;
+    if (p->state == PAGE_IDLE && (!best || p->idle_seq < best->idle_seq)) best = p;
+  }
+  return best;
+}
+
+/* A page whose handle is gone: idle if healthy and its context can still be reused, closed
+ * otherwise. The idle pool is one budget for the whole cache: when this page makes it too
+ * large, the least recently idled page goes, whichever context holds it. */
 static void page_settle(lc_cache *c, cache_page *p, int bad, int64_t now_ms) {
   cache_ctx *x = p->ctx;
   p->handle = 0;
-  if (!bad && x->state == CTX_OPEN && !x->detached && x->idle_pages < c->cfg.max_idle_pages) {
-    page_set_state(c, p, PAGE_IDLE);
-    p->idle_since_ms = now_ms;
-    p->idle_seq = ++c->next_idle_seq;
+  if (bad || x->state != CTX_OPEN || x->detached || c->cfg.max_idle_pages == 0) {
+    page_begin_close(c, p, now_ms);
     return;
   }
-  page_begin_close(c, p, now_ms);
+  page_set_state(c, p, PAGE_IDLE);
+  p->idle_since_ms = now_ms;
+  p->idle_seq = ++c->next_idle_seq;
+  while (c->stats.idle_pages > c->cfg.max_idle_pages) {
+    page_begin_close(c, page_lru_idle(c), now_ms);
+    c->stats.pages_evicted++;
+  }
 }
 
 /* Gives back what a live handle holds. Returns nothing: the handle is known live. */
@@ -659,7 +688,8 @@ lc_cache *lc_cache_new(const lc_cache_backend *backend, const lc_cache_config *c
   if (!backend || !cfg || !backend->create_context || !backend->close_context ||
       !backend->create_page || !backend->close_page)
     return NULL;
-  if (cfg->close_timeout_ms <= 0 || cfg->max_idle_pages < 0) return NULL;
+  if (cfg->close_timeout_ms <= 0 || cfg->max_idle_pages < 0 || cfg->max_pages_per_context < 0)
+    return NULL;
   lc_cache *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->be = *backend;
@@ -749,11 +779,20 @@ static uint64_t cache_acquire(lc_cache *c, uint64_t owner, const char *options_j
   x->refcount++;
   x->uses++;
   c->stats.refs_outstanding++;
+  if (want_page) x->page_uses++;
+  if (want_page && c->cfg.max_pages_per_context > 0 &&
+      x->page_uses >= (uint64_t)c->cfg.max_pages_per_context) {
+    /* Worn out: this acquire is its last. Out of the signature map now, so the next acquire
+     * of its key makes a fresh context; closed when its last reference comes back. */
+    x->retired = 1;
+    x->detached = 1;
+    c->stats.contexts_retired++;
+  }
   uint64_t id = h->id;
   if (new_ctx)
     c->be.create_context(c->be.ud, x->id, x->browser_gen, x->options);
   else if (x->state == CTX_OPEN)
-    handle_proceed(c, h);
+    handle_proceed(c, h, now_ms);
   return id;
 }
 
@@ -922,7 +961,8 @@ void lc_cache_context_created(lc_cache *c, uint64_t ctx_id, const char *browser_
   }
   ctx_set_state(c, x, CTX_OPEN);
   cache_handle *h;
-  while (x->state == CTX_OPEN && (h = handle_first_waiting(c, x)) != NULL) handle_proceed(c, h);
+  while (x->state == CTX_OPEN && (h = handle_first_waiting(c, x)) != NULL)
+    handle_proceed(c, h, now_ms);
   ctx_maybe_retire(c, x, now_ms);
 out:
   cache_leave(c);
@@ -1213,9 +1253,12 @@ size_t lc_cache_snapshot(const lc_cache *c, lc_cache_ctx_info *out, size_t cap, 
       i->refcount = x->refcount;
       i->pages = x->pages;
       i->idle_pages = x->idle_pages;
+      i->creating_pages = x->creating_pages;
       i->idle_ms = x->refcount == 0 ? now_ms - x->idle_since_ms : 0;
       i->age_ms = now_ms - x->created_ms;
       i->uses = x->uses;
+      i->page_uses = x->page_uses;
+      i->retired = x->retired;
       i->browser_gen = x->browser_gen;
       i->creating = x->state == CTX_CREATING;
       if (x->browser_ctx_id)
@@ -1351,10 +1394,12 @@ static int check_ctx(const lc_cache *c, const cache_ctx *x, char *why, size_t wh
     return check_fail(why, why_len, "context %" PRIu64 " finished but still mapped", x->id);
   if (x->state == CTX_OPEN && !x->browser_ctx_id)
     return check_fail(why, why_len, "context %" PRIu64 " open without an id", x->id);
-  if (x->browser_gen == c->gen && ctx_state_counts_open(x->state)) {
+  if (x->retired && !x->detached)
+    return check_fail(why, why_len, "retired context %" PRIu64 " still mapped", x->id);
+  if (x->browser_gen == c->gen && ctx_state_counts_open(x->state) && !x->detached) {
     for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
       const cache_ctx *y = (const cache_ctx *)l;
-      if (y->browser_gen == c->gen && ctx_state_counts_open(y->state) &&
+      if (y->browser_gen == c->gen && ctx_state_counts_open(y->state) && !y->detached &&
           strcmp(y->signature, x->signature) == 0)
         twins++;
     }
@@ -1399,6 +1444,9 @@ int lc_cache_check(const lc_cache *c, char *why, size_t why_len) {
     return check_fail(why, why_len, "contexts_open %d, found %d", c->stats.contexts_open, open);
   if (idle != c->stats.idle_pages)
     return check_fail(why, why_len, "idle_pages %d, found %d", c->stats.idle_pages, idle);
+  if (idle > c->cfg.max_idle_pages)
+    return check_fail(why, why_len, "%d idle pages over the budget of %d", idle,
+                      c->cfg.max_idle_pages);
   if (live != c->stats.refs_outstanding)
     return check_fail(why, why_len, "refs_outstanding %d but %d live handles",
                       c->stats.refs_outstanding, live);
