@@ -598,6 +598,20 @@ long lc_bpool_rss_kb(const lc_bpool *p, int gen) {
   return kb;
 }
 
+int lc_bpool_mem(const lc_bpool *p, int gen, int want_pss, lc_proc_mem *out) {
+  memset(out, 0, sizeof *out);
+  int browsers = 0;
+  for (gen_t *g = p->gens; g; g = g->next) {
+    if ((gen != 0 && g->gen != gen) || !g->browser) continue;
+    lc_proc_mem m;
+    if (lc_browser_mem(g->browser, want_pss, &m) > 0) browsers++;
+    out->rss_kb += m.rss_kb;
+    out->pss_kb += m.pss_kb;
+    out->procs += m.procs;
+  }
+  return browsers;
+}
+
 double lc_bpool_cpu_seconds(const lc_bpool *p) {
   double s = 0;
   for (gen_t *g = p->gens; g; g = g->next)

@@ -60,6 +60,9 @@ void lc_bpool_kill(lc_bpool *p, int gen);
 int lc_bpool_ready(const lc_bpool *p, int gen);
 int lc_bpool_live(const lc_bpool *p);
 long lc_bpool_rss_kb(const lc_bpool *p, int gen); /* gen 0: all */
+/* Memory of the browsers of generation gen (0: all) in one walk each; returns how many
+ * browsers were alive. */
+int lc_bpool_mem(const lc_bpool *p, int gen, int want_pss, lc_proc_mem *out);
 double lc_bpool_cpu_seconds(const lc_bpool *p);
 pid_t lc_bpool_pid(const lc_bpool *p, int gen);
 void lc_bpool_get_stats(const lc_bpool *p, lc_bpool_stats *out);

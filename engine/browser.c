@@ -988,6 +988,12 @@ long lc_browser_rss_kb(const lc_browser *b) {
   return b && pid_is_ours(b) ? lc_proc_tree_rss_kb(b->pid) : 0;
 }
 
+int lc_browser_mem(const lc_browser *b, int want_pss, lc_proc_mem *out) {
+  if (b && pid_is_ours(b)) return lc_proc_tree_mem(b->pid, want_pss, out);
+  memset(out, 0, sizeof *out);
+  return 0;
+}
+
 double lc_browser_cpu_seconds(const lc_browser *b) {
   return b && pid_is_ours(b) ? lc_proc_cpu_seconds(b->pid) : 0.0;
 }

@@ -45,6 +45,8 @@
 #include <sys/types.h>
 #include <uv.h>
 
+#include "proc.h"
+
 typedef struct lc_browser lc_browser;
 
 typedef struct lc_browser_opts {
@@ -87,6 +89,9 @@ const char *lc_browser_profile_dir(const lc_browser *b);
 int lc_browser_is_headless_shell(const lc_browser *b);
 /* RSS in KiB and CPU seconds summed over the whole tree; 0 once it has exited. */
 long lc_browser_rss_kb(const lc_browser *b);
+/* RSS, and PSS when want_pss, of the browser's process tree (see lc_proc_tree_mem); zeros once
+ * it is gone. Returns the member count. */
+int lc_browser_mem(const lc_browser *b, int want_pss, lc_proc_mem *out);
 double lc_browser_cpu_seconds(const lc_browser *b);
 /* 1 while the main browser process has not exited. */
 int lc_browser_alive(const lc_browser *b);

@@ -138,22 +138,52 @@ static void on_browser_drained(void *ud, int gen) {
 
 #define MAX_LOST_CLOSES 3
 
-static void maybe_recycle(lc_engine *e, int sample_rss) {
+int lc_engine_sample_mem(lc_engine *e) {
+  int64_t now = lc_now(e);
+  if (!e->pool || (e->mem_sampled_ms && now - e->mem_sampled_ms < 1000)) return 0;
+  e->mem_sampled_ms = now;
+  lc_proc_mem all, cur;
+  int browsers = lc_bpool_mem(e->pool, 0, 1, &all);
+  if (browsers > 1)
+    lc_bpool_mem(e->pool, e->gen, 1, &cur); /* a recycle under way: the limits see the new one */
+  else
+    cur = all;
+  e->browser_rss_kb = all.rss_kb;
+  e->browser_pss_kb = all.pss_kb;
+  e->gen_rss_kb = cur.rss_kb;
+  e->gen_pss_kb = cur.pss_kb;
+  if (all.rss_kb > e->browser_rss_peak_kb) e->browser_rss_peak_kb = all.rss_kb;
+  if (all.pss_kb > e->browser_pss_peak_kb) e->browser_pss_peak_kb = all.pss_kb;
+  return 1;
+}
+
+/* Whether anything reads browser memory every second: a limit, the hook (its state has it),
+ * the live progress line, or --stats (its peaks). Otherwise memory is sampled only when
+ * something reports it (a progress line every 5 s, job:stats(), the summary). */
+static int mem_wanted(const lc_engine *e) {
+  return e->policy.max_browser_rss_mb > 0 || e->policy.max_browser_pss_mb > 0 ||
+         e->policy.hook_ref != LUA_NOREF || e->opts.stats || e->progress_tty;
+}
+
+/* Whether the last sample puts the current browser at or over `num/den` of a memory limit. */
+static int mem_at(const lc_engine *e, int num, int den) {
+  const lc_policy *p = &e->policy;
+  return (p->max_browser_rss_mb > 0 && e->gen_rss_kb / 1024 * den >= p->max_browser_rss_mb * num) ||
+         (p->max_browser_pss_mb > 0 && e->gen_pss_kb / 1024 * den >= p->max_browser_pss_mb * num);
+}
+
+static void maybe_recycle(lc_engine *e, int sampled) {
   if (e->stopping || e->starting_gen || !e->started) return;
   int by_count = e->policy.max_pages_per_browser > 0 &&
                  (int64_t)e->gen_pages >= e->policy.max_pages_per_browser;
-  /* The tree of the current browser only, only when a limit asks for it, and only on the
-   * ticks that sample memory: each reading walks /proc. */
-  long rss_mb =
-      e->policy.max_browser_rss_mb > 0 && sample_rss ? lc_bpool_rss_kb(e->pool, e->gen) / 1024 : 0;
-  int by_rss = e->policy.max_browser_rss_mb > 0 && rss_mb >= e->policy.max_browser_rss_mb;
+  /* Memory limits are checked on fresh samples only (at most once a second). */
+  int by_mem = sampled && mem_at(e, 1, 1);
   /* A browser that keeps leaving closes unanswered is not trusted with more work. (Only its
    * own closes count: not an old browser's, not contexts dropped by a crash.) */
   int by_lost = lc_cache_unanswered_closes(e->cache) >= MAX_LOST_CLOSES;
-  if (!by_count && !by_rss && !by_lost) {
+  if (!by_count && !by_mem && !by_lost) {
     /* Close to the memory limit: give back what idle contexts hold first. */
-    if (sample_rss && e->policy.max_browser_rss_mb > 0 &&
-        rss_mb * 10 >= e->policy.max_browser_rss_mb * 8) {
+    if (sampled && mem_at(e, 8, 10)) {
       lc_cleanup_params p = {
           .max_contexts = e->policy.max_contexts, .force = 1, .idle_ms = e->policy.idle_ms};
       lc_cache_cleanup(e->cache, &p, lc_now(e));
@@ -167,29 +197,26 @@ static void maybe_recycle(lc_engine *e, int sample_rss) {
     free(err);
     return;
   }
-  lc_info("recycling the browser (%s)", by_count ? "max_pages_per_browser"
-                                        : by_rss ? "max_browser_rss_mb"
-                                                 : "closes left unanswered");
+  const char *why = by_count ? "max_pages_per_browser"
+                    : by_mem ? (e->policy.max_browser_pss_mb > 0 &&
+                                        e->gen_pss_kb / 1024 >= e->policy.max_browser_pss_mb
+                                    ? "max_browser_pss_mb"
+                                    : "max_browser_rss_mb")
+                             : "closes left unanswered";
+  lc_info("recycling the browser (%s)", why);
   e->starting_gen = g;
 }
 
-/* Every TICK_MS: cache deadlines, idle cleanup, progress. Every RSS_EVERY ticks: the browser's
- * memory (reading it walks all of /proc, which a profile showed to be most of the engine's
- * own CPU when done every tick) and the recycling check. */
-#define RSS_EVERY 4
-
+/* Every TICK_MS: cache deadlines, idle cleanup, progress, the recycling check. Once a second,
+ * and only when something reads it (mem_wanted), the browsers' memory: a sample walks /proc and
+ * reads each browser process's smaps_rollup. */
 static void tick_cb(uv_timer_t *h) {
   lc_engine *e = h->data;
-  static unsigned ticks;
-  int sample = ticks++ % RSS_EVERY == 0;
-  if (sample) {
-    e->browser_rss_kb = lc_bpool_rss_kb(e->pool, 0);
-    if (e->browser_rss_kb > e->browser_rss_peak_kb) e->browser_rss_peak_kb = e->browser_rss_kb;
-  }
+  int sampled = mem_wanted(e) && lc_engine_sample_mem(e);
   lc_job_tick(e);
   if (e->started && !e->stopping) {
     lc_job_after_release(e); /* the idle timer's pass, run at the resume point */
-    maybe_recycle(e, sample);
+    maybe_recycle(e, sampled);
   }
 }
 
@@ -502,7 +529,8 @@ int lc_engine_run(const lc_run_opts *opts) {
   e->pool = lc_bpool_new(&e->loop, e->ws, &bo, &pcbs);
   lc_cache_backend be = lc_bpool_backend(e->pool);
   lc_cache_config cc = {.close_timeout_ms = e->policy.close_timeout_ms,
-                        .max_idle_pages = e->policy.max_idle_pages};
+                        .max_idle_pages = e->policy.max_idle_pages,
+                        .max_pages_per_context = (int)e->policy.max_pages_per_context};
   e->cache = lc_cache_new(&be, &cc);
   lc_bpool_set_cache(e->pool, e->cache);
   lc_bpool_set_close_timeout(e->pool, e->policy.close_timeout_ms);

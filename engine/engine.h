@@ -96,7 +96,10 @@ typedef struct lc_engine {
   /* statistics */
   uint64_t pages_ok, pages_failed, retries, emitted, robots_skipped, throttled;
   int browser_recycles;
-  long browser_rss_peak_kb, browser_rss_kb;
+  /* Browser memory, all generations (the last sample) and the current one alone. */
+  long browser_rss_peak_kb, browser_rss_kb, browser_pss_peak_kb, browser_pss_kb;
+  long gen_rss_kb, gen_pss_kb;
+  int64_t mem_sampled_ms; /* when the last sample was taken; 0: never */
   uint64_t started_ms;
   double engine_cpu_start;
 
@@ -135,6 +138,9 @@ void lc_job_free_hosts(lc_engine *e);
 void lc_job_progress(lc_engine *e, int final);
 int lc_job_write_stats(lc_engine *e, const char *path);
 int64_t lc_now(const lc_engine *e);
+/* Samples the browsers' memory (RSS and PSS of every process tree) unless the last sample is
+ * younger than a second. Returns 1 if it sampled now. */
+int lc_engine_sample_mem(lc_engine *e);
 
 /* Lua bindings (l_core.c): opens luacrawl.core */
 int luaopen_luacrawl_core(lua_State *L);

@@ -149,8 +149,10 @@ void lc_job_cleanup_pass(lc_engine *e, const char *why) {
   if (!e->cache) return;
   uint64_t ids[64];
   lc_cleanup_params p;
-  lc_policy_decide(e->L, &e->policy, e->cache, lc_now(e), (double)e->browser_rss_kb / 1024.0,
-                   e->gen_pages, &p, ids, 64);
+  lc_policy_state st = {.browser_rss_mb = (double)e->browser_rss_kb / 1024.0,
+                        .browser_pss_mb = (double)e->browser_pss_kb / 1024.0,
+                        .pages_served = e->gen_pages};
+  lc_policy_decide(e->L, &e->policy, e->cache, lc_now(e), &st, &p, ids, 64);
   int closed = lc_cache_cleanup(e->cache, &p, lc_now(e));
   if (closed > 0) lc_debug("cleanup (%s) closed %d context(s)", why, closed);
 }
@@ -433,25 +435,28 @@ void lc_job_progress(lc_engine *e, int final) {
   double rate = secs > 0 ? (double)(e->pages_ok + e->pages_failed) / secs : 0;
   lc_cache_stats cs;
   lc_cache_get_stats(e->cache, &cs);
+  int due =
+      final || (!e->opts.quiet && (progress_on_tty || now - (int64_t)e->last_progress_ms >= 5000));
+  if (!due) return;
+  lc_engine_sample_mem(e); /* at most once a second; a no-op when the tick just sampled */
   char line[512];
   snprintf(line, sizeof line,
            "%" PRIu64 " done, %" PRIu64
            " failed, %zu queued, %d in flight, %.1f pages/s, "
-           "%d contexts open, browser %ld MB",
+           "%d contexts open, %d idle pages, browser PSS %ld MB",
            e->pages_ok, e->pages_failed, e->frontier->ops->pending(e->frontier), e->in_flight, rate,
-           cs.contexts_open, e->browser_rss_kb / 1024);
+           cs.contexts_open, cs.idle_pages, e->browser_pss_kb / 1024);
   if (final) {
     progress_clear();
     fprintf(stderr,
             "luacrawl: %s: %" PRIu64 " pages ok, %" PRIu64 " failed, %" PRIu64 " retries, %" PRIu64
             " records in %.1f s (%.1f pages/s); contexts created %" PRIu64
-            ", peak %d open; browser RSS peak %ld MB\n",
+            ", peak %d open; browser PSS peak %ld MB (RSS %ld MB)\n",
             e->stop_signal ? "interrupted" : "done", e->pages_ok, e->pages_failed, e->retries,
             e->emitted, secs, rate, cs.contexts_created, cs.contexts_open_peak,
-            e->browser_rss_peak_kb / 1024);
+            e->browser_pss_peak_kb / 1024, e->browser_rss_peak_kb / 1024);
     return;
   }
-  if (e->opts.quiet) return;
   if (progress_on_tty) {
     fprintf(stderr, "\r\033[K%s", line);
     e->progress_shown = 1;
@@ -466,6 +471,7 @@ void lc_job_tick(lc_engine *e) {
   if (!init) {
     init = 1;
     progress_on_tty = isatty(2) && !e->opts.quiet;
+    e->progress_tty = progress_on_tty;
     if (progress_on_tty) lc_log_set_clear_hook(progress_clear);
   }
   lc_cache_tick(e->cache, lc_now(e));
@@ -479,23 +485,27 @@ int lc_job_write_stats(lc_engine *e, const char *path) {
   lc_cache_get_stats(e->cache, &cs);
   lc_bpool_stats bs;
   lc_bpool_get_stats(e->pool, &bs);
+  lc_engine_sample_mem(e);
   double secs = (double)(lc_now(e) - (int64_t)e->started_ms) / 1000.0;
-  fprintf(f,
-          "{\"contexts_created\":%" PRIu64 ",\"contexts_closed\":%" PRIu64
-          ",\"contexts_lost\":%" PRIu64
-          ",\"contexts_open_peak\":%d,\"contexts_open_at_exit\":%d,"
-          "\"refs_outstanding\":%d,\"bad_releases\":%" PRIu64 ",\"pages_ok\":%" PRIu64
-          ",\"pages_failed\":%" PRIu64 ",\"retries\":%" PRIu64 ",\"throttled\":%" PRIu64
-          ",\"robots_skipped\":%" PRIu64 ",\"records\":%" PRIu64 ",\"pages_created\":%" PRIu64
-          ",\"pages_reused\":%" PRIu64 ",\"pages_closed\":%" PRIu64
-          ",\"browser_starts\":%d,\"browser_crashes\":%d,"
-          "\"browser_recycles\":%d,\"browser_rss_peak_mb\":%.1f,\"engine_rss_peak_mb\":%.1f,"
-          "\"seconds\":%.3f,\"interrupted\":%s}\n",
-          cs.contexts_created, cs.contexts_closed, cs.contexts_lost, cs.contexts_open_peak,
-          cs.contexts_open, cs.refs_outstanding, cs.bad_releases, e->pages_ok, e->pages_failed,
-          e->retries, e->throttled, e->robots_skipped, e->emitted, cs.pages_created,
-          cs.pages_reused, cs.pages_closed, bs.browser_starts, bs.browser_crashes,
-          e->browser_recycles, (double)e->browser_rss_peak_kb / 1024.0,
-          (double)lc_proc_self_peak_rss_kb() / 1024.0, secs, e->stop_signal ? "true" : "false");
+  fprintf(
+      f,
+      "{\"contexts_created\":%" PRIu64 ",\"contexts_closed\":%" PRIu64 ",\"contexts_lost\":%" PRIu64
+      ",\"contexts_open_peak\":%d,\"contexts_open_at_exit\":%d,"
+      "\"refs_outstanding\":%d,\"bad_releases\":%" PRIu64 ",\"pages_ok\":%" PRIu64
+      ",\"pages_failed\":%" PRIu64 ",\"retries\":%" PRIu64 ",\"throttled\":%" PRIu64
+      ",\"robots_skipped\":%" PRIu64 ",\"records\":%" PRIu64 ",\"pages_created\":%" PRIu64
+      ",\"pages_reused\":%" PRIu64 ",\"pages_closed\":%" PRIu64 ",\"pages_evicted\":%" PRIu64
+      ",\"contexts_retired\":%" PRIu64
+      ",\"browser_starts\":%d,\"browser_crashes\":%d,"
+      "\"browser_recycles\":%d,\"browser_rss_peak_mb\":%.1f,\"browser_pss_peak_mb\":%.1f,"
+      "\"browser_pss_mb\":%.1f,\"engine_rss_peak_mb\":%.1f,"
+      "\"seconds\":%.3f,\"interrupted\":%s}\n",
+      cs.contexts_created, cs.contexts_closed, cs.contexts_lost, cs.contexts_open_peak,
+      cs.contexts_open, cs.refs_outstanding, cs.bad_releases, e->pages_ok, e->pages_failed,
+      e->retries, e->throttled, e->robots_skipped, e->emitted, cs.pages_created, cs.pages_reused,
+      cs.pages_closed, cs.pages_evicted, cs.contexts_retired, bs.browser_starts, bs.browser_crashes,
+      e->browser_recycles, (double)e->browser_rss_peak_kb / 1024.0,
+      (double)e->browser_pss_peak_kb / 1024.0, (double)e->browser_pss_kb / 1024.0,
+      (double)lc_proc_self_peak_rss_kb() / 1024.0, secs, e->stop_signal ? "true" : "false");
   return fclose(f) == 0 ? 0 : -1;
 }

@@ -592,7 +592,13 @@ static int l_core_stats(lua_State *L) {
   set_int(L, "browser_recycles", e->browser_recycles);
   set_int(L, "browser", e->gen);
   set_int(L, "browser_pid", (lua_Integer)lc_bpool_pid(e->pool, e->gen));
+  lc_engine_sample_mem(e);
   set_int(L, "browser_rss_mb", e->browser_rss_kb / 1024);
+  set_int(L, "browser_rss_peak_mb", e->browser_rss_peak_kb / 1024);
+  set_int(L, "browser_pss_mb", e->browser_pss_kb / 1024);
+  set_int(L, "browser_pss_peak_mb", e->browser_pss_peak_kb / 1024);
+  set_int(L, "pages_evicted", (lua_Integer)cs.pages_evicted);
+  set_int(L, "contexts_retired", (lua_Integer)cs.contexts_retired);
   set_int(L, "engine_rss_mb", lc_proc_self_rss_kb() / 1024);
   return 1;
 }
@@ -605,7 +611,7 @@ static int l_core_contexts(lua_State *L) {
   size_t n = lc_cache_snapshot(e->cache, info, 512, &total, lc_now(e));
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 9);
     set_int(L, "id", (lua_Integer)info[i].id);
     lua_pushstring(L, info[i].signature);
     lua_setfield(L, -2, "signature");
@@ -613,6 +619,9 @@ static int l_core_contexts(lua_State *L) {
     set_int(L, "pages", info[i].pages);
     set_int(L, "idle_pages", info[i].idle_pages);
     set_int(L, "browser", info[i].browser_gen);
+    set_int(L, "page_uses", (lua_Integer)info[i].page_uses);
+    lua_pushboolean(L, info[i].retired);
+    lua_setfield(L, -2, "retired");
     lua_pushboolean(L, info[i].creating);
     lua_setfield(L, -2, "creating");
     if (info[i].browser_ctx[0]) {

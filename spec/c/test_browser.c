@@ -279,6 +279,43 @@ TEST(test_proc_group_tree) {
   CHECK_INT(lc_proc_tree_rss_kb(leader), 0);
 }
 
+/* Members found only through their parent links (they left the group), several levels down;
+ * and PSS, which counts shared pages once, is positive and at most the summed RSS. */
+TEST(test_proc_tree_mem_and_pss) {
+  int fds[2];
+  CHECK_INT(pipe(fds), 0);
+  pid_t leader = fork();
+  if (leader == 0) {
+    setpgid(0, 0);
+    for (int level = 0; level < 3; level++) {
+      if (fork() != 0) break;        /* each level forks the next and stays */
+      if (level == 0) setpgid(0, 0); /* out of the leader's group: reachable by ppid only */
+    }
+    pid_t me = getpid();
+    if (write(fds[1], &me, sizeof me) != (ssize_t)sizeof me) _exit(1);
+    pause();
+    _exit(0);
+  }
+  setpgid(leader, leader);
+  pid_t pids[4];
+  for (int i = 0; i < 4; i++) CHECK_INT(read(fds[0], &pids[i], sizeof pids[i]), sizeof pids[i]);
+  close(fds[0]);
+  close(fds[1]);
+  lc_proc_mem m;
+  CHECK_INT(lc_proc_tree_mem(leader, 1, &m), 4);
+  CHECK_INT(m.procs, 4);
+  CHECK(m.rss_kb > 0);
+  CHECK(m.pss_kb > 0);
+  CHECK(m.pss_kb <= m.rss_kb);
+  CHECK(lc_proc_pss_kb(getpid()) > 0);
+  CHECK_INT(lc_proc_tree_mem(leader, 0, &m), 4);
+  CHECK_INT(m.pss_kb, 0); /* not asked for */
+  for (int i = 0; i < 4; i++) kill(pids[i], SIGKILL);
+  int st = 0;
+  CHECK_INT(waitpid(leader, &st, 0), leader);
+  CHECK_INT(lc_proc_tree_mem(leader, 0, &m), 0);
+}
+
 static void rmtree_case(int (*rm)(const char *)) {
   char root[64], p[256];
   make_root(root, sizeof root);
@@ -826,6 +863,7 @@ int main(void) {
   signal(SIGPIPE, SIG_IGN); /* ignored dispositions are inherited: the child must reset them */
   RUN(test_proc_self);
   RUN(test_proc_group_tree);
+  RUN(test_proc_tree_mem_and_pss);
   RUN(test_rmtree);
   RUN(test_find_order);
   RUN(test_bad_path_no_fork);
