@@ -142,6 +142,7 @@ int lc_engine_sample_mem(lc_engine *e) {
   int64_t now = lc_now(e);
   if (!e->pool || (e->mem_sampled_ms && now - e->mem_sampled_ms < 1000)) return 0;
   e->mem_sampled_ms = now;
+  e->mem_samples++;
   lc_proc_mem all, cur;
   int browsers = lc_bpool_mem(e->pool, 0, 1, &all);
   if (browsers > 1)
@@ -387,6 +388,7 @@ static void shutdown_engine(lc_engine *e) {
     lc_cache_tick(e->cache, lc_now(e) + 3600 * 1000); /* anything still pending is lost */
   }
   if (e->started) lc_job_progress(e, 1);
+  if (e->started) lc_debug("browser memory sampled %d time(s)", e->mem_samples);
   if (e->opts.stats && e->cache && lc_job_write_stats(e, e->opts.stats) < 0)
     lc_error("cannot write --stats file %s: %s", e->opts.stats, strerror(errno));
   if (e->cache) {

@@ -100,6 +100,7 @@ typedef struct lc_engine {
   long browser_rss_peak_kb, browser_rss_kb, browser_pss_peak_kb, browser_pss_kb;
   long gen_rss_kb, gen_pss_kb;
   int64_t mem_sampled_ms; /* when the last sample was taken; 0: never */
+  int mem_samples;        /* how many were taken (each walks /proc) */
   uint64_t started_ms;
   double engine_cpu_start;
 

@@ -122,3 +122,44 @@ return {
     end
   end)
 end)
+
+describe("browser memory sampling", function()
+  local srv
+  before_each(function() srv = H.server() end)
+  after_each(function() H.cleanup() end)
+
+  -- Each sample walks /proc and reads every browser process's smaps_rollup: it is taken once a
+  -- second only when something reads it every second (a limit, the hook, the live progress
+  -- line, --stats), otherwise only when something reports it (here: a progress line every 5 s
+  -- on a stderr that is not a terminal, and the final summary).
+  local job = [[
+return {
+  start = { args.base .. "/_/page?id=1" },
+  policy = %s,
+  handle = function(page, req, job)
+    assert(page:navigate(req.url))
+    job:sleep(3500)
+    job:emit { url = req.url }
+  end,
+}]]
+  local function samples(policy)
+    local s = H.script(string.format(job, policy))
+    local r = H.run({ "run", s, "base=http://127.0.0.1:" .. srv.port, "-v" })
+    assert.equals(0, r.code, r.stderr)
+    assert.equals(1, #r.records)
+    return tonumber(r.stderr:match("browser memory sampled (%d+) time")), r
+  end
+
+  it("is not taken every second when nothing needs it", function()
+    local n, r = samples("{}")
+    assert.is_not_nil(n, r.stderr)
+    assert.is_true(n <= 2, "sampled " .. n .. " times")
+  end)
+
+  it("is taken once a second when a memory limit needs it", function()
+    local n, r = samples("{ max_browser_pss_mb = 100000 }")
+    assert.is_not_nil(n, r.stderr)
+    assert.is_true(n >= 3, "sampled " .. n .. " times")
+    assert.is_true(n <= 8, "sampled " .. n .. " times in ~4 s")
+  end)
+end)
