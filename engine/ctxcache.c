@@ -65,6 +65,10 @@
  *     the page it is given and closes the least recently idled one when the pool overflows
  *     (counted in pages_evicted). A context that so loses its last idle page is an ordinary
  *     LRU candidate at the next cleanup, which the engine runs after every release.
+ *   - adaptive_idle: the target (stats.idle_target) moves by one at a time between 0 and
+ *     max_idle_pages: down when a release overflows the pool, up when an acquire creates a
+ *     page in a context listed in the ghost ring (the last max_idle_pages contexts whose
+ *     page the pool evicted or refused). With it off the target stays at max_idle_pages.
  *   - max_pages_per_context counts acquires that ask for a page, sessions included, at
  *     acquire time: the acquire that reaches the limit is served by the context and retires
  *     it (detached at once, so handles already waiting on it are served and no later one
@@ -190,8 +194,10 @@ struct lc_cache {
   uint64_t next_handle, next_ctx, next_page, next_idle_seq;
   int unanswered; /* closes of the current generation that timed out */
   int gen;
-  int gen_lost; /* lc_cache_browser_lost was called for the current generation */
-  int depth;    /* nesting of public calls; the outermost one sweeps */
+  int gen_lost;     /* lc_cache_browser_lost was called for the current generation */
+  int depth;        /* nesting of public calls; the outermost one sweeps */
+  uint64_t *ghosts; /* adaptive_idle: contexts whose pages the pool let go, a ring */
+  size_t n_ghosts, ghost_next;
   int *retired; /* old generations still waiting for browser_drained, oldest first */
   size_t n_retired, cap_retired;
   lc_cache_stats stats;
@@ -405,6 +411,7 @@ static void handle_fire_failed(lc_cache *c, int err, const char *msg) {
 /* Moves a handle on for its now open context: fires ready, or takes an idle page (most
  * recently idled first), or starts creating a page. */
 static void ctx_close_idle_pages(lc_cache *c, cache_ctx *x, int64_t now_ms);
+static void ghost_check(lc_cache *c, const cache_ctx *x);
 
 static void handle_proceed(lc_cache *c, cache_handle *h, int64_t now_ms) {
   cache_ctx *x = h->ctx;
@@ -423,6 +430,7 @@ static void handle_proceed(lc_cache *c, cache_handle *h, int64_t now_ms) {
     handle_fire(h, 0, NULL);
     return;
   }
+  ghost_check(c, x);
   p = page_new(c, x, h->id);
   if (!p) {
     handle_fire(h, LC_CACHE_ENOMEM, "out of memory creating a page");
@@ -527,6 +535,29 @@ static void ctx_maybe_retire(lc_cache *c, cache_ctx *x, int64_t now_ms) {
     ctx_begin_close(c, x, now_ms);
 }
 
+/* ------------------------------------------------------------- the adaptive idle pool */
+
+/* Remembers that the pool let a page of context `ctx_id` go (adaptive_idle only). */
+static void ghost_add(lc_cache *c, uint64_t ctx_id) {
+  size_t cap = (size_t)c->cfg.max_idle_pages;
+  if (!c->ghosts || cap == 0) return;
+  c->ghosts[c->ghost_next] = ctx_id;
+  c->ghost_next = (c->ghost_next + 1) % cap;
+  if (c->n_ghosts < cap) c->n_ghosts++;
+}
+
+/* An acquire creates a page in `x`: if the pool recently let one of x's pages go, a larger
+ * pool would have served it, so the target grows by one (and that ghost is spent). */
+static void ghost_check(lc_cache *c, const cache_ctx *x) {
+  for (size_t i = 0; c->ghosts && i < c->n_ghosts; i++) {
+    if (c->ghosts[i] != x->id) continue;
+    c->ghosts[i] = 0;
+    c->stats.idle_ghost_hits++;
+    if (c->stats.idle_target < c->cfg.max_idle_pages) c->stats.idle_target++;
+    return;
+  }
+}
+
 /* The idle page of the whole cache idled longest ago, or NULL. */
 static cache_page *page_lru_idle(const lc_cache *c) {
   cache_page *best = NULL;
@@ -543,15 +574,23 @@ static cache_page *page_lru_idle(const lc_cache *c) {
 static void page_settle(lc_cache *c, cache_page *p, int bad, int64_t now_ms) {
   cache_ctx *x = p->ctx;
   p->handle = 0;
-  if (bad || x->state != CTX_OPEN || x->detached || c->cfg.max_idle_pages == 0) {
+  if (bad || x->state != CTX_OPEN || x->detached || c->stats.idle_target == 0) {
+    if (!bad && x->state == CTX_OPEN && !x->detached) ghost_add(c, x->id); /* the pool said no */
     page_begin_close(c, p, now_ms);
     return;
   }
   page_set_state(c, p, PAGE_IDLE);
   p->idle_since_ms = now_ms;
   p->idle_seq = ++c->next_idle_seq;
-  while (c->stats.idle_pages > c->cfg.max_idle_pages) {
-    page_begin_close(c, page_lru_idle(c), now_ms);
+  if (c->stats.idle_pages <= c->stats.idle_target) return;
+  /* Over the target: the least recently idled page goes, and (adapting) the target shrinks by
+   * one, since that page sat unused through the pool's whole turnover. At most one step per
+   * release; the pool is trimmed to the new target at once. */
+  if (c->cfg.adaptive_idle && c->stats.idle_target > 0) c->stats.idle_target--;
+  while (c->stats.idle_pages > c->stats.idle_target) {
+    cache_page *q = page_lru_idle(c);
+    ghost_add(c, q->ctx->id);
+    page_begin_close(c, q, now_ms);
     c->stats.pages_evicted++;
   }
 }
@@ -694,6 +733,12 @@ lc_cache *lc_cache_new(const lc_cache_backend *backend, const lc_cache_config *c
   if (!c) return NULL;
   c->be = *backend;
   c->cfg = *cfg;
+  c->stats.idle_target = cfg->max_idle_pages;
+  if (cfg->adaptive_idle && cfg->max_idle_pages > 0 &&
+      !(c->ghosts = calloc((size_t)cfg->max_idle_pages, sizeof *c->ghosts))) {
+    free(c);
+    return NULL;
+  }
   link_init(&c->contexts);
   link_init(&c->pages);
   link_init(&c->handles);
@@ -724,6 +769,7 @@ void lc_cache_free(lc_cache *c) {
     free(x);
   }
   free(c->retired);
+  free(c->ghosts);
   free(c);
 }
 
@@ -1446,6 +1492,12 @@ int lc_cache_check(const lc_cache *c, char *why, size_t why_len) {
     return check_fail(why, why_len, "idle_pages %d, found %d", c->stats.idle_pages, idle);
   if (idle > c->cfg.max_idle_pages)
     return check_fail(why, why_len, "%d idle pages over the budget of %d", idle,
+                      c->cfg.max_idle_pages);
+  if (idle > c->stats.idle_target)
+    return check_fail(why, why_len, "%d idle pages over the target of %d", idle,
+                      c->stats.idle_target);
+  if (c->stats.idle_target < 0 || c->stats.idle_target > c->cfg.max_idle_pages)
+    return check_fail(why, why_len, "idle target %d outside 0..%d", c->stats.idle_target,
                       c->cfg.max_idle_pages);
   if (live != c->stats.refs_outstanding)
     return check_fail(why, why_len, "refs_outstanding %d but %d live handles",

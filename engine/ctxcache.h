@@ -96,6 +96,13 @@ typedef struct lc_cache_config {
    * map (the next acquire of its key creates a fresh context), keeps no idle pages, and is
    * closed when its last reference is given back. 0: contexts never wear out. */
   int max_pages_per_context;
+  /* 1: keep fewer idle pages than max_idle_pages while they are not being reused. The pool's
+   * target starts at max_idle_pages; a page the pool pushes out lowers it by one, and an
+   * acquire that creates a page in a context one of whose pages the pool recently let go
+   * (a "ghost": the last max_idle_pages such contexts are remembered) raises it by one. So
+   * a few configurations keep their pages (they come back before eviction), while many
+   * rotating ones, which a pool of max_idle_pages could not serve anyway, keep none. */
+  int adaptive_idle;
 } lc_cache_config;
 
 typedef struct lc_cache_stats {
@@ -110,7 +117,9 @@ typedef struct lc_cache_stats {
   int refs_outstanding; /* sum of refcounts = live handles */
   int idle_pages;
   uint64_t bad_releases;     /* double releases and releases without an acquire */
-  uint64_t pages_evicted;    /* idle pages closed to keep the pool within max_idle_pages */
+  uint64_t pages_evicted;    /* idle pages closed to keep the pool within its target */
+  uint64_t idle_ghost_hits;  /* acquires that found a page the pool had let go (adaptive_idle) */
+  int idle_target;           /* idle pages the pool keeps now: max_idle_pages, or less adapting */
   uint64_t contexts_retired; /* contexts retired by max_pages_per_context */
 } lc_cache_stats;
 

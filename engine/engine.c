@@ -532,7 +532,8 @@ int lc_engine_run(const lc_run_opts *opts) {
   lc_cache_backend be = lc_bpool_backend(e->pool);
   lc_cache_config cc = {.close_timeout_ms = e->policy.close_timeout_ms,
                         .max_idle_pages = e->policy.max_idle_pages,
-                        .max_pages_per_context = (int)e->policy.max_pages_per_context};
+                        .max_pages_per_context = (int)e->policy.max_pages_per_context,
+                        .adaptive_idle = e->policy.adaptive_idle_pages};
   e->cache = lc_cache_new(&be, &cc);
   lc_bpool_set_cache(e->pool, e->cache);
   lc_bpool_set_close_timeout(e->pool, e->policy.close_timeout_ms);

@@ -495,7 +495,7 @@ int lc_job_write_stats(lc_engine *e, const char *path) {
       ",\"pages_failed\":%" PRIu64 ",\"retries\":%" PRIu64 ",\"throttled\":%" PRIu64
       ",\"robots_skipped\":%" PRIu64 ",\"records\":%" PRIu64 ",\"pages_created\":%" PRIu64
       ",\"pages_reused\":%" PRIu64 ",\"pages_closed\":%" PRIu64 ",\"pages_evicted\":%" PRIu64
-      ",\"contexts_retired\":%" PRIu64
+      ",\"contexts_retired\":%" PRIu64 ",\"idle_ghost_hits\":%" PRIu64
       ",\"browser_starts\":%d,\"browser_crashes\":%d,"
       "\"browser_recycles\":%d,\"browser_rss_peak_mb\":%.1f,\"browser_pss_peak_mb\":%.1f,"
       "\"browser_pss_mb\":%.1f,\"engine_rss_peak_mb\":%.1f,"
@@ -503,8 +503,8 @@ int lc_job_write_stats(lc_engine *e, const char *path) {
       cs.contexts_created, cs.contexts_closed, cs.contexts_lost, cs.contexts_open_peak,
       cs.contexts_open, cs.refs_outstanding, cs.bad_releases, e->pages_ok, e->pages_failed,
       e->retries, e->throttled, e->robots_skipped, e->emitted, cs.pages_created, cs.pages_reused,
-      cs.pages_closed, cs.pages_evicted, cs.contexts_retired, bs.browser_starts, bs.browser_crashes,
-      e->browser_recycles, (double)e->browser_rss_peak_kb / 1024.0,
+      cs.pages_closed, cs.pages_evicted, cs.contexts_retired, cs.idle_ghost_hits, bs.browser_starts,
+      bs.browser_crashes, e->browser_recycles, (double)e->browser_rss_peak_kb / 1024.0,
       (double)e->browser_pss_peak_kb / 1024.0, (double)e->browser_pss_kb / 1024.0,
       (double)lc_proc_self_peak_rss_kb() / 1024.0, secs, e->stop_signal ? "true" : "false");
   return fclose(f) == 0 ? 0 : -1;

@@ -598,6 +598,7 @@ static int l_core_stats(lua_State *L) {
   set_int(L, "browser_pss_mb", e->browser_pss_kb / 1024);
   set_int(L, "browser_pss_peak_mb", e->browser_pss_peak_kb / 1024);
   set_int(L, "pages_evicted", (lua_Integer)cs.pages_evicted);
+  set_int(L, "idle_target", cs.idle_target);
   set_int(L, "contexts_retired", (lua_Integer)cs.contexts_retired);
   set_int(L, "engine_rss_mb", lc_proc_self_rss_kb() / 1024);
   return 1;

@@ -15,6 +15,7 @@ void lc_policy_defaults(lc_policy *p) {
   p->max_contexts = 4;
   p->idle_ms = 30000;
   p->max_idle_pages = 8;
+  p->adaptive_idle_pages = 1;
   p->close_timeout_ms = 5000;
   p->hook_ref = LUA_NOREF;
 }
@@ -56,6 +57,7 @@ int lc_policy_from_lua(lua_State *L, int idx, lc_policy *p, char *err, size_t er
                                       "max_pages_per_context",
                                       "on_cleanup",
                                       "max_idle_pages",
+                                      "adaptive_idle_pages",
                                       "close_timeout_ms",
                                       NULL};
   lua_pushnil(L);
@@ -100,6 +102,15 @@ int lc_policy_from_lua(lua_State *L, int idx, lc_policy *p, char *err, size_t er
     return -1;
   }
   p->force = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  ty = lua_getfield(L, idx, "adaptive_idle_pages");
+  if (ty != LUA_TNIL && ty != LUA_TBOOLEAN) {
+    snprintf(err, errlen, "policy.adaptive_idle_pages must be a boolean (got %s)",
+             luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  if (ty == LUA_TBOOLEAN) p->adaptive_idle_pages = lua_toboolean(L, -1);
   lua_pop(L, 1);
   ty = lua_getfield(L, idx, "on_cleanup");
   if (ty != LUA_TNIL && ty != LUA_TFUNCTION) {
@@ -180,6 +191,8 @@ static void push_state(lua_State *L, const lc_cache *cache, int64_t now_ms,
   lc_cache_get_stats(cache, &cs);
   lua_pushinteger(L, cs.idle_pages);
   lua_setfield(L, -2, "idle_pages");
+  lua_pushinteger(L, cs.idle_target);
+  lua_setfield(L, -2, "idle_target");
 }
 
 int lc_policy_decide(lua_State *L, const lc_policy *p, const lc_cache *cache, int64_t now_ms,

@@ -20,6 +20,7 @@ typedef struct lc_policy {
   int64_t max_browser_rss_mb;    /* recycle when the browser tree's RSS passes this; 0: never */
   int64_t max_browser_pss_mb;    /* recycle when the browser tree's PSS passes this; 0: never */
   int max_idle_pages;            /* idle pages kept for reuse, all contexts together */
+  int adaptive_idle_pages;       /* keep fewer while they are not reused (default on) */
   int64_t max_pages_per_context; /* retire a context after this many pages; 0: never */
   int close_timeout_ms;          /* a close the browser does not answer within this is lost */
   int hook_ref;                  /* LUA_NOREF when no on_cleanup */

@@ -23,14 +23,19 @@ return {
     assert(page:navigate(req.url))
     local st = job:stats()
     job:emit { url = req.url, idle_pages = st.idle_pages, open = st.contexts_open,
-               ua = page:eval("navigator.userAgent") }
+               target = st.idle_target, ua = page:eval("navigator.userAgent") }
   end,
 }]])
     assert.equals(60, #r.records)
+    local lowest = math.huge
     for _, rec in ipairs(r.records) do
       assert.is_true(rec.idle_pages <= 4, "idle pages " .. rec.idle_pages)
+      assert.is_true(rec.idle_pages <= rec.target, "idle pages over the pool's target")
       assert.matches("^ua%-%d+$", rec.ua)
+      lowest = math.min(lowest, rec.target)
     end
+    -- 30 configurations in turn: a pool of 4 never serves one, so it stops keeping pages.
+    assert.is_true(lowest < 4, "the idle pool adapted: lowest target " .. lowest)
     local st = r.stats
     -- 4 in use + 4 unused after a pass; between a release and the pass that follows it (at
     -- the next resume point) each of the 4 slots may start its next request in a new context.
@@ -111,7 +116,7 @@ return {
 
   it("bad memory policy values are refused before a browser starts", function()
     for _, bad in ipairs { "max_browser_pss_mb = -1", "max_pages_per_context = 'x'",
-                           "max_pages_per_context = 1.5" } do
+                           "max_pages_per_context = 1.5", "adaptive_idle_pages = 1" } do
       local s = H.script("return { start = { 'http://127.0.0.1:1/' }, policy = { " .. bad ..
         " }, handle = function() end }")
       local r = H.run({ "run", s })

@@ -1072,6 +1072,67 @@ TEST(test_idle_budget_is_global) {
   fake_free(f);
 }
 
+/* A crawl in miniature: `slots` requests in flight, each acquiring a page for configuration
+ * (i % n_sigs) round robin, completing at once, and releasing in order. Returns reuse %;
+ * *target gets the pool's target before the last requests are given back. */
+static int rotate(fake *f, unsigned n_sigs, int slots, int requests, int *target) {
+  uint64_t inflight[64];
+  char opts[64];
+  int n = 0;
+  f->sync[CALL_CREATE_CTX] = f->sync[CALL_CREATE_PAGE] = 1;
+  f->sync[CALL_CLOSE_CTX] = f->sync[CALL_CLOSE_PAGE] = 1;
+  lc_cache_stats before = stats_of(f);
+  for (int i = 0; i < requests; i++) {
+    if (n == slots) {
+      lc_cache_release(f->c, inflight[0], f->now);
+      memmove(inflight, inflight + 1, (size_t)(n - 1) * sizeof inflight[0]);
+      n--;
+      lc_cleanup_params p = {.max_contexts = 4};
+      lc_cache_cleanup(f->c, &p, f->now);
+    }
+    snprintf(opts, sizeof opts, "{\"ua\":\"ua-%u\"}", (unsigned)i % n_sigs);
+    inflight[n++] = acq(f, 1, opts, 1);
+    f->now += 5;
+  }
+  *target = stats_of(f).idle_target;
+  while (n) lc_cache_release(f->c, inflight[--n], f->now);
+  lc_cache_stats after = stats_of(f);
+  uint64_t reused = after.pages_reused - before.pages_reused;
+  return (int)(reused * 100 / (uint64_t)requests);
+}
+
+/* adaptive_idle: four configurations keep their idle pages and reuse nearly every page; twenty
+ * in round robin (which a pool of 8 can never serve) end with the pool's target at 0, so no
+ * idle page is kept; when the load goes back to four, the target grows back. */
+TEST(test_adaptive_idle_pool) {
+  lc_cache_config cfg = {.close_timeout_ms = 5000, .max_idle_pages = 8, .adaptive_idle = 1};
+  fake *f = fake_new_cfg(&cfg);
+  int target = -1;
+  CHECK(rotate(f, 4, 8, 2000, &target) >= 95);
+  CHECK_INT(target, 8); /* never overflowed: nothing to adapt */
+  CHECK_INT(rotate(f, 20, 8, 2000, &target), 0);
+  CHECK_INT(target, 0);
+  CHECK_INT(stats_of(f).idle_pages, 0);
+  CHECK(rotate(f, 4, 8, 2000, &target) >= 90);
+  /* Each release here is followed by an acquire of the same configuration: one idle page
+   * serves them all, and the target settles where that is enough. */
+  CHECK(target >= 1);
+  CHECK(stats_of(f).idle_ghost_hits > 0);
+  CHECK_CACHE(f);
+  lc_cleanup_params all = {.max_contexts = 0, .force = 1};
+  lc_cache_cleanup(f->c, &all, f->now);
+  fake_free(f);
+  /* Without adapting, twenty configurations keep the pool full of pages nobody reuses. */
+  cfg.adaptive_idle = 0;
+  f = fake_new_cfg(&cfg);
+  CHECK_INT(rotate(f, 20, 8, 2000, &target), 0);
+  CHECK_INT(target, 8);
+  CHECK_INT(stats_of(f).idle_pages, 8);
+  CHECK(rotate(f, 4, 8, 2000, &target) >= 95);
+  lc_cache_cleanup(f->c, &all, f->now);
+  fake_free(f);
+}
+
 /* max_pages_per_context: the acquire that reaches the limit is the context's last; the next
  * one of the same key gets a fresh context; the old one closes with its last reference, in
  * use until then, and keeps no idle page. */
@@ -1344,6 +1405,11 @@ TEST(test_random_walk_rotating_signatures_bounded) {
       {.close_timeout_ms = 3000, .max_idle_pages = 3},
       {.close_timeout_ms = 3000, .max_idle_pages = 8, .max_pages_per_context = 3},
       {.close_timeout_ms = 3000, .max_idle_pages = 1, .max_pages_per_context = 1},
+      {.close_timeout_ms = 3000, .max_idle_pages = 4, .adaptive_idle = 1},
+      {.close_timeout_ms = 3000,
+       .max_idle_pages = 8,
+       .max_pages_per_context = 2,
+       .adaptive_idle = 1},
   };
   static const unsigned sigs[] = {4, 20, 200};
   uint64_t seed = 100;
@@ -1374,6 +1440,7 @@ int main(void) {
   RUN(test_generation_recycle);
   RUN(test_release_owner_is_the_finalizer);
   RUN(test_idle_budget_is_global);
+  RUN(test_adaptive_idle_pool);
   RUN(test_context_retires_after_max_pages);
   RUN(test_retire_while_creating);
   RUN(test_random_walk_keeps_invariants);
