@@ -341,8 +341,11 @@ void lc_job_pump(lc_engine *e) {
     }
     lc_host *h = host_get(e, r.url);
     if (e->cfg.robots && h && h->robots) {
-      char pq[4096];
-      if (lc_url_path_query(r.url, pq, sizeof pq) == 0 && lc_robots_allowed(h->robots, pq) == 0) {
+      /* Any length: a URL too long for a buffer is checked like any other (issue 9, item 7). */
+      int verdict = lc_robots_allowed_url(h->robots, r.url);
+      if (verdict < 0)
+        lc_warn("cannot check %s against robots.txt (%d): skipping it", r.url, verdict);
+      if (verdict != 1) {
         lc_info("robots.txt disallows %s", r.url);
         e->robots_skipped++;
         e->frontier->ops->done(e->frontier, r.id, 0);
