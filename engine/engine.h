@@ -88,10 +88,10 @@ typedef struct lc_engine {
   int cleanup_due;       /* a cleanup pass is to run at the resume point */
   uint64_t *gc_releases; /* handles whose userdata the GC collected: released at the resume point */
   size_t n_gc_releases, cap_gc_releases;
-  int lua_closing; /* lua_close is running: __gc releases nothing */
-  int in_flight;   /* request tasks running */
-  int aux_tasks;   /* on_error and robots tasks running */
-  lc_host *hosts;
+  int lua_closing;          /* lua_close is running: __gc releases nothing */
+  int in_flight;            /* request tasks running */
+  int aux_tasks;            /* on_error and robots tasks running */
+  struct lc_hosttab *hosts; /* host key -> lc_host (job.c) */
 
   /* statistics */
   uint64_t pages_ok, pages_failed, retries, emitted, robots_skipped, throttled;

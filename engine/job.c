@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "hosttab.h"
 #include "json.h"
 #include "log.h"
 #include "proc.h"
@@ -22,7 +23,6 @@
 #define MAX_BACKOFF_MS 30000
 
 struct lc_host {
-  lc_host *next;
   char name[256];
   char origin[300];
   int in_flight;
@@ -47,27 +47,37 @@ int64_t lc_now(const lc_engine *e) {
 
 /* ---------------------------------------------------------------- hosts */
 
+/* The politeness state of the URL's host, created on first use: O(1) expected (a hash
+ * table, not a list scan: admission asks for every host pop considers). NULL when out of
+ * memory or for a URL without a usable host. */
 static lc_host *host_get(lc_engine *e, const char *url) {
   char name[256];
   if (lc_url_host(url, name, sizeof name) != 0) return NULL;
-  for (lc_host *h = e->hosts; h; h = h->next)
-    if (strcmp(h->name, name) == 0) return h;
-  lc_host *h = calloc(1, sizeof *h);
+  if (!e->hosts && !(e->hosts = lc_hosttab_new())) return NULL;
+  lc_host *h = lc_hosttab_find(e->hosts, name);
+  if (h) return h;
+  h = calloc(1, sizeof *h);
   if (!h) return NULL;
   snprintf(h->name, sizeof h->name, "%s", name);
   lc_url_origin(url, h->origin, sizeof h->origin);
-  h->next = e->hosts;
-  e->hosts = h;
+  if (lc_hosttab_put(e->hosts, h->name, h) != 0) {
+    free(h);
+    return NULL;
+  }
   return h;
 }
 
+static void host_free(void *value, void *ud) {
+  lc_host *h = value;
+  (void)ud;
+  if (h->robots) lc_robots_free(h->robots);
+  free(h);
+}
+
 void lc_job_free_hosts(lc_engine *e) {
-  while (e->hosts) {
-    lc_host *h = e->hosts;
-    e->hosts = h->next;
-    if (h->robots) lc_robots_free(h->robots);
-    free(h);
-  }
+  lc_hosttab_each(e->hosts, host_free, NULL);
+  lc_hosttab_free(e->hosts);
+  e->hosts = NULL;
 }
 
 static void start_robots(lc_engine *e, lc_host *h);
