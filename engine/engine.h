@@ -91,6 +91,7 @@ typedef struct lc_engine {
   int lua_closing;          /* lua_close is running: __gc releases nothing */
   int in_flight;            /* request tasks running */
   int aux_tasks;            /* on_error and robots tasks running */
+  int robots_in_flight;     /* robots tasks running: they count against the concurrency */
   struct lc_hosttab *hosts; /* host key -> lc_host (job.c) */
 
   /* statistics */

@@ -82,11 +82,17 @@ void lc_job_free_hosts(lc_engine *e) {
 
 static void start_robots(lc_engine *e, lc_host *h);
 
-/* The frontier's admission gate: may a request to this URL start now? */
+/* Requests and robots.txt fetches in flight: what the job's concurrency caps. */
+static int busy(const lc_engine *e) { return e->in_flight + e->robots_in_flight; }
+
+/* The frontier's admission gate: may a request to this URL start now? A host whose robots.txt
+ * is not known yet gets its robots.txt fetch started instead, when the job's concurrency and
+ * the host's per_host leave room for it: that fetch counts against both, like a request. */
 static int admit(void *ud, const char *url) {
   lc_engine *e = ud;
   lc_host *h = host_get(e, url);
   if (!h) return 1; /* cannot happen for a normalized URL; let the request fail visibly */
+  if (busy(e) >= e->cfg.concurrency) return 0; /* a robots fetch started in this pop */
   if (e->cfg.per_host > 0 && h->in_flight >= e->cfg.per_host) return 0;
   if (lc_now(e) < h->next_ok_ms) return 0;
   if (e->cfg.robots) {
@@ -109,6 +115,8 @@ static void robots_done(lc_task *t, int status, const char *err, void *ud) {
   lc_host *h = op->host;
   lua_State *co = lc_task_thread(t);
   e->aux_tasks--;
+  e->robots_in_flight--;
+  h->in_flight--;
   lc_cache_release_owner(e->cache, lc_task_id(t), lc_now(e));
   h->robots_state = 2;
   if (status == LC_TASK_OK && lua_gettop(co) >= 2 && lua_isinteger(co, -2)) {
@@ -151,6 +159,8 @@ static void start_robots(lc_engine *e, lc_host *h) {
     return;
   }
   e->aux_tasks++;
+  e->robots_in_flight++; /* a slot of the job's concurrency and of the host's per_host */
+  h->in_flight++;
 }
 
 /* ---------------------------------------------------------------- cleanup */
@@ -336,7 +346,7 @@ static void pump_timer_cb(uv_timer_t *h) { lc_job_pump(h->data); }
 
 void lc_job_pump(lc_engine *e) {
   if (!e->started || e->stopping) return;
-  while (e->in_flight < e->cfg.concurrency) {
+  while (busy(e) < e->cfg.concurrency) {
     lc_request r;
     int64_t next_ms = -1;
     memset(&r, 0, sizeof r);

@@ -224,11 +224,19 @@ function M.new(spec, cfg)
     spec.on_error(req, err, job)
   end
 
-  -- robots.txt of an origin, read through the browser (same proxy, same network stack).
+  -- robots.txt of an origin, read through the browser in the context the host's requests use
+  -- (job.context, called with a request for the robots.txt URL when it is a function): same
+  -- proxy, user agent, headers and network stack, so the fetch reveals nothing the crawl's
+  -- own requests would not.
   function job.fetch_robots(origin)
-    local page, err = core.acquire(options.canonical({}), true)
+    local c = context_for({ url = origin .. "/robots.txt", depth = 0, attempt = 0, robots = true })
+    local page, err = core.acquire(options.canonical(c), true)
     if not page then error(err, 0) end
-    page_api.prepare(page, {})
+    local pok, perr = page_api.prepare(page, c)
+    if not pok then
+      page:mark_bad()
+      error("cannot prepare the page: " .. tostring(perr), 0)
+    end
     local res, gerr = page:navigate(origin .. "/robots.txt", { throttle = false })
     if not res then error(gerr, 0) end
     local text = ""
