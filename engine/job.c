@@ -163,6 +163,104 @@ static void start_robots(lc_engine *e, lc_host *h) {
   h->in_flight++;
 }
 
+int lc_job_robots_verdict(lc_engine *e, const char *url) {
+  if (!e->cfg.robots) return 1;
+  lc_host *h = host_get(e, url);
+  if (!h) return 0;
+  if (h->robots_state == 2) return !h->robots || lc_robots_allowed_url(h->robots, url) == 1;
+  if (h->robots_state == 0 && busy(e) < e->cfg.concurrency) start_robots(e, h);
+  return -1;
+}
+
+/* ---------------------------------------------------------------- navigation guard */
+
+/* A paused main-frame navigation request waiting for the crawl's rules (bpool asks; the
+ * decision runs Lua, so it waits for the resume point). */
+struct lc_navcheck {
+  struct lc_navcheck *next;
+  uint64_t page_id;
+  int redirected;
+  char *request_id, *url;
+};
+
+static void navcheck_free(struct lc_navcheck *c) {
+  free(c->request_id);
+  free(c->url);
+  free(c);
+}
+
+void lc_job_nav_paused(void *ud, uint64_t page_id, const char *request_id, const char *url,
+                       int redirected) {
+  lc_engine *e = ud;
+  struct lc_navcheck *c = calloc(1, sizeof *c);
+  if (c) {
+    c->request_id = strdup(request_id);
+    c->url = strdup(url);
+  }
+  if (!c || !c->request_id || !c->url) {
+    if (c) navcheck_free(c);
+    lc_error("out of memory queueing a navigation check: refusing %s", url);
+    lc_enpage *pg = lc_bpool_page(e->pool, page_id);
+    if (pg) lc_enpage_nav_decide(e->pool, pg, request_id, 0);
+    return;
+  }
+  c->page_id = page_id;
+  c->redirected = redirected;
+  if (e->navchecks_tail)
+    e->navchecks_tail->next = c;
+  else
+    e->navchecks = c;
+  e->navchecks_tail = c;
+  if (e->sched) lc_sched_poke(e->sched);
+}
+
+void lc_job_free_navchecks(lc_engine *e) {
+  while (e->navchecks) {
+    struct lc_navcheck *c = e->navchecks;
+    e->navchecks = c->next;
+    navcheck_free(c);
+  }
+  e->navchecks_tail = NULL;
+}
+
+static int nav_traceback(lua_State *L) {
+  luaL_traceback(L, L, lua_tostring(L, 1), 1);
+  return 1;
+}
+
+/* Decide the queued navigations: the job's check_navigation says nil (go on) or why not. A
+ * check that fails refuses: the rules are not known to allow it. */
+static void run_navchecks(lc_engine *e) {
+  while (e->navchecks) {
+    struct lc_navcheck *c = e->navchecks;
+    e->navchecks = c->next;
+    if (!e->navchecks) e->navchecks_tail = NULL;
+    lc_enpage *pg = lc_bpool_page(e->pool, c->page_id);
+    if (pg) {
+      int allow = 1;
+      if (e->navcheck_ref != LUA_NOREF && !e->lua_closing) {
+        lua_State *L = e->L;
+        int top = lua_gettop(L);
+        lua_pushcfunction(L, nav_traceback);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->navcheck_ref);
+        lua_pushstring(L, lc_enpage_target(pg));
+        lua_pushstring(L, c->url);
+        lua_pushboolean(L, c->redirected);
+        if (lua_pcall(L, 3, 1, top + 1) != LUA_OK) {
+          lc_warn("navigation check of %s failed, refusing it: %s", c->url, lua_tostring(L, -1));
+          allow = 0;
+        } else if (lua_isstring(L, -1)) {
+          lc_info("%s", lua_tostring(L, -1));
+          allow = 0;
+        }
+        lua_settop(L, top);
+      }
+      lc_enpage_nav_decide(e->pool, pg, c->request_id, allow);
+    }
+    navcheck_free(c);
+  }
+}
+
 /* ---------------------------------------------------------------- cleanup */
 
 void lc_job_cleanup_pass(lc_engine *e, const char *why) {
@@ -200,6 +298,7 @@ void lc_job_release_later(lc_engine *e, uint64_t handle) {
 
 void lc_job_idle_work(void *ud) {
   lc_engine *e = ud;
+  run_navchecks(e);
   if (!e->cache) return;
   for (size_t i = 0; i < e->n_gc_releases; i++) {
     if (!lc_cache_handle_live(e->cache, e->gc_releases[i])) continue; /* its owner ended first */

@@ -90,4 +90,67 @@ return { start = { P .. "/" }, robots = true, concurrency = 1, retries = 0,
     assert.equals("RulesBot/1.0 (context UA)", robots[1].ua)
     assert.equals(0, srv.count("/private/x.html"))
   end)
+  -- A crawl that follows every link; records carry the final URL and page text.
+  local FOLLOW = [[
+local P = args.base
+return { start = { P .. "/" }, robots = args.robots == "1", concurrency = 1, retries = 0,
+  deny = { "/denied/" },
+  handle = function(page, req, job)
+    local res = assert(page:navigate(req.url))
+    for _, l in ipairs(page:links()) do job:enqueue(l) end
+    job:emit { url = req.url, final = res.url, text = page:text() }
+  end,
+  on_error = function(req, err, job) job:emit { failed = req.url, err = tostring(err) } end }]]
+
+  it("redirects are held to same_origin, deny and robots.txt at every hop", function()
+    local other_root = H.tmpdir()
+    H.write(other_root .. "/secret.html", "<!doctype html><title>Secret</title><p>INTERNAL SECRET</p>")
+    local other = H.server(other_root)
+    local root = H.tmpdir()
+    H.write(root .. "/robots.txt", "User-agent: *\nDisallow: /private/\n")
+    H.write(root .. "/ok.html", "<!doctype html><title>OK</title><p>fine page</p>")
+    H.write(root .. "/private/x.html", "<!doctype html><title>P</title><p>PRIVATE PAGE</p>")
+    H.write(root .. "/denied/x.html", "<!doctype html><title>D</title><p>DENIED PAGE</p>")
+    local cross = "/_/redirect?to=" .. other.url("/secret.html")
+    local links = {
+      cross,                                  -- same origin link, redirects to another origin
+      "/_/redirect?n=2&to=/private/x.html",   -- two hops, the last one disallowed by robots.txt
+      "/_/redirect?to=%2Fdenied%2Fx.html",    -- to a denied path (escaped: the link passes deny)
+      "/_/redirect?to=/ok.html",              -- within the rules: followed
+    }
+    local html = { "<!doctype html><title>Home</title>" }
+    for _, l in ipairs(links) do html[#html + 1] = '<a href="' .. l .. '">x</a>' end
+    H.write(root .. "/index.html", table.concat(html))
+    local srv = H.server(root)
+    local r = run(srv, FOLLOW, { timeout = 120 })
+    local r2 = H.run({ "run", H.script(FOLLOW), "base=http://127.0.0.1:" .. srv.port, "robots=1" },
+      { stats = true, timeout = 120 })
+    assert.equals(0, r2.code, r2.stderr)
+    for _, run_ in ipairs { r, r2 } do
+      local by, failed = {}, {}
+      for _, rec in ipairs(run_.records) do
+        if rec.failed then failed[rec.failed] = rec.err else by[rec.url] = rec end
+        assert.is_nil((rec.text or ""):find("INTERNAL SECRET"), "the other origin's page was emitted")
+        assert.is_nil((rec.text or ""):find("DENIED PAGE"), "a denied page was emitted")
+      end
+      local err = failed[srv.url(cross)]
+      assert.is_string(err, "the cross-origin redirect did not fail")
+      assert.matches("redirect to " .. other.url("/secret.html"):gsub("%p", "%%%0") .. " refused: not same origin", err)
+      assert.matches("redirect to http://127%.0%.0%.1:%d+/denied/x%.html refused: denied",
+        failed[srv.url("/_/redirect?to=%2Fdenied%2Fx.html")])
+      assert.equals(srv.url("/ok.html"), by[srv.url("/_/redirect?to=/ok.html")].final)
+      assert.equals(0, run_.stats.refs_outstanding)
+      assert.same({}, H.chromium_left(run_.profile_root))
+    end
+    -- robots.txt applies to the second hop only when the crawl reads it
+    local rerr = nil
+    for _, rec in ipairs(r2.records) do
+      if rec.failed == srv.url("/_/redirect?n=2&to=/private/x.html") then rerr = rec.err end
+    end
+    assert.matches("redirect to http://127%.0%.0%.1:%d+/private/x%.html refused: disallowed by robots%.txt", rerr)
+    -- Refused hops never reach a server.
+    assert.equals(0, other.count("/secret.html"), "the request went to the other origin")
+    assert.equals(0, srv.count("/denied/x.html"))
+    assert.equals(1, srv.count("/private/x.html"), "fetched once: by the run without robots")
+  end)
 end)

@@ -43,7 +43,9 @@ Dynamic routes (query parameters in brackets are optional; defaults after "=")
                             shutdown.
   /_/status?code=N          status N (100 < N < 600) with a small HTML body (<h1 id="status">N ...).
   /_/redirect?n=N&to=PATH   a chain of N (=1) redirects ending at PATH (="/"): n=3 answers 302 to
-        [&code=302]         n=2, then n=1, then PATH. PATH must be a local absolute path ("/...").
+        [&code=302]         n=2, then n=1, then PATH. PATH must be a local absolute path ("/...")
+                            or a loopback URL (http://127.0.0.1:PORT/... or http://localhost:PORT/...,
+                            another server: the cross-origin case).
                             code may be 301, 302, 303, 307 or 308.
   /_/latin1[?meta=1]        HTML in ISO-8859-1 bytes, "café déjà vu, naïve façade" in <p id="text">,
                             declared by `Content-Type: text/html; charset=iso-8859-1`; with meta=1
@@ -104,6 +106,7 @@ import html
 import json
 import os
 import posixpath
+import re
 import secrets
 import signal
 import socket
@@ -560,8 +563,9 @@ def route_redirect(h):
     n = h.int_param("n", 1, 0, 100)
     to = h.query.get("to", "/")
     code = h.int_param("code", 302)
-    if not to.startswith("/") or to.startswith("//") or to.startswith("/\\"):
-        return h.bad_request("to must be a local absolute path")
+    loopback = re.match(r"^http://(127\.0\.0\.1|localhost):\d+/", to)
+    if not loopback and (not to.startswith("/") or to.startswith("//") or to.startswith("/\\")):
+        return h.bad_request("to must be a local absolute path or a loopback http URL")
     if code not in (301, 302, 303, 307, 308):
         return h.bad_request("code must be 301, 302, 303, 307 or 308")
     if n <= 1:
