@@ -9,6 +9,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "url.h"
 
 #define MAX_EVENTS_PER_PAGE 4000
 #define CMD_TIMEOUT_MS 15000
@@ -60,6 +61,7 @@ struct lc_enpage {
   int guard;         /* main-frame document requests go to on_nav_paused */
   char **block;      /* block_urls patterns, failed at once even for documents */
   size_t n_block;
+  char *expect; /* normalized URL page:navigate asked for: its first request goes at once */
 };
 
 struct lc_bpool {
@@ -146,6 +148,7 @@ static void page_free(lc_bpool *p, lc_enpage *pg, const char *why) {
   page_break(pg, why);
   lc_enpage_clear_events(pg);
   lc_enpage_set_guard(pg, 0, NULL, 0);
+  lc_enpage_expect(pg, NULL);
   if (pg->timer) {
     pg->timer->data = NULL;
     uv_close((uv_handle_t *)pg->timer, free_handle);
@@ -207,6 +210,21 @@ int lc_enpage_set_guard(lc_enpage *pg, int on, const char *const *block, size_t 
   }
   pg->guard = 1;
   return 0;
+}
+
+void lc_enpage_expect(lc_enpage *pg, const char *url) {
+  free(pg->expect);
+  pg->expect = NULL;
+  if (url && lc_url_normalize(NULL, url, &pg->expect, NULL) != 0) pg->expect = NULL;
+}
+
+/* Whether `url` is the navigation the script asked for (not a redirect hop). */
+static int is_expected(const lc_enpage *pg, const char *url) {
+  char *n = NULL;
+  if (!pg->expect || lc_url_normalize(NULL, url, &n, NULL) != 0) return 0;
+  int same = strcmp(n, pg->expect) == 0;
+  free(n);
+  return same;
 }
 
 /* A Fetch URL pattern: '*' matches any run, a backslash makes the next character literal.
@@ -288,12 +306,13 @@ static int guard_paused(lc_bpool *p, lc_enpage *pg, const char *params, size_t l
   int main_frame = lc_json_member(params, len, "frameId", &v) == 0 &&
                    lc_json_plain_string(v, frame, sizeof frame) == 0 &&
                    strcmp(frame, pg->target) == 0;
-  if (blocked || !main_frame || !p->cbs.on_nav_paused) {
+  int redirected = lc_json_member(params, len, "redirectedRequestId", &v) == 0;
+  /* The first request of page:navigate(url) is the script's choice and goes at once: a round
+   * trip through the resume point would only blur the politeness delay it just waited for. */
+  if (blocked || !main_frame || !p->cbs.on_nav_paused || (!redirected && is_expected(pg, url)))
     nav_answer(p, pg, id.p, id.n, !blocked);
-  } else {
-    int redirected = lc_json_member(params, len, "redirectedRequestId", &v) == 0;
+  else
     p->cbs.on_nav_paused(p->cbs.ud, pg->page_id, rid, url, redirected);
-  }
   free(url);
   free(rid);
   return 1;

@@ -93,6 +93,9 @@ uint64_t lc_enpage_send(lc_bpool *p, lc_enpage *pg, const char *method, const ch
  * the C side fails every other paused request. Replaces earlier patterns.
  * Returns 0, or -1 when out of memory (the page is then not guarded). */
 int lc_enpage_set_guard(lc_enpage *pg, int on, const char *const *block, size_t n);
+/* The URL page:navigate is about to load (NULL: none): its first request is not paused for
+ * the engine, whatever the guard. */
+void lc_enpage_expect(lc_enpage *pg, const char *url);
 /* Answer a paused navigation request: continue it (allow) or fail it as BlockedByClient. */
 void lc_enpage_nav_decide(lc_bpool *p, lc_enpage *pg, const char *request_id, int allow);
 

@@ -168,7 +168,9 @@ int lc_job_robots_verdict(lc_engine *e, const char *url) {
   lc_host *h = host_get(e, url);
   if (!h) return 0;
   if (h->robots_state == 2) return !h->robots || lc_robots_allowed_url(h->robots, url) == 1;
-  if (h->robots_state == 0 && busy(e) < e->cfg.concurrency) start_robots(e, h);
+  if (h->robots_state == 0 && busy(e) < e->cfg.concurrency &&
+      (e->cfg.per_host <= 0 || h->in_flight < e->cfg.per_host))
+    start_robots(e, h);
   return -1;
 }
 

@@ -377,6 +377,16 @@ static int l_page_guard(lua_State *L) {
   return 0;
 }
 
+/* page:_expect(url | nil): the URL page:navigate is about to load; its first request is not
+ * paused for the navigation guard. */
+static int l_page_expect(lua_State *L) {
+  lc_engine *e;
+  lc_enpage *pg = check_enpage(L, &e, NULL);
+  const char *url = luaL_optstring(L, 2, NULL);
+  if (pg) lc_enpage_expect(pg, url);
+  return 0;
+}
+
 static int l_page_broken(lua_State *L) {
   lc_engine *e;
   lc_enpage *pg = check_enpage(L, &e, NULL);
@@ -724,6 +734,7 @@ static const luaL_Reg page_methods[] = {{"_send", l_page_send},
                                         {"_event", l_page_event},
                                         {"_clear_events", l_page_clear_events},
                                         {"_guard", l_page_guard},
+                                        {"_expect", l_page_expect},
                                         {"broken", l_page_broken},
                                         {"fresh", l_page_fresh},
                                         {"mark_bad", l_page_mark_bad},

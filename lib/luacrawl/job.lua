@@ -224,11 +224,12 @@ function M.new(spec, cfg)
     return "ok"
   end
 
-  -- Why the crawl's rules refuse a normalized URL reached by navigation, or nil.
-  local function refusal(n)
+  -- Why the crawl's rules refuse a normalized URL reached by navigation, or nil. `scoped`:
+  -- the page is a request's own, so allow and deny apply too.
+  local function refusal(n, scoped)
     if cfg.same_origin and not origins[core.origin(n)] then return "not same origin" end
-    if #cfg.allow > 0 and not in_list(n, cfg.allow) then return "not in allow" end
-    if in_list(n, cfg.deny) then return "denied" end
+    if scoped and #cfg.allow > 0 and not in_list(n, cfg.allow) then return "not in allow" end
+    if scoped and in_list(n, cfg.deny) then return "denied" end
     local verdict = core.robots_verdict(n)
     if verdict == false then return "disallowed by robots.txt" end
     if verdict == nil then return "robots.txt of " .. core.origin(n) .. " not read yet" end
@@ -238,18 +239,21 @@ function M.new(spec, cfg)
   -- The navigation guard (called by the engine at its resume point, not in a task): the
   -- rules enqueue applies to links, applied to where navigation really goes: each redirect
   -- hop and each navigation a page starts by itself. The first request of page:navigate(url)
-  -- is the script's own choice and passes. Returns nil to let the request go, or the reason.
+  -- is the script's own choice and passes. On the request's own page every rule applies; on
+  -- pages a script drives itself (job:session, ctx:page), which log in and follow flows the
+  -- crawl's scope does not list, same_origin and robots.txt do. Returns nil to let the
+  -- request go, or the reason.
   function job.check_navigation(target, url, redirected)
     local g = page_api.guard
     if g.exempt[target] then return nil end
     local n = core.normalize(url)
     if not n then return nil end -- data:, about:, blob: ...: not a crawl URL, no rule applies
     if not redirected and g.expect[target] == n then return nil end
-    local why = refusal(n)
+    local req = g.request[target]
+    local why = refusal(n, req ~= nil)
     if not why then return nil end
     local msg = (redirected and "redirect to " or "navigation to ") .. url .. " refused: " .. why
     g.refused[target] = msg
-    local req = g.request[target]
     if req then refused_requests[req] = msg end
     return msg
   end

@@ -234,7 +234,9 @@ function Page.navigate(page, url, opts)
     page:mark_bad()
     return nil, guard.refused[target]
   end
+  page:_expect(url)
   local nav, err = send(page, "Page.navigate", { url = url }, timeout)
+  if page:live() then page:_expect(nil) end
   guard.expect[target] = nil
   if guard.refused[target] then return refused() end
   if not nav then return nil, err end
