@@ -9,6 +9,7 @@
 
 #include "json.h"
 #include "log.h"
+#include "url.h"
 
 #define MAX_EVENTS_PER_PAGE 4000
 #define CMD_TIMEOUT_MS 15000
@@ -57,6 +58,10 @@ struct lc_enpage {
   int n_events;
   lc_task *waiter;
   uv_timer_t *timer; /* malloc'ed; freed in its close callback */
+  int guard;         /* main-frame document requests go to on_nav_paused */
+  char **block;      /* block_urls patterns, failed at once even for documents */
+  size_t n_block;
+  char *expect; /* normalized URL page:navigate asked for: its first request goes at once */
 };
 
 struct lc_bpool {
@@ -142,6 +147,8 @@ static void page_free(lc_bpool *p, lc_enpage *pg, const char *why) {
   }
   page_break(pg, why);
   lc_enpage_clear_events(pg);
+  lc_enpage_set_guard(pg, 0, NULL, 0);
+  lc_enpage_expect(pg, NULL);
   if (pg->timer) {
     pg->timer->data = NULL;
     uv_close((uv_handle_t *)pg->timer, free_handle);
@@ -177,6 +184,138 @@ uint64_t lc_enpage_send(lc_bpool *p, lc_enpage *pg, const char *method, const ch
   gen_t *g = gen_find(p, pg->gen);
   if (!g || g->state != G_READY || !g->cdp || pg->broken[0]) return 0;
   return lc_cdp_send(g->cdp, pg->session, method, params, timeout_ms, fn, ud);
+}
+
+static void free_block(lc_enpage *pg) {
+  for (size_t i = 0; i < pg->n_block; i++) free(pg->block[i]);
+  free(pg->block);
+  pg->block = NULL;
+  pg->n_block = 0;
+}
+
+int lc_enpage_set_guard(lc_enpage *pg, int on, const char *const *block, size_t n) {
+  free_block(pg);
+  pg->guard = 0;
+  if (!on) return 0;
+  if (n > 0) {
+    pg->block = calloc(n, sizeof *pg->block);
+    if (!pg->block) return -1;
+    for (; pg->n_block < n; pg->n_block++) {
+      pg->block[pg->n_block] = strdup(block[pg->n_block]);
+      if (!pg->block[pg->n_block]) {
+        free_block(pg);
+        return -1;
+      }
+    }
+  }
+  pg->guard = 1;
+  return 0;
+}
+
+void lc_enpage_expect(lc_enpage *pg, const char *url) {
+  free(pg->expect);
+  pg->expect = NULL;
+  if (url && lc_url_normalize(NULL, url, &pg->expect, NULL) != 0) pg->expect = NULL;
+}
+
+/* Whether `url` is the navigation the script asked for (not a redirect hop). */
+static int is_expected(const lc_enpage *pg, const char *url) {
+  char *n = NULL;
+  if (!pg->expect || lc_url_normalize(NULL, url, &n, NULL) != 0) return 0;
+  int same = strcmp(n, pg->expect) == 0;
+  free(n);
+  return same;
+}
+
+/* A Fetch URL pattern: '*' matches any run, a backslash makes the next character literal.
+ * Greedy with one backtrack point; the patterns are the script's own. */
+static int fetch_pattern_matches(const char *p, const char *s) {
+  const char *star = NULL, *star_s = NULL;
+  for (;;) {
+    if (*p == '*') {
+      star = ++p;
+      star_s = s;
+      continue;
+    }
+    const char *lit = p;
+    if (*lit == '\\' && lit[1]) lit++;
+    if (*p && *s && *lit == *s) {
+      p = lit + 1;
+      s++;
+      continue;
+    }
+    if (!*p && !*s) return 1;
+    if (!star || !*star_s) return 0;
+    p = star;
+    s = ++star_s;
+  }
+}
+
+static void reply_nav(void *ud, int err, char *r, size_t n) {
+  (void)ud;
+  (void)n;
+  if (err) lc_debug("answering a paused navigation: %s", r);
+}
+
+/* Continue or fail the paused request `request_id` (a JSON string literal, quotes included). */
+static void nav_answer(lc_bpool *p, lc_enpage *pg, const char *request_id, size_t id_len,
+                       int allow) {
+  lc_buf b;
+  lc_buf_init(&b);
+  lc_buf_puts(&b, "{\"requestId\":");
+  lc_buf_add(&b, request_id, id_len);
+  lc_buf_puts(&b, allow ? "}" : ",\"errorReason\":\"BlockedByClient\"}");
+  if (!lc_buf_str(&b) ||
+      !lc_enpage_send(p, pg, allow ? "Fetch.continueRequest" : "Fetch.failRequest", b.p,
+                      CMD_TIMEOUT_MS, reply_nav, NULL))
+    lc_debug("cannot answer a paused navigation of page %llu", (unsigned long long)pg->page_id);
+  lc_buf_free(&b);
+}
+
+void lc_enpage_nav_decide(lc_bpool *p, lc_enpage *pg, const char *request_id, int allow) {
+  lc_buf b;
+  lc_buf_init(&b);
+  lc_buf_json_string(&b, request_id);
+  if (lc_buf_str(&b)) nav_answer(p, pg, b.p, b.n, allow);
+  lc_buf_free(&b);
+}
+
+/* Fetch.requestPaused of a guarded page's document: fail it if block_urls match, continue it
+ * for a subframe, or hand it to the engine for the crawl's rules. Returns 0 when it is not
+ * such a request (the caller fails it as blocked). */
+static int guard_paused(lc_bpool *p, lc_enpage *pg, const char *params, size_t len,
+                        lc_json_span id) {
+  lc_json_span v, req, u;
+  char type[32], frame[64];
+  if (!pg->guard || lc_json_member(params, len, "resourceType", &v) != 0 ||
+      lc_json_plain_string(v, type, sizeof type) != 0 || strcmp(type, "Document") != 0)
+    return 0;
+  if (lc_json_member(params, len, "request", &req) != 0 ||
+      lc_json_member(req.p, req.n, "url", &u) != 0)
+    return 0;
+  char *url = lc_json_string_dup(u);
+  char *rid = lc_json_string_dup(id);
+  if (!url || !rid) {
+    free(url);
+    free(rid);
+    return 0;
+  }
+  int blocked = 0;
+  for (size_t i = 0; i < pg->n_block && !blocked; i++)
+    blocked = fetch_pattern_matches(pg->block[i], url);
+  int main_frame = lc_json_member(params, len, "frameId", &v) == 0 &&
+                   lc_json_plain_string(v, frame, sizeof frame) == 0 &&
+                   strcmp(frame, pg->target) == 0;
+  int redirected = lc_json_member(params, len, "redirectedRequestId", &v) == 0;
+  /* The first request of page:navigate(url) is the script's choice and goes at once: a round
+   * trip through the resume point would only blur the politeness delay it just waited for. */
+  if (blocked || !main_frame || !p->cbs.on_nav_paused || (!redirected && is_expected(pg, url)))
+    nav_answer(p, pg, id.p, id.n, !blocked);
+  else
+    p->cbs.on_nav_paused(p->cbs.ud, pg->page_id, rid, url, redirected);
+  free(url);
+  free(rid);
+  return 1;
 }
 
 static void page_push_event(lc_enpage *pg, const char *method, const char *params, size_t len) {
@@ -434,8 +573,11 @@ static void on_cdp_event(void *ud, const char *session, const char *method, char
     return;
   }
   if (strcmp(method, "Fetch.requestPaused") == 0) {
-    /* Fetch is only enabled with patterns for blocked resource types: fail them all. */
+    /* Fetch is enabled with patterns for blocked resources, which are all failed, and for
+     * documents, which the navigation guard decides. */
     lc_json_span v;
+    if (lc_json_member(params, len, "requestId", &v) == 0 && guard_paused(p, pg, params, len, v))
+      return;
     if (lc_json_member(params, len, "requestId", &v) == 0) {
       lc_buf b;
       lc_buf_init(&b);

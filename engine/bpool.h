@@ -27,6 +27,12 @@ typedef struct lc_bpool_cbs {
   void (*on_lost)(void *ud, int gen, int crashed, const char *why);
   /* Every old generation has been closed by the cache (a recycle finished). */
   void (*on_drained)(void *ud, int gen);
+  /* A main-frame document request of a guarded page is paused (a navigation, or one hop of its
+   * redirects): answer it with lc_enpage_nav_decide, later, from the resume point. `redirected`
+   * is 1 when a redirect response caused it. `request_id` and `url` are valid during the call
+   * only. NULL: such requests continue at once. */
+  void (*on_nav_paused)(void *ud, uint64_t page_id, const char *request_id, const char *url,
+                        int redirected);
 } lc_bpool_cbs;
 
 typedef struct lc_bpool_stats {
@@ -83,6 +89,19 @@ const char *lc_enpage_broken(const lc_enpage *pg);
 /* A command on the page's session. Returns 0 if it cannot be sent. */
 uint64_t lc_enpage_send(lc_bpool *p, lc_enpage *pg, const char *method, const char *params,
                         int timeout_ms, lc_cdp_reply_fn fn, void *ud);
+/* Guard (on) or stop guarding the page's main-frame navigations (Fetch must be enabled with a
+ * Document pattern):
+ * their paused requests go to on_nav_paused. `block` holds the page's Fetch URL patterns
+ * (block_urls: '*' any run, '\\' escapes the next character), which fail a document at once, as
+ * the C side fails every other paused request. Replaces earlier patterns.
+ * Returns 0, or -1 when out of memory (the page is then not guarded). */
+int lc_enpage_set_guard(lc_enpage *pg, int on, const char *const *block, size_t n);
+/* The URL page:navigate is about to load (NULL: none): its first request is not paused for
+ * the engine, whatever the guard. */
+void lc_enpage_expect(lc_enpage *pg, const char *url);
+/* Answer a paused navigation request: continue it (allow) or fail it as BlockedByClient. */
+void lc_enpage_nav_decide(lc_bpool *p, lc_enpage *pg, const char *request_id, int allow);
+
 /* Forget buffered events (a new navigation, a reuse). */
 void lc_enpage_clear_events(lc_enpage *pg);
 /* Async for a task: the next buffered event (method, params JSON), or nil, err on timeout or

@@ -312,6 +312,7 @@ static int configure(lc_engine *e) {
   e->runner_ref = cfg_ref(L, cfg, "run_request");
   e->on_error_ref = cfg_ref(L, cfg, "on_error");
   e->robots_ref = cfg_ref(L, cfg, "fetch_robots");
+  e->navcheck_ref = cfg_ref(L, cfg, "check_navigation");
   if (e->runner_ref == LUA_NOREF) {
     snprintf(e->fatal_msg, sizeof e->fatal_msg, "internal: the job has no request runner");
     return -1;
@@ -408,6 +409,7 @@ static void shutdown_engine(lc_engine *e) {
 }
 
 static void free_engine(lc_engine *e) {
+  lc_job_free_navchecks(e);
   if (e->pool) lc_bpool_free(e->pool); /* fails anything still pending into the cache */
   if (e->sched) lc_sched_free(e->sched);
   /* 5. close Lua (after the scheduler: no task is left). __gc releases nothing now: every
@@ -446,7 +448,7 @@ int lc_engine_run(const lc_run_opts *opts) {
   lc_engine engine, *e = &engine;
   memset(e, 0, sizeof *e);
   e->opts = *opts;
-  e->runner_ref = e->on_error_ref = e->robots_ref = LUA_NOREF;
+  e->runner_ref = e->on_error_ref = e->robots_ref = e->navcheck_ref = LUA_NOREF;
   lc_policy_defaults(&e->policy);
   if (opts->verbose) lc_log_set_level(LC_LOG_DEBUG);
   if (opts->quiet) lc_log_set_level(LC_LOG_WARN);
@@ -527,7 +529,8 @@ int lc_engine_run(const lc_run_opts *opts) {
   lc_bpool_cbs pcbs = {.ud = e,
                        .on_ready = on_browser_ready,
                        .on_lost = on_browser_lost,
-                       .on_drained = on_browser_drained};
+                       .on_drained = on_browser_drained,
+                       .on_nav_paused = lc_job_nav_paused};
   e->pool = lc_bpool_new(&e->loop, e->ws, &bo, &pcbs);
   lc_cache_backend be = lc_bpool_backend(e->pool);
   lc_cache_config cc = {.close_timeout_ms = e->policy.close_timeout_ms,

@@ -73,6 +73,7 @@ typedef struct lc_engine {
   int runner_ref;   /* Lua: function(req) run in each request task */
   int on_error_ref; /* Lua: function(req, err) when a request failed for good */
   int robots_ref;   /* Lua: function(origin) -> status, text */
+  int navcheck_ref; /* Lua: function(target, url, redirected) -> nil | refusal reason */
 
   int gen;            /* current browser generation */
   int starting_gen;   /* a generation being started for a recycle, or 0 */
@@ -88,10 +89,12 @@ typedef struct lc_engine {
   int cleanup_due;       /* a cleanup pass is to run at the resume point */
   uint64_t *gc_releases; /* handles whose userdata the GC collected: released at the resume point */
   size_t n_gc_releases, cap_gc_releases;
-  int lua_closing; /* lua_close is running: __gc releases nothing */
-  int in_flight;   /* request tasks running */
-  int aux_tasks;   /* on_error and robots tasks running */
-  lc_host *hosts;
+  int lua_closing;          /* lua_close is running: __gc releases nothing */
+  int in_flight;            /* request tasks running */
+  int aux_tasks;            /* on_error and robots tasks running */
+  int robots_in_flight;     /* robots tasks running: they count against the concurrency */
+  struct lc_hosttab *hosts; /* host key -> lc_host (job.c) */
+  struct lc_navcheck *navchecks, *navchecks_tail; /* paused navigations to decide (job.c) */
 
   /* statistics */
   uint64_t pages_ok, pages_failed, retries, emitted, robots_skipped, throttled;
@@ -133,6 +136,14 @@ void lc_job_stop(lc_engine *e, int sig);
 /* Politeness at the moment a request goes out: 0 if a navigation to `url` may start now (the
  * host's delay is then counted from now), else the milliseconds to wait before asking again. */
 int64_t lc_job_host_slot(lc_engine *e, const char *url);
+/* robots.txt's verdict on a URL: 1 allowed (or robots off), 0 disallowed, -1 not known yet
+ * (its fetch is started when the job's concurrency leaves room). */
+int lc_job_robots_verdict(lc_engine *e, const char *url);
+/* bpool's on_nav_paused: queue the paused navigation for the resume point. */
+void lc_job_nav_paused(void *ud, uint64_t page_id, const char *request_id, const char *url,
+                       int redirected);
+/* Fail every queued navigation check (shutdown) and free the queue. */
+void lc_job_free_navchecks(lc_engine *e);
 void lc_job_tick(lc_engine *e);
 int lc_job_done(const lc_engine *e);
 void lc_job_free_hosts(lc_engine *e);

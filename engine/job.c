@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "hosttab.h"
 #include "json.h"
 #include "log.h"
 #include "proc.h"
@@ -22,7 +23,6 @@
 #define MAX_BACKOFF_MS 30000
 
 struct lc_host {
-  lc_host *next;
   char name[256];
   char origin[300];
   int in_flight;
@@ -47,36 +47,52 @@ int64_t lc_now(const lc_engine *e) {
 
 /* ---------------------------------------------------------------- hosts */
 
+/* The politeness state of the URL's host, created on first use: O(1) expected (a hash
+ * table, not a list scan: admission asks for every host pop considers). NULL when out of
+ * memory or for a URL without a usable host. */
 static lc_host *host_get(lc_engine *e, const char *url) {
   char name[256];
   if (lc_url_host(url, name, sizeof name) != 0) return NULL;
-  for (lc_host *h = e->hosts; h; h = h->next)
-    if (strcmp(h->name, name) == 0) return h;
-  lc_host *h = calloc(1, sizeof *h);
+  if (!e->hosts && !(e->hosts = lc_hosttab_new())) return NULL;
+  lc_host *h = lc_hosttab_find(e->hosts, name);
+  if (h) return h;
+  h = calloc(1, sizeof *h);
   if (!h) return NULL;
   snprintf(h->name, sizeof h->name, "%s", name);
   lc_url_origin(url, h->origin, sizeof h->origin);
-  h->next = e->hosts;
-  e->hosts = h;
+  if (lc_hosttab_put(e->hosts, h->name, h) != 0) {
+    free(h);
+    return NULL;
+  }
   return h;
 }
 
+static void host_free(void *value, void *ud) {
+  lc_host *h = value;
+  (void)ud;
+  if (h->robots) lc_robots_free(h->robots);
+  free(h);
+}
+
 void lc_job_free_hosts(lc_engine *e) {
-  while (e->hosts) {
-    lc_host *h = e->hosts;
-    e->hosts = h->next;
-    if (h->robots) lc_robots_free(h->robots);
-    free(h);
-  }
+  lc_hosttab_each(e->hosts, host_free, NULL);
+  lc_hosttab_free(e->hosts);
+  e->hosts = NULL;
 }
 
 static void start_robots(lc_engine *e, lc_host *h);
 
-/* The frontier's admission gate: may a request to this URL start now? */
+/* Requests and robots.txt fetches in flight: what the job's concurrency caps. */
+static int busy(const lc_engine *e) { return e->in_flight + e->robots_in_flight; }
+
+/* The frontier's admission gate: may a request to this URL start now? A host whose robots.txt
+ * is not known yet gets its robots.txt fetch started instead, when the job's concurrency and
+ * the host's per_host leave room for it: that fetch counts against both, like a request. */
 static int admit(void *ud, const char *url) {
   lc_engine *e = ud;
   lc_host *h = host_get(e, url);
   if (!h) return 1; /* cannot happen for a normalized URL; let the request fail visibly */
+  if (busy(e) >= e->cfg.concurrency) return 0; /* a robots fetch started in this pop */
   if (e->cfg.per_host > 0 && h->in_flight >= e->cfg.per_host) return 0;
   if (lc_now(e) < h->next_ok_ms) return 0;
   if (e->cfg.robots) {
@@ -99,6 +115,8 @@ static void robots_done(lc_task *t, int status, const char *err, void *ud) {
   lc_host *h = op->host;
   lua_State *co = lc_task_thread(t);
   e->aux_tasks--;
+  e->robots_in_flight--;
+  h->in_flight--;
   lc_cache_release_owner(e->cache, lc_task_id(t), lc_now(e));
   h->robots_state = 2;
   if (status == LC_TASK_OK && lua_gettop(co) >= 2 && lua_isinteger(co, -2)) {
@@ -141,6 +159,108 @@ static void start_robots(lc_engine *e, lc_host *h) {
     return;
   }
   e->aux_tasks++;
+  e->robots_in_flight++; /* a slot of the job's concurrency and of the host's per_host */
+  h->in_flight++;
+}
+
+int lc_job_robots_verdict(lc_engine *e, const char *url) {
+  if (!e->cfg.robots) return 1;
+  lc_host *h = host_get(e, url);
+  if (!h) return 0;
+  if (h->robots_state == 2) return !h->robots || lc_robots_allowed_url(h->robots, url) == 1;
+  if (h->robots_state == 0 && busy(e) < e->cfg.concurrency &&
+      (e->cfg.per_host <= 0 || h->in_flight < e->cfg.per_host))
+    start_robots(e, h);
+  return -1;
+}
+
+/* ---------------------------------------------------------------- navigation guard */
+
+/* A paused main-frame navigation request waiting for the crawl's rules (bpool asks; the
+ * decision runs Lua, so it waits for the resume point). */
+struct lc_navcheck {
+  struct lc_navcheck *next;
+  uint64_t page_id;
+  int redirected;
+  char *request_id, *url;
+};
+
+static void navcheck_free(struct lc_navcheck *c) {
+  free(c->request_id);
+  free(c->url);
+  free(c);
+}
+
+void lc_job_nav_paused(void *ud, uint64_t page_id, const char *request_id, const char *url,
+                       int redirected) {
+  lc_engine *e = ud;
+  struct lc_navcheck *c = calloc(1, sizeof *c);
+  if (c) {
+    c->request_id = strdup(request_id);
+    c->url = strdup(url);
+  }
+  if (!c || !c->request_id || !c->url) {
+    if (c) navcheck_free(c);
+    lc_error("out of memory queueing a navigation check: refusing %s", url);
+    lc_enpage *pg = lc_bpool_page(e->pool, page_id);
+    if (pg) lc_enpage_nav_decide(e->pool, pg, request_id, 0);
+    return;
+  }
+  c->page_id = page_id;
+  c->redirected = redirected;
+  if (e->navchecks_tail)
+    e->navchecks_tail->next = c;
+  else
+    e->navchecks = c;
+  e->navchecks_tail = c;
+  if (e->sched) lc_sched_poke(e->sched);
+}
+
+void lc_job_free_navchecks(lc_engine *e) {
+  while (e->navchecks) {
+    struct lc_navcheck *c = e->navchecks;
+    e->navchecks = c->next;
+    navcheck_free(c);
+  }
+  e->navchecks_tail = NULL;
+}
+
+static int nav_traceback(lua_State *L) {
+  luaL_traceback(L, L, lua_tostring(L, 1), 1);
+  return 1;
+}
+
+/* Decide the queued navigations: the job's check_navigation says nil (go on) or why not. A
+ * check that fails refuses: the rules are not known to allow it. */
+static void run_navchecks(lc_engine *e) {
+  while (e->navchecks) {
+    struct lc_navcheck *c = e->navchecks;
+    e->navchecks = c->next;
+    if (!e->navchecks) e->navchecks_tail = NULL;
+    lc_enpage *pg = lc_bpool_page(e->pool, c->page_id);
+    if (pg) {
+      int allow = 1;
+      if (e->navcheck_ref != LUA_NOREF && !e->lua_closing) {
+        lua_State *L = e->L;
+        int top = lua_gettop(L);
+        lua_pushcfunction(L, nav_traceback);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->navcheck_ref);
+        lua_pushstring(L, lc_enpage_target(pg));
+        lua_pushstring(L, c->url);
+        lua_pushboolean(L, c->redirected);
+        if (lua_pcall(L, 3, 1, top + 1) != LUA_OK) {
+          lc_warn("navigation check of %s failed, refusing it: %s", c->url, lua_tostring(L, -1));
+          allow = 0;
+        } else if (lua_isstring(L, -1)) {
+          lc_info("%s", lua_tostring(L, -1));
+          allow = 0;
+        }
+        lua_settop(L, top);
+      }
+      lc_enpage_nav_decide(e->pool, pg, c->request_id, allow);
+    }
+    navcheck_free(c);
+  }
 }
 
 /* ---------------------------------------------------------------- cleanup */
@@ -182,6 +302,7 @@ void lc_job_release_later(lc_engine *e, uint64_t handle) {
 
 void lc_job_idle_work(void *ud) {
   lc_engine *e = ud;
+  run_navchecks(e);
   if (!e->cache) return;
   for (size_t i = 0; i < e->n_gc_releases; i++) {
     if (!lc_cache_handle_live(e->cache, e->gc_releases[i])) continue; /* its owner ended first */
@@ -328,7 +449,7 @@ static void pump_timer_cb(uv_timer_t *h) { lc_job_pump(h->data); }
 
 void lc_job_pump(lc_engine *e) {
   if (!e->started || e->stopping) return;
-  while (e->in_flight < e->cfg.concurrency) {
+  while (busy(e) < e->cfg.concurrency) {
     lc_request r;
     int64_t next_ms = -1;
     memset(&r, 0, sizeof r);
@@ -343,8 +464,11 @@ void lc_job_pump(lc_engine *e) {
     }
     lc_host *h = host_get(e, r.url);
     if (e->cfg.robots && h && h->robots) {
-      char pq[4096];
-      if (lc_url_path_query(r.url, pq, sizeof pq) == 0 && lc_robots_allowed(h->robots, pq) == 0) {
+      /* Any length: a URL too long for a buffer is checked like any other (issue 9, item 7). */
+      int verdict = lc_robots_allowed_url(h->robots, r.url);
+      if (verdict < 0)
+        lc_warn("cannot check %s against robots.txt (%d): skipping it", r.url, verdict);
+      if (verdict != 1) {
         lc_info("robots.txt disallows %s", r.url);
         e->robots_skipped++;
         e->frontier->ops->done(e->frontier, r.id, 0);

@@ -347,6 +347,46 @@ static int l_page_clear_events(lua_State *L) {
   return 0;
 }
 
+/* page:_guard(on [, block_patterns]): send the page's main-frame document requests to the
+ * job's check_navigation (Fetch must be enabled with a Document pattern); block_patterns (a
+ * list of Fetch URL patterns) fail documents at once. Raises on misuse or out of memory. */
+static int l_page_guard(lua_State *L) {
+  lc_engine *e;
+  lc_enpage *pg = check_enpage(L, &e, NULL);
+  int on = lua_toboolean(L, 2);
+  size_t n = 0;
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    n = (size_t)lua_rawlen(L, 3);
+  }
+  if (!pg) return 0;
+  const char **v = n ? calloc(n, sizeof *v) : NULL;
+  if (n && !v) return luaL_error(L, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 3, (lua_Integer)i + 1);
+    v[i] = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL; /* the table keeps it */
+    lua_pop(L, 1);
+    if (!v[i]) {
+      free(v);
+      return luaL_argerror(L, 3, "patterns must be strings");
+    }
+  }
+  int rc = lc_enpage_set_guard(pg, on, v, n);
+  free(v);
+  if (rc != 0) return luaL_error(L, "out of memory");
+  return 0;
+}
+
+/* page:_expect(url | nil): the URL page:navigate is about to load; its first request is not
+ * paused for the navigation guard. */
+static int l_page_expect(lua_State *L) {
+  lc_engine *e;
+  lc_enpage *pg = check_enpage(L, &e, NULL);
+  const char *url = luaL_optstring(L, 2, NULL);
+  if (pg) lc_enpage_expect(pg, url);
+  return 0;
+}
+
 static int l_page_broken(lua_State *L) {
   lc_engine *e;
   lc_enpage *pg = check_enpage(L, &e, NULL);
@@ -471,6 +511,18 @@ static int l_core_host_slot(lua_State *L) {
   lc_engine *e = check_engine(L);
   const char *url = luaL_checkstring(L, 1);
   lua_pushinteger(L, lc_job_host_slot(e, url));
+  return 1;
+}
+
+/* core.robots_verdict(url) -> true (allowed, or robots off) | false (disallowed) | nil (not
+ * read yet; its fetch starts when the concurrency leaves room) */
+static int l_core_robots_verdict(lua_State *L) {
+  lc_engine *e = check_engine(L);
+  int v = lc_job_robots_verdict(e, luaL_checkstring(L, 1));
+  if (v < 0)
+    lua_pushnil(L);
+  else
+    lua_pushboolean(L, v);
   return 1;
 }
 
@@ -691,6 +743,8 @@ static int l_core_b64decode(lua_State *L) {
 static const luaL_Reg page_methods[] = {{"_send", l_page_send},
                                         {"_event", l_page_event},
                                         {"_clear_events", l_page_clear_events},
+                                        {"_guard", l_page_guard},
+                                        {"_expect", l_page_expect},
                                         {"broken", l_page_broken},
                                         {"fresh", l_page_fresh},
                                         {"mark_bad", l_page_mark_bad},
@@ -723,6 +777,7 @@ static const luaL_Reg core_funcs[] = {{"acquire", l_core_acquire},
                                       {"live", l_handle_live},
                                       {"b64decode", l_core_b64decode},
                                       {"host_slot", l_core_host_slot},
+                                      {"robots_verdict", l_core_robots_verdict},
                                       {NULL, NULL}};
 
 static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc,

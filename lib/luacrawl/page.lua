@@ -23,6 +23,14 @@ local per_use = setmetatable({}, { __mode = "k" })
 -- Per-target state that outlives a request: did a script change settings by hand?
 local dirty = {}
 
+-- The navigation guard's state per target (see job.check_navigation): the URL page:navigate
+-- was asked for (its first request is the script's own choice), why the guard last refused
+-- a navigation, pages it leaves alone (robots.txt fetches), and the request a page serves.
+M.guard = {
+  expect = {}, refused = {}, exempt = {},
+  request = setmetatable({}, { __mode = "v" }),
+}
+
 local function use_state(page)
   local s = per_use[page]
   if not s then s = { on_response = {} }; per_use[page] = s end
@@ -110,10 +118,17 @@ local function apply(page, c)
   for _, t in ipairs(c.block or {}) do
     patterns[#patterns + 1] = { urlPattern = "*", resourceType = options.RESOURCE_TYPES[t], requestStage = "Request" }
   end
+  local block_docs = {}
   for _, u in ipairs(c.block_urls or {}) do
     patterns[#patterns + 1] = { urlPattern = fetch_pattern(u), requestStage = "Request" }
+    block_docs[#block_docs + 1] = fetch_pattern(u)
   end
-  if #patterns > 0 then must(send(page, "Fetch.enable", { patterns = patterns })) end
+  -- The navigation guard: every document request pauses, and the engine applies the crawl's
+  -- rules (same_origin, allow, deny, robots.txt) to each main-frame navigation and each of
+  -- its redirect hops before it goes out. Documents matching block_urls are failed at once.
+  patterns[#patterns + 1] = { urlPattern = "*", resourceType = "Document", requestStage = "Request" }
+  page:_guard(true, block_docs)
+  must(send(page, "Fetch.enable", { patterns = patterns }))
 end
 
 local function reset(page, c)
@@ -136,6 +151,10 @@ function M.prepare(page, c, use)
   local s = use_state(page)
   s.wait_until = use and use.wait_until or "load"
   s.request = use and use.request
+  local target = page:info().target
+  M.guard.expect[target], M.guard.refused[target] = nil, nil
+  M.guard.exempt[target] = use and use.unguarded or nil
+  M.guard.request[target] = s.request
   page:_clear_events()
   local ok, err = pcall(function()
     if page:fresh() then apply(page, c) else reset(page, c) end
@@ -206,7 +225,20 @@ function Page.navigate(page, url, opts)
   if left and timeout > left - NAV_DEADLINE_MARGIN then timeout = math.max(1, left - NAV_DEADLINE_MARGIN) end
   local deadline = core.now() + timeout
   page:_clear_events()
+  local target = page:info().target
+  local guard = M.guard
+  guard.expect[target], guard.refused[target] = core.normalize(url) or url, nil
+  -- A refused navigation leaves the page committing an error document whose late events
+  -- would confuse its next use: it is closed, not reused.
+  local function refused()
+    page:mark_bad()
+    return nil, guard.refused[target]
+  end
+  page:_expect(url)
   local nav, err = send(page, "Page.navigate", { url = url }, timeout)
+  if page:live() then page:_expect(nil) end
+  guard.expect[target] = nil
+  if guard.refused[target] then return refused() end
   if not nav then return nil, err end
   if nav.errorText and nav.errorText ~= "" then
     return nil, "navigation to " .. url .. " failed: " .. nav.errorText
@@ -220,6 +252,7 @@ function Page.navigate(page, url, opts)
   local done = loader == nil or loader == json.null
   local want = LIFECYCLE[wait]
   while not done do
+    if guard.refused[target] then return refused() end
     local left = deadline - core.now()
     if left <= 0 then
       page:mark_bad()
@@ -260,6 +293,7 @@ function Page.navigate(page, url, opts)
       end
     end
   end
+  if guard.refused[target] then return refused() end
   if not res.status then
     -- No network response seen (served from cache, or a non-HTTP document): ask the page.
     local v = page:eval("(performance.getEntriesByType('navigation')[0]||{}).responseStatus||0")

@@ -19,10 +19,11 @@
 --   H.exists(path) -> bool;  H.dir_empty(path) -> bool (a missing dir counts as empty)
 --   H.script(text[, name]) -> path of a job script in a fresh temp dir
 -- Servers
---   H.server([root]) -> srv        server.py on 127.0.0.1 serving root (default H.fixture_root)
+--   H.server([root[, opts]]) -> srv  server.py on 127.0.0.1 serving root (default H.fixture_root);
+--                                  opts.robots_delay_ms: /robots.txt answered after that long
 --     srv.port, srv.pid, srv.root, srv.stderr_path
 --     srv.url([path]) -> "http://127.0.0.1:PORT" .. path (path defaults to "/")
---     srv.log() -> list of {method=, path=, time=, status=};  srv.clear_log();  srv.reset()
+--     srv.log() -> list of {method=, path=, time=, done=, status=, ua=};  srv.clear_log();  srv.reset()
 --     srv.count(path) -> times path (with query, as requested) was served
 --     srv.stop() -> true once the process is gone (SIGTERM, then SIGKILL after 5 s)
 --   H.site_server() -> srv         serves examples/site
@@ -298,13 +299,15 @@ end
 -- Fixture server
 -- ---------------------------------------------------------------------------------------
 
-function H.server(root)
+function H.server(root, opts)
+  opts = opts or {}
   root = absolute(root or H.fixture_root)
   assert(lfs.attributes(root, "mode") == "directory", "no such server root: " .. root)
   local dir = H.tmpdir()
   local port_file, stderr_path = dir .. "/port", dir .. "/server.stderr"
-  local cmd = string.format("%s %s --root %s --port-file %s --watch-pid %d </dev/null >%s 2>&1 "
-    .. "& echo $!", q(H.python), q(SERVER_PY), q(root), q(port_file), H.pid, q(stderr_path))
+  local extra = opts.robots_delay_ms and ("--robots-delay-ms " .. math.tointeger(opts.robots_delay_ms)) or ""
+  local cmd = string.format("%s %s --root %s --port-file %s --watch-pid %d %s </dev/null >%s 2>&1 "
+    .. "& echo $!", q(H.python), q(SERVER_PY), q(root), q(port_file), H.pid, extra, q(stderr_path))
   local srv = { root = root, stderr_path = stderr_path }
   srv.pid = tonumber(sh_read(cmd):match("%d+"))
   owned.servers[#owned.servers + 1] = srv
