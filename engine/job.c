@@ -162,6 +162,14 @@ void lc_job_after_release(lc_engine *e) {
   if (e->sched) lc_sched_poke(e->sched);
 }
 
+/* A task is being stopped (deadline, cancel), before its variables are closed: whatever
+ * its pages are doing is not to be trusted, so each is closed when given back -- by a
+ * `<close>` variable while the task unwinds, or by the finalizer after. */
+void lc_job_task_stopping(void *ud, lc_task *t) {
+  lc_engine *e = ud;
+  if (e->cache) lc_cache_owner_mark_bad(e->cache, lc_task_id(t));
+}
+
 void lc_job_release_later(lc_engine *e, uint64_t handle) {
   if (e->lua_closing || !e->sched) return;
   if (e->n_gc_releases == e->cap_gc_releases) {
@@ -256,9 +264,8 @@ static void request_done(lc_task *t, int status, const char *err, void *ud) {
 
   /* The finalizer: everything the request acquired goes back, on every path. Pages of a
    * request stopped at its deadline may still be busy (a script spinning, a load hanging):
-   * they are closed, not reused. */
-  if (status == LC_TASK_TIMEOUT || status == LC_TASK_CANCELLED)
-    lc_cache_owner_mark_bad(e->cache, lc_task_id(t));
+   * lc_job_task_stopping marked them bad before the task unwound, so they are closed here,
+   * not reused. */
   int released = lc_cache_release_owner(e->cache, lc_task_id(t), lc_now(e));
   if (released > 0 && status == LC_TASK_OK)
     lc_debug("released %d handle(s) the handler of %s kept", released, rs->req.url);
@@ -488,14 +495,15 @@ int lc_job_write_stats(lc_engine *e, const char *path) {
           ",\"pages_failed\":%" PRIu64 ",\"retries\":%" PRIu64 ",\"throttled\":%" PRIu64
           ",\"robots_skipped\":%" PRIu64 ",\"records\":%" PRIu64 ",\"pages_created\":%" PRIu64
           ",\"pages_reused\":%" PRIu64 ",\"pages_closed\":%" PRIu64
-          ",\"browser_starts\":%d,\"browser_crashes\":%d,"
+          ",\"browser_starts\":%d,\"browser_crashes\":%d,\"events_dropped\":%" PRIu64
+          ","
           "\"browser_recycles\":%d,\"browser_rss_peak_mb\":%.1f,\"engine_rss_peak_mb\":%.1f,"
           "\"seconds\":%.3f,\"interrupted\":%s}\n",
           cs.contexts_created, cs.contexts_closed, cs.contexts_lost, cs.contexts_open_peak,
           cs.contexts_open, cs.refs_outstanding, cs.bad_releases, e->pages_ok, e->pages_failed,
           e->retries, e->throttled, e->robots_skipped, e->emitted, cs.pages_created,
           cs.pages_reused, cs.pages_closed, bs.browser_starts, bs.browser_crashes,
-          e->browser_recycles, (double)e->browser_rss_peak_kb / 1024.0,
+          bs.events_dropped, e->browser_recycles, (double)e->browser_rss_peak_kb / 1024.0,
           (double)lc_proc_self_peak_rss_kb() / 1024.0, secs, e->stop_signal ? "true" : "false");
   return fclose(f) == 0 ? 0 : -1;
 }
