@@ -37,8 +37,19 @@ local function timeout_of(opts)
   return t
 end
 
+-- Page methods wait for the browser: where the task cannot yield (an error handler, a
+-- metamethod, a sort comparator) they raise at once, as the engine's primitives do, instead
+-- of failing later in some helper with a misleading message.
+local function check_yieldable()
+  local _, main = coroutine.running()
+  if not main and not coroutine.isyieldable() then
+    error("page methods cannot be called inside a metamethod, a sort or gsub callback, or an error handler", 3)
+  end
+end
+
 -- Send a command; returns the decoded result table | nil, err.
 local function send(page, method, params, timeout)
+  check_yieldable()
   local text = "{}"
   if params ~= nil then
     local err
@@ -100,6 +111,7 @@ end
 -- value comes back as Lua data, like page:eval's. JavaScript exceptions are
 -- "JavaScript error: ..."; a reply past the default cap is "eval result too large: ...".
 local function world_eval(page, expression, timeout)
+  check_yieldable()
   timeout = timeout or timeout_of()
   for attempt = 1, 2 do
     local w = worlds[page]
