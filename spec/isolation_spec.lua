@@ -82,6 +82,8 @@ return { start = { P .. "/hostile.html" }, retries = 0, timeout_ms = 60000,
     check("eval_list", function() return page:eval("bigList", { max_bytes = 1000 }) end)
     check("eval_after", function() return page:eval("6 * 7") end)
     check("eval_small", function() return page:eval("({ n: 1, s: 'ok' })", { max_bytes = 1000 }) end)
+    -- Without max_bytes nothing within the default limit is refused (non-ASCII: 6 bytes each).
+    check("eval_non_ascii", function() return page:eval("'\\u00e9'.repeat(100000)") end)
     check("links_after", function() return page:links() end)
     -- The engine's world is made again after a navigation.
     assert(page:navigate(P .. "/a.html"))
@@ -113,6 +115,7 @@ return { start = { P .. "/hostile.html" }, retries = 0, timeout_ms = 60000,
     assert.is_nil(c.markdown.a:find("fake", 1, true))
     assert.equals(42, c.eval_after.a, "the connection went on")
     assert.same({ n = 1, s = "ok" }, c.eval_small.a)
+    assert.equals(string.rep("\u{e9}", 100000), c.eval_non_ascii.a)
     assert.same({ P .. "/a.html", P .. "/b.html" }, c.links_after.a)
     assert.equals("A", c.title_next.a)
     assert.same({}, c.links_next.a)

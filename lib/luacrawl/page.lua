@@ -77,6 +77,9 @@ M.send = send
 local WORLD_NAME = "luacrawl"
 -- The reply allowance around a value: {"id":..,"result":{"result":{"type":..,"value":V}},"sessionId":..}
 local REPLY_ENVELOPE = 512
+-- The reply cap when no max_bytes is given: the default limit counts JSON characters (checked
+-- in the page), and the browser writes each non-ASCII character as a 6-byte escape.
+local DEFAULT_REPLY_CAP = 6 * MAX_EVAL_BYTES + REPLY_ENVELOPE
 local WORLD_LOST = "luacrawl-world-lost"
 local worlds = setmetatable({}, { __mode = "k" }) -- page handle -> { id, key, token }
 
@@ -120,14 +123,20 @@ local function world_eval(page, expression, timeout)
       w, err = make_world(page, timeout)
       if not w then return nil, err end
     end
+    -- In this world JSON.stringify is the real one: the size check is exact here, and the
+    -- engine's reply cap only guards the connection.
     local wrapped = "(function(){if(globalThis[" .. json.encode(w.key) .. "]!==" .. json.encode(w.token) ..
-      ")return " .. json.encode(WORLD_LOST) .. ";return [(" .. expression .. ")];})()"
+      ")return " .. json.encode(WORLD_LOST) .. ";var v=[(" .. expression .. ")],t=JSON.stringify(v);" ..
+      "if(t&&t.length>" .. MAX_EVAL_BYTES .. ")throw new Error('luacrawl-eval:too large:'+t.length+" ..
+      "' characters of JSON, the limit is " .. MAX_EVAL_BYTES .. "');return v;})()"
     local text, err = page:_send("Runtime.evaluate", json.encode {
       expression = wrapped, contextId = w.id, returnByValue = true,
-    }, timeout, MAX_EVAL_BYTES + REPLY_ENVELOPE)
+    }, timeout, DEFAULT_REPLY_CAP)
     local lost = false
     if not text then
-      if not err:find("Cannot find context", 1, true) or attempt == 2 then
+      -- A context gone with its document (a navigation) is made again, once.
+      if not (err:find("Cannot find context", 1, true) or err:find("context was destroyed", 1, true))
+          or attempt == 2 then
         if err:find("reply exceeds max_bytes", 1, true) then return nil, "eval result too large: " .. err end
         return nil, err
       end
@@ -135,7 +144,12 @@ local function world_eval(page, expression, timeout)
     else
       local r, derr = json.decode(text)
       if not r then return nil, "eval result cannot be read: " .. derr end
-      if r.exceptionDetails then return nil, "JavaScript error: " .. exception_text(r.exceptionDetails) end
+      if r.exceptionDetails then
+        local msg = exception_text(r.exceptionDetails)
+        local why = msg:match("luacrawl%-eval:too large:([^\n]*)")
+        if why then return nil, "eval result too large: " .. why end
+        return nil, "JavaScript error: " .. msg
+      end
       local v = r.result and r.result.value
       if type(v) == "table" then
         local ok, plain = pcall(json.plain, v[1])
@@ -416,6 +430,10 @@ local EVAL_WRAP = [[(function(src, limit, wait){
 -- The value of the script's last expression as Lua data (JSON null -> nil); a promise is
 -- awaited unless await = false. A JavaScript exception, a cyclic value, a value larger than
 -- max_bytes (default 64 MiB of JSON) or one nested too deeply is a runtime error (nil, err).
+-- max_bytes holds on the engine's side too, whatever the page redefines: a reply longer than
+-- max_bytes + REPLY_ENVELOPE bytes (the value's JSON as the browser writes it, where a
+-- non-ASCII character is a 6-byte escape) fails the call alone. Without max_bytes, the cap is
+-- DEFAULT_REPLY_CAP, so an honest value within 64 MiB of JSON is never refused.
 function Page.eval(page, js, opts)
   if type(js) ~= "string" then error("page:eval: expects a JavaScript string", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("page:eval: options must be a table", 2) end
@@ -429,7 +447,7 @@ function Page.eval(page, js, opts)
   local text, err = page:_send("Runtime.evaluate", json.encode {
     expression = expression, returnByValue = true, awaitPromise = wait,
     userGesture = true,
-  }, timeout_of(opts), limit + REPLY_ENVELOPE)
+  }, timeout_of(opts), opts.max_bytes and limit + REPLY_ENVELOPE or DEFAULT_REPLY_CAP)
   if not text then
     if err:find("reply exceeds max_bytes", 1, true) then
       return nil, "eval result too large: reply exceeds max_bytes (" .. limit .. ")"
