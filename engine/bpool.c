@@ -11,7 +11,6 @@
 #include "log.h"
 #include "url.h"
 
-#define MAX_EVENTS_PER_PAGE 4000
 #define CMD_TIMEOUT_MS 15000
 
 enum { G_STARTING, G_READY, G_CLOSING, G_DEAD };
@@ -56,6 +55,7 @@ struct lc_enpage {
   char broken[160];
   pev *head, *tail;
   int n_events;
+  size_t event_bytes; /* params bytes of the queued events */
   lc_task *waiter;
   uv_timer_t *timer; /* malloc'ed; freed in its close callback */
   int guard;         /* main-frame document requests go to on_nav_paused */
@@ -97,14 +97,19 @@ static void pev_free(pev *e) {
   free(e);
 }
 
+/* Unlinks and frees the oldest queued event. */
+static void page_drop_oldest(lc_enpage *pg) {
+  pev *e = pg->head;
+  pg->head = e->next;
+  if (!pg->head) pg->tail = NULL;
+  pg->n_events--;
+  pg->event_bytes -= e->len;
+  pg->pool->stats.events_queued_bytes -= e->len;
+  pev_free(e);
+}
+
 void lc_enpage_clear_events(lc_enpage *pg) {
-  while (pg->head) {
-    pev *e = pg->head;
-    pg->head = e->next;
-    pev_free(e);
-  }
-  pg->tail = NULL;
-  pg->n_events = 0;
+  while (pg->head) page_drop_oldest(pg);
 }
 
 /* Wake the waiting task with nil, why. */
@@ -180,10 +185,10 @@ const char *lc_enpage_target(const lc_enpage *pg) { return pg->target; }
 const char *lc_enpage_broken(const lc_enpage *pg) { return pg->broken[0] ? pg->broken : NULL; }
 
 uint64_t lc_enpage_send(lc_bpool *p, lc_enpage *pg, const char *method, const char *params,
-                        int timeout_ms, lc_cdp_reply_fn fn, void *ud) {
+                        int timeout_ms, size_t max_reply, lc_cdp_reply_fn fn, void *ud) {
   gen_t *g = gen_find(p, pg->gen);
   if (!g || g->state != G_READY || !g->cdp || pg->broken[0]) return 0;
-  return lc_cdp_send(g->cdp, pg->session, method, params, timeout_ms, fn, ud);
+  return lc_cdp_send_capped(g->cdp, pg->session, method, params, timeout_ms, max_reply, fn, ud);
 }
 
 static void free_block(lc_enpage *pg) {
@@ -267,7 +272,7 @@ static void nav_answer(lc_bpool *p, lc_enpage *pg, const char *request_id, size_
   lc_buf_puts(&b, allow ? "}" : ",\"errorReason\":\"BlockedByClient\"}");
   if (!lc_buf_str(&b) ||
       !lc_enpage_send(p, pg, allow ? "Fetch.continueRequest" : "Fetch.failRequest", b.p,
-                      CMD_TIMEOUT_MS, reply_nav, NULL))
+                      CMD_TIMEOUT_MS, 0, reply_nav, NULL))
     lc_debug("cannot answer a paused navigation of page %llu", (unsigned long long)pg->page_id);
   lc_buf_free(&b);
 }
@@ -329,13 +334,21 @@ static void page_push_event(lc_enpage *pg, const char *method, const char *param
     lc_task_op_complete(t, 2);
     return;
   }
-  if (pg->n_events >= MAX_EVENTS_PER_PAGE) {
-    pev *old = pg->head;
-    pg->head = old->next;
-    if (!pg->head) pg->tail = NULL;
-    pev_free(old);
-    pg->n_events--;
-    pg->pool->stats.events_dropped++;
+  lc_bpool *p = pg->pool;
+  /* Nobody reads an idle page's events (its next use starts by clearing them): keep none. */
+  if (p->cache && !lc_cache_page_in_use(p->cache, pg->page_id)) {
+    p->stats.events_dropped += (uint64_t)pg->n_events + 1;
+    lc_enpage_clear_events(pg);
+    return;
+  }
+  if (len > LC_ENPAGE_MAX_EVENT_BYTES) {
+    p->stats.events_dropped++;
+    return;
+  }
+  while (pg->head && (pg->n_events >= LC_ENPAGE_MAX_EVENTS ||
+                      pg->event_bytes + len > LC_ENPAGE_MAX_EVENT_BYTES)) {
+    page_drop_oldest(pg);
+    p->stats.events_dropped++;
   }
   pev *e = calloc(1, sizeof *e);
   if (!e) return;
@@ -354,6 +367,8 @@ static void page_push_event(lc_enpage *pg, const char *method, const char *param
     pg->head = e;
   pg->tail = e;
   pg->n_events++;
+  pg->event_bytes += len;
+  p->stats.events_queued_bytes += len;
 }
 
 static void event_timeout_cb(uv_timer_t *h) {
@@ -380,12 +395,9 @@ static void event_cancel(lc_task *t, void *data) {
 int lc_enpage_next_event(lua_State *L, lc_task *t, lc_bpool *p, lc_enpage *pg, int timeout_ms) {
   if (pg->head) {
     pev *e = pg->head;
-    pg->head = e->next;
-    if (!pg->head) pg->tail = NULL;
-    pg->n_events--;
     lua_pushstring(L, e->method);
     lua_pushlstring(L, e->params, e->len);
-    pev_free(e);
+    page_drop_oldest(pg);
     return 2;
   }
   if (pg->broken[0]) {
@@ -540,6 +552,19 @@ static void reply_dialog(void *ud, int err, char *r, size_t n) {
   if (err) lc_debug("dismissing a dialog: %s", r);
 }
 
+/* A page whose renderer crashed or whose target detached: its commands and waiter fail, and
+ * the cache closes it (now if idle, at release if in use) instead of handing it out again.
+ * The cache may close the page inside the call (be_close_page frees pg): pg is not touched
+ * after it. */
+static void page_broken(gen_t *g, lc_enpage *pg, const char *why) {
+  lc_bpool *p = g->pool;
+  uint64_t page_id = pg->page_id;
+  if (g->cdp) lc_cdp_fail_session(g->cdp, pg->session, why);
+  page_break(pg, why);
+  lc_enpage_clear_events(pg);
+  if (p->cache) lc_cache_page_broken(p->cache, page_id, now_ms(p));
+}
+
 static void on_cdp_event(void *ud, const char *session, const char *method, char *params,
                          size_t len) {
   gen_t *g = ud;
@@ -557,19 +582,14 @@ static void on_cdp_event(void *ud, const char *session, const char *method, char
       else if (lc_json_member(params, len, "targetId", &v) == 0 &&
                lc_json_plain_string(v, id, sizeof id) == 0)
         pg = page_by_target(p, g->gen, id);
-      if (pg) {
-        const char *why = method[7] == 't' ? "page crashed" : "page detached";
-        if (g->cdp) lc_cdp_fail_session(g->cdp, pg->session, why);
-        page_break(pg, why);
-      }
+      if (pg) page_broken(g, pg, method[7] == 't' ? "page crashed" : "page detached");
     }
     return;
   }
   pg = page_by_session(p, g->gen, session);
   if (!pg) return;
   if (strcmp(method, "Inspector.targetCrashed") == 0) {
-    if (g->cdp) lc_cdp_fail_session(g->cdp, pg->session, "page crashed");
-    page_break(pg, "page crashed");
+    page_broken(g, pg, "page crashed");
     return;
   }
   if (strcmp(method, "Fetch.requestPaused") == 0) {

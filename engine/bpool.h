@@ -39,7 +39,8 @@ typedef struct lc_bpool_stats {
   int browser_starts;
   int browser_crashes;
   int live_browsers;
-  uint64_t events_dropped;
+  uint64_t events_dropped;      /* past a page's caps, or arrived while the page was idle */
+  uint64_t events_queued_bytes; /* params bytes buffered now, all pages */
 } lc_bpool_stats;
 
 /* Created once per engine; freed by lc_bpool_free after the cache released everything (it
@@ -86,9 +87,10 @@ const char *lc_enpage_session(const lc_enpage *pg);
 const char *lc_enpage_target(const lc_enpage *pg);
 /* Why the page cannot be used (crashed, detached), or NULL while it is healthy. */
 const char *lc_enpage_broken(const lc_enpage *pg);
-/* A command on the page's session. Returns 0 if it cannot be sent. */
+/* A command on the page's session; a reply longer than `max_reply` bytes (0: no cap) fails
+ * it with LC_CDP_ETOOBIG. Returns 0 if it cannot be sent. */
 uint64_t lc_enpage_send(lc_bpool *p, lc_enpage *pg, const char *method, const char *params,
-                        int timeout_ms, lc_cdp_reply_fn fn, void *ud);
+                        int timeout_ms, size_t max_reply, lc_cdp_reply_fn fn, void *ud);
 /* Guard (on) or stop guarding the page's main-frame navigations (Fetch must be enabled with a
  * Document pattern):
  * their paused requests go to on_nav_paused. `block` holds the page's Fetch URL patterns
@@ -102,6 +104,11 @@ void lc_enpage_expect(lc_enpage *pg, const char *url);
 /* Answer a paused navigation request: continue it (allow) or fail it as BlockedByClient. */
 void lc_enpage_nav_decide(lc_bpool *p, lc_enpage *pg, const char *request_id, int allow);
 
+/* Events are buffered per page up to LC_ENPAGE_MAX_EVENTS events and LC_ENPAGE_MAX_EVENT_BYTES
+ * bytes of params (the oldest are dropped first, and counted), and only while the cache has
+ * the page in use: an idle page's events are dropped as they come. */
+#define LC_ENPAGE_MAX_EVENTS 4000
+#define LC_ENPAGE_MAX_EVENT_BYTES (8u * 1024 * 1024)
 /* Forget buffered events (a new navigation, a reuse). */
 void lc_enpage_clear_events(lc_enpage *pg);
 /* Async for a task: the next buffered event (method, params JSON), or nil, err on timeout or

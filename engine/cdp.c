@@ -18,8 +18,9 @@ typedef struct cdp_cmd {
   lc_cdp_reply_fn fn;
   void *ud;
   char session[64];
-  int failed;      /* queued to fail on the next sweep (could not send) */
-  char method[64]; /* for messages */
+  size_t max_reply; /* 0: no cap on the reply's length */
+  int failed;       /* queued to fail on the next sweep (could not send) */
+  char method[64];  /* for messages */
 } cdp_cmd;
 
 struct lc_cdp {
@@ -106,6 +107,13 @@ static void on_ws_close(void *ud, const char *why) {
 static void handle_reply(lc_cdp *c, int64_t id, char *msg, size_t len) {
   cdp_cmd *m = cmd_find(c, (uint64_t)id);
   if (!m) return; /* cancelled, or answered after its deadline */
+  if (m->max_reply && len > m->max_reply) {
+    /* Refused before its payload is looked at: this command fails, nothing else does. */
+    char buf[160];
+    snprintf(buf, sizeof buf, "%s: reply exceeds max_bytes (%zu)", m->method, m->max_reply);
+    cmd_finish(c, m, LC_CDP_ETOOBIG, buf, strlen(buf));
+    return;
+  }
   lc_json_span v;
   if (lc_json_member(msg, len, "error", &v) == 0) {
     lc_json_span em;
@@ -212,9 +220,16 @@ void lc_cdp_free(lc_cdp *c) {
 
 uint64_t lc_cdp_send(lc_cdp *c, const char *session, const char *method, const char *params_json,
                      int timeout_ms, lc_cdp_reply_fn fn, void *ud) {
+  return lc_cdp_send_capped(c, session, method, params_json, timeout_ms, 0, fn, ud);
+}
+
+uint64_t lc_cdp_send_capped(lc_cdp *c, const char *session, const char *method,
+                            const char *params_json, int timeout_ms, size_t max_reply,
+                            lc_cdp_reply_fn fn, void *ud) {
   cdp_cmd *m = calloc(1, sizeof *m);
   if (!m) return 0;
   m->id = c->next_id++;
+  m->max_reply = max_reply;
   m->fn = fn;
   m->ud = ud;
   m->deadline_ms = uv_now(c->loop) + (uint64_t)(timeout_ms > 0 ? timeout_ms : 30000);

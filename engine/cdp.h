@@ -20,6 +20,7 @@ enum {
   LC_CDP_ETIMEOUT = -2, /* no answer before the deadline */
   LC_CDP_ECLOSED = -3,  /* the connection closed or was never open */
   LC_CDP_ESEND = -4,    /* could not queue the command */
+  LC_CDP_ETOOBIG = -5,  /* the reply was larger than the command's max_reply */
 };
 
 /* err == 0: `result` is the raw JSON of the "result" member (len bytes, writable, valid only
@@ -50,6 +51,13 @@ void lc_cdp_free(lc_cdp *c);
  * (a send that cannot be queued is failed on the next loop turn). */
 uint64_t lc_cdp_send(lc_cdp *c, const char *session, const char *method, const char *params_json,
                      int timeout_ms, lc_cdp_reply_fn fn, void *ud);
+/* The same, with a cap on the reply: a reply message longer than `max_reply` bytes (0: no
+ * cap) fails this command alone with LC_CDP_ETOOBIG ("reply exceeds max_bytes (N)"); the
+ * connection and every other command go on. The cap is checked here, on the whole message
+ * the transport hands over, so nothing the page runs can lift it. */
+uint64_t lc_cdp_send_capped(lc_cdp *c, const char *session, const char *method,
+                            const char *params_json, int timeout_ms, size_t max_reply,
+                            lc_cdp_reply_fn fn, void *ud);
 /* Forget a pending command: its reply callback will not fire. Returns 0, or -1 if unknown. */
 int lc_cdp_cancel(lc_cdp *c, uint64_t id);
 /* Fail every pending command of a session (a crashed or closed page) with `why`. */

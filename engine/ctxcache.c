@@ -172,6 +172,7 @@ typedef struct cache_page {
   uint64_t handle;   /* see page_state */
   uint64_t idle_seq; /* larger = idled more recently */
   int close_sent;    /* close_page called (state PAGE_CLOSING) */
+  int broken;        /* its renderer crashed or it detached: closed, never reused */
   int64_t idle_since_ms, close_deadline_ms;
 } cache_page;
 
@@ -574,8 +575,9 @@ static cache_page *page_lru_idle(const lc_cache *c) {
 static void page_settle(lc_cache *c, cache_page *p, int bad, int64_t now_ms) {
   cache_ctx *x = p->ctx;
   p->handle = 0;
-  if (bad || x->state != CTX_OPEN || x->detached || c->stats.idle_target == 0) {
-    if (!bad && x->state == CTX_OPEN && !x->detached) ghost_add(c, x->id); /* the pool said no */
+  if (bad || p->broken || x->state != CTX_OPEN || x->detached || c->stats.idle_target == 0) {
+    if (!bad && !p->broken && x->state == CTX_OPEN && !x->detached)
+      ghost_add(c, x->id); /* the pool said no */
     page_begin_close(c, p, now_ms);
     return;
   }
@@ -907,6 +909,24 @@ int lc_cache_page_mark_bad(lc_cache *c, uint64_t handle) {
   if (!h->want_page) return LC_CACHE_ENOENT;
   h->bad = 1;
   return 0;
+}
+
+int lc_cache_page_broken(lc_cache *c, uint64_t page_id, int64_t now_ms) {
+  if (!c) return LC_CACHE_EINVAL;
+  cache_enter(c);
+  cache_page *p = page_find(c, page_id);
+  int rc = p ? 0 : LC_CACHE_ENOENT;
+  if (p) {
+    p->broken = 1;
+    if (p->state == PAGE_IDLE) page_begin_close(c, p, now_ms);
+  }
+  cache_leave(c);
+  return rc;
+}
+
+int lc_cache_page_in_use(const lc_cache *c, uint64_t page_id) {
+  const cache_page *p = c ? page_find(c, page_id) : NULL;
+  return p && p->handle != 0 && (p->state == PAGE_IN_USE || p->state == PAGE_CREATING);
 }
 
 int lc_cache_handle_state(const lc_cache *c, uint64_t handle) {

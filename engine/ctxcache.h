@@ -185,6 +185,13 @@ int lc_cache_page_mark_bad(lc_cache *c, uint64_t handle);
  * pages were doing is not to be trusted). Returns how many. */
 int lc_cache_owner_mark_bad(lc_cache *c, uint64_t owner);
 
+/* Page `page_id` is broken (its renderer crashed, its target detached): closed now if idle,
+ * at its release if in use; never handed out again. Returns 0 or LC_CACHE_ENOENT. */
+int lc_cache_page_broken(lc_cache *c, uint64_t page_id, int64_t now_ms);
+/* 1 while page `page_id` is held by a handle (being created for one, or in use), else 0
+ * (idle, closing, unknown). */
+int lc_cache_page_in_use(const lc_cache *c, uint64_t page_id);
+
 /* What a ready handle refers to. NULL/0 for unknown handles or before ready. The strings
  * are owned by the cache and live as long as the handle. */
 const char *lc_cache_handle_target(const lc_cache *c, uint64_t handle);      /* CDP targetId */

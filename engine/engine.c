@@ -490,6 +490,7 @@ int lc_engine_run(const lc_run_opts *opts) {
   lua_setfield(e->L, LUA_REGISTRYINDEX, "luacrawl.engine");
   e->sched = lc_sched_new(&e->loop, e->L);
   lc_sched_on_idle(e->sched, lc_job_idle_work, e);
+  lc_sched_on_stop(e->sched, lc_job_task_stopping, e);
   set_paths(e->L);
 
   int code = LC_EXIT_OK;

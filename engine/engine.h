@@ -127,6 +127,8 @@ void lc_job_pump(lc_engine *e);
 void lc_job_after_release(lc_engine *e);
 /* Queue the release of a handle whose userdata was collected (from __gc). */
 void lc_job_release_later(lc_engine *e, uint64_t handle);
+/* The scheduler's stop callback (lc_sched_on_stop): marks the stopping task's pages bad. */
+void lc_job_task_stopping(void *ud, lc_task *t);
 /* The resume point's deferred work: queued releases, then a cleanup pass if one is due. */
 void lc_job_idle_work(void *ud);
 void lc_job_cleanup_pass(lc_engine *e, const char *why);

@@ -284,6 +284,14 @@ void lc_job_after_release(lc_engine *e) {
   if (e->sched) lc_sched_poke(e->sched);
 }
 
+/* A task is being stopped (deadline, cancel), before its variables are closed: whatever
+ * its pages are doing is not to be trusted, so each is closed when given back -- by a
+ * `<close>` variable while the task unwinds, or by the finalizer after. */
+void lc_job_task_stopping(void *ud, lc_task *t) {
+  lc_engine *e = ud;
+  if (e->cache) lc_cache_owner_mark_bad(e->cache, lc_task_id(t));
+}
+
 void lc_job_release_later(lc_engine *e, uint64_t handle) {
   if (e->lua_closing || !e->sched) return;
   if (e->n_gc_releases == e->cap_gc_releases) {
@@ -379,9 +387,8 @@ static void request_done(lc_task *t, int status, const char *err, void *ud) {
 
   /* The finalizer: everything the request acquired goes back, on every path. Pages of a
    * request stopped at its deadline may still be busy (a script spinning, a load hanging):
-   * they are closed, not reused. */
-  if (status == LC_TASK_TIMEOUT || status == LC_TASK_CANCELLED)
-    lc_cache_owner_mark_bad(e->cache, lc_task_id(t));
+   * lc_job_task_stopping marked them bad before the task unwound, so they are closed here,
+   * not reused. */
   int released = lc_cache_release_owner(e->cache, lc_task_id(t), lc_now(e));
   if (released > 0 && status == LC_TASK_OK)
     lc_debug("released %d handle(s) the handler of %s kept", released, rs->req.url);
@@ -611,25 +618,27 @@ int lc_job_write_stats(lc_engine *e, const char *path) {
   lc_bpool_get_stats(e->pool, &bs);
   lc_engine_sample_mem(e);
   double secs = (double)(lc_now(e) - (int64_t)e->started_ms) / 1000.0;
-  fprintf(
-      f,
-      "{\"contexts_created\":%" PRIu64 ",\"contexts_closed\":%" PRIu64 ",\"contexts_lost\":%" PRIu64
-      ",\"contexts_open_peak\":%d,\"contexts_open_at_exit\":%d,"
-      "\"refs_outstanding\":%d,\"bad_releases\":%" PRIu64 ",\"pages_ok\":%" PRIu64
-      ",\"pages_failed\":%" PRIu64 ",\"retries\":%" PRIu64 ",\"throttled\":%" PRIu64
-      ",\"robots_skipped\":%" PRIu64 ",\"records\":%" PRIu64 ",\"pages_created\":%" PRIu64
-      ",\"pages_reused\":%" PRIu64 ",\"pages_closed\":%" PRIu64 ",\"pages_evicted\":%" PRIu64
-      ",\"contexts_retired\":%" PRIu64 ",\"idle_ghost_hits\":%" PRIu64
-      ",\"browser_starts\":%d,\"browser_crashes\":%d,"
-      "\"browser_recycles\":%d,\"browser_rss_peak_mb\":%.1f,\"browser_pss_peak_mb\":%.1f,"
-      "\"browser_pss_mb\":%.1f,\"engine_rss_peak_mb\":%.1f,"
-      "\"seconds\":%.3f,\"interrupted\":%s}\n",
-      cs.contexts_created, cs.contexts_closed, cs.contexts_lost, cs.contexts_open_peak,
-      cs.contexts_open, cs.refs_outstanding, cs.bad_releases, e->pages_ok, e->pages_failed,
-      e->retries, e->throttled, e->robots_skipped, e->emitted, cs.pages_created, cs.pages_reused,
-      cs.pages_closed, cs.pages_evicted, cs.contexts_retired, cs.idle_ghost_hits, bs.browser_starts,
-      bs.browser_crashes, e->browser_recycles, (double)e->browser_rss_peak_kb / 1024.0,
-      (double)e->browser_pss_peak_kb / 1024.0, (double)e->browser_pss_kb / 1024.0,
-      (double)lc_proc_self_peak_rss_kb() / 1024.0, secs, e->stop_signal ? "true" : "false");
+  fprintf(f,
+          "{\"contexts_created\":%" PRIu64 ",\"contexts_closed\":%" PRIu64
+          ",\"contexts_lost\":%" PRIu64
+          ",\"contexts_open_peak\":%d,\"contexts_open_at_exit\":%d,"
+          "\"refs_outstanding\":%d,\"bad_releases\":%" PRIu64 ",\"pages_ok\":%" PRIu64
+          ",\"pages_failed\":%" PRIu64 ",\"retries\":%" PRIu64 ",\"throttled\":%" PRIu64
+          ",\"robots_skipped\":%" PRIu64 ",\"records\":%" PRIu64 ",\"pages_created\":%" PRIu64
+          ",\"pages_reused\":%" PRIu64 ",\"pages_closed\":%" PRIu64 ",\"pages_evicted\":%" PRIu64
+          ",\"contexts_retired\":%" PRIu64 ",\"idle_ghost_hits\":%" PRIu64
+          ",\"browser_starts\":%d,\"browser_crashes\":%d,\"events_dropped\":%" PRIu64
+          ","
+          "\"browser_recycles\":%d,\"browser_rss_peak_mb\":%.1f,\"browser_pss_peak_mb\":%.1f,"
+          "\"browser_pss_mb\":%.1f,\"engine_rss_peak_mb\":%.1f,"
+          "\"seconds\":%.3f,\"interrupted\":%s}\n",
+          cs.contexts_created, cs.contexts_closed, cs.contexts_lost, cs.contexts_open_peak,
+          cs.contexts_open, cs.refs_outstanding, cs.bad_releases, e->pages_ok, e->pages_failed,
+          e->retries, e->throttled, e->robots_skipped, e->emitted, cs.pages_created,
+          cs.pages_reused, cs.pages_closed, cs.pages_evicted, cs.contexts_retired,
+          cs.idle_ghost_hits, bs.browser_starts, bs.browser_crashes, bs.events_dropped,
+          e->browser_recycles, (double)e->browser_rss_peak_kb / 1024.0,
+          (double)e->browser_pss_peak_kb / 1024.0, (double)e->browser_pss_kb / 1024.0,
+          (double)lc_proc_self_peak_rss_kb() / 1024.0, secs, e->stop_signal ? "true" : "false");
   return fclose(f) == 0 ? 0 : -1;
 }

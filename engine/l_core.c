@@ -288,7 +288,8 @@ static void cmd_cancel(lc_task *t, void *data) {
 /* Send on the page `pg` (or the browser of generation `gen` when pg is NULL) and await the
  * answer. stack: +1 result_json | +2 nil, err */
 static int cmd_await(lua_State *L, lc_engine *e, lc_task *t, lc_enpage *pg, uint64_t handle,
-                     int gen, const char *method, const char *params, int timeout) {
+                     int gen, const char *method, const char *params, int timeout,
+                     size_t max_reply) {
   cmd_op *op = calloc(1, sizeof *op);
   if (!op) return luaL_error(L, "out of memory");
   op->t = t;
@@ -297,7 +298,7 @@ static int cmd_await(lua_State *L, lc_engine *e, lc_task *t, lc_enpage *pg, uint
   op->gen = pg ? lc_enpage_gen(pg) : gen;
   lc_task_op_begin(t, cmd_cancel, op);
   int ms = lc_task_remaining_ms(t, timeout);
-  op->id = pg ? lc_enpage_send(e->pool, pg, method, params, ms, cmd_reply, op)
+  op->id = pg ? lc_enpage_send(e->pool, pg, method, params, ms, max_reply, cmd_reply, op)
               : lc_bpool_send(e->pool, gen, method, params, ms, cmd_reply, op);
   if (!op->id) {
     lc_task_op_abort(t);
@@ -309,7 +310,9 @@ static int cmd_await(lua_State *L, lc_engine *e, lc_task *t, lc_enpage *pg, uint
   return lc_task_op_await(L, t);
 }
 
-/* page:_send(method, params_json [, timeout_ms]) [async] -> result_json | nil, err */
+/* page:_send(method, params_json [, timeout_ms [, max_reply]]) [async] -> result_json | nil, err
+ * max_reply: the longest reply message accepted, in bytes (engine-side; a longer one fails
+ * this command with "reply exceeds max_bytes (N)"). Default: no cap beyond the transport's. */
 static int l_page_send(lua_State *L) {
   lc_engine *e;
   l_handle *h;
@@ -317,13 +320,15 @@ static int l_page_send(lua_State *L) {
   const char *method = luaL_checkstring(L, 2);
   const char *params = luaL_optstring(L, 3, "{}");
   int timeout = (int)luaL_optinteger(L, 4, 30000);
+  lua_Integer max_reply = luaL_optinteger(L, 5, 0);
+  luaL_argcheck(L, max_reply >= 0, 5, "max_reply must be >= 0");
   lc_task *t = lc_task_check(L, "page methods");
   if (!pg || lc_enpage_broken(pg)) {
     lua_pushnil(L);
     lua_pushstring(L, pg ? lc_enpage_broken(pg) : "page is gone (its browser crashed or closed)");
     return 2;
   }
-  return cmd_await(L, e, t, pg, h->handle, 0, method, params, timeout);
+  return cmd_await(L, e, t, pg, h->handle, 0, method, params, timeout, (size_t)max_reply);
 }
 
 /* page:_event(timeout_ms) [async] -> method, params_json | nil, err */
@@ -641,6 +646,8 @@ static int l_core_stats(lua_State *L) {
   set_int(L, "queued", (lua_Integer)e->frontier->ops->pending(e->frontier));
   set_int(L, "browser_starts", bs.browser_starts);
   set_int(L, "browser_crashes", bs.browser_crashes);
+  set_int(L, "events_dropped", (lua_Integer)bs.events_dropped);
+  set_int(L, "events_queued_bytes", (lua_Integer)bs.events_queued_bytes);
   set_int(L, "browser_recycles", e->browser_recycles);
   set_int(L, "browser", e->gen);
   set_int(L, "browser_pid", (lua_Integer)lc_bpool_pid(e->pool, e->gen));
@@ -693,7 +700,7 @@ static int l_core_browser_send(lua_State *L) {
   const char *method = luaL_checkstring(L, 1);
   const char *params = luaL_optstring(L, 2, "{}");
   lc_task *t = lc_task_check(L, "browser commands");
-  return cmd_await(L, e, t, NULL, 0, e->gen, method, params, 15000);
+  return cmd_await(L, e, t, NULL, 0, e->gen, method, params, 15000, 0);
 }
 
 /* core.kill_browser() -> true: SIGKILL the current browser (fault drills) */

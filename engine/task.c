@@ -31,6 +31,7 @@ struct lc_task {
   int nargs;        /* values on co's stack to resume with */
   int64_t deadline; /* loop ms, 0: none */
   int timed_out;
+  int stop_told; /* the stop callback ran for it */
   lc_task_done_fn done;
   void *done_ud;
   void *data;
@@ -56,6 +57,8 @@ struct lc_sched {
   int closing; /* handles still closing in lc_sched_free */
   void (*idle_fn)(void *ud);
   void *idle_ud;
+  void (*stop_fn)(void *ud, lc_task *t);
+  void *stop_ud;
   int poked;
 };
 
@@ -96,6 +99,15 @@ static void unqueue(lc_task *t) {
 
 static void close_free(uv_handle_t *h) { free(h); }
 
+/* The task is being stopped (its deadline passed, or it is killed): tell the engine once,
+ * before any of its to-be-closed variables or pcall'd __close metamethods run. */
+static void tell_stop(lc_task *t) {
+  lc_sched *s = t->tag.sched;
+  if (t->stop_told) return;
+  t->stop_told = 1;
+  if (s->stop_fn) s->stop_fn(s->stop_ud, t);
+}
+
 /* Deadline hook: runs every HOOK_COUNT instructions in task threads (and in coroutines they
  * create, which inherit it). Once a deadline passed it raises at every instruction. */
 static void deadline_hook(lua_State *L, lua_Debug *ar) {
@@ -108,6 +120,7 @@ static void deadline_hook(lua_State *L, lua_Debug *ar) {
   uv_update_time(s->loop);
   if ((int64_t)uv_now(s->loop) < t->deadline) return;
   t->timed_out = 1;
+  tell_stop(t); /* before the error unwinds through a pcall that closes variables */
   lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1);
   if (L != t->co) lua_sethook(t->co, deadline_hook, LUA_MASKCOUNT, 1);
   luaL_error(L, "request deadline passed (handler still running)");
@@ -137,6 +150,7 @@ static void task_finish(lc_task *t, int status, const char *err) {
     if (t->op.cancel) t->op.cancel(t, t->op.data);
   }
   t->state = T_DONE;
+  if (status == LC_TASK_TIMEOUT || status == LC_TASK_CANCELLED) tell_stop(t);
   if (status != LC_TASK_OK) {
     /* Pending __close metamethods run now, under a deadline of their own: a slow or looping
        one is stopped after CLOSE_GRACE_MS instead of blocking the loop. */
@@ -208,6 +222,11 @@ static void idle_cb(uv_idle_t *h) {
 void lc_sched_on_idle(lc_sched *s, void (*fn)(void *ud), void *ud) {
   s->idle_fn = fn;
   s->idle_ud = ud;
+}
+
+void lc_sched_on_stop(lc_sched *s, void (*fn)(void *ud, lc_task *t), void *ud) {
+  s->stop_fn = fn;
+  s->stop_ud = ud;
 }
 
 void lc_sched_poke(lc_sched *s) {

@@ -126,11 +126,16 @@ function M.new(spec, cfg)
     if not page then return nil, created end
     if created then
       prepared[name] = nil
+      -- If this task is stopped while it prepares the page (its deadline passes while the
+      -- browser is slow), the session is closed as the task unwinds: a later open makes a
+      -- new one instead of waiting for a preparation that will never finish.
+      local opener <close> = setmetatable({}, { __close = function()
+        if prepared[name] then return end
+        if page:live() then page:mark_bad() end
+        core.close_session(name)
+      end })
       local pok, perr = page_api.prepare(page, c)
-      if not pok then
-        core.close_session(name) -- never hand out an unprepared session later
-        return nil, perr
-      end
+      if not pok then return nil, perr end -- closed by `opener`: never hand out an unprepared session
       prepared[name] = true
     end
     return page

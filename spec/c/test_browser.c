@@ -269,7 +269,9 @@ TEST(test_proc_group_tree) {
   for (int i = 0; i < 200 && lc_proc_group_alive(leader) < 2; i++) sleep_ms(5);
   CHECK_INT(lc_proc_group_alive(leader), 2);
   CHECK(lc_proc_tree_rss_kb(leader) > 0);
-  sleep_ms(200);
+  /* The child's CPU shows once it has run for a clock tick: on a loaded machine that may take
+   * a while. */
+  for (int i = 0; i < 500 && lc_proc_cpu_seconds(leader) <= 0.0; i++) sleep_ms(10);
   CHECK(lc_proc_cpu_seconds(leader) > 0.0);
   kill(-leader, SIGKILL);
   int st = 0;

@@ -838,6 +838,55 @@ TEST(test_page_reuse_and_bad_pages) {
   fake_free(f);
 }
 
+TEST(test_broken_page_is_closed_never_reused) {
+  fake *f = fake_new(5000, 4);
+  /* In use when it breaks: closed at its release, not idled. */
+  uint64_t h1 = acq_page_ready(f, 1, OPT_A);
+  uint64_t p1 = lc_cache_handle_page(f->c, h1);
+  CHECK_INT(lc_cache_page_in_use(f->c, p1), 1);
+  CHECK_INT(lc_cache_page_broken(f->c, p1, f->now), 0);
+  CHECK_INT(fake_pos(f, CALL_CLOSE_PAGE, p1), -1); /* not while in use */
+  lc_cache_release(f->c, h1, f->now);
+  CHECK(fake_pos(f, CALL_CLOSE_PAGE, p1) >= 0);
+  CHECK_INT(stats_of(f).idle_pages, 0);
+  CHECK_INT(lc_cache_page_in_use(f->c, p1), 0);
+  fake_complete_all(f);
+  /* Idle when it breaks: closed at once. */
+  uint64_t h2 = acq_page_ready(f, 1, OPT_A);
+  uint64_t p2 = lc_cache_handle_page(f->c, h2);
+  CHECK(p2 != p1);
+  lc_cache_release(f->c, h2, f->now);
+  CHECK_INT(stats_of(f).idle_pages, 1);
+  CHECK_INT(lc_cache_page_in_use(f->c, p2), 0);
+  CHECK_INT(lc_cache_page_broken(f->c, p2, f->now), 0);
+  CHECK(fake_pos(f, CALL_CLOSE_PAGE, p2) >= 0);
+  CHECK_INT(stats_of(f).idle_pages, 0);
+  CHECK_CACHE(f);
+  fake_complete_all(f);
+  uint64_t h3 = acq_page_ready(f, 1, OPT_A);
+  uint64_t p3 = lc_cache_handle_page(f->c, h3);
+  CHECK(p3 != p1 && p3 != p2);
+  CHECK_INT(lc_cache_handle_page_fresh(f->c, h3), 1);
+  lc_cache_release(f->c, h3, f->now);
+  /* A session whose page broke: closing and reopening it gives a new page. */
+  int created = 0;
+  uint64_t s1 = lc_cache_session_open(f->c, 7, "s", OPT_B, f->now, on_ready, f, &created);
+  fake_complete_all(f);
+  uint64_t sp1 = lc_cache_handle_page(f->c, s1);
+  CHECK_INT(lc_cache_page_broken(f->c, sp1, f->now), 0);
+  CHECK_INT(lc_cache_session_close(f->c, 7, "s", f->now), 0);
+  uint64_t s2 = lc_cache_session_open(f->c, 7, "s", OPT_B, f->now, on_ready, f, &created);
+  fake_complete_all(f);
+  CHECK_INT(created, 1);
+  CHECK(lc_cache_handle_page(f->c, s2) != sp1);
+  CHECK_INT(lc_cache_session_close(f->c, 7, "s", f->now), 0);
+  CHECK_INT(lc_cache_page_broken(f->c, 999999, f->now), LC_CACHE_ENOENT);
+  fake_complete_all(f);
+  CHECK_INT(stats_of(f).refs_outstanding, 0);
+  CHECK_CACHE(f);
+  fake_free(f);
+}
+
 TEST(test_max_idle_pages) {
   fake *f = fake_new(5000, 1);
   uint64_t h1 = acq_page_ready(f, 1, OPT_A), h2 = acq_page_ready(f, 1, OPT_A);
@@ -1315,9 +1364,14 @@ static uint64_t random_walk(uint64_t seed, const lc_cache_config *cfg, unsigned 
         }
       } else if (op < 88) {
         if (rnd_below(f, 2) == 0) lc_cache_set_generation(f->c, ++gen, f->now); /* recycle */
-      } else if (op < 93 && f->n_live) {
+      } else if (op < 92 && f->n_live) {
         uint64_t h = f->live[rnd_below(f, (unsigned)f->n_live)];
         int rc = lc_cache_page_mark_bad(f->c, h);
+        CHECK(rc == 0 || rc == LC_CACHE_ENOENT);
+      } else if (op < 93) {
+        /* a renderer crash: any page id the backend has seen, idle, in use or gone */
+        uint64_t page = 1 + rnd_below(f, (unsigned)(f->n_calls + 2));
+        int rc = lc_cache_page_broken(f->c, page, f->now);
         CHECK(rc == 0 || rc == LC_CACHE_ENOENT);
       } else if (op < 95) {
         int n = lc_cache_release_owner(f->c, owner, f->now);
@@ -1434,6 +1488,7 @@ int main(void) {
   RUN(test_browser_lost_drops_contexts);
   RUN(test_idle_timer_closes_after_and_not_before);
   RUN(test_page_reuse_and_bad_pages);
+  RUN(test_broken_page_is_closed_never_reused);
   RUN(test_max_idle_pages);
   RUN(test_creation_failures);
   RUN(test_release_of_pending_handle_cancels_ready);
