@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "browser.h"
+#include "interrupt.h"
 #include "log.h"
 #include "proc.h"
 
@@ -193,13 +194,10 @@ static void tick_cb(uv_timer_t *h) {
   }
 }
 
-static void on_signal(uv_signal_t *h, int sig) {
-  lc_engine *e = h->data;
-  if (e->stop_signal) {
-    /* Second interrupt: no more waiting. */
-    lc_browser_kill_all_now();
-    _exit(sig == SIGINT ? LC_EXIT_SIGINT : LC_EXIT_SIGTERM);
-  }
+/* The first SIGINT or SIGTERM, taken on the loop (interrupt.c: a second one, or a loop that
+ * does not get here in time, ends the process without waiting). */
+static void on_signal(int sig, void *ud) {
+  lc_engine *e = ud;
   e->stop_signal = sig; /* also when the job was already ending: the exit code says so */
   lc_info("%s: stopping (releasing everything; interrupt again to kill)",
           sig == SIGINT ? "interrupt" : "terminate");
@@ -400,8 +398,7 @@ static void free_engine(lc_engine *e) {
   uv_close((uv_handle_t *)&e->pump_timer, NULL);
   uv_close((uv_handle_t *)&e->tick_timer, NULL);
   uv_close((uv_handle_t *)&e->stop_timer, NULL);
-  uv_close((uv_handle_t *)&e->sigint, NULL);
-  uv_close((uv_handle_t *)&e->sigterm, NULL);
+  lc_interrupt_stop();
   uv_run(&e->loop, UV_RUN_DEFAULT);
   if (e->ws) lc_ws_ctx_destroy_finish(e->ws);
   uv_run(&e->loop, UV_RUN_DEFAULT);
@@ -444,10 +441,6 @@ int lc_engine_run(const lc_run_opts *opts) {
   e->tick_timer.data = e;
   uv_timer_init(&e->loop, &e->stop_timer);
   e->stop_timer.data = e;
-  uv_signal_init(&e->loop, &e->sigint);
-  e->sigint.data = e;
-  uv_signal_init(&e->loop, &e->sigterm);
-  e->sigterm.data = e;
 
   e->L = luaL_newstate();
   if (!e->L) {
@@ -484,8 +477,12 @@ int lc_engine_run(const lc_run_opts *opts) {
   signal(SIGABRT, fatal_signal);
   signal(SIGBUS, fatal_signal);
   signal(SIGPIPE, SIG_IGN);
-  uv_signal_start(&e->sigint, on_signal, SIGINT);
-  uv_signal_start(&e->sigterm, on_signal, SIGTERM);
+  int irc = lc_interrupt_start(&e->loop, on_signal, e, lc_browser_kill_all_now);
+  if (irc < 0) {
+    fprintf(stderr, "luacrawl: cannot install the signal handlers: %s\n", uv_strerror(irc));
+    code = LC_EXIT_FAILED;
+    goto out;
+  }
 
   e->ws = lc_ws_ctx_new(&e->loop, &err);
   if (!e->ws) {

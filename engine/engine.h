@@ -102,7 +102,6 @@ typedef struct lc_engine {
 
   uv_timer_t pump_timer; /* wakes the pump when a retry or host delay is due */
   uv_timer_t tick_timer; /* cache tick, idle cleanup, RSS sampling, progress */
-  uv_signal_t sigint, sigterm;
   uv_timer_t stop_timer; /* bounds the shutdown */
   int progress_tty;
   int progress_shown;
