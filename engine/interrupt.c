@@ -6,6 +6,7 @@
 #include <semaphore.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -71,33 +72,43 @@ static void sleep_ms(int ms) {
   }
 }
 
-/* The watchdog: sleeps until a signal, then watches the loop take it and shut down. */
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The watchdog: sleeps until a signal, then watches the loop take it and shut down. Times are
+ * read from the clock, not counted in sleeps: on a loaded machine a 20 ms sleep takes longer. */
 static void *watchdog(void *arg) {
   (void)arg;
   while (sem_wait(&g.wake) != 0) {
   }
+  int64_t start = mono_ms(), last_beat_ms = start;
   int sig = atomic_load(&g.first_sig);
   const char *name = sig == SIGINT ? "SIGINT" : "SIGTERM";
   char msg[200];
-  int waited = 0, still = 0;
   unsigned last = atomic_load(&g.beats);
   for (;;) {
-    sleep_ms(20);
-    waited += 20;
-    unsigned now = atomic_load(&g.beats);
-    still = now == last ? still + 20 : 0;
-    last = now;
+    sleep_ms(10);
+    int64_t now = mono_ms();
+    unsigned beats = atomic_load(&g.beats);
+    if (beats != last) {
+      last = beats;
+      last_beat_ms = now;
+    }
     if (!atomic_load(&g.taken)) {
-      if (waited < LC_INTERRUPT_ACK_MS) continue;
+      if (now - start < LC_INTERRUPT_ACK_MS) continue;
       snprintf(msg, sizeof msg,
                "luacrawl: %s: the engine did not take it within %d ms (Lua stuck in a long "
                "call?); killing the browser and exiting\n",
                name, LC_INTERRUPT_ACK_MS);
       die_now(sig, msg);
     }
-    if (still >= LC_INTERRUPT_STALL_MS || waited >= LC_INTERRUPT_TOTAL_MS) {
+    int stalled = now - last_beat_ms >= LC_INTERRUPT_STALL_MS;
+    if (stalled || now - start >= LC_INTERRUPT_TOTAL_MS) {
       snprintf(msg, sizeof msg, "luacrawl: %s: the shutdown %s; killing the browser and exiting\n",
-               name, still >= LC_INTERRUPT_STALL_MS ? "stopped making progress" : "took too long");
+               name, stalled ? "stopped making progress" : "took too long");
       die_now(sig, msg);
     }
   }

@@ -18,7 +18,7 @@
 
 #include <uv.h>
 
-#define LC_INTERRUPT_ACK_MS 900
+#define LC_INTERRUPT_ACK_MS 600
 #define LC_INTERRUPT_STALL_MS 1500
 #define LC_INTERRUPT_TOTAL_MS 20000
 
