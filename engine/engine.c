@@ -199,6 +199,7 @@ static void tick_cb(uv_timer_t *h) {
 static void on_signal(int sig, void *ud) {
   lc_engine *e = ud;
   e->stop_signal = sig; /* also when the job was already ending: the exit code says so */
+  e->signal_ms = uv_now(&e->loop);
   lc_info("%s: stopping (releasing everything; interrupt again to kill)",
           sig == SIGINT ? "interrupt" : "terminate");
   lc_job_stop(e, sig);
@@ -333,6 +334,12 @@ static int contexts_closed(lc_engine *e) {
   return 1;
 }
 
+/* The backlog is out, the output failed, or a signal's short wait for the reader is over. */
+static int output_done(lc_engine *e) {
+  if (lc_sink_backlog(e->sink) == 0 || e->output_err) return 1;
+  return e->stop_signal && uv_now(&e->loop) >= e->signal_ms + LC_OUTPUT_SIGNAL_WAIT_MS;
+}
+
 static int browsers_gone(lc_engine *e) { return lc_bpool_live(e->pool) == 0; }
 static int tasks_gone(lc_engine *e) { return lc_sched_count(e->sched) == 0; }
 
@@ -373,6 +380,18 @@ static void shutdown_engine(lc_engine *e) {
     lc_bpool_close_all(e->pool, 2000);
     run_for(e, 5000, browsers_gone);
   }
+  /* 5. the output the reader has not taken yet: waited for as long as the reader lives (the
+   * loop turns, so a signal still ends the wait), briefly after a signal. */
+  if (e->sink && lc_sink_backlog(e->sink) > 0 && !e->output_err) {
+    lc_job_output_kick(e);
+    while (!output_done(e)) {
+      uv_run(&e->loop, UV_RUN_ONCE);
+      uv_update_time(&e->loop);
+    }
+    size_t left = lc_sink_backlog(e->sink);
+    if (left > 0 && !e->output_err)
+      lc_warn("%zu bytes of output not written: the reader stopped reading", left);
+  }
   uv_timer_stop(&e->stop_timer);
 }
 
@@ -398,6 +417,7 @@ static void free_engine(lc_engine *e) {
   uv_close((uv_handle_t *)&e->pump_timer, NULL);
   uv_close((uv_handle_t *)&e->tick_timer, NULL);
   uv_close((uv_handle_t *)&e->stop_timer, NULL);
+  uv_close((uv_handle_t *)&e->out_timer, NULL);
   lc_interrupt_stop();
   uv_run(&e->loop, UV_RUN_DEFAULT);
   if (e->ws) lc_ws_ctx_destroy_finish(e->ws);
@@ -441,6 +461,8 @@ int lc_engine_run(const lc_run_opts *opts) {
   e->tick_timer.data = e;
   uv_timer_init(&e->loop, &e->stop_timer);
   e->stop_timer.data = e;
+  uv_timer_init(&e->loop, &e->out_timer);
+  e->out_timer.data = e;
 
   e->L = luaL_newstate();
   if (!e->L) {
@@ -470,6 +492,9 @@ int lc_engine_run(const lc_run_opts *opts) {
     code = LC_EXIT_BADINPUT;
     goto out;
   }
+  /* A pipe or terminal is written through a bounded queue the loop drains: a reader that stops
+   * reading pauses the crawl instead of blocking the loop in write(2). */
+  lc_sink_jsonl_queue(e->sink, LC_OUTPUT_MAX_BACKLOG);
 
   /* From here on a browser may run: every exit path must take it down. */
   atexit(at_exit_kill);
