@@ -17,10 +17,15 @@
 #include "interrupt.h"
 #include "log.h"
 #include "proc.h"
+#include "window.h"
 
 #define TICK_MS 250
 #define SHUTDOWN_CLOSE_MS 3000
-#define MAX_CRASH_RESTARTS 8
+/* More than this many browser crashes within CRASH_WINDOW_MS is a crash loop: the job ends.
+ * Crashes spread out (a hostile page now and then, its retries backing off) are not: that page
+ * fails after its retries, the job goes on. */
+#define MAX_CRASHES_IN_WINDOW 8
+#define CRASH_WINDOW_MS 60000
 
 static int traceback(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
@@ -68,6 +73,12 @@ static int cfg_ref(lua_State *L, int idx, const char *k) {
 
 static void on_browser_ready(void *ud, int gen, int err, const char *msg) {
   lc_engine *e = ud;
+  if (err && e->stopping) {
+    /* Closed by the shutdown while it was starting (a restart after the last crash): not a
+     * failure of the run. */
+    lc_debug("a browser starting at shutdown did not finish: %s", msg ? msg : "closed");
+    return;
+  }
   if (err) {
     if (e->starting_gen == gen) {
       /* A recycle's new browser did not start: keep crawling on the old one. */
@@ -105,9 +116,12 @@ static void on_browser_lost(void *ud, int gen, int crashed, const char *why) {
   lc_engine *e = ud;
   if (!crashed || e->stopping) return;
   if (gen != e->gen) return; /* an old, draining browser: its requests fail and are retried */
-  if (++e->restarts > MAX_CRASH_RESTARTS) {
-    snprintf(e->fatal_msg, sizeof e->fatal_msg, "the browser crashed %d times; last: %s",
-             e->restarts, why);
+  e->restarts++;
+  int recent = lc_window_note(&e->crashes, lc_now(e), CRASH_WINDOW_MS);
+  if (recent > MAX_CRASHES_IN_WINDOW) {
+    snprintf(e->fatal_msg, sizeof e->fatal_msg,
+             "the browser crashed %d times within %d s (a crash loop); last: %s", recent,
+             CRASH_WINDOW_MS / 1000, why);
     e->fatal = 1;
     lc_job_stop(e, 0);
     uv_stop(&e->loop);

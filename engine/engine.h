@@ -18,6 +18,7 @@
 #include "output.h"
 #include "policy.h"
 #include "task.h"
+#include "window.h"
 #include "ws.h"
 
 typedef struct lc_run_opts {
@@ -87,6 +88,7 @@ typedef struct lc_engine {
   int starting_gen;   /* a generation being started for a recycle, or 0 */
   uint64_t gen_pages; /* pages served by the current generation */
   int restarts;       /* browser starts after crashes */
+  lc_window crashes;  /* when the current browsers crashed: a crash loop is fatal */
   int started;        /* the crawl has begun (start URLs queued) */
   int stopping;       /* no new work; finishing */
   int stop_signal;    /* SIGINT/SIGTERM that stopped the run, or 0 */

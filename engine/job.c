@@ -37,6 +37,7 @@ typedef struct req_state {
   lc_engine *e;
   lc_request req;
   lc_host *host;
+  int restarts_at_start; /* e->restarts when this attempt began */
 } req_state;
 
 /* The loop's clock, brought up to date: deadlines computed after long synchronous work (a
@@ -303,6 +304,20 @@ static void request_done(lc_task *t, int status, const char *err, void *ud) {
     result = msg;
   }
 
+  /* A browser crash during a failed attempt is named in the reason: a page that takes the
+   * browser down each time it loads fails after its retries, saying so; the job goes on. */
+  if (result && e->restarts > rs->restarts_at_start) {
+    rs->req.crashes++;
+    if (rs->req.attempt >= e->cfg.retries || e->stopping) {
+      char why[2048];
+      snprintf(why, sizeof why,
+               "the browser crashed during %d of its %d attempt%s (a page that takes the browser "
+               "down?); last error: %.1500s",
+               rs->req.crashes, rs->req.attempt + 1, rs->req.attempt ? "s" : "", result);
+      snprintf(msg, sizeof msg, "%s", why);
+      result = msg;
+    }
+  }
   /* The output failed: the run ends; a request that did not get through is neither done nor
    * failed, and nothing is retried (its page would be fetched again for nothing). */
   if (result && e->output_err) goto out;
@@ -366,6 +381,7 @@ void lc_job_pump(lc_engine *e) {
     rs->e = e;
     rs->req = r;
     rs->host = h;
+    rs->restarts_at_start = e->restarts;
     if (h) h->in_flight++; /* the delay is taken when the request navigates (lc_job_host_slot) */
     lua_rawgeti(e->L, LUA_REGISTRYINDEX, e->runner_ref);
     push_request(e->L, &rs->req);
