@@ -13,9 +13,9 @@
 #include <unistd.h>
 
 static struct {
-  uv_async_t async;  /* wakes the loop: on_signal runs from its callback */
-  uv_prepare_t beat; /* counts loop turns, for the watchdog */
-  int handles_live;  /* the two handles are initialized and not closing */
+  uv_async_t async;                   /* wakes the loop: on_signal runs from its callback */
+  uv_prepare_t beat;                  /* counts loop turns, for the watchdog */
+  volatile sig_atomic_t handles_live; /* the two handles are initialized and not closing */
   lc_interrupt_fn on_signal;
   void *ud;
   void (*last_words)(void);
