@@ -14,12 +14,18 @@
 #include <unistd.h>
 
 #include "browser.h"
+#include "interrupt.h"
 #include "log.h"
 #include "proc.h"
+#include "window.h"
 
 #define TICK_MS 250
 #define SHUTDOWN_CLOSE_MS 3000
-#define MAX_CRASH_RESTARTS 8
+/* More than this many browser crashes within CRASH_WINDOW_MS is a crash loop: the job ends.
+ * Crashes spread out (a hostile page now and then, its retries backing off) are not: that page
+ * fails after its retries, the job goes on. */
+#define MAX_CRASHES_IN_WINDOW 8
+#define CRASH_WINDOW_MS 60000
 
 static int traceback(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
@@ -67,6 +73,12 @@ static int cfg_ref(lua_State *L, int idx, const char *k) {
 
 static void on_browser_ready(void *ud, int gen, int err, const char *msg) {
   lc_engine *e = ud;
+  if (err && e->stopping) {
+    /* Closed by the shutdown while it was starting (a restart after the last crash): not a
+     * failure of the run. */
+    lc_debug("a browser starting at shutdown did not finish: %s", msg ? msg : "closed");
+    return;
+  }
   if (err) {
     if (e->starting_gen == gen) {
       /* A recycle's new browser did not start: keep crawling on the old one. */
@@ -104,9 +116,12 @@ static void on_browser_lost(void *ud, int gen, int crashed, const char *why) {
   lc_engine *e = ud;
   if (!crashed || e->stopping) return;
   if (gen != e->gen) return; /* an old, draining browser: its requests fail and are retried */
-  if (++e->restarts > MAX_CRASH_RESTARTS) {
-    snprintf(e->fatal_msg, sizeof e->fatal_msg, "the browser crashed %d times; last: %s",
-             e->restarts, why);
+  e->restarts++;
+  int recent = lc_window_note(&e->crashes, lc_now(e), CRASH_WINDOW_MS);
+  if (recent > MAX_CRASHES_IN_WINDOW) {
+    snprintf(e->fatal_msg, sizeof e->fatal_msg,
+             "the browser crashed %d times within %d s (a crash loop); last: %s", recent,
+             CRASH_WINDOW_MS / 1000, why);
     e->fatal = 1;
     lc_job_stop(e, 0);
     uv_stop(&e->loop);
@@ -221,14 +236,12 @@ static void tick_cb(uv_timer_t *h) {
   }
 }
 
-static void on_signal(uv_signal_t *h, int sig) {
-  lc_engine *e = h->data;
-  if (e->stop_signal) {
-    /* Second interrupt: no more waiting. */
-    lc_browser_kill_all_now();
-    _exit(sig == SIGINT ? LC_EXIT_SIGINT : LC_EXIT_SIGTERM);
-  }
+/* The first SIGINT or SIGTERM, taken on the loop (interrupt.c: a second one, or a loop that
+ * does not get here in time, ends the process without waiting). */
+static void on_signal(int sig, void *ud) {
+  lc_engine *e = ud;
   e->stop_signal = sig; /* also when the job was already ending: the exit code says so */
+  e->signal_ms = uv_now(&e->loop);
   lc_info("%s: stopping (releasing everything; interrupt again to kill)",
           sig == SIGINT ? "interrupt" : "terminate");
   lc_job_stop(e, sig);
@@ -364,6 +377,12 @@ static int contexts_closed(lc_engine *e) {
   return 1;
 }
 
+/* The backlog is out, the output failed, or a signal's short wait for the reader is over. */
+static int output_done(lc_engine *e) {
+  if (lc_sink_backlog(e->sink) == 0 || e->output_err) return 1;
+  return e->stop_signal && uv_now(&e->loop) >= e->signal_ms + LC_OUTPUT_SIGNAL_WAIT_MS;
+}
+
 static int browsers_gone(lc_engine *e) { return lc_bpool_live(e->pool) == 0; }
 static int tasks_gone(lc_engine *e) { return lc_sched_count(e->sched) == 0; }
 
@@ -405,6 +424,18 @@ static void shutdown_engine(lc_engine *e) {
     lc_bpool_close_all(e->pool, 2000);
     run_for(e, 5000, browsers_gone);
   }
+  /* 5. the output the reader has not taken yet: waited for as long as the reader lives (the
+   * loop turns, so a signal still ends the wait), briefly after a signal. */
+  if (e->sink && lc_sink_backlog(e->sink) > 0 && !e->output_err) {
+    lc_job_output_kick(e);
+    while (!output_done(e)) {
+      uv_run(&e->loop, UV_RUN_ONCE);
+      uv_update_time(&e->loop);
+    }
+    size_t left = lc_sink_backlog(e->sink);
+    if (left > 0 && !e->output_err)
+      lc_warn("%zu bytes of output not written: the reader stopped reading", left);
+  }
   uv_timer_stop(&e->stop_timer);
 }
 
@@ -431,8 +462,8 @@ static void free_engine(lc_engine *e) {
   uv_close((uv_handle_t *)&e->pump_timer, NULL);
   uv_close((uv_handle_t *)&e->tick_timer, NULL);
   uv_close((uv_handle_t *)&e->stop_timer, NULL);
-  uv_close((uv_handle_t *)&e->sigint, NULL);
-  uv_close((uv_handle_t *)&e->sigterm, NULL);
+  uv_close((uv_handle_t *)&e->out_timer, NULL);
+  lc_interrupt_stop();
   uv_run(&e->loop, UV_RUN_DEFAULT);
   if (e->ws) lc_ws_ctx_destroy_finish(e->ws);
   uv_run(&e->loop, UV_RUN_DEFAULT);
@@ -475,10 +506,8 @@ int lc_engine_run(const lc_run_opts *opts) {
   e->tick_timer.data = e;
   uv_timer_init(&e->loop, &e->stop_timer);
   e->stop_timer.data = e;
-  uv_signal_init(&e->loop, &e->sigint);
-  e->sigint.data = e;
-  uv_signal_init(&e->loop, &e->sigterm);
-  e->sigterm.data = e;
+  uv_timer_init(&e->loop, &e->out_timer);
+  e->out_timer.data = e;
 
   e->L = luaL_newstate();
   if (!e->L) {
@@ -509,6 +538,9 @@ int lc_engine_run(const lc_run_opts *opts) {
     code = LC_EXIT_BADINPUT;
     goto out;
   }
+  /* A pipe or terminal is written through a bounded queue the loop drains: a reader that stops
+   * reading pauses the crawl instead of blocking the loop in write(2). */
+  lc_sink_jsonl_queue(e->sink, LC_OUTPUT_MAX_BACKLOG);
 
   /* From here on a browser may run: every exit path must take it down. */
   atexit(at_exit_kill);
@@ -516,8 +548,12 @@ int lc_engine_run(const lc_run_opts *opts) {
   signal(SIGABRT, fatal_signal);
   signal(SIGBUS, fatal_signal);
   signal(SIGPIPE, SIG_IGN);
-  uv_signal_start(&e->sigint, on_signal, SIGINT);
-  uv_signal_start(&e->sigterm, on_signal, SIGTERM);
+  int irc = lc_interrupt_start(&e->loop, on_signal, e, lc_browser_kill_all_now);
+  if (irc < 0) {
+    fprintf(stderr, "luacrawl: cannot install the signal handlers: %s\n", uv_strerror(irc));
+    code = LC_EXIT_FAILED;
+    goto out;
+  }
 
   e->ws = lc_ws_ctx_new(&e->loop, &err);
   if (!e->ws) {

@@ -18,6 +18,7 @@
 #include "output.h"
 #include "policy.h"
 #include "task.h"
+#include "window.h"
 #include "ws.h"
 
 typedef struct lc_run_opts {
@@ -40,6 +41,15 @@ enum {
 };
 
 typedef struct lc_host lc_host; /* per-host politeness state (job.c) */
+
+/* Output that the reader has not taken yet (a pipe, a terminal): above the soft mark the job
+ * starts no new request until the backlog drains; the hard cap refuses a request's records
+ * (all of them) rather than grow memory without bound. */
+#define LC_OUTPUT_SOFT_BACKLOG ((size_t)4 << 20)
+#define LC_OUTPUT_MAX_BACKLOG ((size_t)64 << 20)
+#define LC_OUTPUT_DRAIN_MS 10 /* how often a backlog is pushed */
+#define LC_OUTPUT_SIGNAL_WAIT_MS \
+  500 /* after SIGINT/SIGTERM, how long the end waits for the reader */
 
 typedef struct lc_job_cfg {
   int concurrency;
@@ -79,11 +89,15 @@ typedef struct lc_engine {
   int starting_gen;   /* a generation being started for a recycle, or 0 */
   uint64_t gen_pages; /* pages served by the current generation */
   int restarts;       /* browser starts after crashes */
+  lc_window crashes;  /* when the current browsers crashed: a crash loop is fatal */
   int started;        /* the crawl has begun (start URLs queued) */
   int stopping;       /* no new work; finishing */
   int stop_signal;    /* SIGINT/SIGTERM that stopped the run, or 0 */
   int exit_code;
-  int fatal; /* the run failed before its end */
+  int fatal;          /* the run failed before its end */
+  int output_err;     /* errno of a failed output write: the run stops, nothing is retried */
+  int output_paused;  /* the pump stopped for the output backlog */
+  uint64_t signal_ms; /* when stop_signal arrived (loop ms) */
   char fatal_msg[512];
 
   int cleanup_due;       /* a cleanup pass is to run at the resume point */
@@ -109,8 +123,8 @@ typedef struct lc_engine {
 
   uv_timer_t pump_timer; /* wakes the pump when a retry or host delay is due */
   uv_timer_t tick_timer; /* cache tick, idle cleanup, RSS sampling, progress */
-  uv_signal_t sigint, sigterm;
   uv_timer_t stop_timer; /* bounds the shutdown */
+  uv_timer_t out_timer;  /* pushes the output backlog */
   int progress_tty;
   int progress_shown;
   uint64_t last_progress_ms;
@@ -135,6 +149,10 @@ void lc_job_cleanup_pass(lc_engine *e, const char *why);
 int lc_job_enqueue(lc_engine *e, const char *url, int depth, const char *data_json,
                    const char **why);
 void lc_job_stop(lc_engine *e, int sig);
+/* After records were written: keep pushing a backlog (timer), pause or resume the pump. */
+void lc_job_output_kick(lc_engine *e);
+/* The output failed (EPIPE: the reader went away): stop the run, exit 1, retry nothing. */
+void lc_job_output_failed(lc_engine *e, int rc);
 /* Politeness at the moment a request goes out: 0 if a navigation to `url` may start now (the
  * host's delay is then counted from now), else the milliseconds to wait before asking again. */
 int64_t lc_job_host_slot(lc_engine *e, const char *url);

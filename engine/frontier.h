@@ -37,6 +37,7 @@ typedef struct lc_request {
   int depth;
   int attempt;           /* 0 on first try; retry() adds one */
   int throttles;         /* 429/503 answers so far (kept by the caller across retries) */
+  int crashes;           /* attempts during which the browser crashed (kept by the caller) */
   int64_t not_before_ms; /* not handed out before this time (retry backoff, Retry-After) */
 } lc_request;
 

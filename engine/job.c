@@ -4,6 +4,7 @@
  * finalizer every request task passes through: whatever the task acquired is released there,
  * whether it returned, raised, passed its deadline or was cancelled, and the engine checks that
  * the task owns nothing afterwards. Then retries, on_error, statistics, progress and the end. */
+#include <errno.h>
 #include <inttypes.h>
 #include <lauxlib.h>
 #include <stdio.h>
@@ -36,6 +37,7 @@ typedef struct req_state {
   lc_engine *e;
   lc_request req;
   lc_host *host;
+  int restarts_at_start; /* e->restarts when this attempt began */
 } req_state;
 
 /* The loop's clock, brought up to date: deadlines computed after long synchronous work (a
@@ -432,6 +434,23 @@ static void request_done(lc_task *t, int status, const char *err, void *ud) {
     result = msg;
   }
 
+  /* A browser crash during a failed attempt is named in the reason: a page that takes the
+   * browser down each time it loads fails after its retries, saying so; the job goes on. */
+  if (result && e->restarts > rs->restarts_at_start) {
+    rs->req.crashes++;
+    if (rs->req.attempt >= e->cfg.retries || e->stopping) {
+      char why[2048];
+      snprintf(why, sizeof why,
+               "the browser crashed during %d of its %d attempt%s (a page that takes the browser "
+               "down?); last error: %.1500s",
+               rs->req.crashes, rs->req.attempt + 1, rs->req.attempt ? "s" : "", result);
+      snprintf(msg, sizeof msg, "%s", why);
+      result = msg;
+    }
+  }
+  /* The output failed: the run ends; a request that did not get through is neither done nor
+   * failed, and nothing is retried (its page would be fetched again for nothing). */
+  if (result && e->output_err) goto out;
   if (!result) {
     e->pages_ok++;
     e->frontier->ops->done(e->frontier, rs->req.id, 1);
@@ -457,6 +476,10 @@ static void pump_timer_cb(uv_timer_t *h) { lc_job_pump(h->data); }
 void lc_job_pump(lc_engine *e) {
   if (!e->started || e->stopping) return;
   while (busy(e) < e->cfg.concurrency) {
+    if (lc_sink_backlog(e->sink) > LC_OUTPUT_SOFT_BACKLOG) {
+      e->output_paused = 1; /* the output timer pumps again once the reader caught up */
+      break;
+    }
     lc_request r;
     int64_t next_ms = -1;
     memset(&r, 0, sizeof r);
@@ -491,6 +514,7 @@ void lc_job_pump(lc_engine *e) {
     rs->e = e;
     rs->req = r;
     rs->host = h;
+    rs->restarts_at_start = e->restarts;
     if (h) h->in_flight++; /* the delay is taken when the request navigates (lc_job_host_slot) */
     lua_rawgeti(e->L, LUA_REGISTRYINDEX, e->runner_ref);
     push_request(e->L, &rs->req);
@@ -551,6 +575,43 @@ void lc_job_stop(lc_engine *e, int sig) {
   if (lc_job_done(e)) uv_stop(&e->loop);
 }
 
+/* ---------------------------------------------------------------- output */
+
+static void out_timer_cb(uv_timer_t *h) {
+  lc_engine *e = h->data;
+  int rc = lc_sink_drain(e->sink);
+  if (rc != 0 && rc != -EAGAIN) {
+    uv_timer_stop(h);
+    lc_job_output_failed(e, rc);
+    return;
+  }
+  if (rc == 0) uv_timer_stop(h);
+  if (e->output_paused && lc_sink_backlog(e->sink) <= LC_OUTPUT_SOFT_BACKLOG) {
+    e->output_paused = 0;
+    lc_job_pump(e);
+  }
+}
+
+void lc_job_output_kick(lc_engine *e) {
+  if (e->output_err || lc_sink_backlog(e->sink) == 0) return;
+  if (!uv_is_active((uv_handle_t *)&e->out_timer))
+    uv_timer_start(&e->out_timer, out_timer_cb, LC_OUTPUT_DRAIN_MS, LC_OUTPUT_DRAIN_MS);
+}
+
+void lc_job_output_failed(lc_engine *e, int rc) {
+  if (e->output_err) return;
+  e->output_err = rc < 0 ? -rc : EIO;
+  uv_timer_stop(&e->out_timer);
+  uint64_t records = 0;
+  lc_sink_count(e->sink, &records, NULL);
+  snprintf(e->fatal_msg, sizeof e->fatal_msg,
+           "cannot write the output (%s) after %" PRIu64 " record%s; stopping the run",
+           strerror(e->output_err), records, records == 1 ? "" : "s");
+  e->fatal = 1;
+  lc_job_stop(e, 0);
+  uv_stop(&e->loop);
+}
+
 /* ---------------------------------------------------------------- progress and stats */
 
 static void progress_clear(void);
@@ -583,9 +644,11 @@ void lc_job_progress(lc_engine *e, int final) {
             "luacrawl: %s: %" PRIu64 " pages ok, %" PRIu64 " failed, %" PRIu64 " retries, %" PRIu64
             " records in %.1f s (%.1f pages/s); contexts created %" PRIu64
             ", peak %d open; browser PSS peak %ld MB (RSS %ld MB)\n",
-            e->stop_signal ? "interrupted" : "done", e->pages_ok, e->pages_failed, e->retries,
-            e->emitted, secs, rate, cs.contexts_created, cs.contexts_open_peak,
-            e->browser_pss_peak_kb / 1024, e->browser_rss_peak_kb / 1024);
+            e->stop_signal ? "interrupted"
+            : e->fatal     ? "stopped"
+                           : "done",
+            e->pages_ok, e->pages_failed, e->retries, e->emitted, secs, rate, cs.contexts_created,
+            cs.contexts_open_peak, e->browser_pss_peak_kb / 1024, e->browser_rss_peak_kb / 1024);
     return;
   }
   if (progress_on_tty) {

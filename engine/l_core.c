@@ -531,19 +531,11 @@ static int l_core_robots_verdict(lua_State *L) {
   return 1;
 }
 
-/* core.emit(json_line) -> true | nil, err */
-static int l_core_emit(lua_State *L) {
-  lc_engine *e = check_engine(L);
-  size_t n;
-  const char *json = luaL_checklstring(L, 1, &n);
-  if (!e->sink) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "no output");
-    return 2;
-  }
-  /* lua-cjson writes "\/" for "/": valid, but noisy in every URL. Undo it. */
+/* Write one record, with lua-cjson's "\/" turned back into "/" (valid, but noisy in every URL).
+ * Returns 0 or the sink's negative errno. */
+static int emit_line(lc_engine *e, const char *json, size_t n) {
   char *line = malloc(n + 1);
-  if (!line) return luaL_error(L, "out of memory");
+  if (!line) return -ENOMEM;
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
     if (json[i] == '\\' && i + 1 < n) {
@@ -558,14 +550,73 @@ static int l_core_emit(lua_State *L) {
     }
     line[o++] = json[i];
   }
-  int rc = e->sink->ops->write(e->sink, line, o);
+  int rc = lc_sink_write(e->sink, line, o);
   free(line);
-  if (rc < 0) {
+  if (rc == 0) e->emitted++;
+  return rc;
+}
+
+/* After a write: keep a backlog moving; a broken output stops the run (once). stack: +2 on
+ * failure (nil, message), else unchanged */
+static int emit_result(lua_State *L, lc_engine *e, int rc) {
+  lc_job_output_kick(e);
+  if (rc == 0) return 0;
+  if (rc == -ENOBUFS) {
     lua_pushnil(L);
-    lua_pushliteral(L, "cannot write the record");
+    lua_pushliteral(L, "the output backlog is full (the reader is not keeping up)");
     return 2;
   }
-  e->emitted++;
+  if (rc != -EINVAL && rc != -ENOMEM) lc_job_output_failed(e, rc);
+  lua_pushnil(L);
+  lua_pushfstring(L, "cannot write the record: %s", strerror(-rc));
+  return 2;
+}
+
+/* core.emit(json_line) -> true | nil, err */
+static int l_core_emit(lua_State *L) {
+  lc_engine *e = check_engine(L);
+  size_t n;
+  const char *json = luaL_checklstring(L, 1, &n);
+  if (!e->sink) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "no output");
+    return 2;
+  }
+  int r = emit_result(L, e, emit_line(e, json, n));
+  if (r) return r;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.emit_all({json_line...}) -> true | nil, err: a request's records, all or none: they are
+ * refused together when the output backlog cannot take them all, so a retried request never
+ * writes some of them twice. Raises on a list that holds anything but strings. */
+static int l_core_emit_all(lua_State *L) {
+  lc_engine *e = check_engine(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  size_t total = 0;
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, 1, i) != LUA_TSTRING) return luaL_argerror(L, 1, "records must be strings");
+    total += lua_rawlen(L, -1) + 1;
+    lua_pop(L, 1);
+  }
+  if (n > 0 && !e->sink) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "no output");
+    return 2;
+  }
+  size_t backlog = lc_sink_backlog(e->sink);
+  if (backlog > 0 && backlog + total > LC_OUTPUT_MAX_BACKLOG) return emit_result(L, e, -ENOBUFS);
+  for (lua_Integer i = 1; i <= n; i++) {
+    size_t len;
+    lua_rawgeti(L, 1, i);
+    const char *json = lua_tolstring(L, -1, &len);
+    int rc = emit_line(e, json, len);
+    lua_pop(L, 1);
+    int r = emit_result(L, e, rc);
+    if (r) return r;
+  }
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -772,6 +823,7 @@ static const luaL_Reg core_funcs[] = {{"acquire", l_core_acquire},
                                       {"normalize", l_core_normalize},
                                       {"origin", l_core_origin},
                                       {"emit", l_core_emit},
+                                      {"emit_all", l_core_emit_all},
                                       {"cleanup", l_core_cleanup},
                                       {"log", l_core_log},
                                       {"sleep", l_core_sleep},

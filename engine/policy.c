@@ -6,6 +6,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "interrupt.h"
 #include "log.h"
 
 #define HOOK_BUDGET_NS (250ull * 1000 * 1000)
@@ -136,6 +137,10 @@ static uint64_t hook_started;
 
 static void budget_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
+  if (lc_interrupt_pending()) {
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    luaL_error(L, "interrupted (a signal stops the job)");
+  }
   if (uv_hrtime() - hook_started > HOOK_BUDGET_NS) {
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1); /* a pcall in the hook cannot swallow this */
     luaL_error(L, "policy hook ran longer than %d ms", (int)(HOOK_BUDGET_NS / 1000000));

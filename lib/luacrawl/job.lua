@@ -222,10 +222,8 @@ function M.new(spec, cfg)
       if page:live() then page:mark_bad() end -- it was left on an error document
       return "error", refused_requests[req]
     end
-    for _, line in ipairs(records) do
-      local ok, werr = core.emit(line)
-      if not ok then return "error", "cannot write a record: " .. tostring(werr) end
-    end
+    local ok, werr = core.emit_all(records)
+    if not ok then return "error", "cannot write a record: " .. tostring(werr) end
     return "ok"
   end
 

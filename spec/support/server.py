@@ -99,6 +99,10 @@ Dynamic routes (query parameters in brackets are optional; defaults after "=")
                             relative (//127.0.0.1:PORT/_/cycle), empty query (./cycle?), dot
                             segments (/_/./cycle2, /_/x/../cycle). A correct frontier fetches each
                             of the two exactly once.
+  /_/crashbrowser?root=DIR  a hostile page that takes the browser down: SIGKILLs the main browser
+                            process naming DIR (a LUACRAWL_PROFILE_ROOT; the process without
+                            --type= whose arguments name DIR), then answers 200 with a small page.
+                            {"killed": [pid...]} in <pre id="killed">.
 """
 
 import argparse
@@ -816,6 +820,40 @@ def route_font(h):
     h.respond(200, b"wOF2" + b"\x00" * 60, "font/woff2")
 
 
+def main_browser_pids(root):
+    """Pids of the main browser processes (no --type=) whose arguments name root."""
+    root = root.rstrip("/")
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                args = f.read().decode("utf-8", "replace").split("\0")
+        except OSError:
+            continue
+        if any(a.startswith("--type=") for a in args):
+            continue
+        if any(a.startswith("--") and (root + "/") in a for a in args):
+            pids.append(int(name))
+    return pids
+
+
+def route_crashbrowser(h):
+    root = h.query.get("root", "")
+    if len(root) < 2:
+        h.bad_request("root=DIR required")
+        return
+    killed = []
+    for pid in main_browser_pids(root):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except OSError:
+            pass
+    h.respond(200, page("crash", '<pre id="killed">%s</pre>' % json.dumps({"killed": killed})))
+
+
 def route_cycle(h):
     h.respond(200, cycle_page(h.server.server_address[1], "cycle"))
 
@@ -858,6 +896,7 @@ ROUTES = {
     "/_/font.woff2": route_font,
     "/_/cycle": route_cycle,
     "/_/cycle2": route_cycle2,
+    "/_/crashbrowser": route_crashbrowser,
 }
 
 # ---------------------------------------------------------------------------------------
