@@ -1,4 +1,4 @@
-/* cdp.c: CDP commands, deadlines and event routing over one WebSocket (see cdp.h). */
+/* cdp.c: CDP commands, deadlines and event routing over one transport (see cdp.h). */
 #include "cdp.h"
 
 #include <inttypes.h>
@@ -24,7 +24,7 @@ typedef struct cdp_cmd {
 
 struct lc_cdp {
   uv_loop_t *loop;
-  lc_ws *ws;
+  lc_transport *t;
   lc_cdp_cbs cbs;
   uint64_t next_id;
   cdp_cmd pending; /* sentinel of a doubly linked list, oldest first */
@@ -85,13 +85,13 @@ static void sweep_cb(uv_timer_t *t) {
   if (c->n_pending == 0) uv_timer_stop(t);
 }
 
-static void on_ws_open(void *ud) {
+static void on_transport_open(void *ud) {
   lc_cdp *c = ud;
   c->open = 1;
   if (c->cbs.on_open) c->cbs.on_open(c->cbs.ud);
 }
 
-static void on_ws_close(void *ud, const char *why) {
+static void on_transport_close(void *ud, const char *why) {
   lc_cdp *c = ud;
   if (c->closed) return;
   c->closed = 1;
@@ -135,7 +135,7 @@ static void handle_reply(lc_cdp *c, int64_t id, char *msg, size_t len) {
   r[v.n] = saved;
 }
 
-static void on_ws_message(void *ud, char *msg, size_t len) {
+static void on_transport_message(void *ud, char *msg, size_t len) {
   lc_cdp *c = ud;
   lc_json_fix_surrogates(msg, len);
   lc_json_span v;
@@ -165,8 +165,8 @@ static void on_ws_message(void *ud, char *msg, size_t len) {
   if (params != empty) params[plen] = saved;
 }
 
-lc_cdp *lc_cdp_connect(uv_loop_t *loop, lc_ws_ctx *ws, const char *url, const lc_cdp_cbs *cbs,
-                       char **err) {
+lc_cdp *lc_cdp_open(uv_loop_t *loop, lc_transport_open_fn open, void *arg, const lc_cdp_cbs *cbs,
+                    char **err) {
   lc_cdp *c = calloc(1, sizeof *c);
   uv_timer_t *t = malloc(sizeof *t);
   if (!c || !t) {
@@ -182,9 +182,9 @@ lc_cdp *lc_cdp_connect(uv_loop_t *loop, lc_ws_ctx *ws, const char *url, const lc
   uv_timer_init(loop, t);
   t->data = c;
   c->sweep = t;
-  lc_ws_cbs wcbs = {on_ws_open, on_ws_message, on_ws_close};
-  c->ws = lc_ws_connect(ws, url, &wcbs, c, err);
-  if (!c->ws) {
+  lc_transport_cbs tcbs = {on_transport_open, on_transport_message, on_transport_close, c};
+  c->t = open(arg, &tcbs, err);
+  if (!c->t) {
     c->closed = 1;
     lc_cdp_free(c);
     return NULL;
@@ -199,9 +199,9 @@ void lc_cdp_free(lc_cdp *c) {
   c->cbs.on_closed = NULL;
   c->cbs.on_event = NULL;
   c->cbs.on_open = NULL;
-  if (c->ws) {
-    lc_ws_close(c->ws);
-    c->ws = NULL;
+  if (c->t) {
+    lc_transport_close(c->t);
+    c->t = NULL;
   }
   c->closed = 1;
   fail_all(c, "shutting down");
@@ -238,7 +238,7 @@ uint64_t lc_cdp_send(lc_cdp *c, const char *session, const char *method, const c
   lc_buf_puts(&b, params_json && *params_json ? params_json : "{}");
   lc_buf_puts(&b, "}");
   const char *text = lc_buf_str(&b);
-  if (c->closed || !text || lc_ws_send(c->ws, text, b.n) != 0) m->failed = 1;
+  if (c->closed || !text || lc_transport_send(c->t, text, b.n) != 0) m->failed = 1;
   lc_buf_free(&b);
   /* Sweep soon for a failed send; otherwise at the pace that keeps deadlines honest. */
   if (m->failed || !uv_is_active((uv_handle_t *)c->sweep))

@@ -426,9 +426,14 @@ int lc_engine_run(const lc_run_opts *opts) {
     fprintf(stderr, "luacrawl: cannot read script '%s': %s\n", opts->script, strerror(errno));
     return LC_EXIT_BADINPUT;
   }
-  char path[4096];
+  char path[4096] = "";
   const char *why = NULL;
-  if (lc_browser_find(opts->browser, path, sizeof path, &why) != 0) {
+  if (opts->connect && opts->browser) {
+    fprintf(stderr,
+            "luacrawl: --connect and --browser cannot be used together (see luacrawl --help)\n");
+    return LC_EXIT_BADINPUT;
+  }
+  if (!opts->connect && lc_browser_find(opts->browser, path, sizeof path, &why) != 0) {
     if (opts->browser)
       fprintf(stderr, "luacrawl: --browser %s: %s\n", opts->browser, why ? why : "not usable");
     else
@@ -499,7 +504,7 @@ int lc_engine_run(const lc_run_opts *opts) {
                        .on_ready = on_browser_ready,
                        .on_lost = on_browser_lost,
                        .on_drained = on_browser_drained};
-  e->pool = lc_bpool_new(&e->loop, e->ws, &bo, &pcbs);
+  e->pool = lc_bpool_new(&e->loop, e->ws, &bo, opts->connect, &pcbs);
   lc_cache_backend be = lc_bpool_backend(e->pool);
   lc_cache_config cc = {.close_timeout_ms = e->policy.close_timeout_ms,
                         .max_idle_pages = e->policy.max_idle_pages};
