@@ -593,6 +593,9 @@ static int l_core_stats(lua_State *L) {
   set_int(L, "browser", e->gen);
   set_int(L, "browser_pid", (lua_Integer)lc_bpool_pid(e->pool, e->gen));
   set_int(L, "browser_rss_mb", e->browser_rss_kb / 1024);
+  set_int(L, "browser_log_bytes", (lua_Integer)bs.log_bytes);
+  set_int(L, "browser_log_kept", (lua_Integer)bs.log_kept_max);
+  set_int(L, "browsers_unsandboxed", bs.unsandboxed);
   set_int(L, "engine_rss_mb", lc_proc_self_rss_kb() / 1024);
   return 1;
 }
