@@ -320,7 +320,10 @@ static void gen_lost(gen_t *g, int crashed, const char *why) {
   if (was_closing) crashed = 0;
   if (crashed) {
     p->stats.browser_crashes++;
-    lc_warn("browser %d lost: %s", g->gen, why);
+    /* What Chromium said last goes with the report (the tail of its output ring). */
+    char tail[2048] = "";
+    if (g->browser) lc_browser_log_tail(g->browser, tail, sizeof tail);
+    lc_warn("browser %d lost: %s%s", g->gen, why, tail);
   }
   fail_deferred(g, why);
   /* Pages first (their waiters learn why), then the cache drops the contexts. */
@@ -353,7 +356,14 @@ static void connect_cdp(gen_t *g);
 static void on_cdp_closed(void *ud, const char *why) {
   gen_t *g = ud;
   char msg[300];
-  snprintf(msg, sizeof msg, "DevTools connection lost (%s)", why);
+  if (g->browser)
+    snprintf(msg, sizeof msg, "DevTools connection lost (%s)", why);
+  else if (g->state == G_STARTING)
+    snprintf(msg, sizeof msg, "cannot connect to the browser at %s (%s)", g->pool->connect_url,
+             why);
+  else
+    snprintf(msg, sizeof msg, "the connection to the browser at %s was lost (%s)",
+             g->pool->connect_url, why);
   if (g->state == G_STARTING && g->pool->cbs.on_ready) {
     g->state = G_DEAD; /* reported as a failed start, not a crash */
     g->reported = 1;
@@ -434,6 +444,7 @@ static void on_cdp_event(void *ud, const char *session, const char *method, char
 static void on_browser_ready(lc_browser *b, int err, const char *msg, void *ud) {
   gen_t *g = ud;
   lc_bpool *p = g->pool;
+  if (err && g->state == G_CLOSING) return; /* closed on purpose while starting: on_exit follows */
   if (err) {
     char why[600];
     snprintf(why, sizeof why, "browser did not start: %s", msg ? msg : "unknown");
@@ -483,18 +494,13 @@ static void connect_cdp(gen_t *g) {
 
 static void on_browser_exit(lc_browser *b, int status, int sig, void *ud) {
   gen_t *g = ud;
+  (void)b;
   char why[128];
   if (sig)
     snprintf(why, sizeof why, "browser process killed by signal %d", sig);
   else
     snprintf(why, sizeof why, "browser process exited with status %d", status);
   if (g->state == G_STARTING) return; /* on_browser_ready reports the failed start */
-  if (g->state == G_READY) {
-    /* A crash: what Chromium said last goes with the report (the ring's tail). */
-    char tail[2048];
-    lc_browser_log_tail(b, tail, sizeof tail);
-    lc_warn("browser %d: %s;%s", g->gen, why, tail);
-  }
   gen_lost(g, 1, why);
 }
 
