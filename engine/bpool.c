@@ -13,6 +13,8 @@
 
 #define MAX_EVENTS_PER_PAGE 4000
 #define CMD_TIMEOUT_MS 15000
+#define KEEPALIVE_IDLE_MS 3000
+#define KEEPALIVE_TIMEOUT_MS 8000
 
 enum { G_STARTING, G_READY, G_CLOSING, G_DEAD };
 
@@ -473,6 +475,8 @@ static int open_cdp(gen_t *g, char **err) {
       return -1;
     }
     g->cdp = lc_cdp_open(p->loop, lc_pipe_open, &pa, &cbs, err);
+    /* The pipe has no pings: a stopped browser is found as lws found it (3 s idle, 8 s). */
+    if (g->cdp) lc_cdp_set_keepalive(g->cdp, KEEPALIVE_IDLE_MS, KEEPALIVE_TIMEOUT_MS);
   }
   return g->cdp ? 0 : -1;
 }

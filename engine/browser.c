@@ -41,6 +41,7 @@
  */
 #include "browser.h"
 
+#include "log.h"
 #include "proc.h"
 
 #include <errno.h>
@@ -1001,9 +1002,7 @@ static int sandbox_probe(const run_as *as, const char **why) {
   }
   if (!known) {
     /* Once per process: one line. */
-    fprintf(stderr,
-            "luacrawl: warning: the kernel refuses Chromium's sandbox (%s); running the browser "
-            "with --no-sandbox\n",
+    lc_warn("the kernel refuses Chromium's sandbox (%s); running the browser with --no-sandbox",
             known_why);
   }
   *why = known_why;

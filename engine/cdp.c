@@ -31,6 +31,10 @@ struct lc_cdp {
   size_t n_pending;
   uv_timer_t *sweep; /* malloc'ed: freed in its close callback */
   int open, closed;
+  uv_timer_t *keepalive; /* malloc'ed, NULL until lc_cdp_set_keepalive */
+  int keepalive_idle_ms, keepalive_timeout_ms;
+  uint64_t last_rx_ms; /* loop time of the last message received */
+  int ping_in_flight;
 };
 
 static void cmd_unlink(lc_cdp *c, cdp_cmd *m) {
@@ -137,6 +141,8 @@ static void handle_reply(lc_cdp *c, int64_t id, char *msg, size_t len) {
 
 static void on_transport_message(void *ud, char *msg, size_t len) {
   lc_cdp *c = ud;
+  if (c->closed) return; /* declared lost (a keepalive went unanswered): nothing counts now */
+  c->last_rx_ms = uv_now(c->loop);
   lc_json_fix_surrogates(msg, len);
   lc_json_span v;
   if (lc_json_member(msg, len, "id", &v) == 0) {
@@ -194,6 +200,41 @@ lc_cdp *lc_cdp_open(uv_loop_t *loop, lc_transport_open_fn open, void *arg, const
 
 static void free_timer(uv_handle_t *h) { free(h); }
 
+static void ping_reply(void *ud, int err, char *result, size_t len) {
+  lc_cdp *c = ud;
+  (void)result;
+  (void)len;
+  c->ping_in_flight = 0;
+  if (err == LC_CDP_ETIMEOUT) {
+    char why[160];
+    snprintf(why, sizeof why, "the browser stopped answering (no reply to a keepalive in %d ms)",
+             c->keepalive_timeout_ms);
+    on_transport_close(c, why);
+  }
+}
+
+static void keepalive_cb(uv_timer_t *t) {
+  lc_cdp *c = t->data;
+  if (!c || c->closed || !c->open || c->ping_in_flight) return;
+  if (uv_now(c->loop) - c->last_rx_ms < (uint64_t)c->keepalive_idle_ms) return;
+  c->ping_in_flight = 1;
+  lc_cdp_send(c, NULL, "Browser.getVersion", NULL, c->keepalive_timeout_ms, ping_reply, c);
+}
+
+void lc_cdp_set_keepalive(lc_cdp *c, int idle_ms, int timeout_ms) {
+  if (!c || idle_ms <= 0 || timeout_ms <= 0) return;
+  if (!c->keepalive) {
+    c->keepalive = malloc(sizeof *c->keepalive);
+    if (!c->keepalive) return;
+    uv_timer_init(c->loop, c->keepalive);
+    c->keepalive->data = c;
+  }
+  c->keepalive_idle_ms = idle_ms;
+  c->keepalive_timeout_ms = timeout_ms;
+  c->last_rx_ms = uv_now(c->loop);
+  uv_timer_start(c->keepalive, keepalive_cb, (uint64_t)idle_ms, (uint64_t)idle_ms);
+}
+
 void lc_cdp_free(lc_cdp *c) {
   if (!c) return;
   c->cbs.on_closed = NULL;
@@ -207,6 +248,10 @@ void lc_cdp_free(lc_cdp *c) {
   fail_all(c, "shutting down");
   c->sweep->data = NULL;
   uv_close((uv_handle_t *)c->sweep, free_timer);
+  if (c->keepalive) {
+    c->keepalive->data = NULL;
+    uv_close((uv_handle_t *)c->keepalive, free_timer);
+  }
   free(c);
 }
 

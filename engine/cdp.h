@@ -57,6 +57,10 @@ uint64_t lc_cdp_send(lc_cdp *c, const char *session, const char *method, const c
 int lc_cdp_cancel(lc_cdp *c, uint64_t id);
 /* Fail every pending command of a session (a crashed or closed page) with `why`. */
 void lc_cdp_fail_session(lc_cdp *c, const char *session, const char *why);
+/* After idle_ms without a message, send Browser.getVersion; no answer within timeout_ms ends
+ * the connection as lost ("the browser stopped answering"): a stopped or hung browser is found
+ * on a transport without pings of its own (the pipe; lws pings WebSockets itself). */
+void lc_cdp_set_keepalive(lc_cdp *c, int idle_ms, int timeout_ms);
 int lc_cdp_is_open(const lc_cdp *c);
 size_t lc_cdp_pending(const lc_cdp *c);
 

@@ -145,6 +145,29 @@ describe("transport", function()
     assert.is_true(H.dir_empty(r.profile_root), "the profile dir was removed")
   end)
 
+  it("a stopped browser is found on the pipe (keepalive), replaced, and the crawl goes on", function()
+    local srv = H.server()
+    local job = H.script(string.format([[
+return { start = { %q }, retries = 1, handle = function(page, req, job)
+  if req.attempt == 0 then
+    local pid = job:stats().browser_pid
+    os.execute("kill -STOP " .. pid)
+    job:sleep(14000) -- found by the keepalive within 3 s + 8 s
+    error("still here")
+  end
+  local res = assert(page:navigate(req.url))
+  job:emit { url = req.url, status = res.status, attempt = req.attempt }
+end }]], srv.url("/")))
+    local r = H.run({ "run", job }, { stats = true, timeout = 90 })
+    assert.equals(0, r.code, r.stderr)
+    assert.matches("stopped answering", r.stderr)
+    assert.equals(1, #r.records)
+    assert.equals(1, r.records[1].attempt)
+    assert.equals(2, r.stats.browser_starts)
+    assert.equals(1, r.stats.browser_crashes)
+    assert.same({}, H.chromium_left(r.profile_root))
+  end)
+
   describe("--connect", function()
     local ext -- { pid, dir } of the browser this spec runs itself
 
