@@ -168,6 +168,40 @@ end }]], srv.url("/")))
     assert.same({}, H.chromium_left(r.profile_root))
   end)
 
+  it("where the kernel refuses user namespaces: --no-sandbox, with exactly one warning line", function()
+    -- A user namespace whose parent allows only itself: in it, creating another fails (ENOSPC),
+    -- as on a kernel without unprivileged user namespaces. luacrawl runs there as uid 1000.
+    if os.execute("unshare -r true 2>/dev/null") ~= true then return pending("no unshare -r") end
+    local wrapper = H.write(H.tmpdir() .. "/no-userns", string.format([[#!/bin/sh
+exec unshare -r sh -c 'echo 1 > /proc/sys/user/max_user_namespaces && exec unshare --map-user=1000 --map-group=1000 "$0" "$@"' %s "$@"
+]], H.quote(H.bin)))
+    assert(os.execute("chmod 755 " .. H.quote(wrapper)))
+    local srv = H.server()
+    local job = H.script(string.format([[
+return { start = { %q, %q, %q }, policy = { max_pages_per_browser = 1 },
+  handle = function(page, req, job)
+    local res = assert(page:navigate(req.url))
+    job:emit { url = req.url, status = res.status, unsandboxed = job:stats().browsers_unsandboxed }
+  end }]], srv.url("/"), srv.url("/a.html"), srv.url("/b.html")))
+    local r = H.run({ "run", job }, { bin = wrapper, stats = true, timeout = 90 })
+    assert.equals(0, r.code, r.stderr)
+    assert.equals(3, #r.records)
+    for _, rec in ipairs(r.records) do
+      assert.equals(200, rec.status)
+      assert.is_true(rec.unsandboxed >= 1)
+    end
+    assert.is_true(r.stats.browser_starts >= 2, "browsers started: " .. r.stats.browser_starts)
+    local warnings = 0
+    for line in r.stderr:gmatch("[^\n]+") do
+      if line:find("sandbox", 1, true) then
+        warnings = warnings + 1
+        assert.matches("^luacrawl: warn: the kernel refuses Chromium's sandbox %(.+%); running the browser with %-%-no%-sandbox$", line)
+      end
+    end
+    assert.equals(1, warnings, r.stderr)
+    assert.same({}, H.chromium_left(r.profile_root))
+  end)
+
   describe("--connect", function()
     local ext -- { pid, dir } of the browser this spec runs itself
 
