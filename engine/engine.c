@@ -160,6 +160,10 @@ static void maybe_recycle(lc_engine *e, int sample_rss) {
     }
     return;
   }
+  /* Nothing queued: the requests in flight finish where they are, and a replacement started
+   * now may still be starting when the crawl ends (a browser launched for nothing). The check
+   * comes back with the next tick once work is queued. */
+  if (e->frontier->ops->pending(e->frontier) == 0) return;
   char *err = NULL;
   int g = lc_bpool_start(e->pool, &err);
   if (g < 0) {

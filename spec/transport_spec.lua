@@ -178,7 +178,7 @@ exec unshare -r sh -c 'echo 1 > /proc/sys/user/max_user_namespaces && exec unsha
     assert(os.execute("chmod 755 " .. H.quote(wrapper)))
     local srv = H.server()
     local job = H.script(string.format([[
-return { start = { %q, %q, %q }, policy = { max_pages_per_browser = 1 },
+return { start = { %q, %q, %q }, concurrency = 1, policy = { max_pages_per_browser = 1 },
   handle = function(page, req, job)
     local res = assert(page:navigate(req.url))
     job:emit { url = req.url, status = res.status, unsandboxed = job:stats().browsers_unsandboxed }

@@ -814,8 +814,7 @@ TEST(test_log_ring) {
   char root[64], fake[256];
   make_root(root, sizeof root);
   write_script(root, "fake-browser",
-               "i=0; while [ $i -lt 3072 ]; do head -c 1023 /dev/zero | tr '\\0' x >&2; echo >&2;"
-               " i=$((i+1)); done\n"
+               "head -c 3145728 /dev/zero | tr '\\0' x | fold -w 1023 >&2\n"
                "echo 'the last word' >&2\nexit 4\n",
                fake, sizeof fake);
   uv_loop_t loop;
