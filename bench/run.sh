@@ -66,6 +66,7 @@ stamp=$(date +%Y%m%d-%H%M%S)
 out="$BENCH_OUT/$stamp"
 mkdir -p "$out"
 work=$(mktemp -d "${TMPDIR:-/tmp}/luacrawl-bench.XXXXXX")
+chmod 711 "$work" # as root the browser runs as luacrawl-chrome, who must reach its profile dirs
 servers=()
 probe_pid=
 
@@ -195,7 +196,7 @@ run_load() {
   for policy in $BENCH_POLICIES; do
     local label="load-k$configs-policy-$policy"
     local root
-    root=$(mktemp -d "$work/prof.XXXXXX")
+    root=$(mktemp -d "$work/prof.XXXXXX") && chmod 711 "$root"
     log "$label: $BENCH_PAGES pages, concurrency $BENCH_LOAD_CONCURRENCY, $configs configurations in blocks of $BENCH_BLOCK, $(basename "$BENCH_LOAD_BROWSER")"
     LUACRAWL_PROFILE_ROOT=$root measure "$label" \
       "{\"part\":\"load\",\"label\":\"$label\",\"tool\":\"luacrawl\",\"browser\":\"$(basename "$BENCH_LOAD_BROWSER")\",\"site\":\"fixture /_/page?id=N\",\"concurrency\":$BENCH_LOAD_CONCURRENCY,\"policy\":\"$policy\",\"pages_target\":$BENCH_PAGES,\"configs\":$configs,\"block\":$BENCH_BLOCK,\"probe\":\"$label.probe.json\",\"stats\":\"$label.stats.json\"}" \
@@ -277,7 +278,7 @@ run_throughput() {
       for c in $BENCH_TP_CONCURRENCY; do
         for tool in $BENCH_TOOLS; do
           label="tp-$site-$b-c$c-$tool"
-          root=$(mktemp -d "$work/prof.XXXXXX")
+          root=$(mktemp -d "$work/prof.XXXXXX") && chmod 711 "$root"
           local manifest="{\"part\":\"throughput\",\"label\":\"$label\",\"tool\":\"$tool\",\"browser\":\"$b\",\"site\":\"$site\",\"concurrency\":$c,\"pages_target\":$max,\"probe\":\"$label.probe.json\""
           log "$label"
           case $tool in

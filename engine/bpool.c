@@ -9,9 +9,12 @@
 
 #include "json.h"
 #include "log.h"
+#include "pipe.h"
 #include "url.h"
 
 #define CMD_TIMEOUT_MS 15000
+#define KEEPALIVE_IDLE_MS 3000
+#define KEEPALIVE_TIMEOUT_MS 8000
 
 enum { G_STARTING, G_READY, G_CLOSING, G_DEAD };
 
@@ -28,12 +31,10 @@ typedef struct gen_t {
   lc_bpool *pool;
   int gen;
   int state;
-  int reported; /* on_lost fired */
-  lc_browser *browser;
+  int reported;        /* on_lost fired */
+  lc_browser *browser; /* NULL for a browser someone else runs (--connect) */
   lc_cdp *cdp;
-  lc_cdp *stale;     /* a refused first connection, freed outside its own callback */
-  uv_timer_t *retry; /* reconnects while the browser is starting; freed in its close cb */
-  int tries;
+  uv_timer_t *later; /* an external generation's close, on the next turn; freed in its close cb */
   deferred *waiting;
   char why[256];
 } gen_t;
@@ -67,6 +68,7 @@ struct lc_enpage {
 struct lc_bpool {
   uv_loop_t *loop;
   lc_ws_ctx *ws;
+  char *connect_url; /* --connect: attach to this browser instead of launching one */
   lc_browser_opts bopts;
   lc_bpool_cbs cbs;
   lc_cache *cache;
@@ -432,9 +434,11 @@ static void reaper_cb(uv_timer_t *h) {
     }
     *gp = g->next;
     if (g->cdp) lc_cdp_free(g->cdp);
-    if (g->stale) lc_cdp_free(g->stale);
-    if (g->retry) uv_close((uv_handle_t *)g->retry, free_handle);
-    if (g->browser) lc_browser_destroy(g->browser);
+    if (g->later) uv_close((uv_handle_t *)g->later, free_handle);
+    if (g->browser) {
+      p->stats.log_bytes_done += lc_browser_log_bytes(g->browser);
+      lc_browser_destroy(g->browser);
+    }
     free(g);
   }
 }
@@ -469,7 +473,10 @@ static void gen_lost(gen_t *g, int crashed, const char *why) {
   if (was_closing) crashed = 0;
   if (crashed) {
     p->stats.browser_crashes++;
-    lc_warn("browser %d lost: %s", g->gen, why);
+    /* What Chromium said last goes with the report (the tail of its output ring). */
+    char tail[2048] = "";
+    if (g->browser) lc_browser_log_tail(g->browser, tail, sizeof tail);
+    lc_warn("browser %d lost: %s%s", g->gen, why, tail);
   }
   fail_deferred(g, why);
   /* Pages first (their waiters learn why), then the cache drops the contexts. */
@@ -497,43 +504,19 @@ static void on_cdp_open(void *ud) {
   if (g->pool->cbs.on_ready) g->pool->cbs.on_ready(g->pool->cbs.ud, g->gen, 0, NULL);
 }
 
-#define CONNECT_TRIES 25
-#define CONNECT_RETRY_MS 100
-
 static void connect_cdp(gen_t *g);
-
-static void retry_cb(uv_timer_t *h) {
-  gen_t *g = h->data;
-  if (g->stale) {
-    lc_cdp_free(g->stale);
-    g->stale = NULL;
-  }
-  if (g->state == G_STARTING) connect_cdp(g);
-}
 
 static void on_cdp_closed(void *ud, const char *why) {
   gen_t *g = ud;
   char msg[300];
-  snprintf(msg, sizeof msg, "DevTools connection lost (%s)", why);
-  /* DevToolsActivePort can appear a moment before the socket accepts: retry the first
-   * connection for a while (never a live one: that is a crash). */
-  if (g->state == G_STARTING && g->tries < CONNECT_TRIES && g->browser &&
-      lc_browser_alive(g->browser)) {
-    if (!g->retry) {
-      g->retry = malloc(sizeof *g->retry);
-      if (g->retry) {
-        uv_timer_init(g->pool->loop, g->retry);
-        g->retry->data = g;
-      }
-    }
-    if (g->retry && !g->stale) {
-      g->stale = g->cdp;
-      g->cdp = NULL;
-      lc_debug("browser %d: DevTools connection refused (%s); retrying", g->gen, why);
-      uv_timer_start(g->retry, retry_cb, CONNECT_RETRY_MS, 0);
-      return;
-    }
-  }
+  if (g->browser)
+    snprintf(msg, sizeof msg, "DevTools connection lost (%s)", why);
+  else if (g->state == G_STARTING)
+    snprintf(msg, sizeof msg, "cannot connect to the browser at %s (%s)", g->pool->connect_url,
+             why);
+  else
+    snprintf(msg, sizeof msg, "the connection to the browser at %s was lost (%s)",
+             g->pool->connect_url, why);
   if (g->state == G_STARTING && g->pool->cbs.on_ready) {
     g->state = G_DEAD; /* reported as a failed start, not a crash */
     g->reported = 1;
@@ -625,6 +608,7 @@ static void on_cdp_event(void *ud, const char *session, const char *method, char
 static void on_browser_ready(lc_browser *b, int err, const char *msg, void *ud) {
   gen_t *g = ud;
   lc_bpool *p = g->pool;
+  if (err && g->state == G_CLOSING) return; /* closed on purpose while starting: on_exit follows */
   if (err) {
     char why[600];
     snprintf(why, sizeof why, "browser did not start: %s", msg ? msg : "unknown");
@@ -638,13 +622,31 @@ static void on_browser_ready(lc_browser *b, int err, const char *msg, void *ud) 
   connect_cdp(g);
 }
 
-static void connect_cdp(gen_t *g) {
+/* Opens the generation's CDP connection: the pipe of the browser we launched, or a WebSocket
+ * to the one given by --connect. Returns 0, or -1 with *err (malloc'ed). */
+static int open_cdp(gen_t *g, char **err) {
   lc_bpool *p = g->pool;
   lc_cdp_cbs cbs = {on_cdp_open, on_cdp_event, on_cdp_closed, g};
+  if (!g->browser) {
+    lc_ws_args wa = {p->ws, p->connect_url};
+    g->cdp = lc_cdp_open(p->loop, lc_ws_open, &wa, &cbs, err);
+  } else {
+    lc_pipe_args pa = {p->loop, lc_browser_take_cdp_fd(g->browser), 0};
+    if (pa.fd < 0) {
+      *err = strdup("the browser's DevTools pipe is gone");
+      return -1;
+    }
+    g->cdp = lc_cdp_open(p->loop, lc_pipe_open, &pa, &cbs, err);
+    /* The pipe has no pings: a stopped browser is found as lws found it (3 s idle, 8 s). */
+    if (g->cdp) lc_cdp_set_keepalive(g->cdp, KEEPALIVE_IDLE_MS, KEEPALIVE_TIMEOUT_MS);
+  }
+  return g->cdp ? 0 : -1;
+}
+
+static void connect_cdp(gen_t *g) {
+  lc_bpool *p = g->pool;
   char *cerr = NULL;
-  g->tries++;
-  g->cdp = lc_cdp_connect(p->loop, p->ws, lc_browser_ws_url(g->browser), &cbs, &cerr);
-  if (!g->cdp) {
+  if (open_cdp(g, &cerr) != 0) {
     char why[300];
     snprintf(why, sizeof why, "cannot connect to the browser: %s", cerr ? cerr : "unknown");
     free(cerr);
@@ -669,9 +671,13 @@ static void on_browser_exit(lc_browser *b, int status, int sig, void *ud) {
 }
 
 lc_bpool *lc_bpool_new(uv_loop_t *loop, lc_ws_ctx *ws, const lc_browser_opts *bopts,
-                       const lc_bpool_cbs *cbs) {
+                       const char *connect_url, const lc_bpool_cbs *cbs) {
   lc_bpool *p = calloc(1, sizeof *p);
   if (!p) return NULL;
+  if (connect_url && !(p->connect_url = strdup(connect_url))) {
+    free(p);
+    return NULL;
+  }
   p->loop = loop;
   p->ws = ws;
   p->bopts = *bopts;
@@ -679,6 +685,7 @@ lc_bpool *lc_bpool_new(uv_loop_t *loop, lc_ws_ctx *ws, const lc_browser_opts *bo
   p->close_timeout_ms = 5000;
   p->reaper = malloc(sizeof *p->reaper);
   if (!p->reaper) {
+    free(p->connect_url);
     free(p);
     return NULL;
   }
@@ -696,6 +703,7 @@ void lc_bpool_free(lc_bpool *p) {
   while (p->pages) page_free(p, p->pages, "shutting down");
   reaper_cb(p->reaper);
   uv_close((uv_handle_t *)p->reaper, free_handle);
+  free(p->connect_url);
   free(p);
 }
 
@@ -711,6 +719,18 @@ int lc_bpool_start(lc_bpool *p, char **err) {
   g->pool = p;
   g->gen = ++p->next_gen;
   g->state = G_STARTING;
+  if (p->connect_url) {
+    /* Someone else's browser: connect, never launch, kill or watch a process. */
+    if (open_cdp(g, err) != 0) {
+      free(g);
+      return -1;
+    }
+    g->next = p->gens;
+    p->gens = g;
+    p->stats.browser_starts++;
+    lc_debug("browser %d: connecting to %s", g->gen, p->connect_url);
+    return g->gen;
+  }
   int rc =
       lc_browser_launch(p->loop, &p->bopts, on_browser_ready, on_browser_exit, g, &g->browser, err);
   if (rc < 0) {
@@ -720,8 +740,15 @@ int lc_bpool_start(lc_bpool *p, char **err) {
   g->next = p->gens;
   p->gens = g;
   p->stats.browser_starts++;
-  lc_debug("browser %d launched (pid %d)", g->gen, (int)lc_browser_pid(g->browser));
+  lc_debug("browser %d launched (pid %d, %s, sandbox %s)", g->gen, (int)lc_browser_pid(g->browser),
+           lc_browser_uid(g->browser) == 0 ? "as root" : "unprivileged",
+           lc_browser_sandboxed(g->browser) ? "on" : "off");
   return g->gen;
+}
+
+static void close_external_cb(uv_timer_t *h) {
+  gen_t *g = h->data;
+  gen_lost(g, 0, "connection closed");
 }
 
 void lc_bpool_close(lc_bpool *p, int gen, int grace_ms) {
@@ -729,7 +756,22 @@ void lc_bpool_close(lc_bpool *p, int gen, int grace_ms) {
   if (!g || g->state == G_DEAD || g->state == G_CLOSING) return;
   g->state = G_CLOSING;
   fail_deferred(g, "browser closing");
-  if (g->browser) lc_browser_terminate(g->browser, grace_ms);
+  if (g->browser) {
+    lc_browser_terminate(g->browser, grace_ms);
+    return;
+  }
+  /* Someone else's browser: only our connection ends (its contexts go with it, disposeOnDetach),
+   * on the next turn, so that no callback runs inside this call. */
+  if (!g->later) {
+    g->later = malloc(sizeof *g->later);
+    if (!g->later) {
+      gen_lost(g, 0, "connection closed");
+      return;
+    }
+    uv_timer_init(p->loop, g->later);
+    g->later->data = g;
+  }
+  uv_timer_start(g->later, close_external_cb, 0, 0);
 }
 
 void lc_bpool_close_all(lc_bpool *p, int grace_ms) {
@@ -738,6 +780,10 @@ void lc_bpool_close_all(lc_bpool *p, int grace_ms) {
 
 void lc_bpool_kill(lc_bpool *p, int gen) {
   gen_t *g = gen_find(p, gen);
+  if (g && !g->browser && p->connect_url) {
+    lc_warn("not killing browser %d: luacrawl did not launch it (--connect)", gen);
+    return;
+  }
   if (g && g->browser && g->state != G_DEAD) lc_browser_kill(g->browser);
 }
 
@@ -749,7 +795,7 @@ int lc_bpool_ready(const lc_bpool *p, int gen) {
 int lc_bpool_live(const lc_bpool *p) {
   int n = 0;
   for (gen_t *g = p->gens; g; g = g->next)
-    if (g->browser && lc_browser_alive(g->browser)) n++;
+    if (g->browser ? lc_browser_alive(g->browser) : g->state != G_DEAD) n++;
   return n;
 }
 
@@ -789,6 +835,14 @@ pid_t lc_bpool_pid(const lc_bpool *p, int gen) {
 void lc_bpool_get_stats(const lc_bpool *p, lc_bpool_stats *out) {
   *out = p->stats;
   out->live_browsers = lc_bpool_live(p);
+  out->log_bytes = p->stats.log_bytes_done;
+  for (gen_t *g = p->gens; g; g = g->next) {
+    if (!g->browser) continue;
+    out->log_bytes += lc_browser_log_bytes(g->browser);
+    size_t kept = lc_browser_log_kept(g->browser);
+    if (kept > out->log_kept_max) out->log_kept_max = kept;
+    if (!lc_browser_sandboxed(g->browser)) out->unsandboxed++;
+  }
 }
 
 uint64_t lc_bpool_send(lc_bpool *p, int gen, const char *method, const char *params, int timeout_ms,

@@ -41,13 +41,20 @@ typedef struct lc_bpool_stats {
   int live_browsers;
   uint64_t events_dropped;      /* past a page's caps, or arrived while the page was idle */
   uint64_t events_queued_bytes; /* params bytes buffered now, all pages */
+  uint64_t log_bytes;           /* bytes the browsers wrote to stdout/stderr (kept: a ring each) */
+  uint64_t log_bytes_done;      /* of browsers already gone (internal) */
+  size_t log_kept_max;          /* the most any live browser's ring holds (<= 256 KiB) */
+  int unsandboxed;              /* live browsers running with --no-sandbox */
 } lc_bpool_stats;
 
 /* Created once per engine; freed by lc_bpool_free after the cache released everything (it
  * fails whatever is still pending, then destroys the browsers; run the loop afterwards so
  * they are reaped). */
+/* connect_url NULL: each generation launches a browser and talks to it over its pipe. Else each
+ * generation is a WebSocket connection to that browser (someone else's: never launched, killed
+ * or watched; closing a generation closes only the connection). */
 lc_bpool *lc_bpool_new(uv_loop_t *loop, lc_ws_ctx *ws, const lc_browser_opts *bopts,
-                       const lc_bpool_cbs *cbs);
+                       const char *connect_url, const lc_bpool_cbs *cbs);
 void lc_bpool_free(lc_bpool *p);
 /* The cache this pool completes operations on (set once, before any start). */
 void lc_bpool_set_cache(lc_bpool *p, lc_cache *c);

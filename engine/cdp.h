@@ -1,4 +1,5 @@
-/* cdp.h: a Chrome DevTools Protocol client over one WebSocket.
+/* cdp.h: a Chrome DevTools Protocol client over one transport (transport.h: the pipe to a
+ * browser we launched, or a WebSocket to one someone else runs).
  * Owns: command ids, the pending table and every command's deadline, and the routing of
  * events by sessionId. Every command gets exactly one reply callback: the answer, a CDP
  * error, a timeout, or "connection lost" -- unless the caller cancels it first. Payloads are
@@ -10,7 +11,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "ws.h"
+#include "transport.h"
 
 typedef struct lc_cdp lc_cdp;
 
@@ -40,10 +41,12 @@ typedef struct lc_cdp_cbs {
   void *ud;
 } lc_cdp_cbs;
 
-/* Connect to the browser's WebSocket URL. Released by lc_cdp_free (exactly once), which fails
- * every pending command with LC_CDP_ECLOSED ("shutting down") before returning. */
-lc_cdp *lc_cdp_connect(uv_loop_t *loop, lc_ws_ctx *ws, const char *url, const lc_cdp_cbs *cbs,
-                       char **err);
+/* Open a connection over the transport that open(arg, ...) makes (lc_pipe_open, lc_ws_open,
+ * or a fake). Returns NULL with *err (malloc'ed) if the transport cannot be made. Released by
+ * lc_cdp_free (exactly once), which closes the transport and fails every pending command with
+ * LC_CDP_ECLOSED ("shutting down") before returning. */
+lc_cdp *lc_cdp_open(uv_loop_t *loop, lc_transport_open_fn open, void *arg, const lc_cdp_cbs *cbs,
+                    char **err);
 void lc_cdp_free(lc_cdp *c);
 
 /* Send a command; `params_json` may be NULL ("{}"); `session` may be NULL or "" for the browser
@@ -62,6 +65,10 @@ uint64_t lc_cdp_send_capped(lc_cdp *c, const char *session, const char *method,
 int lc_cdp_cancel(lc_cdp *c, uint64_t id);
 /* Fail every pending command of a session (a crashed or closed page) with `why`. */
 void lc_cdp_fail_session(lc_cdp *c, const char *session, const char *why);
+/* After idle_ms without a message, send Browser.getVersion; no answer within timeout_ms ends
+ * the connection as lost ("the browser stopped answering"): a stopped or hung browser is found
+ * on a transport without pings of its own (the pipe; lws pings WebSockets itself). */
+void lc_cdp_set_keepalive(lc_cdp *c, int idle_ms, int timeout_ms);
 int lc_cdp_is_open(const lc_cdp *c);
 size_t lc_cdp_pending(const lc_cdp *c);
 

@@ -206,6 +206,10 @@ static void maybe_recycle(lc_engine *e, int sampled) {
     }
     return;
   }
+  /* Nothing queued: the requests in flight finish where they are, and a replacement started
+   * now may still be starting when the crawl ends (a browser launched for nothing). The check
+   * comes back with the next tick once work is queued. */
+  if (e->frontier->ops->pending(e->frontier) == 0) return;
   char *err = NULL;
   int g = lc_bpool_start(e->pool, &err);
   if (g < 0) {
@@ -488,9 +492,14 @@ int lc_engine_run(const lc_run_opts *opts) {
     fprintf(stderr, "luacrawl: cannot read script '%s': %s\n", opts->script, strerror(errno));
     return LC_EXIT_BADINPUT;
   }
-  char path[4096];
+  char path[4096] = "";
   const char *why = NULL;
-  if (lc_browser_find(opts->browser, path, sizeof path, &why) != 0) {
+  if (opts->connect && opts->browser) {
+    fprintf(stderr,
+            "luacrawl: --connect and --browser cannot be used together (see luacrawl --help)\n");
+    return LC_EXIT_BADINPUT;
+  }
+  if (!opts->connect && lc_browser_find(opts->browser, path, sizeof path, &why) != 0) {
     if (opts->browser)
       fprintf(stderr, "luacrawl: --browser %s: %s\n", opts->browser, why ? why : "not usable");
     else
@@ -568,7 +577,7 @@ int lc_engine_run(const lc_run_opts *opts) {
                        .on_lost = on_browser_lost,
                        .on_drained = on_browser_drained,
                        .on_nav_paused = lc_job_nav_paused};
-  e->pool = lc_bpool_new(&e->loop, e->ws, &bo, &pcbs);
+  e->pool = lc_bpool_new(&e->loop, e->ws, &bo, opts->connect, &pcbs);
   lc_cache_backend be = lc_bpool_backend(e->pool);
   lc_cache_config cc = {.close_timeout_ms = e->policy.close_timeout_ms,
                         .max_idle_pages = e->policy.max_idle_pages,

@@ -27,6 +27,7 @@ typedef struct lc_run_opts {
   const char *output;      /* -o FILE, NULL: stdout */
   const char *stats;       /* --stats FILE */
   const char *browser;     /* --browser PATH */
+  const char *connect;     /* --connect ws://HOST:PORT/...: someone else's browser */
   int quiet;               /* no progress */
   int verbose;
 } lc_run_opts;

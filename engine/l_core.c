@@ -710,6 +710,9 @@ static int l_core_stats(lua_State *L) {
   set_int(L, "pages_evicted", (lua_Integer)cs.pages_evicted);
   set_int(L, "idle_target", cs.idle_target);
   set_int(L, "contexts_retired", (lua_Integer)cs.contexts_retired);
+  set_int(L, "browser_log_bytes", (lua_Integer)bs.log_bytes);
+  set_int(L, "browser_log_kept", (lua_Integer)bs.log_kept_max);
+  set_int(L, "browsers_unsandboxed", bs.unsandboxed);
   set_int(L, "engine_rss_mb", lc_proc_self_rss_kb() / 1024);
   return 1;
 }

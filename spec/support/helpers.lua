@@ -394,6 +394,9 @@ end
 -- Builds what H.run and H.spawn share: paths, flags and the env prefix.
 local function prepare(args, opts)
   local dir = H.tmpdir()
+  -- As root the browser runs as its own user (luacrawl-chrome), who must get through this dir
+  -- to its profile dir: searchable, not listable.
+  assert(sh("chmod 711 " .. q(dir)) == 0, "chmod 711 " .. dir .. " failed")
   local job = {
     dir = dir,
     profile_root = dir .. "/profiles",
