@@ -131,6 +131,9 @@ function H.tmpdir()
   local base = os.getenv("TMPDIR") or "/tmp"
   local dir = sh_read("mktemp -d " .. q(base .. "/luacrawl-spec.XXXXXX")):gsub("%s+$", "")
   assert(dir ~= "" and lfs.attributes(dir, "mode") == "directory", "mktemp -d failed")
+  -- Searchable (not listable) by others: as root the browser runs as its own user, and a
+  -- profile root below this dir must be reachable by it.
+  assert(sh("chmod 711 " .. q(dir)) == 0, "chmod 711 " .. dir .. " failed")
   owned.tmpdirs[#owned.tmpdirs + 1] = dir
   return dir
 end
