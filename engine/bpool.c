@@ -631,7 +631,10 @@ static int open_cdp(gen_t *g, char **err) {
     lc_ws_args wa = {p->ws, p->connect_url};
     g->cdp = lc_cdp_open(p->loop, lc_ws_open, &wa, &cbs, err);
   } else {
-    lc_pipe_args pa = {p->loop, lc_browser_take_cdp_fd(g->browser), 0};
+    /* LUACRAWL_PIPE_MAX_MESSAGE: a smaller cap on one message, so specs can reach it. */
+    const char *cap = getenv("LUACRAWL_PIPE_MAX_MESSAGE");
+    lc_pipe_args pa = {p->loop, lc_browser_take_cdp_fd(g->browser),
+                       cap ? (size_t)strtoull(cap, NULL, 10) : 0};
     if (pa.fd < 0) {
       *err = strdup("the browser's DevTools pipe is gone");
       return -1;

@@ -147,6 +147,27 @@ static void handle_reply(lc_cdp *c, int64_t id, char *msg, size_t len) {
   r[v.n] = saved;
 }
 
+/* The transport dropped a message over its cap: if it was a reply (Chromium writes "id"
+ * first), that command fails alone; an event is lost, with a warning. */
+static void on_transport_oversize(void *ud, const char *head, size_t head_len, size_t total) {
+  lc_cdp *c = ud;
+  uint64_t id = 0;
+  const char *p = head, *end = head + head_len;
+  while (p < end && (*p == ' ' || *p == '{')) p++;
+  if (end - p > 5 && memcmp(p, "\"id\":", 5) == 0) {
+    for (p += 5; p < end && *p >= '0' && *p <= '9'; p++) id = id * 10 + (uint64_t)(*p - '0');
+  }
+  cdp_cmd *m = id ? cmd_find(c, id) : NULL;
+  if (!m) {
+    lc_warn("dropped a message of %zu bytes from the browser (over the transport's limit)", total);
+    return;
+  }
+  char buf[200];
+  snprintf(buf, sizeof buf, "%s: reply exceeds max_bytes (%zu bytes, over the transport's limit)",
+           m->method, total);
+  cmd_finish(c, m, LC_CDP_ETOOBIG, buf, strlen(buf));
+}
+
 static void on_transport_message(void *ud, char *msg, size_t len) {
   lc_cdp *c = ud;
   if (c->closed) return; /* declared lost (a keepalive went unanswered): nothing counts now */
@@ -196,7 +217,8 @@ lc_cdp *lc_cdp_open(uv_loop_t *loop, lc_transport_open_fn open, void *arg, const
   uv_timer_init(loop, t);
   t->data = c;
   c->sweep = t;
-  lc_transport_cbs tcbs = {on_transport_open, on_transport_message, on_transport_close, c};
+  lc_transport_cbs tcbs = {on_transport_open, on_transport_message, on_transport_close, c,
+                           on_transport_oversize};
   c->t = open(arg, &tcbs, err);
   if (!c->t) {
     c->closed = 1;

@@ -22,6 +22,10 @@ typedef struct lc_pipe {
   char *rx;
   size_t rx_len, rx_cap, scanned; /* scanned: bytes of rx known to hold no NUL */
   size_t max_message;
+  int skipping;                 /* dropping a message over max_message, up to its NUL */
+  size_t skipped;               /* its length so far */
+  char head[LC_TRANSPORT_HEAD]; /* its first bytes, for on_oversize */
+  size_t head_len;
   int handles; /* open handles; the memory goes when the last one is closed */
   int closing; /* close() was called: no more callbacks */
   int dead;    /* the connection ended (reported once) */
@@ -79,6 +83,20 @@ static void pipe_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
 static void pipe_deliver(lc_pipe *p) {
   size_t start = 0;
   while (!p->closing && !p->dead) {
+    if (p->skipping) { /* the rest of a message too large to keep: up to its NUL */
+      char *end = memchr(p->rx + start, '\0', p->rx_len - start);
+      if (!end) {
+        p->skipped += p->rx_len - start;
+        start = p->rx_len;
+        break;
+      }
+      p->skipped += (size_t)(end - (p->rx + start));
+      start = (size_t)(end - p->rx) + 1;
+      p->scanned = start;
+      p->skipping = 0;
+      p->base.cbs.on_oversize(p->base.cbs.ud, p->head, p->head_len, p->skipped);
+      continue;
+    }
     char *nul = memchr(p->rx + p->scanned, '\0', p->rx_len - p->scanned);
     if (!nul) {
       p->scanned = p->rx_len;
@@ -96,6 +114,20 @@ static void pipe_deliver(lc_pipe *p) {
   if (p->closing || p->dead) return;
   /* What is left is one unfinished message: the cap applies to it. */
   size_t rest = p->rx_len - start;
+  if (!p->skipping && rest > p->max_message && p->base.cbs.on_oversize) {
+    /* Keep its head, drop the rest as it comes: the connection goes on. */
+    p->head_len = rest < sizeof p->head ? rest : sizeof p->head;
+    memcpy(p->head, p->rx + start, p->head_len);
+    p->skipped = rest;
+    p->skipping = 1;
+    start = p->rx_len;
+    rest = 0;
+  }
+  if (p->skipping) {
+    p->rx_len = 0;
+    p->scanned = 0;
+    return;
+  }
   if (rest > p->max_message) {
     char why[160];
     snprintf(why, sizeof why, "a message from the browser is larger than %zu bytes",

@@ -20,7 +20,8 @@ typedef struct lc_pipe_args {
 } lc_pipe_args;
 
 /* An lc_transport_open_fn: arg is an lc_pipe_args. on_open fires on the next loop turn; a
- * message longer than max_message ends the connection (on_close says so). */
+ * message longer than max_message is dropped as it arrives (never buffered whole) and
+ * reported to on_oversize, or, without that callback, ends the connection (on_close). */
 lc_transport *lc_pipe_open(void *arg, const lc_transport_cbs *cbs, char **err);
 
 #endif

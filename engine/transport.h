@@ -21,7 +21,14 @@ typedef struct lc_transport_cbs {
   /* The connection failed or closed (never after close()). `why` is a short reason. */
   void (*on_close)(void *ud, const char *why);
   void *ud;
+  /* Optional. A message over the transport's cap was dropped: `head` holds its first bytes
+   * (enough to find a reply's "id"), `total` its length. Without it, such a message ends the
+   * connection. */
+  void (*on_oversize)(void *ud, const char *head, size_t head_len, size_t total);
 } lc_transport_cbs;
+
+/* How many first bytes of a dropped message on_oversize gets. */
+#define LC_TRANSPORT_HEAD 64
 
 typedef struct lc_transport_ops {
   const char *name; /* "pipe", "websocket": for messages */

@@ -121,4 +121,31 @@ return { start = { P .. "/hostile.html" }, retries = 0, timeout_ms = 60000,
     assert.same({}, c.links_next.a)
     assert.equals(1, r.stats.browser_starts, "one browser connection for the whole run")
   end)
+
+  it("a message over the transport's own cap fails its command alone, the connection goes on", function()
+    -- With no max_bytes an eval's reply is capped only by the transport (256 MiB by default;
+    -- 1 MiB here): the pipe drops the message as it arrives, the command it answers fails, and
+    -- nothing else does.
+    local root = H.tmpdir()
+    H.write(root .. "/big.html", "<title>Big</title><script>window.big = 'x'.repeat(3 * 1024 * 1024)</script>")
+    local srv = H.server(root)
+    local s = H.script([[
+return { start = { args.base .. "/big.html" }, retries = 0,
+  handle = function(page, req, job)
+    assert(page:navigate(req.url))
+    local big, err = page:eval("window.big")
+    job:emit { check = "big", got = big and #big or false, err = err }
+    job:emit { check = "after", v = page:eval("6*7"), title = page:title() }
+  end }]])
+    local r = H.run({ "run", s, "base=http://127.0.0.1:" .. srv.port },
+      { stats = true, env = { LUACRAWL_PIPE_MAX_MESSAGE = "1048576" } })
+    assert.equals(0, r.code, r.stderr)
+    local c = H.checks(r)
+    assert.is_false(c.big.got)
+    assert.matches("reply exceeds max_bytes", c.big.err)
+    assert.equals(42, c.after.v)
+    assert.equals("Big", c.after.title)
+    assert.equals(1, r.stats.browser_starts, "the connection was never lost")
+    assert.equals(0, r.stats.refs_outstanding)
+  end)
 end)

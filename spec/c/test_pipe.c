@@ -1,6 +1,7 @@
 /* test_pipe.c: the --remote-debugging-pipe transport (engine/pipe.c) against a forked writer:
  * messages split across reads and several in one read arrive whole and in order, a 12 MB
- * message too, one over the cap ends the connection with a clear reason, sends get their NUL,
+ * message too, one over the cap ends the connection with a clear reason (or, with on_oversize,
+ * is dropped while the connection goes on), sends get their NUL,
  * and every test ends with the loop closing cleanly. */
 #include "pipe.h"
 #include "test.h"
@@ -20,7 +21,17 @@ typedef struct seen {
   size_t lens[16];
   char heads[16][32];
   int nul_terminated;
+  int oversize;
+  char over_head[LC_TRANSPORT_HEAD + 1];
+  size_t over_total;
 } seen;
+
+static void on_oversize(void *ud, const char *head, size_t len, size_t total) {
+  seen *s = ud;
+  s->oversize++;
+  snprintf(s->over_head, sizeof s->over_head, "%.*s", (int)len, head);
+  s->over_total = total;
+}
 
 static void on_open(void *ud) { ((seen *)ud)->opened++; }
 
@@ -88,7 +99,7 @@ TEST(test_split_and_joined_messages) {
   uv_loop_init(&loop);
   seen s;
   memset(&s, 0, sizeof s);
-  lc_transport_cbs cbs = {on_open, on_message, on_close, &s};
+  lc_transport_cbs cbs = {on_open, on_message, on_close, &s, NULL};
   lc_pipe_args a = {&loop, sv[0], 0};
   char *err = NULL;
   lc_transport *t = lc_pipe_open(&a, &cbs, &err);
@@ -133,7 +144,7 @@ TEST(test_message_over_cap) {
   uv_loop_init(&loop);
   seen s;
   memset(&s, 0, sizeof s);
-  lc_transport_cbs cbs = {on_open, on_message, on_close, &s};
+  lc_transport_cbs cbs = {on_open, on_message, on_close, &s, NULL};
   lc_pipe_args a = {&loop, sv[0], 1024 * 1024};
   char *err = NULL;
   lc_transport *t = lc_pipe_open(&a, &cbs, &err);
@@ -152,6 +163,55 @@ TEST(test_message_over_cap) {
   CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
 }
 
+/* With on_oversize, a message over the cap is dropped as it arrives (the buffer never grows to
+ * it) and reported with its head and length; the messages around it arrive and the
+ * connection goes on. */
+TEST(test_message_over_cap_dropped) {
+  int sv[2];
+  CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  size_t big = 5u * 1024 * 1024 + 17;
+  pid_t child = fork();
+  if (child == 0) {
+    close(sv[0]);
+    write_all(sv[1], "{\"ok\":1}\0", 9);
+    char *m = malloc(big + 1);
+    memset(m, 'z', big);
+    memcpy(m, "{\"id\":42,\"result\":", 18);
+    m[big] = '\0';
+    for (size_t off = 0; off <= big; off += 70000) { /* in many reads */
+      size_t n = big + 1 - off < 70000 ? big + 1 - off : 70000;
+      write_all(sv[1], m + off, n);
+    }
+    free(m);
+    write_all(sv[1], "{\"after\":1}\0", 12);
+    _exit(0);
+  }
+  close(sv[1]);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  seen s;
+  memset(&s, 0, sizeof s);
+  lc_transport_cbs cbs = {on_open, on_message, on_close, &s, on_oversize};
+  lc_pipe_args a = {&loop, sv[0], 1024 * 1024};
+  char *err = NULL;
+  lc_transport *t = lc_pipe_open(&a, &cbs, &err);
+  CHECK(t != NULL);
+  run_until_closed(&loop, &s); /* ends with the writer's EOF */
+  CHECK_INT(s.oversize, 1);
+  CHECK_INT(s.over_total, big);
+  CHECK(strncmp(s.over_head, "{\"id\":42,\"result\":zz", 20) == 0);
+  CHECK_INT(s.n, 2);
+  CHECK_STR(s.heads[0], "{\"ok\":1}");
+  CHECK_STR(s.heads[1], "{\"after\":1}");
+  CHECK(strstr(s.why, "closed the pipe") != NULL); /* not the cap */
+  lc_transport_close(t);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  CHECK_INT(uv_loop_close(&loop), 0);
+  int st = 0;
+  CHECK_INT(waitpid(child, &st, 0), child);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 TEST(test_send_and_close) {
   int sv[2];
   CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
@@ -159,7 +219,7 @@ TEST(test_send_and_close) {
   uv_loop_init(&loop);
   seen s;
   memset(&s, 0, sizeof s);
-  lc_transport_cbs cbs = {on_open, on_message, on_close, &s};
+  lc_transport_cbs cbs = {on_open, on_message, on_close, &s, NULL};
   lc_pipe_args a = {&loop, sv[0], 0};
   char *err = NULL;
   lc_transport *t = lc_pipe_open(&a, &cbs, &err);
@@ -192,6 +252,7 @@ TEST(test_send_and_close) {
 int main(void) {
   RUN(test_split_and_joined_messages);
   RUN(test_message_over_cap);
+  RUN(test_message_over_cap_dropped);
   RUN(test_send_and_close);
   DONE();
 }
