@@ -45,6 +45,19 @@ static int dir_exists(const char *p) {
 /* Processes whose arguments name something under root. */
 static int mentions(const char *root) { return lc_proc_signal_by_cmdline(root, 0); }
 
+/* Whether one of pid's command-line arguments contains `path`. */
+static int cmdline_mentions(int pid, const char *path) {
+  char fn[64], buf[8192] = {0};
+  snprintf(fn, sizeof fn, "/proc/%d/cmdline", pid);
+  FILE *f = fopen(fn, "r");
+  if (!f) return 0;
+  size_t len = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  for (size_t i = 0; i < len; i += strlen(buf + i) + 1)
+    if (strstr(buf + i, path)) return 1;
+  return 0;
+}
+
 /* Processes outside group pgid whose command line mentions path (crashpad helpers). */
 static int outside_group(const char *path, pid_t pgid) {
   DIR *d = opendir("/proc");
@@ -53,14 +66,7 @@ static int outside_group(const char *path, pid_t pgid) {
   while (d && (e = readdir(d))) {
     int pid = atoi(e->d_name);
     if (pid <= 0 || pid == getpid()) continue;
-    char fn[64], buf[8192] = {0};
-    snprintf(fn, sizeof fn, "/proc/%d/cmdline", pid);
-    FILE *f = fopen(fn, "r");
-    if (!f) continue;
-    size_t len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    int hit = 0;
-    for (size_t i = 0; i < len && !hit; i += strlen(buf + i) + 1) hit = strstr(buf + i, path) != 0;
+    int hit = cmdline_mentions(pid, path);
     if (hit && getpgid(pid) != pgid) n++;
   }
   if (d) closedir(d);
@@ -231,15 +237,8 @@ static int tree_socket_inodes(const char *root, unsigned long *out, int max) {
   while (d && (e = readdir(d))) {
     int pid = atoi(e->d_name);
     if (pid <= 0 || pid == getpid()) continue;
-    char fn[64], buf[8192] = {0};
-    snprintf(fn, sizeof fn, "/proc/%d/cmdline", pid);
-    FILE *f = fopen(fn, "r");
-    if (!f) continue;
-    size_t len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    int hit = 0;
-    for (size_t i = 0; i < len && !hit; i += strlen(buf + i) + 1) hit = strstr(buf + i, root) != 0;
-    if (!hit) continue;
+    if (!cmdline_mentions(pid, root)) continue;
+    char fn[64];
     snprintf(fn, sizeof fn, "/proc/%d/fd", pid);
     DIR *fds = opendir(fn);
     struct dirent *fe;
