@@ -79,23 +79,13 @@ static void skip_field(const char **s) {
   *s = p;
 }
 
-typedef struct pstat {
-  pid_t pid, ppid, pgrp;
-  char state;
-  long long utime, stime, cutime, cstime; /* clock ticks */
-  long long rss_pages;
-} pstat;
+typedef lc_proc_stat pstat;
 
-/* Reads /proc/<pid>/stat into st; returns 0, or -1 if the process is gone or unreadable. */
-static int read_pstat(pid_t pid, pstat *st) {
-  char path[64], buf[1024];
-  proc_path(path, sizeof path, pid, "stat");
-  if (read_small_file(path, buf, sizeof buf) <= 0) return -1;
+int lc_proc_parse_stat(const char *buf, lc_proc_stat *st) {
   /* comm may hold spaces and parentheses: the fields start after the last ')'. */
   const char *p = strrchr(buf, ')');
   if (!p || p[1] != ' ') return -1;
   p += 2;
-  st->pid = pid;
   st->state = *p;
   p++;
   st->ppid = (pid_t)parse_ll(&p); /* 4 */
@@ -107,6 +97,15 @@ static int read_pstat(pid_t pid, pstat *st) {
   st->cstime = parse_ll(&p); /* 17 */
   for (int f = 18; f <= 23; f++) skip_field(&p);
   st->rss_pages = parse_ll(&p); /* 24 */
+  return 0;
+}
+
+/* Reads /proc/<pid>/stat into st; returns 0, or -1 if the process is gone or unreadable. */
+static int read_pstat(pid_t pid, pstat *st) {
+  char path[64], buf[1024];
+  proc_path(path, sizeof path, pid, "stat");
+  if (read_small_file(path, buf, sizeof buf) <= 0 || lc_proc_parse_stat(buf, st) != 0) return -1;
+  st->pid = pid;
   return 0;
 }
 
