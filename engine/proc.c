@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -56,7 +57,8 @@ static void proc_path(char *out, size_t n, long pid, const char *leaf) {
   out[k] = '\0';
 }
 
-/* Parses a decimal integer (optionally negative) at *s, advancing *s; signal-safe. */
+/* Parses a decimal integer (optionally negative) at *s, advancing *s; signal-safe. Too many
+ * digits saturate at LLONG_MAX (no overflow, whatever the text). */
 static long long parse_ll(const char **s) {
   const char *p = *s;
   int neg = 0;
@@ -66,7 +68,10 @@ static long long parse_ll(const char **s) {
     neg = 1;
     p++;
   }
-  while (*p >= '0' && *p <= '9') v = v * 10 + (*p++ - '0');
+  for (; *p >= '0' && *p <= '9'; p++) {
+    int d = *p - '0';
+    v = v <= (LLONG_MAX - d) / 10 ? v * 10 + d : LLONG_MAX;
+  }
   *s = p;
   return neg ? -v : v;
 }
@@ -84,7 +89,7 @@ typedef lc_proc_stat pstat;
 int lc_proc_parse_stat(const char *buf, lc_proc_stat *st) {
   /* comm may hold spaces and parentheses: the fields start after the last ')'. */
   const char *p = strrchr(buf, ')');
-  if (!p || p[1] != ' ') return -1;
+  if (!p || p[1] != ' ' || p[2] == '\0') return -1; /* no state: the text was cut */
   p += 2;
   st->state = *p;
   p++;
