@@ -25,8 +25,9 @@ typedef struct lc_proc_stat {
 
 /* Parses the NUL-terminated text of a /proc/<pid>/stat file into *st (all but pid). comm, the
  * second field, may hold any bytes but NUL, spaces and ')' included: the fields are read after
- * the last ')'. Returns 0, or -1 when the text has no "comm) " at all. Pure and
- * async-signal-safe; exposed for the fuzz target. */
+ * the last ')'. Returns 0, or -1 when the text has no "comm) S" (a state) at all. Numbers of
+ * too many digits saturate at LLONG_MAX. Pure and async-signal-safe; exposed for the fuzz
+ * target. */
 int lc_proc_parse_stat(const char *buf, lc_proc_stat *st);
 
 /* RSS in KiB summed over the tree of root; 0 if nothing of it is alive. */
