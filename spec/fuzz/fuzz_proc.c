@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char state = states[fuzz_u8(&in) % (sizeof states - 1)];
   long long f[53] = {0}; /* f[k]: field k (1-based) */
   for (int k = 4; k <= 52; k++) f[k] = pick(&in, k == 18 || k == 19 || (k >= 5 && k <= 8));
-  f[4] = (int)f[4] < 0 ? -(int)f[4] : (int)f[4]; /* pid_t fields */
+  f[4] = f[4] & 0x7fffffff; /* pid_t fields */
   f[5] = (int)f[5];
   char line[2048];
   int w = snprintf(line, sizeof line, "%d (%s) %c", 12345, comm, state);

@@ -4,8 +4,9 @@
  * the whole input is the body and a fixed set of paths is checked. Properties: no crash; the
  * answers are 0 or 1; "/robots.txt" is always allowed and "" is "/"; an empty body allows
  * everything; the crawl delay is -1 or in [0, 1e9]; and one parse plus all matches of an input
- * of at most LC_ROBOTS_MAX_BYTES takes at most FUZZ_ROBOTS_MS (100 ms): slower is a finding
- * (issue 9, item 6: a hostile robots.txt must not stall the loop). */
+ * of at most LC_ROBOTS_MAX_BYTES takes at most FUZZ_ROBOTS_MS (100 ms) of CPU time, the fastest
+ * of three runs: slower is a finding (issue 9, item 6: a hostile robots.txt must not stall the
+ * loop). */
 #include <time.h>
 
 #include "fuzz.h"
@@ -15,9 +16,10 @@
 #define FUZZ_ROBOTS_MS 100.0
 #endif
 
+/* CPU time of this thread: other processes on a shared machine do not count. */
 static double now_ms(void) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
@@ -49,18 +51,27 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (!text) abort();
   memcpy(text, body, blen);
 
-  double t0 = now_ms();
-  lc_robots *r = lc_robots_parse(text, blen, "luacrawl/0.1");
-  FUZZ_CHECK(r != NULL);
+  /* One parse and every check; timed, and run again (up to 3 times) when over the limit but
+   * under 10 times it, so a scheduling hiccup is not taken for a slow input: the fastest run
+   * counts. */
+  double took = 0;
   int answers = 0;
-  for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) answers += check_path(r, fixed[i]);
-  for (size_t i = 0; i < npaths; i++) answers += check_path(r, paths[i]);
-  FUZZ_CHECK(check_path(r, "/robots.txt") == 1);
-  FUZZ_CHECK(check_path(r, "") == check_path(r, "/"));
-  double d = lc_robots_crawl_delay(r);
-  FUZZ_CHECK(d == -1 || (d >= 0 && d <= 1e9));
-  lc_robots_free(r);
-  double took = now_ms() - t0;
+  for (int run = 0; run < 3; run++) {
+    double t0 = now_ms();
+    lc_robots *r = lc_robots_parse(text, blen, "luacrawl/0.1");
+    FUZZ_CHECK(r != NULL);
+    answers = 0;
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++) answers += check_path(r, fixed[i]);
+    for (size_t i = 0; i < npaths; i++) answers += check_path(r, paths[i]);
+    FUZZ_CHECK(check_path(r, "/robots.txt") == 1);
+    FUZZ_CHECK(check_path(r, "") == check_path(r, "/"));
+    double d = lc_robots_crawl_delay(r);
+    FUZZ_CHECK(d == -1 || (d >= 0 && d <= 1e9));
+    lc_robots_free(r);
+    double t = now_ms() - t0;
+    if (run == 0 || t < took) took = t;
+    if (took <= FUZZ_ROBOTS_MS || took > 10 * FUZZ_ROBOTS_MS) break; /* a hiccup is not 10x */
+  }
   if (size <= LC_ROBOTS_MAX_BYTES && took > FUZZ_ROBOTS_MS) {
     fprintf(stderr, "robots: one parse and %zu checks of %zu bytes took %.1f ms (limit %.0f)\n",
             sizeof fixed / sizeof *fixed + npaths + 4, size, took, FUZZ_ROBOTS_MS);

@@ -93,6 +93,9 @@ for i, r in enumerate(robots):
     put("robots", "%02d" % i, r)
     put("robots", "%02d-paths" % i, paths + "\x00" + r)
 
+# A long path against a few wildcard rules: fast (a few ms), but the shape slow inputs grow from.
+put("robots", "long-path", "/" + "a" * 2000 + "\n\0User-agent: *\n" + ("Disallow: /*" + "a" * 60 + "b\n") * 4)
+
 # /proc/PID/stat: mode byte 0 (raw text). Real lines, including names with ')' and spaces.
 stats = [
     "1 (systemd) S 0 1 1 0 -1 4194560 58372 4358233 121 1603 153 405 12399 4561 20 0 1 0 8 173985792 3115 18446744073709551615 1 1 0 0 0 0 671173123 4096 1260 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
