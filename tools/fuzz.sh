@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets of spec/fuzz with clang (in $BUILD_FUZZ) and runs each for
-# FUZZ_SECONDS, one at a time (-workers=1 -jobs=1: the machine may be shared).
+# FUZZ_SECONDS, one at a time, each in one process on one thread (libFuzzer's default, which is
+# what -jobs=1 -workers=1 asks for, minus a fuzz-0.log left in the cwd): the machine may be shared.
 # Usage: tools/fuzz.sh [target...]   (default: all). New inputs go to $BUILD_FUZZ/corpus/<t>/
 # (the committed spec/fuzz/corpus/<t>/ is read, never written); crashes, timeouts and failed
 # properties to $BUILD_FUZZ/findings/<t>/. Exits 1 if any target found something.
@@ -27,7 +28,7 @@ for t in "${targets[@]}"; do
   echo "fuzz: $t for ${FUZZ_SECONDS}s" >&2
   if ! ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     "$exe" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -max_len="$max_len" \
-    -workers=1 -jobs=1 -print_final_stats=1 \
+    -print_final_stats=1 \
     -artifact_prefix="$BUILD_FUZZ/findings/$t/" \
     "$BUILD_FUZZ/corpus/$t" "spec/fuzz/corpus/$t" 2>"$BUILD_FUZZ/fuzz-$t.log"; then
     echo "fuzz: $t FOUND something: see $BUILD_FUZZ/fuzz-$t.log and $BUILD_FUZZ/findings/$t/" >&2
