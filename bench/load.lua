@@ -5,6 +5,8 @@
 -- comes back only after K-1 others have had their turn.
 --   luacrawl run bench/load.lua base=http://127.0.0.1:PORT pages=5000 concurrency=8 \
 --     configs=20 block=8 policy=on|off
+-- policy=default: max_contexts = 4 and nothing else (what a new user writes: force = false,
+--                 max_idle_pages = the concurrency, idle_ms = 30000).
 -- policy=on : max_contexts = 4, force = true, idle_ms = 30000 (the engine's default idle_ms).
 -- policy=off: max_contexts = 100000, force = false, idle_ms = 0 (cleanup disabled).
 -- Per page it does what a crawler does: title, HTML, links; one small record is emitted.
@@ -23,10 +25,12 @@ local block = int("block", 8)
 local policy
 if args.policy == "off" then
   policy = { max_contexts = 100000, force = false, idle_ms = 0 }
+elseif args.policy == "default" then
+  policy = { max_contexts = 4 }
 elseif args.policy == nil or args.policy == "on" then
   policy = { max_contexts = 4, force = true, idle_ms = 30000 }
 else
-  error("policy= must be on or off", 0)
+  error("policy= must be default, on or off", 0)
 end
 
 local function config_of(i)

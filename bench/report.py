@@ -166,6 +166,10 @@ def one(run_dir, entry):
             window(samples, target, 0.90, 1.0)
         r["window_10"], r["window_50"], r["window_100"] = w10, w50, w100
         r["browser_rss_growth_pct_windows"] = growth(w10, w100, "browser_rss_mb")
+        # Early and late medians (issue 8's goal: the late one within 15 % of the early one).
+        early, late = window(samples, target, 0.20, 0.50), window(samples, target, 0.70, 1.0)
+        r["window_early"], r["window_late"] = early, late
+        r["browser_pss_late_vs_early_pct"] = growth(early, late, "browser_pss_mb")
         r["browser_pss_growth_pct_windows"] = growth(w10, w100, "browser_pss_mb")
         r["deciles"] = [point(at_fraction(samples, target, d / 10.0)) for d in range(1, 10)] + [r["at_100"]]
         if stats:
@@ -186,8 +190,16 @@ def load_text(rows, md):
     out = []
     if not rows:
         return out
+    name = lambda r: "%s configs, policy %s" % (r.get("configs"), r["policy"])
+    base4 = next((r for r in rows if r.get("configs") == min(x.get("configs") or 0 for x in rows)), None)
+
+    def vs_fewest(r):
+        a, b = (base4 or {}).get("window_late") or {}, r.get("window_late") or {}
+        if not a.get("browser_pss_mb") or not b.get("browser_pss_mb"):
+            return None
+        return b["browser_pss_mb"] / a["browser_pss_mb"]
     if md:
-        out.append("| | " + " | ".join("policy %s" % r["policy"] for r in rows) + " |")
+        out.append("| | " + " | ".join(name(r) for r in rows) + " |")
         out.append("|---|" + "---|" * len(rows))
 
         def row(name, f):
@@ -204,6 +216,11 @@ def load_text(rows, md):
         st = lambda r, k: fmt((r.get("stats") or {}).get(k))
         row("pages (ok / failed)", lambda r: "%s / %s" % (st(r, "pages_ok"), st(r, "pages_failed")))
         row("pages/s (whole run)", lambda r: fmt(r.get("pages_per_s_wall")))
+        row("**browser PSS, median of 20–50 % / 70–100 %, MB**", lambda r: "**%s / %s**" % (
+            fmt((r.get("window_early") or {}).get("browser_pss_mb"), 0), fmt((r.get("window_late") or {}).get("browser_pss_mb"), 0)))
+        row("late vs early median (PSS)", lambda r: "%s %%" % fmt(r.get("browser_pss_late_vs_early_pct")))
+        row("late PSS ÷ the fewest-configurations run's", lambda r: "%s×" % fmt(vs_fewest(r), 2))
+        row("idle pages evicted / contexts retired", lambda r: "%s / %s" % (st(r, "pages_evicted"), st(r, "contexts_retired")))
         row("contexts created / open peak", lambda r: "%s / %s" % (st(r, "contexts_created"), st(r, "contexts_open_peak")))
         row("pages created / reused", lambda r: "%s / %s" % (st(r, "pages_created"), st(r, "pages_reused")))
         row("**browser RSS sum, MB** at 10 / 50 / 100 %", lambda r: trio(r, "browser_rss_mb"))
@@ -231,9 +248,13 @@ def load_text(rows, md):
         a, b, c = r.get("at_10") or {}, r.get("at_50") or {}, r.get("at_100") or {}
         w10, w50, w100 = r.get("window_10") or {}, r.get("window_50") or {}, r.get("window_100") or {}
         stt = r.get("stats") or {}
-        out.append("  policy %s: %s pages, %s pages/s; contexts created %s, open peak %s; pages created %s, reused %s" % (
-            r["policy"], r.get("pages"), fmt(r.get("pages_per_s_wall")), fmt(stt.get("contexts_created")),
+        e, l = r.get("window_early") or {}, r.get("window_late") or {}
+        out.append("  %s: %s pages, %s pages/s; contexts created %s, open peak %s; pages created %s, reused %s" % (
+            name(r), r.get("pages"), fmt(r.get("pages_per_s_wall")), fmt(stt.get("contexts_created")),
             fmt(r.get("contexts_open_peak")), fmt(stt.get("pages_created")), fmt(stt.get("pages_reused"))))
+        out.append("    browser PSS medians over 20-50%% / 70-100%% of the pages: %s / %s MB (late vs early %s %%; late vs the fewest-configurations run %s x)" % (
+            fmt(e.get("browser_pss_mb"), 0), fmt(l.get("browser_pss_mb"), 0), fmt(r.get("browser_pss_late_vs_early_pct")),
+            fmt(vs_fewest(r), 2)))
         out.append("    browser tree RSS (sum) at 10/50/100%%: %s / %s / %s MB, growth 10%%->100%% %s %%" % (
             fmt(a.get("browser_rss_mb"), 0), fmt(b.get("browser_rss_mb"), 0), fmt(c.get("browser_rss_mb"), 0),
             fmt(r.get("browser_rss_growth_pct"))))
@@ -255,7 +276,8 @@ def load_text(rows, md):
             fmt(r.get("foreign_cpu_pct")), fmt(r.get("loadavg1_mean"))))
         if r["anomalies"]:
             out.append("    anomalies: " + "; ".join(r["anomalies"]))
-    out.append("    (goals for reference: browser RSS at 100% within 10% of 10% with the policy; engine RSS < 30 MB)")
+    out.append("    (goals for reference: late PSS median within 15% of the early one; the most-configurations run's"
+               " late PSS <= 1.3x the fewest's; default policy PSS <= 350 MB at >= 21 pages/s; engine RSS < 30 MB)")
     return out
 
 

@@ -10,9 +10,9 @@
 #   BENCH            all | load | throughput                         (all)
 #   BENCH_PAGES      pages of each continuous-load run               (5000)
 #   BENCH_LOAD_CONCURRENCY                                           (8)
-#   BENCH_CONFIGS    distinct context configurations (user agents)   (20)
-#   BENCH_BLOCK      consecutive requests per configuration          (50)
-#   BENCH_POLICIES   "on off": with the cleanup policy, and without  (on off)
+#   BENCH_CONFIGS    distinct context configurations (user agents), one run each  (4 20 200)
+#   BENCH_BLOCK      consecutive requests per configuration; 1: round robin       (1)
+#   BENCH_POLICIES   default (max_contexts = 4 only), on (+ force), off (no cleanup)  (default)
 #   BENCH_LOAD_BROWSER  Chromium binary of the load runs   (/usr/lib/chromium/chromium-headless-shell)
 #   BENCH_TP_PAGES   pages of the PostgreSQL manual per throughput run; 0: the whole manual (300)
 #   BENCH_TP_CONCURRENCY                                             (1 4 8)
@@ -37,9 +37,9 @@ python=python3
 BENCH=${BENCH:-all}
 BENCH_PAGES=${BENCH_PAGES:-5000}
 BENCH_LOAD_CONCURRENCY=${BENCH_LOAD_CONCURRENCY:-8}
-BENCH_CONFIGS=${BENCH_CONFIGS:-20}
-BENCH_BLOCK=${BENCH_BLOCK:-50}
-BENCH_POLICIES=${BENCH_POLICIES:-on off}
+BENCH_CONFIGS=${BENCH_CONFIGS:-4 20 200}
+BENCH_BLOCK=${BENCH_BLOCK:-1}
+BENCH_POLICIES=${BENCH_POLICIES:-default}
 BENCH_LOAD_BROWSER=${BENCH_LOAD_BROWSER:-/usr/lib/chromium/chromium-headless-shell}
 BENCH_TP_PAGES=${BENCH_TP_PAGES:-300}
 BENCH_TP_CONCURRENCY=${BENCH_TP_CONCURRENCY:-1 4 8}
@@ -66,6 +66,7 @@ stamp=$(date +%Y%m%d-%H%M%S)
 out="$BENCH_OUT/$stamp"
 mkdir -p "$out"
 work=$(mktemp -d "${TMPDIR:-/tmp}/luacrawl-bench.XXXXXX")
+chmod 711 "$work" # as root the browser runs as luacrawl-chrome, who must reach its profile dirs
 servers=()
 probe_pid=
 
@@ -177,7 +178,7 @@ json.dump({"nproc": os.cpu_count(), "cpu": cpu, "mem_total": mem, "kernel": plat
   "luacrawl_commit": sh("git -C $src rev-parse --short HEAD"),
   "luacrawl_tree_dirty": bool(sh("git -C $src status --porcelain --untracked-files=no")),
   "bench": {"BENCH": "$BENCH", "BENCH_PAGES": $BENCH_PAGES, "BENCH_LOAD_CONCURRENCY": $BENCH_LOAD_CONCURRENCY,
-            "BENCH_CONFIGS": $BENCH_CONFIGS, "BENCH_BLOCK": $BENCH_BLOCK, "BENCH_POLICIES": "$BENCH_POLICIES",
+            "BENCH_CONFIGS": "$BENCH_CONFIGS", "BENCH_BLOCK": $BENCH_BLOCK, "BENCH_POLICIES": "$BENCH_POLICIES",
             "BENCH_LOAD_BROWSER": "$BENCH_LOAD_BROWSER", "BENCH_TP_PAGES": $BENCH_TP_PAGES,
             "BENCH_TP_CONCURRENCY": "$BENCH_TP_CONCURRENCY", "BENCH_SITES": "$BENCH_SITES",
             "BENCH_BROWSERS": "$BENCH_BROWSERS", "BENCH_TOOLS": "$BENCH_TOOLS"}},
@@ -191,18 +192,20 @@ log "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f
 run_load() {
   serve "$src/examples/site" load
   local base="http://127.0.0.1:$port"
+  for configs in $BENCH_CONFIGS; do
   for policy in $BENCH_POLICIES; do
-    local label="load-policy-$policy"
+    local label="load-k$configs-policy-$policy"
     local root
-    root=$(mktemp -d "$work/prof.XXXXXX")
-    log "$label: $BENCH_PAGES pages, concurrency $BENCH_LOAD_CONCURRENCY, $BENCH_CONFIGS configurations in blocks of $BENCH_BLOCK, $(basename "$BENCH_LOAD_BROWSER")"
+    root=$(mktemp -d "$work/prof.XXXXXX") && chmod 711 "$root"
+    log "$label: $BENCH_PAGES pages, concurrency $BENCH_LOAD_CONCURRENCY, $configs configurations in blocks of $BENCH_BLOCK, $(basename "$BENCH_LOAD_BROWSER")"
     LUACRAWL_PROFILE_ROOT=$root measure "$label" \
-      "{\"part\":\"load\",\"label\":\"$label\",\"tool\":\"luacrawl\",\"browser\":\"$(basename "$BENCH_LOAD_BROWSER")\",\"site\":\"fixture /_/page?id=N\",\"concurrency\":$BENCH_LOAD_CONCURRENCY,\"policy\":\"$policy\",\"pages_target\":$BENCH_PAGES,\"configs\":$BENCH_CONFIGS,\"block\":$BENCH_BLOCK,\"probe\":\"$label.probe.json\",\"stats\":\"$label.stats.json\"}" \
+      "{\"part\":\"load\",\"label\":\"$label\",\"tool\":\"luacrawl\",\"browser\":\"$(basename "$BENCH_LOAD_BROWSER")\",\"site\":\"fixture /_/page?id=N\",\"concurrency\":$BENCH_LOAD_CONCURRENCY,\"policy\":\"$policy\",\"pages_target\":$BENCH_PAGES,\"configs\":$configs,\"block\":$BENCH_BLOCK,\"probe\":\"$label.probe.json\",\"stats\":\"$label.stats.json\"}" \
       "$work/$label.jsonl" "$root" 2 -- \
       "$bin" run "$here/load.lua" "base=$base" "pages=$BENCH_PAGES" \
-      "concurrency=$BENCH_LOAD_CONCURRENCY" "configs=$BENCH_CONFIGS" "block=$BENCH_BLOCK" \
+      "concurrency=$BENCH_LOAD_CONCURRENCY" "configs=$configs" "block=$BENCH_BLOCK" \
       "policy=$policy" --browser "$BENCH_LOAD_BROWSER" -o "$work/$label.jsonl" \
       --stats "$out/$label.stats.json"
+  done
   done
 }
 
@@ -275,7 +278,7 @@ run_throughput() {
       for c in $BENCH_TP_CONCURRENCY; do
         for tool in $BENCH_TOOLS; do
           label="tp-$site-$b-c$c-$tool"
-          root=$(mktemp -d "$work/prof.XXXXXX")
+          root=$(mktemp -d "$work/prof.XXXXXX") && chmod 711 "$root"
           local manifest="{\"part\":\"throughput\",\"label\":\"$label\",\"tool\":\"$tool\",\"browser\":\"$b\",\"site\":\"$site\",\"concurrency\":$c,\"pages_target\":$max,\"probe\":\"$label.probe.json\""
           log "$label"
           case $tool in

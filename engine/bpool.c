@@ -9,9 +9,12 @@
 
 #include "json.h"
 #include "log.h"
+#include "pipe.h"
+#include "url.h"
 
-#define MAX_EVENTS_PER_PAGE 4000
 #define CMD_TIMEOUT_MS 15000
+#define KEEPALIVE_IDLE_MS 3000
+#define KEEPALIVE_TIMEOUT_MS 8000
 
 enum { G_STARTING, G_READY, G_CLOSING, G_DEAD };
 
@@ -28,12 +31,10 @@ typedef struct gen_t {
   lc_bpool *pool;
   int gen;
   int state;
-  int reported; /* on_lost fired */
-  lc_browser *browser;
+  int reported;        /* on_lost fired */
+  lc_browser *browser; /* NULL for a browser someone else runs (--connect) */
   lc_cdp *cdp;
-  lc_cdp *stale;     /* a refused first connection, freed outside its own callback */
-  uv_timer_t *retry; /* reconnects while the browser is starting; freed in its close cb */
-  int tries;
+  uv_timer_t *later; /* an external generation's close, on the next turn; freed in its close cb */
   deferred *waiting;
   char why[256];
 } gen_t;
@@ -55,13 +56,19 @@ struct lc_enpage {
   char broken[160];
   pev *head, *tail;
   int n_events;
+  size_t event_bytes; /* params bytes of the queued events */
   lc_task *waiter;
   uv_timer_t *timer; /* malloc'ed; freed in its close callback */
+  int guard;         /* main-frame document requests go to on_nav_paused */
+  char **block;      /* block_urls patterns, failed at once even for documents */
+  size_t n_block;
+  char *expect; /* normalized URL page:navigate asked for: its first request goes at once */
 };
 
 struct lc_bpool {
   uv_loop_t *loop;
   lc_ws_ctx *ws;
+  char *connect_url; /* --connect: attach to this browser instead of launching one */
   lc_browser_opts bopts;
   lc_bpool_cbs cbs;
   lc_cache *cache;
@@ -92,14 +99,19 @@ static void pev_free(pev *e) {
   free(e);
 }
 
+/* Unlinks and frees the oldest queued event. */
+static void page_drop_oldest(lc_enpage *pg) {
+  pev *e = pg->head;
+  pg->head = e->next;
+  if (!pg->head) pg->tail = NULL;
+  pg->n_events--;
+  pg->event_bytes -= e->len;
+  pg->pool->stats.events_queued_bytes -= e->len;
+  pev_free(e);
+}
+
 void lc_enpage_clear_events(lc_enpage *pg) {
-  while (pg->head) {
-    pev *e = pg->head;
-    pg->head = e->next;
-    pev_free(e);
-  }
-  pg->tail = NULL;
-  pg->n_events = 0;
+  while (pg->head) page_drop_oldest(pg);
 }
 
 /* Wake the waiting task with nil, why. */
@@ -142,6 +154,8 @@ static void page_free(lc_bpool *p, lc_enpage *pg, const char *why) {
   }
   page_break(pg, why);
   lc_enpage_clear_events(pg);
+  lc_enpage_set_guard(pg, 0, NULL, 0);
+  lc_enpage_expect(pg, NULL);
   if (pg->timer) {
     pg->timer->data = NULL;
     uv_close((uv_handle_t *)pg->timer, free_handle);
@@ -173,10 +187,142 @@ const char *lc_enpage_target(const lc_enpage *pg) { return pg->target; }
 const char *lc_enpage_broken(const lc_enpage *pg) { return pg->broken[0] ? pg->broken : NULL; }
 
 uint64_t lc_enpage_send(lc_bpool *p, lc_enpage *pg, const char *method, const char *params,
-                        int timeout_ms, lc_cdp_reply_fn fn, void *ud) {
+                        int timeout_ms, size_t max_reply, lc_cdp_reply_fn fn, void *ud) {
   gen_t *g = gen_find(p, pg->gen);
   if (!g || g->state != G_READY || !g->cdp || pg->broken[0]) return 0;
-  return lc_cdp_send(g->cdp, pg->session, method, params, timeout_ms, fn, ud);
+  return lc_cdp_send_capped(g->cdp, pg->session, method, params, timeout_ms, max_reply, fn, ud);
+}
+
+static void free_block(lc_enpage *pg) {
+  for (size_t i = 0; i < pg->n_block; i++) free(pg->block[i]);
+  free(pg->block);
+  pg->block = NULL;
+  pg->n_block = 0;
+}
+
+int lc_enpage_set_guard(lc_enpage *pg, int on, const char *const *block, size_t n) {
+  free_block(pg);
+  pg->guard = 0;
+  if (!on) return 0;
+  if (n > 0) {
+    pg->block = calloc(n, sizeof *pg->block);
+    if (!pg->block) return -1;
+    for (; pg->n_block < n; pg->n_block++) {
+      pg->block[pg->n_block] = strdup(block[pg->n_block]);
+      if (!pg->block[pg->n_block]) {
+        free_block(pg);
+        return -1;
+      }
+    }
+  }
+  pg->guard = 1;
+  return 0;
+}
+
+void lc_enpage_expect(lc_enpage *pg, const char *url) {
+  free(pg->expect);
+  pg->expect = NULL;
+  if (url && lc_url_normalize(NULL, url, &pg->expect, NULL) != 0) pg->expect = NULL;
+}
+
+/* Whether `url` is the navigation the script asked for (not a redirect hop). */
+static int is_expected(const lc_enpage *pg, const char *url) {
+  char *n = NULL;
+  if (!pg->expect || lc_url_normalize(NULL, url, &n, NULL) != 0) return 0;
+  int same = strcmp(n, pg->expect) == 0;
+  free(n);
+  return same;
+}
+
+/* A Fetch URL pattern: '*' matches any run, a backslash makes the next character literal.
+ * Greedy with one backtrack point; the patterns are the script's own. */
+static int fetch_pattern_matches(const char *p, const char *s) {
+  const char *star = NULL, *star_s = NULL;
+  for (;;) {
+    if (*p == '*') {
+      star = ++p;
+      star_s = s;
+      continue;
+    }
+    const char *lit = p;
+    if (*lit == '\\' && lit[1]) lit++;
+    if (*p && *s && *lit == *s) {
+      p = lit + 1;
+      s++;
+      continue;
+    }
+    if (!*p && !*s) return 1;
+    if (!star || !*star_s) return 0;
+    p = star;
+    s = ++star_s;
+  }
+}
+
+static void reply_nav(void *ud, int err, char *r, size_t n) {
+  (void)ud;
+  (void)n;
+  if (err) lc_debug("answering a paused navigation: %s", r);
+}
+
+/* Continue or fail the paused request `request_id` (a JSON string literal, quotes included). */
+static void nav_answer(lc_bpool *p, lc_enpage *pg, const char *request_id, size_t id_len,
+                       int allow) {
+  lc_buf b;
+  lc_buf_init(&b);
+  lc_buf_puts(&b, "{\"requestId\":");
+  lc_buf_add(&b, request_id, id_len);
+  lc_buf_puts(&b, allow ? "}" : ",\"errorReason\":\"BlockedByClient\"}");
+  if (!lc_buf_str(&b) ||
+      !lc_enpage_send(p, pg, allow ? "Fetch.continueRequest" : "Fetch.failRequest", b.p,
+                      CMD_TIMEOUT_MS, 0, reply_nav, NULL))
+    lc_debug("cannot answer a paused navigation of page %llu", (unsigned long long)pg->page_id);
+  lc_buf_free(&b);
+}
+
+void lc_enpage_nav_decide(lc_bpool *p, lc_enpage *pg, const char *request_id, int allow) {
+  lc_buf b;
+  lc_buf_init(&b);
+  lc_buf_json_string(&b, request_id);
+  if (lc_buf_str(&b)) nav_answer(p, pg, b.p, b.n, allow);
+  lc_buf_free(&b);
+}
+
+/* Fetch.requestPaused of a guarded page's document: fail it if block_urls match, continue it
+ * for a subframe, or hand it to the engine for the crawl's rules. Returns 0 when it is not
+ * such a request (the caller fails it as blocked). */
+static int guard_paused(lc_bpool *p, lc_enpage *pg, const char *params, size_t len,
+                        lc_json_span id) {
+  lc_json_span v, req, u;
+  char type[32], frame[64];
+  if (!pg->guard || lc_json_member(params, len, "resourceType", &v) != 0 ||
+      lc_json_plain_string(v, type, sizeof type) != 0 || strcmp(type, "Document") != 0)
+    return 0;
+  if (lc_json_member(params, len, "request", &req) != 0 ||
+      lc_json_member(req.p, req.n, "url", &u) != 0)
+    return 0;
+  char *url = lc_json_string_dup(u);
+  char *rid = lc_json_string_dup(id);
+  if (!url || !rid) {
+    free(url);
+    free(rid);
+    return 0;
+  }
+  int blocked = 0;
+  for (size_t i = 0; i < pg->n_block && !blocked; i++)
+    blocked = fetch_pattern_matches(pg->block[i], url);
+  int main_frame = lc_json_member(params, len, "frameId", &v) == 0 &&
+                   lc_json_plain_string(v, frame, sizeof frame) == 0 &&
+                   strcmp(frame, pg->target) == 0;
+  int redirected = lc_json_member(params, len, "redirectedRequestId", &v) == 0;
+  /* The first request of page:navigate(url) is the script's choice and goes at once: a round
+   * trip through the resume point would only blur the politeness delay it just waited for. */
+  if (blocked || !main_frame || !p->cbs.on_nav_paused || (!redirected && is_expected(pg, url)))
+    nav_answer(p, pg, id.p, id.n, !blocked);
+  else
+    p->cbs.on_nav_paused(p->cbs.ud, pg->page_id, rid, url, redirected);
+  free(url);
+  free(rid);
+  return 1;
 }
 
 static void page_push_event(lc_enpage *pg, const char *method, const char *params, size_t len) {
@@ -190,13 +336,21 @@ static void page_push_event(lc_enpage *pg, const char *method, const char *param
     lc_task_op_complete(t, 2);
     return;
   }
-  if (pg->n_events >= MAX_EVENTS_PER_PAGE) {
-    pev *old = pg->head;
-    pg->head = old->next;
-    if (!pg->head) pg->tail = NULL;
-    pev_free(old);
-    pg->n_events--;
-    pg->pool->stats.events_dropped++;
+  lc_bpool *p = pg->pool;
+  /* Nobody reads an idle page's events (its next use starts by clearing them): keep none. */
+  if (p->cache && !lc_cache_page_in_use(p->cache, pg->page_id)) {
+    p->stats.events_dropped += (uint64_t)pg->n_events + 1;
+    lc_enpage_clear_events(pg);
+    return;
+  }
+  if (len > LC_ENPAGE_MAX_EVENT_BYTES) {
+    p->stats.events_dropped++;
+    return;
+  }
+  while (pg->head && (pg->n_events >= LC_ENPAGE_MAX_EVENTS ||
+                      pg->event_bytes + len > LC_ENPAGE_MAX_EVENT_BYTES)) {
+    page_drop_oldest(pg);
+    p->stats.events_dropped++;
   }
   pev *e = calloc(1, sizeof *e);
   if (!e) return;
@@ -215,6 +369,8 @@ static void page_push_event(lc_enpage *pg, const char *method, const char *param
     pg->head = e;
   pg->tail = e;
   pg->n_events++;
+  pg->event_bytes += len;
+  p->stats.events_queued_bytes += len;
 }
 
 static void event_timeout_cb(uv_timer_t *h) {
@@ -241,12 +397,9 @@ static void event_cancel(lc_task *t, void *data) {
 int lc_enpage_next_event(lua_State *L, lc_task *t, lc_bpool *p, lc_enpage *pg, int timeout_ms) {
   if (pg->head) {
     pev *e = pg->head;
-    pg->head = e->next;
-    if (!pg->head) pg->tail = NULL;
-    pg->n_events--;
     lua_pushstring(L, e->method);
     lua_pushlstring(L, e->params, e->len);
-    pev_free(e);
+    page_drop_oldest(pg);
     return 2;
   }
   if (pg->broken[0]) {
@@ -281,9 +434,11 @@ static void reaper_cb(uv_timer_t *h) {
     }
     *gp = g->next;
     if (g->cdp) lc_cdp_free(g->cdp);
-    if (g->stale) lc_cdp_free(g->stale);
-    if (g->retry) uv_close((uv_handle_t *)g->retry, free_handle);
-    if (g->browser) lc_browser_destroy(g->browser);
+    if (g->later) uv_close((uv_handle_t *)g->later, free_handle);
+    if (g->browser) {
+      p->stats.log_bytes_done += lc_browser_log_bytes(g->browser);
+      lc_browser_destroy(g->browser);
+    }
     free(g);
   }
 }
@@ -318,7 +473,10 @@ static void gen_lost(gen_t *g, int crashed, const char *why) {
   if (was_closing) crashed = 0;
   if (crashed) {
     p->stats.browser_crashes++;
-    lc_warn("browser %d lost: %s", g->gen, why);
+    /* What Chromium said last goes with the report (the tail of its output ring). */
+    char tail[2048] = "";
+    if (g->browser) lc_browser_log_tail(g->browser, tail, sizeof tail);
+    lc_warn("browser %d lost: %s%s", g->gen, why, tail);
   }
   fail_deferred(g, why);
   /* Pages first (their waiters learn why), then the cache drops the contexts. */
@@ -346,43 +504,19 @@ static void on_cdp_open(void *ud) {
   if (g->pool->cbs.on_ready) g->pool->cbs.on_ready(g->pool->cbs.ud, g->gen, 0, NULL);
 }
 
-#define CONNECT_TRIES 25
-#define CONNECT_RETRY_MS 100
-
 static void connect_cdp(gen_t *g);
-
-static void retry_cb(uv_timer_t *h) {
-  gen_t *g = h->data;
-  if (g->stale) {
-    lc_cdp_free(g->stale);
-    g->stale = NULL;
-  }
-  if (g->state == G_STARTING) connect_cdp(g);
-}
 
 static void on_cdp_closed(void *ud, const char *why) {
   gen_t *g = ud;
   char msg[300];
-  snprintf(msg, sizeof msg, "DevTools connection lost (%s)", why);
-  /* DevToolsActivePort can appear a moment before the socket accepts: retry the first
-   * connection for a while (never a live one: that is a crash). */
-  if (g->state == G_STARTING && g->tries < CONNECT_TRIES && g->browser &&
-      lc_browser_alive(g->browser)) {
-    if (!g->retry) {
-      g->retry = malloc(sizeof *g->retry);
-      if (g->retry) {
-        uv_timer_init(g->pool->loop, g->retry);
-        g->retry->data = g;
-      }
-    }
-    if (g->retry && !g->stale) {
-      g->stale = g->cdp;
-      g->cdp = NULL;
-      lc_debug("browser %d: DevTools connection refused (%s); retrying", g->gen, why);
-      uv_timer_start(g->retry, retry_cb, CONNECT_RETRY_MS, 0);
-      return;
-    }
-  }
+  if (g->browser)
+    snprintf(msg, sizeof msg, "DevTools connection lost (%s)", why);
+  else if (g->state == G_STARTING)
+    snprintf(msg, sizeof msg, "cannot connect to the browser at %s (%s)", g->pool->connect_url,
+             why);
+  else
+    snprintf(msg, sizeof msg, "the connection to the browser at %s was lost (%s)",
+             g->pool->connect_url, why);
   if (g->state == G_STARTING && g->pool->cbs.on_ready) {
     g->state = G_DEAD; /* reported as a failed start, not a crash */
     g->reported = 1;
@@ -399,6 +533,19 @@ static void reply_dialog(void *ud, int err, char *r, size_t n) {
   (void)r;
   (void)n;
   if (err) lc_debug("dismissing a dialog: %s", r);
+}
+
+/* A page whose renderer crashed or whose target detached: its commands and waiter fail, and
+ * the cache closes it (now if idle, at release if in use) instead of handing it out again.
+ * The cache may close the page inside the call (be_close_page frees pg): pg is not touched
+ * after it. */
+static void page_broken(gen_t *g, lc_enpage *pg, const char *why) {
+  lc_bpool *p = g->pool;
+  uint64_t page_id = pg->page_id;
+  if (g->cdp) lc_cdp_fail_session(g->cdp, pg->session, why);
+  page_break(pg, why);
+  lc_enpage_clear_events(pg);
+  if (p->cache) lc_cache_page_broken(p->cache, page_id, now_ms(p));
 }
 
 static void on_cdp_event(void *ud, const char *session, const char *method, char *params,
@@ -418,24 +565,22 @@ static void on_cdp_event(void *ud, const char *session, const char *method, char
       else if (lc_json_member(params, len, "targetId", &v) == 0 &&
                lc_json_plain_string(v, id, sizeof id) == 0)
         pg = page_by_target(p, g->gen, id);
-      if (pg) {
-        const char *why = method[7] == 't' ? "page crashed" : "page detached";
-        if (g->cdp) lc_cdp_fail_session(g->cdp, pg->session, why);
-        page_break(pg, why);
-      }
+      if (pg) page_broken(g, pg, method[7] == 't' ? "page crashed" : "page detached");
     }
     return;
   }
   pg = page_by_session(p, g->gen, session);
   if (!pg) return;
   if (strcmp(method, "Inspector.targetCrashed") == 0) {
-    if (g->cdp) lc_cdp_fail_session(g->cdp, pg->session, "page crashed");
-    page_break(pg, "page crashed");
+    page_broken(g, pg, "page crashed");
     return;
   }
   if (strcmp(method, "Fetch.requestPaused") == 0) {
-    /* Fetch is only enabled with patterns for blocked resource types: fail them all. */
+    /* Fetch is enabled with patterns for blocked resources, which are all failed, and for
+     * documents, which the navigation guard decides. */
     lc_json_span v;
+    if (lc_json_member(params, len, "requestId", &v) == 0 && guard_paused(p, pg, params, len, v))
+      return;
     if (lc_json_member(params, len, "requestId", &v) == 0) {
       lc_buf b;
       lc_buf_init(&b);
@@ -463,6 +608,7 @@ static void on_cdp_event(void *ud, const char *session, const char *method, char
 static void on_browser_ready(lc_browser *b, int err, const char *msg, void *ud) {
   gen_t *g = ud;
   lc_bpool *p = g->pool;
+  if (err && g->state == G_CLOSING) return; /* closed on purpose while starting: on_exit follows */
   if (err) {
     char why[600];
     snprintf(why, sizeof why, "browser did not start: %s", msg ? msg : "unknown");
@@ -476,13 +622,31 @@ static void on_browser_ready(lc_browser *b, int err, const char *msg, void *ud) 
   connect_cdp(g);
 }
 
-static void connect_cdp(gen_t *g) {
+/* Opens the generation's CDP connection: the pipe of the browser we launched, or a WebSocket
+ * to the one given by --connect. Returns 0, or -1 with *err (malloc'ed). */
+static int open_cdp(gen_t *g, char **err) {
   lc_bpool *p = g->pool;
   lc_cdp_cbs cbs = {on_cdp_open, on_cdp_event, on_cdp_closed, g};
+  if (!g->browser) {
+    lc_ws_args wa = {p->ws, p->connect_url};
+    g->cdp = lc_cdp_open(p->loop, lc_ws_open, &wa, &cbs, err);
+  } else {
+    lc_pipe_args pa = {p->loop, lc_browser_take_cdp_fd(g->browser), 0};
+    if (pa.fd < 0) {
+      *err = strdup("the browser's DevTools pipe is gone");
+      return -1;
+    }
+    g->cdp = lc_cdp_open(p->loop, lc_pipe_open, &pa, &cbs, err);
+    /* The pipe has no pings: a stopped browser is found as lws found it (3 s idle, 8 s). */
+    if (g->cdp) lc_cdp_set_keepalive(g->cdp, KEEPALIVE_IDLE_MS, KEEPALIVE_TIMEOUT_MS);
+  }
+  return g->cdp ? 0 : -1;
+}
+
+static void connect_cdp(gen_t *g) {
+  lc_bpool *p = g->pool;
   char *cerr = NULL;
-  g->tries++;
-  g->cdp = lc_cdp_connect(p->loop, p->ws, lc_browser_ws_url(g->browser), &cbs, &cerr);
-  if (!g->cdp) {
+  if (open_cdp(g, &cerr) != 0) {
     char why[300];
     snprintf(why, sizeof why, "cannot connect to the browser: %s", cerr ? cerr : "unknown");
     free(cerr);
@@ -507,9 +671,13 @@ static void on_browser_exit(lc_browser *b, int status, int sig, void *ud) {
 }
 
 lc_bpool *lc_bpool_new(uv_loop_t *loop, lc_ws_ctx *ws, const lc_browser_opts *bopts,
-                       const lc_bpool_cbs *cbs) {
+                       const char *connect_url, const lc_bpool_cbs *cbs) {
   lc_bpool *p = calloc(1, sizeof *p);
   if (!p) return NULL;
+  if (connect_url && !(p->connect_url = strdup(connect_url))) {
+    free(p);
+    return NULL;
+  }
   p->loop = loop;
   p->ws = ws;
   p->bopts = *bopts;
@@ -517,6 +685,7 @@ lc_bpool *lc_bpool_new(uv_loop_t *loop, lc_ws_ctx *ws, const lc_browser_opts *bo
   p->close_timeout_ms = 5000;
   p->reaper = malloc(sizeof *p->reaper);
   if (!p->reaper) {
+    free(p->connect_url);
     free(p);
     return NULL;
   }
@@ -534,6 +703,7 @@ void lc_bpool_free(lc_bpool *p) {
   while (p->pages) page_free(p, p->pages, "shutting down");
   reaper_cb(p->reaper);
   uv_close((uv_handle_t *)p->reaper, free_handle);
+  free(p->connect_url);
   free(p);
 }
 
@@ -549,6 +719,18 @@ int lc_bpool_start(lc_bpool *p, char **err) {
   g->pool = p;
   g->gen = ++p->next_gen;
   g->state = G_STARTING;
+  if (p->connect_url) {
+    /* Someone else's browser: connect, never launch, kill or watch a process. */
+    if (open_cdp(g, err) != 0) {
+      free(g);
+      return -1;
+    }
+    g->next = p->gens;
+    p->gens = g;
+    p->stats.browser_starts++;
+    lc_debug("browser %d: connecting to %s", g->gen, p->connect_url);
+    return g->gen;
+  }
   int rc =
       lc_browser_launch(p->loop, &p->bopts, on_browser_ready, on_browser_exit, g, &g->browser, err);
   if (rc < 0) {
@@ -558,8 +740,15 @@ int lc_bpool_start(lc_bpool *p, char **err) {
   g->next = p->gens;
   p->gens = g;
   p->stats.browser_starts++;
-  lc_debug("browser %d launched (pid %d)", g->gen, (int)lc_browser_pid(g->browser));
+  lc_debug("browser %d launched (pid %d, %s, sandbox %s)", g->gen, (int)lc_browser_pid(g->browser),
+           lc_browser_uid(g->browser) == 0 ? "as root" : "unprivileged",
+           lc_browser_sandboxed(g->browser) ? "on" : "off");
   return g->gen;
+}
+
+static void close_external_cb(uv_timer_t *h) {
+  gen_t *g = h->data;
+  gen_lost(g, 0, "connection closed");
 }
 
 void lc_bpool_close(lc_bpool *p, int gen, int grace_ms) {
@@ -567,7 +756,22 @@ void lc_bpool_close(lc_bpool *p, int gen, int grace_ms) {
   if (!g || g->state == G_DEAD || g->state == G_CLOSING) return;
   g->state = G_CLOSING;
   fail_deferred(g, "browser closing");
-  if (g->browser) lc_browser_terminate(g->browser, grace_ms);
+  if (g->browser) {
+    lc_browser_terminate(g->browser, grace_ms);
+    return;
+  }
+  /* Someone else's browser: only our connection ends (its contexts go with it, disposeOnDetach),
+   * on the next turn, so that no callback runs inside this call. */
+  if (!g->later) {
+    g->later = malloc(sizeof *g->later);
+    if (!g->later) {
+      gen_lost(g, 0, "connection closed");
+      return;
+    }
+    uv_timer_init(p->loop, g->later);
+    g->later->data = g;
+  }
+  uv_timer_start(g->later, close_external_cb, 0, 0);
 }
 
 void lc_bpool_close_all(lc_bpool *p, int grace_ms) {
@@ -576,6 +780,10 @@ void lc_bpool_close_all(lc_bpool *p, int grace_ms) {
 
 void lc_bpool_kill(lc_bpool *p, int gen) {
   gen_t *g = gen_find(p, gen);
+  if (g && !g->browser && p->connect_url) {
+    lc_warn("not killing browser %d: luacrawl did not launch it (--connect)", gen);
+    return;
+  }
   if (g && g->browser && g->state != G_DEAD) lc_browser_kill(g->browser);
 }
 
@@ -587,7 +795,7 @@ int lc_bpool_ready(const lc_bpool *p, int gen) {
 int lc_bpool_live(const lc_bpool *p) {
   int n = 0;
   for (gen_t *g = p->gens; g; g = g->next)
-    if (g->browser && lc_browser_alive(g->browser)) n++;
+    if (g->browser ? lc_browser_alive(g->browser) : g->state != G_DEAD) n++;
   return n;
 }
 
@@ -596,6 +804,20 @@ long lc_bpool_rss_kb(const lc_bpool *p, int gen) {
   for (gen_t *g = p->gens; g; g = g->next)
     if ((gen == 0 || g->gen == gen) && g->browser) kb += lc_browser_rss_kb(g->browser);
   return kb;
+}
+
+int lc_bpool_mem(const lc_bpool *p, int gen, int want_pss, lc_proc_mem *out) {
+  memset(out, 0, sizeof *out);
+  int browsers = 0;
+  for (gen_t *g = p->gens; g; g = g->next) {
+    if ((gen != 0 && g->gen != gen) || !g->browser) continue;
+    lc_proc_mem m;
+    if (lc_browser_mem(g->browser, want_pss, &m) > 0) browsers++;
+    out->rss_kb += m.rss_kb;
+    out->pss_kb += m.pss_kb;
+    out->procs += m.procs;
+  }
+  return browsers;
 }
 
 double lc_bpool_cpu_seconds(const lc_bpool *p) {
@@ -613,6 +835,14 @@ pid_t lc_bpool_pid(const lc_bpool *p, int gen) {
 void lc_bpool_get_stats(const lc_bpool *p, lc_bpool_stats *out) {
   *out = p->stats;
   out->live_browsers = lc_bpool_live(p);
+  out->log_bytes = p->stats.log_bytes_done;
+  for (gen_t *g = p->gens; g; g = g->next) {
+    if (!g->browser) continue;
+    out->log_bytes += lc_browser_log_bytes(g->browser);
+    size_t kept = lc_browser_log_kept(g->browser);
+    if (kept > out->log_kept_max) out->log_kept_max = kept;
+    if (!lc_browser_sandboxed(g->browser)) out->unsandboxed++;
+  }
 }
 
 uint64_t lc_bpool_send(lc_bpool *p, int gen, const char *method, const char *params, int timeout_ms,

@@ -27,20 +27,34 @@ typedef struct lc_bpool_cbs {
   void (*on_lost)(void *ud, int gen, int crashed, const char *why);
   /* Every old generation has been closed by the cache (a recycle finished). */
   void (*on_drained)(void *ud, int gen);
+  /* A main-frame document request of a guarded page is paused (a navigation, or one hop of its
+   * redirects): answer it with lc_enpage_nav_decide, later, from the resume point. `redirected`
+   * is 1 when a redirect response caused it. `request_id` and `url` are valid during the call
+   * only. NULL: such requests continue at once. */
+  void (*on_nav_paused)(void *ud, uint64_t page_id, const char *request_id, const char *url,
+                        int redirected);
 } lc_bpool_cbs;
 
 typedef struct lc_bpool_stats {
   int browser_starts;
   int browser_crashes;
   int live_browsers;
-  uint64_t events_dropped;
+  uint64_t events_dropped;      /* past a page's caps, or arrived while the page was idle */
+  uint64_t events_queued_bytes; /* params bytes buffered now, all pages */
+  uint64_t log_bytes;           /* bytes the browsers wrote to stdout/stderr (kept: a ring each) */
+  uint64_t log_bytes_done;      /* of browsers already gone (internal) */
+  size_t log_kept_max;          /* the most any live browser's ring holds (<= 256 KiB) */
+  int unsandboxed;              /* live browsers running with --no-sandbox */
 } lc_bpool_stats;
 
 /* Created once per engine; freed by lc_bpool_free after the cache released everything (it
  * fails whatever is still pending, then destroys the browsers; run the loop afterwards so
  * they are reaped). */
+/* connect_url NULL: each generation launches a browser and talks to it over its pipe. Else each
+ * generation is a WebSocket connection to that browser (someone else's: never launched, killed
+ * or watched; closing a generation closes only the connection). */
 lc_bpool *lc_bpool_new(uv_loop_t *loop, lc_ws_ctx *ws, const lc_browser_opts *bopts,
-                       const lc_bpool_cbs *cbs);
+                       const char *connect_url, const lc_bpool_cbs *cbs);
 void lc_bpool_free(lc_bpool *p);
 /* The cache this pool completes operations on (set once, before any start). */
 void lc_bpool_set_cache(lc_bpool *p, lc_cache *c);
@@ -60,6 +74,9 @@ void lc_bpool_kill(lc_bpool *p, int gen);
 int lc_bpool_ready(const lc_bpool *p, int gen);
 int lc_bpool_live(const lc_bpool *p);
 long lc_bpool_rss_kb(const lc_bpool *p, int gen); /* gen 0: all */
+/* Memory of the browsers of generation gen (0: all) in one walk each; returns how many
+ * browsers were alive. */
+int lc_bpool_mem(const lc_bpool *p, int gen, int want_pss, lc_proc_mem *out);
 double lc_bpool_cpu_seconds(const lc_bpool *p);
 pid_t lc_bpool_pid(const lc_bpool *p, int gen);
 void lc_bpool_get_stats(const lc_bpool *p, lc_bpool_stats *out);
@@ -77,9 +94,28 @@ const char *lc_enpage_session(const lc_enpage *pg);
 const char *lc_enpage_target(const lc_enpage *pg);
 /* Why the page cannot be used (crashed, detached), or NULL while it is healthy. */
 const char *lc_enpage_broken(const lc_enpage *pg);
-/* A command on the page's session. Returns 0 if it cannot be sent. */
+/* A command on the page's session; a reply longer than `max_reply` bytes (0: no cap) fails
+ * it with LC_CDP_ETOOBIG. Returns 0 if it cannot be sent. */
 uint64_t lc_enpage_send(lc_bpool *p, lc_enpage *pg, const char *method, const char *params,
-                        int timeout_ms, lc_cdp_reply_fn fn, void *ud);
+                        int timeout_ms, size_t max_reply, lc_cdp_reply_fn fn, void *ud);
+/* Guard (on) or stop guarding the page's main-frame navigations (Fetch must be enabled with a
+ * Document pattern):
+ * their paused requests go to on_nav_paused. `block` holds the page's Fetch URL patterns
+ * (block_urls: '*' any run, '\\' escapes the next character), which fail a document at once, as
+ * the C side fails every other paused request. Replaces earlier patterns.
+ * Returns 0, or -1 when out of memory (the page is then not guarded). */
+int lc_enpage_set_guard(lc_enpage *pg, int on, const char *const *block, size_t n);
+/* The URL page:navigate is about to load (NULL: none): its first request is not paused for
+ * the engine, whatever the guard. */
+void lc_enpage_expect(lc_enpage *pg, const char *url);
+/* Answer a paused navigation request: continue it (allow) or fail it as BlockedByClient. */
+void lc_enpage_nav_decide(lc_bpool *p, lc_enpage *pg, const char *request_id, int allow);
+
+/* Events are buffered per page up to LC_ENPAGE_MAX_EVENTS events and LC_ENPAGE_MAX_EVENT_BYTES
+ * bytes of params (the oldest are dropped first, and counted), and only while the cache has
+ * the page in use: an idle page's events are dropped as they come. */
+#define LC_ENPAGE_MAX_EVENTS 4000
+#define LC_ENPAGE_MAX_EVENT_BYTES (8u * 1024 * 1024)
 /* Forget buffered events (a new navigation, a reuse). */
 void lc_enpage_clear_events(lc_enpage *pg);
 /* Async for a task: the next buffered event (method, params JSON), or nil, err on timeout or

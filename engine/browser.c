@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* unshare, CLONE_NEW*, pipe2 */
 /* browser.c: one Chromium process (group) on a libuv loop the caller owns.
  *
  * States: RUNNING (forked, not seen exiting) -> DRAINING (the main process is a zombie, not yet
@@ -6,10 +7,20 @@
  * profile dir removed, callbacks fired). Handles are closed once DONE and destroyed, and the
  * memory is freed in the last close callback.
  *
- * Three handles: `sigchld` (uv_signal on SIGCHLD: the fast exit path), `poll` (every 20 ms during
- * start-up: DevToolsActivePort, the start deadline, early exits), `watch` (fallback exit poll,
- * the terminate grace deadline, the 10 ms ticks of the drain, and once DONE the 10 ms ticks
- * that reap the warden).
+ * Four handles: `sigchld` (uv_signal on SIGCHLD: the fast exit path), `poll` (every 20 ms during
+ * start-up: the probe's reply on the CDP pipe, the start deadline, early exits), `watch`
+ * (fallback exit poll, the terminate grace deadline, the 10 ms ticks of the drain, and once DONE
+ * the 10 ms ticks that reap the warden), `log_pipe` (Chromium's stdout and stderr, read into a
+ * ring of the last 256 KiB: nothing is written to disk, however much a page logs).
+ *
+ * CDP: the child gets one end of a socketpair as fds 3 and 4 (--remote-debugging-pipe: commands
+ * in on 3, replies out on 4, NUL after each); no port is opened. The launch writes one probe
+ * (Browser.getVersion, id 0) and `poll` waits for its reply, peeking so that nothing after it is
+ * consumed; then ready fires and the owner takes the engine's end (lc_browser_take_cdp_fd).
+ *
+ * Privileges: as root, the browser runs as an unprivileged system user (LC_BROWSER_USER, made
+ * by tools/deps.sh) who owns the profile dir; its own sandbox is on unless a probe finds that
+ * the kernel refuses the user namespaces it needs (then --no-sandbox, with one warning).
  *
  * The warden: a second child, forked before Chromium, that outlives the engine to clean up
  * after it. It is in its own session (a terminal's Ctrl-C to the engine's group misses it),
@@ -30,12 +41,16 @@
  */
 #include "browser.h"
 
+#include "log.h"
 #include "proc.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <pthread.h>
+#include <pwd.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -62,6 +77,10 @@ enum {
   DEFAULT_START_MS = 15000,
   REGISTRY_MAX = 64,
   LOG_TAIL_LINES = 12,
+  LOG_RING = 256 * 1024,
+  LOG_LINE_MAX = 300,
+  /* a longer line is cut in messages */ /* Chromium's output kept for crash reports: the last 256
+                                            KiB */
   WARDEN_WAIT_MS = 2000,  /* the warden's wait for the tree to die before removing the dir */
   WARDEN_LIMIT_MS = 5000, /* a released warden still running after this is SIGKILLed */
 };
@@ -98,10 +117,17 @@ struct lc_browser {
   uv_signal_t sigchld;
   uv_timer_t poll;
   uv_timer_t watch;
-  char ws_url[128];
+  uv_pipe_t log_pipe;  /* Chromium's stdout and stderr, read into the ring */
+  int log_open;        /* log_pipe is initialised (a handle to close) */
+  int cdp_fd;          /* the engine's end of the CDP socketpair until taken; -1 after */
+  size_t probe_len;    /* bytes of the probe reply seen so far (start-up) */
+  int sandbox;         /* Chromium's sandbox is on */
+  uid_t uid;           /* the user the browser runs as */
+  char *ring;          /* the last LOG_RING bytes Chromium wrote (malloc'ed) */
+  char log_buf[16384]; /* libuv reads into this, then it is copied into the ring */
+  size_t ring_head;    /* next write position */
+  uint64_t log_bytes;  /* every byte ever written */
   char profile[PATH_MAX];
-  char port_file[PATH_MAX + 32];
-  char log_file[PATH_MAX + 32];
   char msg[4096]; /* ready's error text */
 };
 
@@ -361,16 +387,69 @@ static int is_noise(const char *line, size_t len) {
   return 0;
 }
 
+/* Appends bytes to the ring (the oldest are overwritten). */
+static void ring_add(lc_browser *b, const char *p, size_t n) {
+  if (!b->ring) return;
+  b->log_bytes += n;
+  if (n >= LOG_RING) {
+    p += n - LOG_RING;
+    n = LOG_RING;
+  }
+  size_t first = LOG_RING - b->ring_head < n ? LOG_RING - b->ring_head : n;
+  memcpy(b->ring + b->ring_head, p, first);
+  memcpy(b->ring, p + first, n - first);
+  b->ring_head = (b->ring_head + n) % LOG_RING;
+}
+
+/* Copies the last n bytes of the ring (fewer if it holds fewer) to out; returns the count. */
+static size_t ring_tail(const lc_browser *b, char *out, size_t n) {
+  if (!b->ring) return 0;
+  size_t have = b->log_bytes < LOG_RING ? (size_t)b->log_bytes : LOG_RING;
+  if (n > have) n = have;
+  size_t start = (b->ring_head + LOG_RING - n) % LOG_RING;
+  size_t first = LOG_RING - start < n ? LOG_RING - start : n;
+  memcpy(out, b->ring + start, first);
+  memcpy(out + first, b->ring, n - first);
+  return n;
+}
+
+/* Reads what Chromium wrote and the loop has not read yet (it exited: the message is now). */
+static void log_drain(lc_browser *b) {
+  if (!b->log_open || uv_is_closing((uv_handle_t *)&b->log_pipe)) return;
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&b->log_pipe, &fd) != 0) return;
+  char buf[16384];
+  for (int i = 0; i < 64; i++) { /* at most 1 MiB: a writer still running cannot hold us */
+    ssize_t r = read(fd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break; /* EAGAIN (libuv made it non-blocking), EOF or an error */
+    ring_add(b, buf, (size_t)r);
+  }
+}
+
+static void log_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  lc_browser *b = h->data;
+  (void)suggested;
+  *buf = uv_buf_init(b->log_buf, sizeof b->log_buf);
+}
+
+/* Chromium wrote something: into the ring. EOF: the whole tree has let go of the pipe. */
+static void log_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf) {
+  lc_browser *b = s->data;
+  if (n > 0) {
+    ring_add(b, buf->base, (size_t)n);
+    return;
+  }
+  if (n < 0) uv_read_stop(s); /* EOF or an error: nothing more will come */
+}
+
 /* Appends the last LOG_TAIL_LINES interesting lines of the Chromium log to out (of size n). */
 static void append_log_tail(const lc_browser *b, char *out, size_t n) {
   char buf[8192];
   size_t used = strlen(out);
-  int fd = open(b->log_file, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
-  off_t size = lseek(fd, 0, SEEK_END);
-  off_t from = size > (off_t)sizeof buf - 1 ? size - (off_t)sizeof buf + 1 : 0;
-  ssize_t len = pread(fd, buf, sizeof buf - 1, from);
-  close(fd);
+  size_t got = ring_tail(b, buf, sizeof buf - 1);
+  int cut = got < b->log_bytes; /* the first line may be a piece of one */
+  ssize_t len = (ssize_t)got;
   if (len <= 0) {
     snprintf(out + used, n - used, "\n(chromium log is empty)");
     return;
@@ -386,7 +465,7 @@ static void append_log_tail(const lc_browser *b, char *out, size_t n) {
     while (e > 0 && (buf[e - 1] == '\n' || buf[e - 1] == '\r')) e--;
     size_t s = e;
     while (s > 0 && buf[s - 1] != '\n') s--;
-    if (s == 0 && from > 0) break; /* a cut first line */
+    if (s == 0 && cut) break; /* a cut first line */
     if (e > s && !is_noise(buf + s, e - s)) {
       starts[kept] = buf + s;
       lens[kept] = e - s;
@@ -398,11 +477,25 @@ static void append_log_tail(const lc_browser *b, char *out, size_t n) {
     snprintf(out + used, n - used, "\n(chromium log has only D-Bus noise)");
     return;
   }
-  snprintf(out + used, n - used, "\nchromium log (%s), last lines:", b->log_file);
-  for (int i = kept - 1; i >= 0; i--) {
+  snprintf(out + used, n - used,
+           "\nchromium log (%llu bytes written, last %d KiB kept), last lines:",
+           (unsigned long long)b->log_bytes, LOG_RING / 1024);
+  used = strlen(out);
+  /* The newest lines matter most: show as many of them as fit, each cut to LOG_LINE_MAX. */
+  int show = 0;
+  size_t need = 0;
+  while (show < kept) {
+    size_t l = lens[show] > LOG_LINE_MAX ? LOG_LINE_MAX + 3 : lens[show];
+    if (used + need + l + 4 >= n) break;
+    need += l + 3;
+    show++;
+  }
+  for (int i = show - 1; i >= 0; i--) {
     used = strlen(out);
-    if (used + 1 >= n) break;
-    snprintf(out + used, n - used, "\n  %.*s", (int)lens[i], starts[i]);
+    if (lens[i] > LOG_LINE_MAX)
+      snprintf(out + used, n - used, "\n  %.*s...", LOG_LINE_MAX, starts[i]);
+    else
+      snprintf(out + used, n - used, "\n  %.*s", (int)lens[i], starts[i]);
   }
 }
 
@@ -429,46 +522,36 @@ static char *dup_printf(const char *fmt, ...) {
   return s;
 }
 
-/* ---------------------------------------------------------------- DevToolsActivePort */
+/* ---------------------------------------------------------------- the CDP probe */
 
-static int is_uuid(const char *s, size_t len) {
-  if (len != 36) return 0;
-  for (size_t i = 0; i < 36; i++) {
-    char c = s[i];
-    if (i == 8 || i == 13 || i == 18 || i == 23) {
-      if (c != '-') return 0;
-    } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
-      return 0;
-    }
-  }
-  return 1;
-}
+/* Written at launch; ready fires once its reply is read. Id 0: the CDP layer starts at 1. */
+static const char probe_cmd[] = "{\"id\":0,\"method\":\"Browser.getVersion\"}";
 
-/* Reads DevToolsActivePort; fills b->ws_url and returns 1 only when both lines are complete:
- * "PORT\n/devtools/browser/<uuid>", with no trailing newline, so completeness is the uuid's
- * full 36 characters (Chromium writes the file in place, so a read can see part of it). */
-static int read_port_file(lc_browser *b) {
-  char buf[256];
-  int fd = open(b->port_file, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
-  ssize_t len = read(fd, buf, sizeof buf - 1);
-  close(fd);
-  if (len <= 0) return 0;
-  buf[len] = '\0';
-  char *nl = strchr(buf, '\n');
-  if (!nl || nl == buf) return 0;
-  long port = 0;
-  for (const char *p = buf; p < nl; p++) {
-    if (*p < '0' || *p > '9' || port > 65535) return 0;
-    port = port * 10 + (*p - '0');
+/* Looks (MSG_PEEK: nothing after it is consumed) for the probe's complete reply on the CDP
+ * socket. Returns 1 once it is read and is a result for id 0, 0 while incomplete, -1 with
+ * b->msg set if it is something else. */
+static int read_probe_reply(lc_browser *b) {
+  char buf[4096];
+  ssize_t n;
+  do n = recv(b->cdp_fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n <= 0) return 0; /* nothing yet, or EOF: the exit path reports an exit */
+  b->probe_len = (size_t)n;
+  char *nul = memchr(buf, '\0', (size_t)n);
+  if (!nul) {
+    if ((size_t)n < sizeof buf) return 0;
+    snprintf(b->msg, sizeof b->msg, "chromium's first reply on the DevTools pipe is too long");
+    return -1;
   }
-  if (port < 1 || port > 65535) return 0;
-  const char *path = nl + 1;
-  size_t plen = strcspn(path, "\r\n");
-  static const char prefix[] = "/devtools/browser/";
-  if (plen < sizeof prefix - 1 || memcmp(path, prefix, sizeof prefix - 1) != 0) return 0;
-  if (!is_uuid(path + sizeof prefix - 1, plen - (sizeof prefix - 1))) return 0;
-  snprintf(b->ws_url, sizeof b->ws_url, "ws://127.0.0.1:%ld%.*s", port, (int)plen, path);
+  size_t len = (size_t)(nul - buf) + 1;
+  ssize_t r;
+  do r = recv(b->cdp_fd, buf, len, MSG_DONTWAIT);
+  while (r < 0 && errno == EINTR);
+  if (r != (ssize_t)len || strncmp(buf, "{\"id\":0,", 8) != 0 || !strstr(buf, "\"result\"")) {
+    snprintf(b->msg, sizeof b->msg,
+             "chromium's first reply on the DevTools pipe is not the probe's: %.200s", buf);
+    return -1;
+  }
   return 1;
 }
 
@@ -505,6 +588,11 @@ static void finish(lc_browser *b) {
   uv_timer_stop(&b->watch);
   uv_signal_stop(&b->sigchld);
   int ready_failed = b->ready_pending && !b->destroyed;
+  log_drain(b); /* the last words before the exit, for the messages below and log_tail */
+  if (b->cdp_fd >= 0) {
+    close(b->cdp_fd); /* never taken (a failed start): nobody reads it any more */
+    b->cdp_fd = -1;
+  }
   if (ready_failed) {
     if (b->term_signal)
       set_msg(b, "chromium exited during start-up (signal %d) after %llu ms", b->term_signal,
@@ -648,20 +736,28 @@ static void on_poll(uv_timer_t *h) {
     uv_timer_stop(&b->poll);
     return;
   }
-  if (read_port_file(b)) {
+  int probe = read_probe_reply(b);
+  if (probe > 0) {
     uv_timer_stop(&b->poll);
     b->ready_pending = 0;
     if (b->ready) b->ready(b, 0, NULL, b->ud);
     return;
   }
-  if (elapsed_ms(b) >= (uint64_t)b->start_timeout_ms) {
+  if (probe < 0 || elapsed_ms(b) >= (uint64_t)b->start_timeout_ms) {
     uv_timer_stop(&b->poll);
-    set_msg(b, "chromium did not write a complete DevToolsActivePort within %d ms",
-            b->start_timeout_ms);
+    log_drain(b);
+    if (probe < 0) {
+      char first[sizeof b->msg];
+      snprintf(first, sizeof first, "%s", b->msg);
+      set_msg(b, "%s", first);
+    } else {
+      set_msg(b, "chromium did not answer on the DevTools pipe within %d ms (%zu bytes of a reply)",
+              b->start_timeout_ms, b->probe_len);
+    }
     kill_tree_now(b);
     watch_in(b, 0);
     b->ready_pending = 0;
-    if (b->ready) b->ready(b, -ETIMEDOUT, b->msg, b->ud);
+    if (b->ready) b->ready(b, probe < 0 ? -EPROTO : -ETIMEDOUT, b->msg, b->ud);
   }
 }
 
@@ -671,6 +767,8 @@ static void on_close(uv_handle_t *h) {
   registry_remove(b);
   warden_release(b, 0);  /* released and reaped already (close_handles waits for it): a no-op */
   lc_rmtree(b->profile); /* normally gone already: removed in finish() */
+  if (b->cdp_fd >= 0) close(b->cdp_fd);
+  free(b->ring);
   free(b);
 }
 
@@ -682,39 +780,26 @@ static void close_handles(lc_browser *b) {
     warden_tick(b); /* comes back here once reaped */
     return;
   }
-  b->closing = 3;
+  b->closing = 3 + b->log_open;
   uv_close((uv_handle_t *)&b->sigchld, on_close);
   uv_close((uv_handle_t *)&b->poll, on_close);
   uv_close((uv_handle_t *)&b->watch, on_close);
+  if (b->log_open) uv_close((uv_handle_t *)&b->log_pipe, on_close);
 }
 
 /* ---------------------------------------------------------------- launch */
 
 static const char *const base_flags[] = {
-    "--headless",
-    "--no-sandbox", /* we run as root in containers; the sandbox needs user namespaces */
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--no-default-browser-check",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-extensions",
-    "--disable-default-apps",
-    "--disable-breakpad",
-    "--disable-client-side-phishing-detection",
-    "--disable-domain-reliability",
+    "--headless", "--disable-gpu", "--disable-quic", "--no-first-run", "--no-default-browser-check",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-extensions", "--disable-default-apps", "--disable-breakpad",
+    "--disable-client-side-phishing-detection", "--disable-domain-reliability",
     /* Pages are all "hidden" in headless: keep their timers and renderers at full speed. */
-    "--disable-background-timer-throttling",
-    "--disable-backgrounding-occluded-windows",
+    "--disable-background-timer-throttling", "--disable-backgrounding-occluded-windows",
     "--disable-renderer-backgrounding",
-    "--disable-features=Translate,MediaRouter,OptimizationHints",
-    "--mute-audio",
-    "--hide-scrollbars",
-    "--password-store=basic",
-    "--use-mock-keychain",
-    "--remote-debugging-port=0",
+    "--disable-features=Translate,MediaRouter,OptimizationHints", "--mute-audio",
+    "--hide-scrollbars", "--password-store=basic", "--use-mock-keychain",
+    "--remote-debugging-pipe", /* CDP on fds 3 and 4: no port anyone could connect to */
 };
 
 /* A small /dev/shm (Docker's default is 64 MB) makes renderers crash: use /tmp then. */
@@ -739,11 +824,12 @@ static void free_strv(char **v) {
 static char **build_argv(const char *bin, const lc_browser *b, const char *const *extra) {
   size_t nbase = sizeof base_flags / sizeof base_flags[0], nextra = 0;
   while (extra && extra[nextra]) nextra++;
-  char **v = calloc(nbase + nextra + 5, sizeof *v);
+  char **v = calloc(nbase + nextra + 6, sizeof *v);
   if (!v) return NULL;
   size_t k = 0;
   v[k++] = strdup(bin);
   for (size_t i = 0; i < nbase; i++) v[k++] = strdup(base_flags[i]);
+  if (!b->sandbox) v[k++] = strdup("--no-sandbox"); /* the kernel refuses (one warning said so) */
   if (dev_shm_is_small()) v[k++] = strdup("--disable-dev-shm-usage");
   v[k++] = dup_printf("--user-data-dir=%s", b->profile);
   for (size_t i = 0; i < nextra; i++) v[k++] = strdup(extra[i]);
@@ -789,10 +875,34 @@ fail:
   return NULL;
 }
 
+/* Who the browser runs as: this process's user, or (as root) an unprivileged one. */
+typedef struct run_as {
+  int change; /* setgid/setuid in the child */
+  uid_t uid;
+  gid_t gid;
+} run_as;
+
+/* Writes a fixed message to fd 2 and exits 126. Signal-safe. */
+static void child_die(const char *m) {
+  ssize_t w = write(2, m, strlen(m));
+  (void)w;
+  _exit(126);
+}
+
+/* Drops root for good: no supplementary groups, then the group, then the user. Signal-safe. */
+static void drop_to(const run_as *as) {
+  if (!as->change) return;
+  gid_t g = as->gid;
+  if (setgroups(1, &g) != 0 || setgid(as->gid) != 0 || setuid(as->uid) != 0)
+    child_die("luacrawl: cannot switch to the browser user (setgroups/setgid/setuid failed)\n");
+  if (setuid(0) == 0) child_die("luacrawl: the browser user could get root back\n");
+}
+
 /* In the child, between fork and execve: only async-signal-safe calls. Never returns. */
 static void child_exec(pid_t parent, const char *bin, char **argv, char **envp, int null_fd,
-                       int log_fd) {
+                       int log_fd, int cdp_fd, const run_as *as, const char *profile) {
   setpgid(0, 0);
+  drop_to(as); /* before the death signal: a change of credentials clears it */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() != parent) _exit(127); /* the parent died before the death signal was armed */
   struct sigaction dfl;
@@ -802,16 +912,101 @@ static void child_exec(pid_t parent, const char *bin, char **argv, char **envp, 
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
-  if (dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0) _exit(127);
+  /* The CDP end goes out of the way first (it may be 0..4); fds >= 10 are closed below. */
+  int cdp = fcntl(cdp_fd, F_DUPFD, 10);
+  if (cdp < 0 || dup2(null_fd, 0) < 0 || dup2(log_fd, 1) < 0 || dup2(log_fd, 2) < 0) _exit(127);
+  if (dup2(cdp, 3) < 0 || dup2(cdp, 4) < 0) _exit(127); /* commands in on 3, replies out on 4 */
 #ifdef SYS_close_range
-  if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0)
+  if (syscall(SYS_close_range, 5u, ~0u, 0u) != 0)
 #endif
-    for (int fd = 3; fd < 4096; fd++) close(fd);
+    for (int fd = 5; fd < 4096; fd++) close(fd);
+  if (access(profile, R_OK | W_OK | X_OK) != 0)
+    child_die(
+        "luacrawl: the browser user cannot use its profile dir (is every parent dir "
+        "searchable by it? set LUACRAWL_PROFILE_ROOT)\n");
   execve(bin, argv, envp);
   static const char m[] = "luacrawl: execve of the browser failed\n";
   ssize_t w = write(2, m, sizeof m - 1);
   (void)w;
   _exit(127);
+}
+
+/* ---------------------------------------------------------------- user and sandbox */
+
+/* As root: the system user the browser runs as ($LUACRAWL_BROWSER_USER, default
+ * LC_BROWSER_USER). Returns 0, or a negative errno with a message in err (of size n). */
+static int find_run_as(run_as *as, char *err, size_t n) {
+  memset(as, 0, sizeof *as);
+  as->uid = geteuid();
+  as->gid = getegid();
+  if (as->uid != 0) return 0;
+  const char *name = getenv("LUACRAWL_BROWSER_USER");
+  if (!name || !*name) name = LC_BROWSER_USER;
+  struct passwd pw, *found = NULL;
+  char buf[4096];
+  int r = getpwnam_r(name, &pw, buf, sizeof buf, &found);
+  if (r != 0 || !found) {
+    snprintf(err, n,
+             "luacrawl runs as root, and the user '%s' that runs the browser does not exist "
+             "(run tools/deps.sh as root to create it, or set LUACRAWL_BROWSER_USER)",
+             name);
+    return -ENOENT;
+  }
+  if (found->pw_uid == 0) {
+    snprintf(err, n, "the browser user '%s' is root: the browser must not run as root", name);
+    return -EPERM;
+  }
+  as->change = 1;
+  as->uid = found->pw_uid;
+  as->gid = found->pw_gid;
+  return 0;
+}
+
+/* Can the browser's user make the namespaces Chromium's sandbox needs (a user namespace, and in
+ * it a PID and a network namespace)? Probed once per process in a short-lived child, as that
+ * user. Returns 1 or 0; *why says what was refused. */
+static int sandbox_probe(const run_as *as, const char **why) {
+  static int known = -1;
+  static const char *known_why = "";
+  if (known >= 0) {
+    *why = known_why;
+    return known;
+  }
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t pid = fork();
+  if (pid == 0) {
+    drop_to(as);
+    if (unshare(CLONE_NEWUSER) != 0) _exit(2);
+    if (unshare(CLONE_NEWPID | CLONE_NEWNET) != 0) _exit(3);
+    _exit(0);
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  int status = 0;
+  pid_t r = -1;
+  if (pid > 0) {
+    do r = waitpid(pid, &status, 0);
+    while (r < 0 && errno == EINTR);
+  }
+  if (r != pid || !WIFEXITED(status)) {
+    known_why = "the sandbox probe could not run";
+    known = 0;
+  } else if (WEXITSTATUS(status) == 0) {
+    known = 1;
+  } else {
+    known_why = WEXITSTATUS(status) == 2   ? "no unprivileged user namespaces"
+                : WEXITSTATUS(status) == 3 ? "no PID or network namespace inside a user namespace"
+                                           : "cannot switch to the browser user";
+    known = 0;
+  }
+  if (!known) {
+    /* Once per process: one line. */
+    lc_warn("the kernel refuses Chromium's sandbox (%s); running the browser with --no-sandbox",
+            known_why);
+  }
+  *why = known_why;
+  return known;
 }
 
 static int launch_fail(char **err, int code, const char *fmt, ...) {
@@ -837,6 +1032,13 @@ int lc_browser_launch(uv_loop_t *loop, const lc_browser_opts *o, lc_browser_read
   int r = lc_browser_find(o->path, bin, sizeof bin, &why);
   if (r < 0) return launch_fail(err, r, "%s%s%s", why, o->path ? ": " : "", o->path ? o->path : "");
 
+  run_as as;
+  char aserr[512];
+  r = find_run_as(&as, aserr, sizeof aserr);
+  if (r < 0) return launch_fail(err, r, "%s", aserr);
+  const char *sandbox_why = NULL;
+  int sandbox = sandbox_probe(&as, &sandbox_why);
+
   const char *root = o->profile_root;
   if (!root || !*root) root = getenv("LUACRAWL_PROFILE_ROOT");
   if (!root || !*root) root = getenv("TMPDIR");
@@ -849,6 +1051,9 @@ int lc_browser_launch(uv_loop_t *loop, const lc_browser_opts *o, lc_browser_read
   b->on_exit = on_exit;
   b->ud = ud;
   b->closing = -1;
+  b->cdp_fd = -1;
+  b->sandbox = sandbox;
+  b->uid = as.uid;
   atomic_init(&b->warden_fd, -1);
   b->ready_pending = 1;
   b->exit_status = -1;
@@ -871,49 +1076,71 @@ int lc_browser_launch(uv_loop_t *loop, const lc_browser_opts *o, lc_browser_read
     free(b);
     return launch_fail(err, r, "cannot create a profile dir under %s: %s", root, strerror(-r));
   }
-  snprintf(b->port_file, sizeof b->port_file, "%s/DevToolsActivePort", b->profile);
-  snprintf(b->log_file, sizeof b->log_file, "%s/chromium.log", b->profile);
   char tmpdir[PATH_MAX + 8];
   snprintf(tmpdir, sizeof tmpdir, "%s/tmp", b->profile);
   mkdir(tmpdir, 0700);
 
   char **argv = build_argv(bin, b, o->extra_args);
   char **envp = build_envp(b);
-  int null_fd = -1, log_fd = -1;
-  int sv[2] = {-1, -1}; /* sv[0]: the engine's end, sv[1]: the warden's */
+  int null_fd = -1;
+  int logp[2] = {-1, -1}; /* Chromium's stdout+stderr: [0] the engine reads, [1] the child's */
+  int cdp[2] = {-1, -1};  /* CDP: [0] the engine's end, [1] the child's fds 3 and 4 */
+  int sv[2] = {-1, -1};   /* sv[0]: the engine's end, sv[1]: the warden's */
   const char *failed = NULL;
   r = 0;
-  if (!argv || !envp) {
+  b->ring = malloc(LOG_RING);
+  if (!argv || !envp || !b->ring) {
     failed = "out of memory";
     r = -ENOMEM;
+  } else if (as.change &&
+             (chown(b->profile, as.uid, as.gid) != 0 || chown(tmpdir, as.uid, as.gid) != 0)) {
+    failed = "chown of the profile dir to the browser user";
+    r = -errno;
   } else if ((null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
     failed = "/dev/null";
     r = -errno;
-  } else if ((log_fd = open(b->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
-    failed = b->log_file;
+  } else if (pipe2(logp, O_CLOEXEC) != 0) {
+    failed = "pipe";
+    r = -errno;
+  } else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, cdp) != 0 ||
+             send(cdp[0], probe_cmd, sizeof probe_cmd, MSG_NOSIGNAL | MSG_DONTWAIT) !=
+                 (ssize_t)sizeof probe_cmd) { /* sizeof: the NUL goes too */
+    failed = "the DevTools socketpair";
     r = -errno;
   } else if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
     failed = "socketpair";
     r = -errno;
   } else if ((r = uv_signal_init(loop, &b->sigchld)) < 0) {
     failed = "uv_signal_init";
+  } else if ((r = uv_pipe_init(loop, &b->log_pipe, 0)) < 0) {
+    uv_close((uv_handle_t *)&b->sigchld, NULL); /* closed before the loop runs again */
+    failed = "uv_pipe_init";
   }
   if (failed) {
     if (null_fd >= 0) close(null_fd);
-    if (log_fd >= 0) close(log_fd);
-    if (sv[0] >= 0) close(sv[0]);
-    if (sv[1] >= 0) close(sv[1]);
+    for (int i = 0; i < 2; i++) {
+      if (logp[i] >= 0) close(logp[i]);
+      if (cdp[i] >= 0) close(cdp[i]);
+      if (sv[i] >= 0) close(sv[i]);
+    }
     free_strv(argv);
     free_strv(envp);
     lc_rmtree(b->profile);
     registry_remove(b);
+    free(b->ring);
     free(b);
     return launch_fail(err, r, "cannot launch the browser: %s: %s", failed, strerror(-r));
   }
   uv_timer_init(loop, &b->poll);
   uv_timer_init(loop, &b->watch);
-  b->sigchld.data = b->poll.data = b->watch.data = b;
+  b->sigchld.data = b->poll.data = b->watch.data = b->log_pipe.data = b;
+  b->log_open = 1;
   uv_signal_start(&b->sigchld, on_sigchld, SIGCHLD);
+  if (uv_pipe_open(&b->log_pipe, logp[0]) == 0) {
+    logp[0] = -1; /* the handle owns it */
+    uv_read_start((uv_stream_t *)&b->log_pipe, log_alloc, log_read);
+  }
+  b->cdp_fd = cdp[0];
 
   /* Block every signal across the forks, so no handler (libuv's writes to a pipe the parent
    * reads) runs in a child before it resets them, and no emergency exit in this process runs
@@ -933,7 +1160,7 @@ int lc_browser_launch(uv_loop_t *loop, const lc_browser_opts *o, lc_browser_read
     atomic_store(&b->warden_fd, sv[0]);
     b->start_ns = uv_hrtime();
     pid = fork();
-    if (pid == 0) child_exec(parent, bin, argv, envp, null_fd, log_fd);
+    if (pid == 0) child_exec(parent, bin, argv, envp, null_fd, logp[1], cdp[1], &as, b->profile);
     fork_errno = errno;
   } else {
     close(sv[0]);
@@ -945,7 +1172,9 @@ int lc_browser_launch(uv_loop_t *loop, const lc_browser_opts *o, lc_browser_read
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   close(null_fd);
-  close(log_fd);
+  close(logp[1]); /* the child's copies: EOF once the whole tree is gone */
+  if (logp[0] >= 0) close(logp[0]);
+  close(cdp[1]);
   free_strv(argv);
   free_strv(envp);
   if (pid < 0) {
@@ -966,7 +1195,31 @@ int lc_browser_launch(uv_loop_t *loop, const lc_browser_opts *o, lc_browser_read
 
 /* ---------------------------------------------------------------- accessors and control */
 
-const char *lc_browser_ws_url(const lc_browser *b) { return b && b->ws_url[0] ? b->ws_url : NULL; }
+int lc_browser_take_cdp_fd(lc_browser *b) {
+  if (!b || b->ready_pending || b->state != ST_RUNNING || b->cdp_fd < 0) return -1;
+  int fd = b->cdp_fd;
+  b->cdp_fd = -1;
+  return fd;
+}
+
+int lc_browser_sandboxed(const lc_browser *b) { return b ? b->sandbox : 0; }
+
+uid_t lc_browser_uid(const lc_browser *b) { return b ? b->uid : (uid_t)-1; }
+
+size_t lc_browser_log_tail(lc_browser *b, char *out, size_t n) {
+  if (!b || !out || n == 0) return 0;
+  log_drain(b);
+  out[0] = '\0';
+  append_log_tail(b, out, n);
+  return strlen(out);
+}
+
+uint64_t lc_browser_log_bytes(const lc_browser *b) { return b ? b->log_bytes : 0; }
+
+size_t lc_browser_log_kept(const lc_browser *b) {
+  if (!b) return 0;
+  return b->log_bytes < LOG_RING ? (size_t)b->log_bytes : LOG_RING;
+}
 
 pid_t lc_browser_pid(const lc_browser *b) { return b ? b->pid : 0; }
 
@@ -986,6 +1239,12 @@ int lc_browser_alive(const lc_browser *b) {
 
 long lc_browser_rss_kb(const lc_browser *b) {
   return b && pid_is_ours(b) ? lc_proc_tree_rss_kb(b->pid) : 0;
+}
+
+int lc_browser_mem(const lc_browser *b, int want_pss, lc_proc_mem *out) {
+  if (b && pid_is_ours(b)) return lc_proc_tree_mem(b->pid, want_pss, out);
+  memset(out, 0, sizeof *out);
+  return 0;
 }
 
 double lc_browser_cpu_seconds(const lc_browser *b) {

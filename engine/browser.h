@@ -1,25 +1,25 @@
 /* browser.h: one Chromium process (group) on a libuv loop the caller owns.
  *
- * Owns: the Chromium process and its process group, the helpers that left the group but name
- * the profile dir on their command line (crashpad), the fresh profile dir (luacrawl-XXXXXX)
- * and everything in it, the three libuv handles that watch them, a warden process per browser,
- * and a static registry of live browsers for the emergency exit paths.
+ * Owns: the Chromium process and its process group, the browser's end of its DevTools pipe
+ * until the owner takes it, its stdout/stderr (a ring of the last 256 KiB, in memory), the helpers
+ * that left the group but name the profile dir on their command line (crashpad), the fresh profile
+ * dir (luacrawl-XXXXXX) and everything in it, the three libuv handles that watch them, a warden
+ * process per browser, and a static registry of live browsers for the emergency exit paths.
  *
  * Lifecycle
  *   lc_browser_launch()   forks and execs; returns at once. Exactly one lc_browser_destroy()
  *                         per browser it returned.
- *   ready(b, 0, NULL)     once DevToolsActivePort is complete: lc_browser_ws_url() is valid.
- *                         The port is listening, but the WebSocket upgrade may still be refused
- *                         for a few ms: the CDP layer retries it.
- *   ready(b, err, msg)    err < 0 instead, when start-up fails: -ETIMEDOUT (no port within
- *                         start_timeout_ms; the browser is then SIGKILLed) or -ECHILD (it exited
- *                         first). msg holds the reason and the tail of the Chromium log; it is
- *                         valid only during the call.
- *   on_exit(b, st, sig)   once, after the process has exited, the rest of its group and its
- *                         crashpad helpers are gone, it is reaped and the profile dir removed.
- *                         exit_status is the exit code (or -1), term_signal the killing signal (or
- *                         0). Also fires after a failed start (after ready's error).
- *   Either callback may call lc_browser_destroy(). Neither fires after lc_browser_destroy().
+ *   ready(b, 0, NULL)     once the browser answered the probe (Browser.getVersion) on its
+ *                         DevTools pipe (--remote-debugging-pipe: no port is opened); take the
+ *                         engine's end with lc_browser_take_cdp_fd().
+ *   ready(b, err, msg)    err < 0 instead, when start-up fails: -ETIMEDOUT (no answer within
+ *                         start_timeout_ms; the browser is then SIGKILLed), -EPROTO (a wrong
+ *                         answer; SIGKILLed too) or -ECHILD (it exited first). msg holds the reason
+ * and the tail of the Chromium log; it is valid only during the call. on_exit(b, st, sig)   once,
+ * after the process has exited, the rest of its group and its crashpad helpers are gone, it is
+ * reaped and the profile dir removed. exit_status is the exit code (or -1), term_signal the killing
+ * signal (or 0). Also fires after a failed start (after ready's error). Either callback may call
+ * lc_browser_destroy(). Neither fires after lc_browser_destroy().
  *
  * The child is made with fork + execve, not uv_spawn, because only that can set
  * PR_SET_PDEATHSIG: if the engine dies, even by SIGKILL, the kernel SIGKILLs the browser. The
@@ -42,8 +42,11 @@
 #define LC_BROWSER_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 #include <uv.h>
+
+#include "proc.h"
 
 typedef struct lc_browser lc_browser;
 
@@ -52,7 +55,7 @@ typedef struct lc_browser_opts {
   const char *profile_root; /* where the fresh profile dir is made; NULL: $LUACRAWL_PROFILE_ROOT
                                or $TMPDIR or /tmp */
   int headless_shell;       /* the lean headless build? -1: derived from the path's name */
-  int start_timeout_ms;     /* DevToolsActivePort must appear and be complete within this;
+  int start_timeout_ms;     /* the probe must be answered within this;
                                <= 0: 15000 */
   const char *const *extra_args; /* NULL-terminated, may be NULL; appended after ours */
 } lc_browser_opts;
@@ -75,8 +78,25 @@ typedef void (*lc_browser_exit_fn)(lc_browser *b, int exit_status, int term_sign
 int lc_browser_launch(uv_loop_t *loop, const lc_browser_opts *o, lc_browser_ready_fn ready,
                       lc_browser_exit_fn on_exit, void *ud, lc_browser **out, char **err);
 
-/* ws://127.0.0.1:PORT/devtools/browser/UUID once ready succeeded; NULL before. */
-const char *lc_browser_ws_url(const lc_browser *b);
+/* The system user the browser runs as when luacrawl runs as root ($LUACRAWL_BROWSER_USER
+ * overrides it); tools/deps.sh creates it. */
+#define LC_BROWSER_USER "luacrawl-chrome"
+
+/* The engine's end of the CDP socketpair (the browser's fds 3 and 4), once ready succeeded:
+ * the caller owns it from here on (lc_pipe_open). Returns -1 before ready, after the exit, or if
+ * already taken. Until taken, the browser closes it. */
+int lc_browser_take_cdp_fd(lc_browser *b);
+/* 1 when Chromium runs with its own sandbox (no --no-sandbox). */
+int lc_browser_sandboxed(const lc_browser *b);
+/* The uid the browser runs as. */
+uid_t lc_browser_uid(const lc_browser *b);
+/* The last interesting lines of Chromium's output ("\nchromium log (...), last lines:\n  ...")
+ * into out (of size n, NUL-terminated); returns its length. Reads what is pending first. */
+size_t lc_browser_log_tail(lc_browser *b, char *out, size_t n);
+/* Bytes Chromium wrote to its stdout/stderr so far, and how many of them are kept (the ring
+ * holds the last 256 KiB; nothing goes to disk). */
+uint64_t lc_browser_log_bytes(const lc_browser *b);
+size_t lc_browser_log_kept(const lc_browser *b);
 /* The browser's pid, which is also its process group id. Stays set after the exit. */
 pid_t lc_browser_pid(const lc_browser *b);
 /* The warden's pid (0 if none); stays set after it is reaped. For tests and diagnostics. */
@@ -87,6 +107,9 @@ const char *lc_browser_profile_dir(const lc_browser *b);
 int lc_browser_is_headless_shell(const lc_browser *b);
 /* RSS in KiB and CPU seconds summed over the whole tree; 0 once it has exited. */
 long lc_browser_rss_kb(const lc_browser *b);
+/* RSS, and PSS when want_pss, of the browser's process tree (see lc_proc_tree_mem); zeros once
+ * it is gone. Returns the member count. */
+int lc_browser_mem(const lc_browser *b, int want_pss, lc_proc_mem *out);
 double lc_browser_cpu_seconds(const lc_browser *b);
 /* 1 while the main browser process has not exited. */
 int lc_browser_alive(const lc_browser *b);

@@ -1,4 +1,4 @@
-/* cdp.c: CDP commands, deadlines and event routing over one WebSocket (see cdp.h). */
+/* cdp.c: CDP commands, deadlines and event routing over one transport (see cdp.h). */
 #include "cdp.h"
 
 #include <inttypes.h>
@@ -18,19 +18,24 @@ typedef struct cdp_cmd {
   lc_cdp_reply_fn fn;
   void *ud;
   char session[64];
-  int failed;      /* queued to fail on the next sweep (could not send) */
-  char method[64]; /* for messages */
+  size_t max_reply; /* 0: no cap on the reply's length */
+  int failed;       /* queued to fail on the next sweep (could not send) */
+  char method[64];  /* for messages */
 } cdp_cmd;
 
 struct lc_cdp {
   uv_loop_t *loop;
-  lc_ws *ws;
+  lc_transport *t;
   lc_cdp_cbs cbs;
   uint64_t next_id;
   cdp_cmd pending; /* sentinel of a doubly linked list, oldest first */
   size_t n_pending;
   uv_timer_t *sweep; /* malloc'ed: freed in its close callback */
   int open, closed;
+  uv_timer_t *keepalive; /* malloc'ed, NULL until lc_cdp_set_keepalive */
+  int keepalive_idle_ms, keepalive_timeout_ms;
+  uint64_t last_rx_ms; /* loop time of the last message received */
+  int ping_in_flight;
 };
 
 static void cmd_unlink(lc_cdp *c, cdp_cmd *m) {
@@ -85,13 +90,13 @@ static void sweep_cb(uv_timer_t *t) {
   if (c->n_pending == 0) uv_timer_stop(t);
 }
 
-static void on_ws_open(void *ud) {
+static void on_transport_open(void *ud) {
   lc_cdp *c = ud;
   c->open = 1;
   if (c->cbs.on_open) c->cbs.on_open(c->cbs.ud);
 }
 
-static void on_ws_close(void *ud, const char *why) {
+static void on_transport_close(void *ud, const char *why) {
   lc_cdp *c = ud;
   if (c->closed) return;
   c->closed = 1;
@@ -106,6 +111,13 @@ static void on_ws_close(void *ud, const char *why) {
 static void handle_reply(lc_cdp *c, int64_t id, char *msg, size_t len) {
   cdp_cmd *m = cmd_find(c, (uint64_t)id);
   if (!m) return; /* cancelled, or answered after its deadline */
+  if (m->max_reply && len > m->max_reply) {
+    /* Refused before its payload is looked at: this command fails, nothing else does. */
+    char buf[160];
+    snprintf(buf, sizeof buf, "%s: reply exceeds max_bytes (%zu)", m->method, m->max_reply);
+    cmd_finish(c, m, LC_CDP_ETOOBIG, buf, strlen(buf));
+    return;
+  }
   lc_json_span v;
   if (lc_json_member(msg, len, "error", &v) == 0) {
     lc_json_span em;
@@ -140,8 +152,10 @@ static void handle_reply(lc_cdp *c, int64_t id, char *msg, size_t len) {
   r[v.n] = saved;
 }
 
-static void on_ws_message(void *ud, char *msg, size_t len) {
+static void on_transport_message(void *ud, char *msg, size_t len) {
   lc_cdp *c = ud;
+  if (c->closed) return; /* declared lost (a keepalive went unanswered): nothing counts now */
+  c->last_rx_ms = uv_now(c->loop);
   lc_json_fix_surrogates(msg, len);
   lc_json_span v;
   if (lc_json_member(msg, len, "id", &v) == 0) {
@@ -170,8 +184,8 @@ static void on_ws_message(void *ud, char *msg, size_t len) {
   if (params != empty) params[plen] = saved;
 }
 
-lc_cdp *lc_cdp_connect(uv_loop_t *loop, lc_ws_ctx *ws, const char *url, const lc_cdp_cbs *cbs,
-                       char **err) {
+lc_cdp *lc_cdp_open(uv_loop_t *loop, lc_transport_open_fn open, void *arg, const lc_cdp_cbs *cbs,
+                    char **err) {
   lc_cdp *c = calloc(1, sizeof *c);
   uv_timer_t *t = malloc(sizeof *t);
   if (!c || !t) {
@@ -187,9 +201,9 @@ lc_cdp *lc_cdp_connect(uv_loop_t *loop, lc_ws_ctx *ws, const char *url, const lc
   uv_timer_init(loop, t);
   t->data = c;
   c->sweep = t;
-  lc_ws_cbs wcbs = {on_ws_open, on_ws_message, on_ws_close};
-  c->ws = lc_ws_connect(ws, url, &wcbs, c, err);
-  if (!c->ws) {
+  lc_transport_cbs tcbs = {on_transport_open, on_transport_message, on_transport_close, c};
+  c->t = open(arg, &tcbs, err);
+  if (!c->t) {
     c->closed = 1;
     lc_cdp_free(c);
     return NULL;
@@ -199,27 +213,73 @@ lc_cdp *lc_cdp_connect(uv_loop_t *loop, lc_ws_ctx *ws, const char *url, const lc
 
 static void free_timer(uv_handle_t *h) { free(h); }
 
+static void ping_reply(void *ud, int err, char *result, size_t len) {
+  lc_cdp *c = ud;
+  (void)result;
+  (void)len;
+  c->ping_in_flight = 0;
+  if (err == LC_CDP_ETIMEOUT) {
+    char why[160];
+    snprintf(why, sizeof why, "the browser stopped answering (no reply to a keepalive in %d ms)",
+             c->keepalive_timeout_ms);
+    on_transport_close(c, why);
+  }
+}
+
+static void keepalive_cb(uv_timer_t *t) {
+  lc_cdp *c = t->data;
+  if (!c || c->closed || !c->open || c->ping_in_flight) return;
+  if (uv_now(c->loop) - c->last_rx_ms < (uint64_t)c->keepalive_idle_ms) return;
+  c->ping_in_flight = 1;
+  lc_cdp_send(c, NULL, "Browser.getVersion", NULL, c->keepalive_timeout_ms, ping_reply, c);
+}
+
+void lc_cdp_set_keepalive(lc_cdp *c, int idle_ms, int timeout_ms) {
+  if (!c || idle_ms <= 0 || timeout_ms <= 0) return;
+  if (!c->keepalive) {
+    c->keepalive = malloc(sizeof *c->keepalive);
+    if (!c->keepalive) return;
+    uv_timer_init(c->loop, c->keepalive);
+    c->keepalive->data = c;
+  }
+  c->keepalive_idle_ms = idle_ms;
+  c->keepalive_timeout_ms = timeout_ms;
+  c->last_rx_ms = uv_now(c->loop);
+  uv_timer_start(c->keepalive, keepalive_cb, (uint64_t)idle_ms, (uint64_t)idle_ms);
+}
+
 void lc_cdp_free(lc_cdp *c) {
   if (!c) return;
   c->cbs.on_closed = NULL;
   c->cbs.on_event = NULL;
   c->cbs.on_open = NULL;
-  if (c->ws) {
-    lc_ws_close(c->ws);
-    c->ws = NULL;
+  if (c->t) {
+    lc_transport_close(c->t);
+    c->t = NULL;
   }
   c->closed = 1;
   fail_all(c, "shutting down");
   c->sweep->data = NULL;
   uv_close((uv_handle_t *)c->sweep, free_timer);
+  if (c->keepalive) {
+    c->keepalive->data = NULL;
+    uv_close((uv_handle_t *)c->keepalive, free_timer);
+  }
   free(c);
 }
 
 uint64_t lc_cdp_send(lc_cdp *c, const char *session, const char *method, const char *params_json,
                      int timeout_ms, lc_cdp_reply_fn fn, void *ud) {
+  return lc_cdp_send_capped(c, session, method, params_json, timeout_ms, 0, fn, ud);
+}
+
+uint64_t lc_cdp_send_capped(lc_cdp *c, const char *session, const char *method,
+                            const char *params_json, int timeout_ms, size_t max_reply,
+                            lc_cdp_reply_fn fn, void *ud) {
   cdp_cmd *m = calloc(1, sizeof *m);
   if (!m) return 0;
   m->id = c->next_id++;
+  m->max_reply = max_reply;
   m->fn = fn;
   m->ud = ud;
   m->deadline_ms = uv_now(c->loop) + (uint64_t)(timeout_ms > 0 ? timeout_ms : 30000);
@@ -243,7 +303,7 @@ uint64_t lc_cdp_send(lc_cdp *c, const char *session, const char *method, const c
   lc_buf_puts(&b, params_json && *params_json ? params_json : "{}");
   lc_buf_puts(&b, "}");
   const char *text = lc_buf_str(&b);
-  if (c->closed || !text || lc_ws_send(c->ws, text, b.n) != 0) m->failed = 1;
+  if (c->closed || !text || lc_transport_send(c->t, text, b.n) != 0) m->failed = 1;
   lc_buf_free(&b);
   /* Sweep soon for a failed send; otherwise at the pace that keeps deadlines honest. */
   if (m->failed || !uv_is_active((uv_handle_t *)c->sweep))

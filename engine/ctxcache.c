@@ -61,6 +61,18 @@
  *     first open's ready is the one that fires.
  *   - page_mark_bad on a handle that did not ask for a page returns LC_CACHE_ENOENT; on a
  *     pending page handle it takes effect when the page is released.
+ *   - The idle pool is global (cfg.max_idle_pages for the whole cache): page_settle keeps
+ *     the page it is given and closes the least recently idled one when the pool overflows
+ *     (counted in pages_evicted). A context that so loses its last idle page is an ordinary
+ *     LRU candidate at the next cleanup, which the engine runs after every release.
+ *   - adaptive_idle: the target (stats.idle_target) moves by one at a time between 0 and
+ *     max_idle_pages: down when a release overflows the pool, up when an acquire creates a
+ *     page in a context listed in the ghost ring (the last max_idle_pages contexts whose
+ *     page the pool evicted or refused). With it off the target stays at max_idle_pages.
+ *   - max_pages_per_context counts acquires that ask for a page, sessions included, at
+ *     acquire time: the acquire that reaches the limit is served by the context and retires
+ *     it (detached at once, so handles already waiting on it are served and no later one
+ *     joins); it closes like an old generation's context, when its refcount reaches 0.
  *   - lc_cache_free makes no backend calls; the engine closes the browser around it.
  *   - Argument errors: lc_cache_cleanup and lc_cache_release return LC_CACHE_EINVAL
  *     (added) for a NULL cache or invalid parameters.
@@ -139,13 +151,15 @@ typedef struct cache_ctx {
   char *browser_ctx_id; /* NULL until created */
   int browser_gen;
   ctx_state state;
-  int detached; /* not in the signature map (closing, finished, or an old generation) */
+  int detached; /* not in the signature map (closing, finished, retired, or an old generation) */
   int refcount;
   int pages;          /* pages of this context not PAGE_GONE */
   int idle_pages;     /* of those, PAGE_IDLE */
   int creating_pages; /* of those, PAGE_CREATING */
   uint64_t uses;
-  int close_sent; /* close_context called (state CTX_CLOSING) */
+  uint64_t page_uses; /* acquires that asked for a page */
+  int retired;        /* max_pages_per_context reached: detached, closed once unused */
+  int close_sent;     /* close_context called (state CTX_CLOSING) */
   int64_t created_ms, idle_since_ms, close_deadline_ms;
 } cache_ctx;
 
@@ -158,6 +172,7 @@ typedef struct cache_page {
   uint64_t handle;   /* see page_state */
   uint64_t idle_seq; /* larger = idled more recently */
   int close_sent;    /* close_page called (state PAGE_CLOSING) */
+  int broken;        /* its renderer crashed or it detached: closed, never reused */
   int64_t idle_since_ms, close_deadline_ms;
 } cache_page;
 
@@ -180,8 +195,10 @@ struct lc_cache {
   uint64_t next_handle, next_ctx, next_page, next_idle_seq;
   int unanswered; /* closes of the current generation that timed out */
   int gen;
-  int gen_lost; /* lc_cache_browser_lost was called for the current generation */
-  int depth;    /* nesting of public calls; the outermost one sweeps */
+  int gen_lost;     /* lc_cache_browser_lost was called for the current generation */
+  int depth;        /* nesting of public calls; the outermost one sweeps */
+  uint64_t *ghosts; /* adaptive_idle: contexts whose pages the pool let go, a ring */
+  size_t n_ghosts, ghost_next;
   int *retired; /* old generations still waiting for browser_drained, oldest first */
   size_t n_retired, cap_retired;
   lc_cache_stats stats;
@@ -394,7 +411,10 @@ static void handle_fire_failed(lc_cache *c, int err, const char *msg) {
 
 /* Moves a handle on for its now open context: fires ready, or takes an idle page (most
  * recently idled first), or starts creating a page. */
-static void handle_proceed(lc_cache *c, cache_handle *h) {
+static void ctx_close_idle_pages(lc_cache *c, cache_ctx *x, int64_t now_ms);
+static void ghost_check(lc_cache *c, const cache_ctx *x);
+
+static void handle_proceed(lc_cache *c, cache_handle *h, int64_t now_ms) {
   cache_ctx *x = h->ctx;
   if (!h->want_page) {
     handle_fire(h, 0, NULL);
@@ -407,9 +427,11 @@ static void handle_proceed(lc_cache *c, cache_handle *h) {
     h->page = p;
     h->fresh = 0;
     c->stats.pages_reused++;
+    if (x->detached) ctx_close_idle_pages(c, x, now_ms); /* retired by this acquire */
     handle_fire(h, 0, NULL);
     return;
   }
+  ghost_check(c, x);
   p = page_new(c, x, h->id);
   if (!p) {
     handle_fire(h, LC_CACHE_ENOMEM, "out of memory creating a page");
@@ -514,17 +536,65 @@ static void ctx_maybe_retire(lc_cache *c, cache_ctx *x, int64_t now_ms) {
     ctx_begin_close(c, x, now_ms);
 }
 
-/* A page whose handle is gone: idle if healthy and wanted, closed otherwise. */
+/* ------------------------------------------------------------- the adaptive idle pool */
+
+/* Remembers that the pool let a page of context `ctx_id` go (adaptive_idle only). */
+static void ghost_add(lc_cache *c, uint64_t ctx_id) {
+  size_t cap = (size_t)c->cfg.max_idle_pages;
+  if (!c->ghosts || cap == 0) return;
+  c->ghosts[c->ghost_next] = ctx_id;
+  c->ghost_next = (c->ghost_next + 1) % cap;
+  if (c->n_ghosts < cap) c->n_ghosts++;
+}
+
+/* An acquire creates a page in `x`: if the pool recently let one of x's pages go, a larger
+ * pool would have served it, so the target grows by one (and that ghost is spent). */
+static void ghost_check(lc_cache *c, const cache_ctx *x) {
+  for (size_t i = 0; c->ghosts && i < c->n_ghosts; i++) {
+    if (c->ghosts[i] != x->id) continue;
+    c->ghosts[i] = 0;
+    c->stats.idle_ghost_hits++;
+    if (c->stats.idle_target < c->cfg.max_idle_pages) c->stats.idle_target++;
+    return;
+  }
+}
+
+/* The idle page of the whole cache idled longest ago, or NULL. */
+static cache_page *page_lru_idle(const lc_cache *c) {
+  cache_page *best = NULL;
+  for (cache_link *l = c->pages.next; l != &c->pages; l = l->next) {
+    cache_page *p = (cache_page *)l;
+    if (p->state == PAGE_IDLE && (!best || p->idle_seq < best->idle_seq)) best = p;
+  }
+  return best;
+}
+
+/* A page whose handle is gone: idle if healthy and its context can still be reused, closed
+ * otherwise. The idle pool is one budget for the whole cache: when this page makes it too
+ * large, the least recently idled page goes, whichever context holds it. */
 static void page_settle(lc_cache *c, cache_page *p, int bad, int64_t now_ms) {
   cache_ctx *x = p->ctx;
   p->handle = 0;
-  if (!bad && x->state == CTX_OPEN && !x->detached && x->idle_pages < c->cfg.max_idle_pages) {
-    page_set_state(c, p, PAGE_IDLE);
-    p->idle_since_ms = now_ms;
-    p->idle_seq = ++c->next_idle_seq;
+  if (bad || p->broken || x->state != CTX_OPEN || x->detached || c->stats.idle_target == 0) {
+    if (!bad && !p->broken && x->state == CTX_OPEN && !x->detached)
+      ghost_add(c, x->id); /* the pool said no */
+    page_begin_close(c, p, now_ms);
     return;
   }
-  page_begin_close(c, p, now_ms);
+  page_set_state(c, p, PAGE_IDLE);
+  p->idle_since_ms = now_ms;
+  p->idle_seq = ++c->next_idle_seq;
+  if (c->stats.idle_pages <= c->stats.idle_target) return;
+  /* Over the target: the least recently idled page goes, and (adapting) the target shrinks by
+   * one, since that page sat unused through the pool's whole turnover. At most one step per
+   * release; the pool is trimmed to the new target at once. */
+  if (c->cfg.adaptive_idle && c->stats.idle_target > 0) c->stats.idle_target--;
+  while (c->stats.idle_pages > c->stats.idle_target) {
+    cache_page *q = page_lru_idle(c);
+    ghost_add(c, q->ctx->id);
+    page_begin_close(c, q, now_ms);
+    c->stats.pages_evicted++;
+  }
 }
 
 /* Gives back what a live handle holds. Returns nothing: the handle is known live. */
@@ -659,11 +729,18 @@ lc_cache *lc_cache_new(const lc_cache_backend *backend, const lc_cache_config *c
   if (!backend || !cfg || !backend->create_context || !backend->close_context ||
       !backend->create_page || !backend->close_page)
     return NULL;
-  if (cfg->close_timeout_ms <= 0 || cfg->max_idle_pages < 0) return NULL;
+  if (cfg->close_timeout_ms <= 0 || cfg->max_idle_pages < 0 || cfg->max_pages_per_context < 0)
+    return NULL;
   lc_cache *c = calloc(1, sizeof *c);
   if (!c) return NULL;
   c->be = *backend;
   c->cfg = *cfg;
+  c->stats.idle_target = cfg->max_idle_pages;
+  if (cfg->adaptive_idle && cfg->max_idle_pages > 0 &&
+      !(c->ghosts = calloc((size_t)cfg->max_idle_pages, sizeof *c->ghosts))) {
+    free(c);
+    return NULL;
+  }
   link_init(&c->contexts);
   link_init(&c->pages);
   link_init(&c->handles);
@@ -694,6 +771,7 @@ void lc_cache_free(lc_cache *c) {
     free(x);
   }
   free(c->retired);
+  free(c->ghosts);
   free(c);
 }
 
@@ -749,11 +827,20 @@ static uint64_t cache_acquire(lc_cache *c, uint64_t owner, const char *options_j
   x->refcount++;
   x->uses++;
   c->stats.refs_outstanding++;
+  if (want_page) x->page_uses++;
+  if (want_page && c->cfg.max_pages_per_context > 0 &&
+      x->page_uses >= (uint64_t)c->cfg.max_pages_per_context) {
+    /* Worn out: this acquire is its last. Out of the signature map now, so the next acquire
+     * of its key makes a fresh context; closed when its last reference comes back. */
+    x->retired = 1;
+    x->detached = 1;
+    c->stats.contexts_retired++;
+  }
   uint64_t id = h->id;
   if (new_ctx)
     c->be.create_context(c->be.ud, x->id, x->browser_gen, x->options);
   else if (x->state == CTX_OPEN)
-    handle_proceed(c, h);
+    handle_proceed(c, h, now_ms);
   return id;
 }
 
@@ -822,6 +909,24 @@ int lc_cache_page_mark_bad(lc_cache *c, uint64_t handle) {
   if (!h->want_page) return LC_CACHE_ENOENT;
   h->bad = 1;
   return 0;
+}
+
+int lc_cache_page_broken(lc_cache *c, uint64_t page_id, int64_t now_ms) {
+  if (!c) return LC_CACHE_EINVAL;
+  cache_enter(c);
+  cache_page *p = page_find(c, page_id);
+  int rc = p ? 0 : LC_CACHE_ENOENT;
+  if (p) {
+    p->broken = 1;
+    if (p->state == PAGE_IDLE) page_begin_close(c, p, now_ms);
+  }
+  cache_leave(c);
+  return rc;
+}
+
+int lc_cache_page_in_use(const lc_cache *c, uint64_t page_id) {
+  const cache_page *p = c ? page_find(c, page_id) : NULL;
+  return p && p->handle != 0 && (p->state == PAGE_IN_USE || p->state == PAGE_CREATING);
 }
 
 int lc_cache_handle_state(const lc_cache *c, uint64_t handle) {
@@ -922,7 +1027,8 @@ void lc_cache_context_created(lc_cache *c, uint64_t ctx_id, const char *browser_
   }
   ctx_set_state(c, x, CTX_OPEN);
   cache_handle *h;
-  while (x->state == CTX_OPEN && (h = handle_first_waiting(c, x)) != NULL) handle_proceed(c, h);
+  while (x->state == CTX_OPEN && (h = handle_first_waiting(c, x)) != NULL)
+    handle_proceed(c, h, now_ms);
   ctx_maybe_retire(c, x, now_ms);
 out:
   cache_leave(c);
@@ -1213,9 +1319,12 @@ size_t lc_cache_snapshot(const lc_cache *c, lc_cache_ctx_info *out, size_t cap, 
       i->refcount = x->refcount;
       i->pages = x->pages;
       i->idle_pages = x->idle_pages;
+      i->creating_pages = x->creating_pages;
       i->idle_ms = x->refcount == 0 ? now_ms - x->idle_since_ms : 0;
       i->age_ms = now_ms - x->created_ms;
       i->uses = x->uses;
+      i->page_uses = x->page_uses;
+      i->retired = x->retired;
       i->browser_gen = x->browser_gen;
       i->creating = x->state == CTX_CREATING;
       if (x->browser_ctx_id)
@@ -1351,10 +1460,12 @@ static int check_ctx(const lc_cache *c, const cache_ctx *x, char *why, size_t wh
     return check_fail(why, why_len, "context %" PRIu64 " finished but still mapped", x->id);
   if (x->state == CTX_OPEN && !x->browser_ctx_id)
     return check_fail(why, why_len, "context %" PRIu64 " open without an id", x->id);
-  if (x->browser_gen == c->gen && ctx_state_counts_open(x->state)) {
+  if (x->retired && !x->detached)
+    return check_fail(why, why_len, "retired context %" PRIu64 " still mapped", x->id);
+  if (x->browser_gen == c->gen && ctx_state_counts_open(x->state) && !x->detached) {
     for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
       const cache_ctx *y = (const cache_ctx *)l;
-      if (y->browser_gen == c->gen && ctx_state_counts_open(y->state) &&
+      if (y->browser_gen == c->gen && ctx_state_counts_open(y->state) && !y->detached &&
           strcmp(y->signature, x->signature) == 0)
         twins++;
     }
@@ -1399,6 +1510,15 @@ int lc_cache_check(const lc_cache *c, char *why, size_t why_len) {
     return check_fail(why, why_len, "contexts_open %d, found %d", c->stats.contexts_open, open);
   if (idle != c->stats.idle_pages)
     return check_fail(why, why_len, "idle_pages %d, found %d", c->stats.idle_pages, idle);
+  if (idle > c->cfg.max_idle_pages)
+    return check_fail(why, why_len, "%d idle pages over the budget of %d", idle,
+                      c->cfg.max_idle_pages);
+  if (idle > c->stats.idle_target)
+    return check_fail(why, why_len, "%d idle pages over the target of %d", idle,
+                      c->stats.idle_target);
+  if (c->stats.idle_target < 0 || c->stats.idle_target > c->cfg.max_idle_pages)
+    return check_fail(why, why_len, "idle target %d outside 0..%d", c->stats.idle_target,
+                      c->cfg.max_idle_pages);
   if (live != c->stats.refs_outstanding)
     return check_fail(why, why_len, "refs_outstanding %d but %d live handles",
                       c->stats.refs_outstanding, live);

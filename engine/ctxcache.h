@@ -21,7 +21,16 @@
  *   - ctx->refcount == number of live handles on ctx; never negative.
  *   - A context whose refcount is above zero is never closed, by any path.
  *   - A page is in at most one of: in use (by one handle), idle, closing.
- *   - At most one open context per signature in the current browser generation.
+ *   - At most one mapped context (creating or open, not retired) per signature in the
+ *     current browser generation.
+ *   - Idle pages, all contexts together, never exceed max_idle_pages.
+ *
+ * The memory bound (what lc_cache_cleanup guarantees when it returns): the open contexts of
+ * the current generation with refcount 0 and no page being created number at most
+ * max(max_contexts, max_idle_pages) without force (each one kept past max_contexts holds an
+ * idle page, and the pool holds at most max_idle_pages), and at most max_contexts with force.
+ * So what the browser holds depends on the policy's numbers and the live references only,
+ * never on how many distinct signatures have been seen.
  *
  * Acquire is asynchronous (a context or page may need creating): lc_cache_acquire()
  * returns a handle id at once, and the `ready` callback fires exactly once, later or
@@ -79,7 +88,21 @@ typedef void (*lc_cache_ready_fn)(void *ud, uint64_t handle, int err, const char
 
 typedef struct lc_cache_config {
   int close_timeout_ms; /* a close or dispose unanswered this long is marked lost */
-  int max_idle_pages;   /* idle pages kept per context; more are closed at release */
+  /* The idle-page budget: idle pages kept for reuse, one pool across every context. A page
+   * released while the pool is full pushes out the least recently idled page, whatever its
+   * context; a context left without idle pages is then closable by the LRU pass. */
+  int max_idle_pages;
+  /* > 0: a context that has handed out this many pages is retired: it leaves the signature
+   * map (the next acquire of its key creates a fresh context), keeps no idle pages, and is
+   * closed when its last reference is given back. 0: contexts never wear out. */
+  int max_pages_per_context;
+  /* 1: keep fewer idle pages than max_idle_pages while they are not being reused. The pool's
+   * target starts at max_idle_pages; a page the pool pushes out lowers it by one, and an
+   * acquire that creates a page in a context one of whose pages the pool recently let go
+   * (a "ghost": the last max_idle_pages such contexts are remembered) raises it by one. So
+   * a few configurations keep their pages (they come back before eviction), while many
+   * rotating ones, which a pool of max_idle_pages could not serve anyway, keep none. */
+  int adaptive_idle;
 } lc_cache_config;
 
 typedef struct lc_cache_stats {
@@ -93,7 +116,11 @@ typedef struct lc_cache_stats {
   int contexts_open_peak;
   int refs_outstanding; /* sum of refcounts = live handles */
   int idle_pages;
-  uint64_t bad_releases; /* double releases and releases without an acquire */
+  uint64_t bad_releases;     /* double releases and releases without an acquire */
+  uint64_t pages_evicted;    /* idle pages closed to keep the pool within its target */
+  uint64_t idle_ghost_hits;  /* acquires that found a page the pool had let go (adaptive_idle) */
+  int idle_target;           /* idle pages the pool keeps now: max_idle_pages, or less adapting */
+  uint64_t contexts_retired; /* contexts retired by max_pages_per_context */
 } lc_cache_stats;
 
 /* One context as the policy hook sees it. */
@@ -103,9 +130,12 @@ typedef struct lc_cache_ctx_info {
   int refcount;
   int pages; /* idle pages plus pages in use */
   int idle_pages;
-  int64_t idle_ms; /* since the refcount last dropped to zero; 0 while in use */
+  int creating_pages; /* pages asked of Chromium and not yet answered */
+  int64_t idle_ms;    /* since the refcount last dropped to zero; 0 while in use */
   int64_t age_ms;
-  uint64_t uses; /* acquires served */
+  uint64_t uses;      /* acquires served */
+  uint64_t page_uses; /* of those, acquires of a page (what max_pages_per_context counts) */
+  int retired;        /* retired by max_pages_per_context: takes no new acquires */
   int browser_gen;
   int creating;         /* 1 while Chromium has not yet answered its creation */
   char browser_ctx[64]; /* Chromium's browserContextId once created, else "" */
@@ -135,8 +165,9 @@ void lc_cache_signature(const char *canonical_options, char out[LC_SIG_LEN]);
 uint64_t lc_cache_acquire(lc_cache *c, uint64_t owner, const char *options_json, int want_page,
                           int64_t now_ms, lc_cache_ready_fn ready, void *ready_ud);
 
-/* Give back exactly the reference `handle` took. A page goes back to its context's idle
- * list if it is healthy, reusable and under max_idle_pages, and is closed otherwise.
+/* Give back exactly the reference `handle` took. A healthy page of a context that can still
+ * be reused becomes idle (the least recently idled page of the whole cache is closed if the
+ * pool is then over max_idle_pages); any other page is closed.
  * Returns LC_CACHE_EBADHANDLE (and logs, and counts bad_releases) for a handle that is not
  * live. Does not run cleanup: the engine runs it after every release. */
 int lc_cache_release(lc_cache *c, uint64_t handle, int64_t now_ms);
@@ -153,6 +184,13 @@ int lc_cache_page_mark_bad(lc_cache *c, uint64_t handle);
 /* The same for every page handle `owner` holds (a task stopped at its deadline: whatever its
  * pages were doing is not to be trusted). Returns how many. */
 int lc_cache_owner_mark_bad(lc_cache *c, uint64_t owner);
+
+/* Page `page_id` is broken (its renderer crashed, its target detached): closed now if idle,
+ * at its release if in use; never handed out again. Returns 0 or LC_CACHE_ENOENT. */
+int lc_cache_page_broken(lc_cache *c, uint64_t page_id, int64_t now_ms);
+/* 1 while page `page_id` is held by a handle (being created for one, or in use), else 0
+ * (idle, closing, unknown). */
+int lc_cache_page_in_use(const lc_cache *c, uint64_t page_id);
 
 /* What a ready handle refers to. NULL/0 for unknown handles or before ready. The strings
  * are owned by the cache and live as long as the handle. */

@@ -14,12 +14,18 @@
 #include <unistd.h>
 
 #include "browser.h"
+#include "interrupt.h"
 #include "log.h"
 #include "proc.h"
+#include "window.h"
 
 #define TICK_MS 250
 #define SHUTDOWN_CLOSE_MS 3000
-#define MAX_CRASH_RESTARTS 8
+/* More than this many browser crashes within CRASH_WINDOW_MS is a crash loop: the job ends.
+ * Crashes spread out (a hostile page now and then, its retries backing off) are not: that page
+ * fails after its retries, the job goes on. */
+#define MAX_CRASHES_IN_WINDOW 8
+#define CRASH_WINDOW_MS 60000
 
 static int traceback(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
@@ -67,6 +73,12 @@ static int cfg_ref(lua_State *L, int idx, const char *k) {
 
 static void on_browser_ready(void *ud, int gen, int err, const char *msg) {
   lc_engine *e = ud;
+  if (err && e->stopping) {
+    /* Closed by the shutdown while it was starting (a restart after the last crash): not a
+     * failure of the run. */
+    lc_debug("a browser starting at shutdown did not finish: %s", msg ? msg : "closed");
+    return;
+  }
   if (err) {
     if (e->starting_gen == gen) {
       /* A recycle's new browser did not start: keep crawling on the old one. */
@@ -104,9 +116,12 @@ static void on_browser_lost(void *ud, int gen, int crashed, const char *why) {
   lc_engine *e = ud;
   if (!crashed || e->stopping) return;
   if (gen != e->gen) return; /* an old, draining browser: its requests fail and are retried */
-  if (++e->restarts > MAX_CRASH_RESTARTS) {
-    snprintf(e->fatal_msg, sizeof e->fatal_msg, "the browser crashed %d times; last: %s",
-             e->restarts, why);
+  e->restarts++;
+  int recent = lc_window_note(&e->crashes, lc_now(e), CRASH_WINDOW_MS);
+  if (recent > MAX_CRASHES_IN_WINDOW) {
+    snprintf(e->fatal_msg, sizeof e->fatal_msg,
+             "the browser crashed %d times within %d s (a crash loop); last: %s", recent,
+             CRASH_WINDOW_MS / 1000, why);
     e->fatal = 1;
     lc_job_stop(e, 0);
     uv_stop(&e->loop);
@@ -138,28 +153,63 @@ static void on_browser_drained(void *ud, int gen) {
 
 #define MAX_LOST_CLOSES 3
 
-static void maybe_recycle(lc_engine *e, int sample_rss) {
+int lc_engine_sample_mem(lc_engine *e) {
+  int64_t now = lc_now(e);
+  if (!e->pool || (e->mem_sampled_ms && now - e->mem_sampled_ms < 1000)) return 0;
+  e->mem_sampled_ms = now;
+  e->mem_samples++;
+  lc_proc_mem all, cur;
+  int browsers = lc_bpool_mem(e->pool, 0, 1, &all);
+  if (browsers > 1)
+    lc_bpool_mem(e->pool, e->gen, 1, &cur); /* a recycle under way: the limits see the new one */
+  else
+    cur = all;
+  e->browser_rss_kb = all.rss_kb;
+  e->browser_pss_kb = all.pss_kb;
+  e->gen_rss_kb = cur.rss_kb;
+  e->gen_pss_kb = cur.pss_kb;
+  if (all.rss_kb > e->browser_rss_peak_kb) e->browser_rss_peak_kb = all.rss_kb;
+  if (all.pss_kb > e->browser_pss_peak_kb) e->browser_pss_peak_kb = all.pss_kb;
+  return 1;
+}
+
+/* Whether anything reads browser memory every second: a limit, the hook (its state has it),
+ * the live progress line, or --stats (its peaks). Otherwise memory is sampled only when
+ * something reports it (a progress line every 5 s, job:stats(), the summary). */
+static int mem_wanted(const lc_engine *e) {
+  return e->policy.max_browser_rss_mb > 0 || e->policy.max_browser_pss_mb > 0 ||
+         e->policy.hook_ref != LUA_NOREF || e->opts.stats || e->progress_tty;
+}
+
+/* Whether the last sample puts the current browser at or over `num/den` of a memory limit. */
+static int mem_at(const lc_engine *e, int num, int den) {
+  const lc_policy *p = &e->policy;
+  return (p->max_browser_rss_mb > 0 && e->gen_rss_kb / 1024 * den >= p->max_browser_rss_mb * num) ||
+         (p->max_browser_pss_mb > 0 && e->gen_pss_kb / 1024 * den >= p->max_browser_pss_mb * num);
+}
+
+static void maybe_recycle(lc_engine *e, int sampled) {
   if (e->stopping || e->starting_gen || !e->started) return;
   int by_count = e->policy.max_pages_per_browser > 0 &&
                  (int64_t)e->gen_pages >= e->policy.max_pages_per_browser;
-  /* The tree of the current browser only, only when a limit asks for it, and only on the
-   * ticks that sample memory: each reading walks /proc. */
-  long rss_mb =
-      e->policy.max_browser_rss_mb > 0 && sample_rss ? lc_bpool_rss_kb(e->pool, e->gen) / 1024 : 0;
-  int by_rss = e->policy.max_browser_rss_mb > 0 && rss_mb >= e->policy.max_browser_rss_mb;
+  /* Memory limits are checked on fresh samples only (at most once a second). */
+  int by_mem = sampled && mem_at(e, 1, 1);
   /* A browser that keeps leaving closes unanswered is not trusted with more work. (Only its
    * own closes count: not an old browser's, not contexts dropped by a crash.) */
   int by_lost = lc_cache_unanswered_closes(e->cache) >= MAX_LOST_CLOSES;
-  if (!by_count && !by_rss && !by_lost) {
+  if (!by_count && !by_mem && !by_lost) {
     /* Close to the memory limit: give back what idle contexts hold first. */
-    if (sample_rss && e->policy.max_browser_rss_mb > 0 &&
-        rss_mb * 10 >= e->policy.max_browser_rss_mb * 8) {
+    if (sampled && mem_at(e, 8, 10)) {
       lc_cleanup_params p = {
           .max_contexts = e->policy.max_contexts, .force = 1, .idle_ms = e->policy.idle_ms};
       lc_cache_cleanup(e->cache, &p, lc_now(e));
     }
     return;
   }
+  /* Nothing queued: the requests in flight finish where they are, and a replacement started
+   * now may still be starting when the crawl ends (a browser launched for nothing). The check
+   * comes back with the next tick once work is queued. */
+  if (e->frontier->ops->pending(e->frontier) == 0) return;
   char *err = NULL;
   int g = lc_bpool_start(e->pool, &err);
   if (g < 0) {
@@ -167,40 +217,35 @@ static void maybe_recycle(lc_engine *e, int sample_rss) {
     free(err);
     return;
   }
-  lc_info("recycling the browser (%s)", by_count ? "max_pages_per_browser"
-                                        : by_rss ? "max_browser_rss_mb"
-                                                 : "closes left unanswered");
+  const char *why = by_count ? "max_pages_per_browser"
+                    : by_mem ? (e->policy.max_browser_pss_mb > 0 &&
+                                        e->gen_pss_kb / 1024 >= e->policy.max_browser_pss_mb
+                                    ? "max_browser_pss_mb"
+                                    : "max_browser_rss_mb")
+                             : "closes left unanswered";
+  lc_info("recycling the browser (%s)", why);
   e->starting_gen = g;
 }
 
-/* Every TICK_MS: cache deadlines, idle cleanup, progress. Every RSS_EVERY ticks: the browser's
- * memory (reading it walks all of /proc, which a profile showed to be most of the engine's
- * own CPU when done every tick) and the recycling check. */
-#define RSS_EVERY 4
-
+/* Every TICK_MS: cache deadlines, idle cleanup, progress, the recycling check. Once a second,
+ * and only when something reads it (mem_wanted), the browsers' memory: a sample walks /proc and
+ * reads each browser process's smaps_rollup. */
 static void tick_cb(uv_timer_t *h) {
   lc_engine *e = h->data;
-  static unsigned ticks;
-  int sample = ticks++ % RSS_EVERY == 0;
-  if (sample) {
-    e->browser_rss_kb = lc_bpool_rss_kb(e->pool, 0);
-    if (e->browser_rss_kb > e->browser_rss_peak_kb) e->browser_rss_peak_kb = e->browser_rss_kb;
-  }
+  int sampled = mem_wanted(e) && lc_engine_sample_mem(e);
   lc_job_tick(e);
   if (e->started && !e->stopping) {
     lc_job_after_release(e); /* the idle timer's pass, run at the resume point */
-    maybe_recycle(e, sample);
+    maybe_recycle(e, sampled);
   }
 }
 
-static void on_signal(uv_signal_t *h, int sig) {
-  lc_engine *e = h->data;
-  if (e->stop_signal) {
-    /* Second interrupt: no more waiting. */
-    lc_browser_kill_all_now();
-    _exit(sig == SIGINT ? LC_EXIT_SIGINT : LC_EXIT_SIGTERM);
-  }
+/* The first SIGINT or SIGTERM, taken on the loop (interrupt.c: a second one, or a loop that
+ * does not get here in time, ends the process without waiting). */
+static void on_signal(int sig, void *ud) {
+  lc_engine *e = ud;
   e->stop_signal = sig; /* also when the job was already ending: the exit code says so */
+  e->signal_ms = uv_now(&e->loop);
   lc_info("%s: stopping (releasing everything; interrupt again to kill)",
           sig == SIGINT ? "interrupt" : "terminate");
   lc_job_stop(e, sig);
@@ -284,6 +329,7 @@ static int configure(lc_engine *e) {
   e->runner_ref = cfg_ref(L, cfg, "run_request");
   e->on_error_ref = cfg_ref(L, cfg, "on_error");
   e->robots_ref = cfg_ref(L, cfg, "fetch_robots");
+  e->navcheck_ref = cfg_ref(L, cfg, "check_navigation");
   if (e->runner_ref == LUA_NOREF) {
     snprintf(e->fatal_msg, sizeof e->fatal_msg, "internal: the job has no request runner");
     return -1;
@@ -335,6 +381,12 @@ static int contexts_closed(lc_engine *e) {
   return 1;
 }
 
+/* The backlog is out, the output failed, or a signal's short wait for the reader is over. */
+static int output_done(lc_engine *e) {
+  if (lc_sink_backlog(e->sink) == 0 || e->output_err) return 1;
+  return e->stop_signal && uv_now(&e->loop) >= e->signal_ms + LC_OUTPUT_SIGNAL_WAIT_MS;
+}
+
 static int browsers_gone(lc_engine *e) { return lc_bpool_live(e->pool) == 0; }
 static int tasks_gone(lc_engine *e) { return lc_sched_count(e->sched) == 0; }
 
@@ -360,6 +412,7 @@ static void shutdown_engine(lc_engine *e) {
     lc_cache_tick(e->cache, lc_now(e) + 3600 * 1000); /* anything still pending is lost */
   }
   if (e->started) lc_job_progress(e, 1);
+  if (e->started) lc_debug("browser memory sampled %d time(s)", e->mem_samples);
   if (e->opts.stats && e->cache && lc_job_write_stats(e, e->opts.stats) < 0)
     lc_error("cannot write --stats file %s: %s", e->opts.stats, strerror(errno));
   if (e->cache) {
@@ -375,10 +428,23 @@ static void shutdown_engine(lc_engine *e) {
     lc_bpool_close_all(e->pool, 2000);
     run_for(e, 5000, browsers_gone);
   }
+  /* 5. the output the reader has not taken yet: waited for as long as the reader lives (the
+   * loop turns, so a signal still ends the wait), briefly after a signal. */
+  if (e->sink && lc_sink_backlog(e->sink) > 0 && !e->output_err) {
+    lc_job_output_kick(e);
+    while (!output_done(e)) {
+      uv_run(&e->loop, UV_RUN_ONCE);
+      uv_update_time(&e->loop);
+    }
+    size_t left = lc_sink_backlog(e->sink);
+    if (left > 0 && !e->output_err)
+      lc_warn("%zu bytes of output not written: the reader stopped reading", left);
+  }
   uv_timer_stop(&e->stop_timer);
 }
 
 static void free_engine(lc_engine *e) {
+  lc_job_free_navchecks(e);
   if (e->pool) lc_bpool_free(e->pool); /* fails anything still pending into the cache */
   if (e->sched) lc_sched_free(e->sched);
   /* 5. close Lua (after the scheduler: no task is left). __gc releases nothing now: every
@@ -400,8 +466,8 @@ static void free_engine(lc_engine *e) {
   uv_close((uv_handle_t *)&e->pump_timer, NULL);
   uv_close((uv_handle_t *)&e->tick_timer, NULL);
   uv_close((uv_handle_t *)&e->stop_timer, NULL);
-  uv_close((uv_handle_t *)&e->sigint, NULL);
-  uv_close((uv_handle_t *)&e->sigterm, NULL);
+  uv_close((uv_handle_t *)&e->out_timer, NULL);
+  lc_interrupt_stop();
   uv_run(&e->loop, UV_RUN_DEFAULT);
   if (e->ws) lc_ws_ctx_destroy_finish(e->ws);
   uv_run(&e->loop, UV_RUN_DEFAULT);
@@ -417,7 +483,7 @@ int lc_engine_run(const lc_run_opts *opts) {
   lc_engine engine, *e = &engine;
   memset(e, 0, sizeof *e);
   e->opts = *opts;
-  e->runner_ref = e->on_error_ref = e->robots_ref = LUA_NOREF;
+  e->runner_ref = e->on_error_ref = e->robots_ref = e->navcheck_ref = LUA_NOREF;
   lc_policy_defaults(&e->policy);
   if (opts->verbose) lc_log_set_level(LC_LOG_DEBUG);
   if (opts->quiet) lc_log_set_level(LC_LOG_WARN);
@@ -426,9 +492,14 @@ int lc_engine_run(const lc_run_opts *opts) {
     fprintf(stderr, "luacrawl: cannot read script '%s': %s\n", opts->script, strerror(errno));
     return LC_EXIT_BADINPUT;
   }
-  char path[4096];
+  char path[4096] = "";
   const char *why = NULL;
-  if (lc_browser_find(opts->browser, path, sizeof path, &why) != 0) {
+  if (opts->connect && opts->browser) {
+    fprintf(stderr,
+            "luacrawl: --connect and --browser cannot be used together (see luacrawl --help)\n");
+    return LC_EXIT_BADINPUT;
+  }
+  if (!opts->connect && lc_browser_find(opts->browser, path, sizeof path, &why) != 0) {
     if (opts->browser)
       fprintf(stderr, "luacrawl: --browser %s: %s\n", opts->browser, why ? why : "not usable");
     else
@@ -444,10 +515,8 @@ int lc_engine_run(const lc_run_opts *opts) {
   e->tick_timer.data = e;
   uv_timer_init(&e->loop, &e->stop_timer);
   e->stop_timer.data = e;
-  uv_signal_init(&e->loop, &e->sigint);
-  e->sigint.data = e;
-  uv_signal_init(&e->loop, &e->sigterm);
-  e->sigterm.data = e;
+  uv_timer_init(&e->loop, &e->out_timer);
+  e->out_timer.data = e;
 
   e->L = luaL_newstate();
   if (!e->L) {
@@ -459,6 +528,7 @@ int lc_engine_run(const lc_run_opts *opts) {
   lua_setfield(e->L, LUA_REGISTRYINDEX, "luacrawl.engine");
   e->sched = lc_sched_new(&e->loop, e->L);
   lc_sched_on_idle(e->sched, lc_job_idle_work, e);
+  lc_sched_on_stop(e->sched, lc_job_task_stopping, e);
   set_paths(e->L);
 
   int code = LC_EXIT_OK;
@@ -477,6 +547,9 @@ int lc_engine_run(const lc_run_opts *opts) {
     code = LC_EXIT_BADINPUT;
     goto out;
   }
+  /* A pipe or terminal is written through a bounded queue the loop drains: a reader that stops
+   * reading pauses the crawl instead of blocking the loop in write(2). */
+  lc_sink_jsonl_queue(e->sink, LC_OUTPUT_MAX_BACKLOG);
 
   /* From here on a browser may run: every exit path must take it down. */
   atexit(at_exit_kill);
@@ -484,8 +557,12 @@ int lc_engine_run(const lc_run_opts *opts) {
   signal(SIGABRT, fatal_signal);
   signal(SIGBUS, fatal_signal);
   signal(SIGPIPE, SIG_IGN);
-  uv_signal_start(&e->sigint, on_signal, SIGINT);
-  uv_signal_start(&e->sigterm, on_signal, SIGTERM);
+  int irc = lc_interrupt_start(&e->loop, on_signal, e, lc_browser_kill_all_now);
+  if (irc < 0) {
+    fprintf(stderr, "luacrawl: cannot install the signal handlers: %s\n", uv_strerror(irc));
+    code = LC_EXIT_FAILED;
+    goto out;
+  }
 
   e->ws = lc_ws_ctx_new(&e->loop, &err);
   if (!e->ws) {
@@ -498,11 +575,14 @@ int lc_engine_run(const lc_run_opts *opts) {
   lc_bpool_cbs pcbs = {.ud = e,
                        .on_ready = on_browser_ready,
                        .on_lost = on_browser_lost,
-                       .on_drained = on_browser_drained};
-  e->pool = lc_bpool_new(&e->loop, e->ws, &bo, &pcbs);
+                       .on_drained = on_browser_drained,
+                       .on_nav_paused = lc_job_nav_paused};
+  e->pool = lc_bpool_new(&e->loop, e->ws, &bo, opts->connect, &pcbs);
   lc_cache_backend be = lc_bpool_backend(e->pool);
   lc_cache_config cc = {.close_timeout_ms = e->policy.close_timeout_ms,
-                        .max_idle_pages = e->policy.max_idle_pages};
+                        .max_idle_pages = e->policy.max_idle_pages,
+                        .max_pages_per_context = (int)e->policy.max_pages_per_context,
+                        .adaptive_idle = e->policy.adaptive_idle_pages};
   e->cache = lc_cache_new(&be, &cc);
   lc_bpool_set_cache(e->pool, e->cache);
   lc_bpool_set_close_timeout(e->pool, e->policy.close_timeout_ms);

@@ -1,10 +1,11 @@
 /* frontier.c: lc_request, and the in-memory frontier backend (see frontier.h).
  *
- * Layout: every accepted URL is copied once into a string arena and indexed by an
- * open-addressing hash set (FNV-1a, linear probing, grows at 70% load); the queued request
- * points at that copy. Ready requests wait in one FIFO per host; a binary heap orders the hosts
- * by the ready stamp of their oldest request, so "oldest ready overall" is the heap top and a
- * host refused by admit is skipped whole. Retries wait in a second heap keyed by
+ * Layout: the set of accepted URLs holds only a 64-bit fingerprint of each canonical URL, in
+ * an open-addressing table (linear probing, grows at 70% load: 11-23 bytes per URL); the URL
+ * itself lives only in its queued request, malloc'ed, and goes to the caller with pop. Host
+ * keys are copied once into a string arena. Ready requests wait in one FIFO per host; a binary heap
+ * orders the hosts by the ready stamp of their oldest request, so "oldest ready overall" is the
+ * heap top and a host refused by admit is skipped whole. Retries wait in a second heap keyed by
  * (not_before_ms, stamp) and move to their host's FIFO once their time has come. The ids
  * handed out and not yet ended live in a hash set of uint64. */
 #include "frontier.h"
@@ -25,8 +26,7 @@ void lc_request_clear(lc_request *r) {
 /* ---- types ---------------------------------------------------------------------------------- */
 
 typedef struct item {
-  lc_request req; /* req.url points into the arena unless owns_url */
-  int owns_url;   /* a retry brings its own malloc'ed url */
+  lc_request req; /* owns its url and data_json */
   uint64_t stamp; /* ready order in a host FIFO; tie-break in the retry heap */
   struct host *host;
   struct item *next;
@@ -49,11 +49,6 @@ typedef struct chunk {
 
 #define ARENA_CHUNK ((size_t)64 * 1024)
 
-typedef struct seen_slot {
-  uint64_t hash;
-  const char *url; /* NULL: empty */
-} seen_slot;
-
 typedef struct memory_frontier {
   lc_frontier base;
   size_t max_pages;
@@ -62,7 +57,7 @@ typedef struct memory_frontier {
 
   chunk *arena;
 
-  seen_slot *seen; /* accepted URLs */
+  uint64_t *seen; /* fingerprints of accepted URLs; 0 marks an empty slot */
   size_t seen_cap, seen_n;
 
   host **hosts; /* host map by key */
@@ -93,6 +88,23 @@ static uint64_t mix64(uint64_t x) { /* splitmix64 finalizer */
   x ^= x >> 27;
   x *= 0x94d049bb133111ebULL;
   return x ^ (x >> 31);
+}
+
+/* The 64-bit fingerprint the seen set keeps for a canonical URL (never 0): eight bytes at a
+ * time through the splitmix64 finalizer, a bijection, with the length folded in. Two URLs
+ * share one with a chance of about n / 2^64 per push; the later one is then taken as seen. */
+static uint64_t fingerprint(const char *s, size_t n) {
+  uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)n * 0xff51afd7ed558ccdULL);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint64_t k;
+    memcpy(&k, s + i, 8);
+    h = mix64(h ^ mix64(k + 0x632be59bd9b4e019ULL));
+  }
+  uint64_t k = 0;
+  memcpy(&k, s + i, n - i);
+  h = mix64(h ^ mix64(k ^ 0x8cb92ba72f3d8dd7ULL));
+  return h ? h : 1;
 }
 
 /* Copy n bytes and a NUL into the arena; NULL when out of memory. Freed only by destroy. */
@@ -126,30 +138,29 @@ static int need_grow(size_t n, size_t cap) { return (n + 1) * 10 > cap * 7; }
 
 /* ---- the set of accepted URLs --------------------------------------------------------------- */
 
-static int seen_has(const memory_frontier *m, const char *url, uint64_t h) {
+static int seen_has(const memory_frontier *m, uint64_t fp) {
   if (!m->seen_cap) return 0;
   size_t mask = m->seen_cap - 1;
-  for (size_t i = h & mask;; i = (i + 1) & mask) {
-    const seen_slot *s = &m->seen[i];
-    if (!s->url) return 0;
-    if (s->hash == h && strcmp(s->url, url) == 0) return 1;
+  for (size_t i = mix64(fp) & mask;; i = (i + 1) & mask) {
+    if (!m->seen[i]) return 0;
+    if (m->seen[i] == fp) return 1;
   }
 }
 
-static void seen_put(seen_slot *tab, size_t cap, const char *url, uint64_t h) {
-  size_t mask = cap - 1, i = h & mask;
-  while (tab[i].url) i = (i + 1) & mask;
-  tab[i] = (seen_slot){h, url};
+static void seen_put(uint64_t *tab, size_t cap, uint64_t fp) {
+  size_t mask = cap - 1, i = mix64(fp) & mask;
+  while (tab[i]) i = (i + 1) & mask;
+  tab[i] = fp;
 }
 
 /* Make room for one more URL. */
 static int seen_reserve(memory_frontier *m) {
   if (!need_grow(m->seen_n, m->seen_cap)) return 0;
   size_t cap = m->seen_cap ? m->seen_cap * 2 : 1024;
-  seen_slot *tab = calloc(cap, sizeof *tab);
+  uint64_t *tab = calloc(cap, sizeof *tab);
   if (!tab) return -1;
   for (size_t i = 0; i < m->seen_cap; i++)
-    if (m->seen[i].url) seen_put(tab, cap, m->seen[i].url, m->seen[i].hash);
+    if (m->seen[i]) seen_put(tab, cap, m->seen[i]);
   free(m->seen);
   m->seen = tab;
   m->seen_cap = cap;
@@ -360,7 +371,7 @@ static void out_delete(memory_frontier *m, size_t i) {
 /* ---- the backend operations ----------------------------------------------------------------- */
 
 static void item_free(item *it) {
-  if (it->owns_url) free(it->req.url);
+  free(it->req.url);
   free(it->req.data_json);
   free(it);
 }
@@ -373,9 +384,8 @@ static int memory_push(lc_frontier *f, const char *url, int depth, const char *d
   size_t host_at, host_len;
   int rc = lc_url_normalize_host(NULL, url, &norm, &host_at, &host_len, NULL);
   if (rc < 0) return rc == LC_URL_ENOMEM ? LC_FRONTIER_ENOMEM : LC_FRONTIER_EURL;
-  size_t len = strlen(norm);
-  uint64_t hash = fnv1a(norm, len);
-  if (seen_has(m, norm, hash)) {
+  uint64_t fp = fingerprint(norm, strlen(norm));
+  if (seen_has(m, fp)) {
     free(norm);
     return 0;
   }
@@ -388,22 +398,20 @@ static int memory_push(lc_frontier *f, const char *url, int depth, const char *d
   key[host_len] = '\0';
   /* Everything that can fail happens before anything is committed. */
   item *it = calloc(1, sizeof *it);
-  char *data = NULL, *copy = NULL;
+  char *data = NULL;
   host *h = NULL;
-  if (it && (!data_json || (data = strdup(data_json))) && (h = host_get(m, key)) &&
-      seen_reserve(m) == 0)
-    copy = arena_dup(m, norm, len);
-  free(norm);
-  if (!copy) {
+  if (!it || (data_json && !(data = strdup(data_json))) || !(h = host_get(m, key)) ||
+      seen_reserve(m) != 0) {
+    free(norm);
     free(data);
     free(it);
     return LC_FRONTIER_ENOMEM;
   }
-  seen_put(m->seen, m->seen_cap, copy, hash);
+  seen_put(m->seen, m->seen_cap, fp);
   m->seen_n++;
   m->accepted++;
   it->req.id = m->next_id++;
-  it->req.url = copy;
+  it->req.url = norm; /* the only copy, handed to the caller by pop */
   it->req.data_json = data;
   it->req.depth = depth;
   it->host = h;
@@ -431,7 +439,6 @@ static int retry_enqueue(memory_frontier *m, lc_request *r, int64_t not_before_m
   it->req = *r;
   if (it->req.attempt < INT_MAX) it->req.attempt++;
   it->req.not_before_ms = not_before_ms;
-  it->owns_url = 1;
   it->stamp = m->next_stamp++;
   it->host = h;
   retry_push(m, it);
@@ -451,11 +458,7 @@ static int memory_retry(lc_frontier *f, lc_request *r, int64_t not_before_ms) {
 /* Hand out the head of h, which is the heap top. */
 static int take(memory_frontier *m, host *h, lc_request *out) {
   item *it = h->head;
-  char *url = it->owns_url ? it->req.url : strdup(it->req.url);
-  if (!url || out_reserve(m) < 0) {
-    if (!it->owns_url) free(url);
-    return LC_FRONTIER_ENOMEM;
-  }
+  if (out_reserve(m) < 0) return LC_FRONTIER_ENOMEM;
   h->head = it->next;
   if (h->head) {
     heap_down(m, 0); /* its new head is younger */
@@ -464,8 +467,7 @@ static int take(memory_frontier *m, host *h, lc_request *out) {
     heap_pop_top(m);
   }
   m->queued--;
-  *out = it->req;
-  out->url = url;
+  *out = it->req; /* the url and data move to the caller */
   out_put(m->out_ids, m->out_cap, out->id);
   m->out_n++;
   free(it);

@@ -37,6 +37,7 @@ typedef struct lc_request {
   int depth;
   int attempt;           /* 0 on first try; retry() adds one */
   int throttles;         /* 429/503 answers so far (kept by the caller across retries) */
+  int crashes;           /* attempts during which the browser crashed (kept by the caller) */
   int64_t not_before_ms; /* not handed out before this time (retry backoff, Retry-After) */
 } lc_request;
 
@@ -88,7 +89,10 @@ struct lc_frontier {
  * their oldest ready request and a heap of retries by not_before_ms. Beyond parsing the URL,
  * push and done are O(1) amortized (plus O(log hosts) when a host's queue was empty), retry
  * O(log waiting), pop O(log hosts) plus O(log hosts) per host refused by admit; never O(queued).
- * Accepted URLs stay in memory for the run (about 170 MB per million). max_pages 0 means
+ * What stays for the run is a 64-bit fingerprint per accepted URL (11-23 bytes per URL with
+ * the table's slack: about 16 MB per million; spec/c/test_frontier.c measures it); the URL
+ * itself is kept only while queued. Two URLs whose fingerprints collide (a chance of about
+ * n / 2^64 per push) count as one: the later is "already seen". max_pages 0 means
  * unlimited. Returns NULL when out of memory. Released by lc_frontier_destroy(). */
 lc_frontier *lc_frontier_memory_new(size_t max_pages);
 

@@ -4,6 +4,7 @@
  * finalizer every request task passes through: whatever the task acquired is released there,
  * whether it returned, raised, passed its deadline or was cancelled, and the engine checks that
  * the task owns nothing afterwards. Then retries, on_error, statistics, progress and the end. */
+#include <errno.h>
 #include <inttypes.h>
 #include <lauxlib.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include "engine.h"
+#include "hosttab.h"
 #include "json.h"
 #include "log.h"
 #include "proc.h"
@@ -22,7 +24,6 @@
 #define MAX_BACKOFF_MS 30000
 
 struct lc_host {
-  lc_host *next;
   char name[256];
   char origin[300];
   int in_flight;
@@ -36,6 +37,7 @@ typedef struct req_state {
   lc_engine *e;
   lc_request req;
   lc_host *host;
+  int restarts_at_start; /* e->restarts when this attempt began */
 } req_state;
 
 /* The loop's clock, brought up to date: deadlines computed after long synchronous work (a
@@ -47,36 +49,52 @@ int64_t lc_now(const lc_engine *e) {
 
 /* ---------------------------------------------------------------- hosts */
 
+/* The politeness state of the URL's host, created on first use: O(1) expected (a hash
+ * table, not a list scan: admission asks for every host pop considers). NULL when out of
+ * memory or for a URL without a usable host. */
 static lc_host *host_get(lc_engine *e, const char *url) {
   char name[256];
   if (lc_url_host(url, name, sizeof name) != 0) return NULL;
-  for (lc_host *h = e->hosts; h; h = h->next)
-    if (strcmp(h->name, name) == 0) return h;
-  lc_host *h = calloc(1, sizeof *h);
+  if (!e->hosts && !(e->hosts = lc_hosttab_new())) return NULL;
+  lc_host *h = lc_hosttab_find(e->hosts, name);
+  if (h) return h;
+  h = calloc(1, sizeof *h);
   if (!h) return NULL;
   snprintf(h->name, sizeof h->name, "%s", name);
   lc_url_origin(url, h->origin, sizeof h->origin);
-  h->next = e->hosts;
-  e->hosts = h;
+  if (lc_hosttab_put(e->hosts, h->name, h) != 0) {
+    free(h);
+    return NULL;
+  }
   return h;
 }
 
+static void host_free(void *value, void *ud) {
+  lc_host *h = value;
+  (void)ud;
+  if (h->robots) lc_robots_free(h->robots);
+  free(h);
+}
+
 void lc_job_free_hosts(lc_engine *e) {
-  while (e->hosts) {
-    lc_host *h = e->hosts;
-    e->hosts = h->next;
-    if (h->robots) lc_robots_free(h->robots);
-    free(h);
-  }
+  lc_hosttab_each(e->hosts, host_free, NULL);
+  lc_hosttab_free(e->hosts);
+  e->hosts = NULL;
 }
 
 static void start_robots(lc_engine *e, lc_host *h);
 
-/* The frontier's admission gate: may a request to this URL start now? */
+/* Requests and robots.txt fetches in flight: what the job's concurrency caps. */
+static int busy(const lc_engine *e) { return e->in_flight + e->robots_in_flight; }
+
+/* The frontier's admission gate: may a request to this URL start now? A host whose robots.txt
+ * is not known yet gets its robots.txt fetch started instead, when the job's concurrency and
+ * the host's per_host leave room for it: that fetch counts against both, like a request. */
 static int admit(void *ud, const char *url) {
   lc_engine *e = ud;
   lc_host *h = host_get(e, url);
   if (!h) return 1; /* cannot happen for a normalized URL; let the request fail visibly */
+  if (busy(e) >= e->cfg.concurrency) return 0; /* a robots fetch started in this pop */
   if (e->cfg.per_host > 0 && h->in_flight >= e->cfg.per_host) return 0;
   if (lc_now(e) < h->next_ok_ms) return 0;
   if (e->cfg.robots) {
@@ -99,6 +117,8 @@ static void robots_done(lc_task *t, int status, const char *err, void *ud) {
   lc_host *h = op->host;
   lua_State *co = lc_task_thread(t);
   e->aux_tasks--;
+  e->robots_in_flight--;
+  h->in_flight--;
   lc_cache_release_owner(e->cache, lc_task_id(t), lc_now(e));
   h->robots_state = 2;
   if (status == LC_TASK_OK && lua_gettop(co) >= 2 && lua_isinteger(co, -2)) {
@@ -141,6 +161,108 @@ static void start_robots(lc_engine *e, lc_host *h) {
     return;
   }
   e->aux_tasks++;
+  e->robots_in_flight++; /* a slot of the job's concurrency and of the host's per_host */
+  h->in_flight++;
+}
+
+int lc_job_robots_verdict(lc_engine *e, const char *url) {
+  if (!e->cfg.robots) return 1;
+  lc_host *h = host_get(e, url);
+  if (!h) return 0;
+  if (h->robots_state == 2) return !h->robots || lc_robots_allowed_url(h->robots, url) == 1;
+  if (h->robots_state == 0 && busy(e) < e->cfg.concurrency &&
+      (e->cfg.per_host <= 0 || h->in_flight < e->cfg.per_host))
+    start_robots(e, h);
+  return -1;
+}
+
+/* ---------------------------------------------------------------- navigation guard */
+
+/* A paused main-frame navigation request waiting for the crawl's rules (bpool asks; the
+ * decision runs Lua, so it waits for the resume point). */
+struct lc_navcheck {
+  struct lc_navcheck *next;
+  uint64_t page_id;
+  int redirected;
+  char *request_id, *url;
+};
+
+static void navcheck_free(struct lc_navcheck *c) {
+  free(c->request_id);
+  free(c->url);
+  free(c);
+}
+
+void lc_job_nav_paused(void *ud, uint64_t page_id, const char *request_id, const char *url,
+                       int redirected) {
+  lc_engine *e = ud;
+  struct lc_navcheck *c = calloc(1, sizeof *c);
+  if (c) {
+    c->request_id = strdup(request_id);
+    c->url = strdup(url);
+  }
+  if (!c || !c->request_id || !c->url) {
+    if (c) navcheck_free(c);
+    lc_error("out of memory queueing a navigation check: refusing %s", url);
+    lc_enpage *pg = lc_bpool_page(e->pool, page_id);
+    if (pg) lc_enpage_nav_decide(e->pool, pg, request_id, 0);
+    return;
+  }
+  c->page_id = page_id;
+  c->redirected = redirected;
+  if (e->navchecks_tail)
+    e->navchecks_tail->next = c;
+  else
+    e->navchecks = c;
+  e->navchecks_tail = c;
+  if (e->sched) lc_sched_poke(e->sched);
+}
+
+void lc_job_free_navchecks(lc_engine *e) {
+  while (e->navchecks) {
+    struct lc_navcheck *c = e->navchecks;
+    e->navchecks = c->next;
+    navcheck_free(c);
+  }
+  e->navchecks_tail = NULL;
+}
+
+static int nav_traceback(lua_State *L) {
+  luaL_traceback(L, L, lua_tostring(L, 1), 1);
+  return 1;
+}
+
+/* Decide the queued navigations: the job's check_navigation says nil (go on) or why not. A
+ * check that fails refuses: the rules are not known to allow it. */
+static void run_navchecks(lc_engine *e) {
+  while (e->navchecks) {
+    struct lc_navcheck *c = e->navchecks;
+    e->navchecks = c->next;
+    if (!e->navchecks) e->navchecks_tail = NULL;
+    lc_enpage *pg = lc_bpool_page(e->pool, c->page_id);
+    if (pg) {
+      int allow = 1;
+      if (e->navcheck_ref != LUA_NOREF && !e->lua_closing) {
+        lua_State *L = e->L;
+        int top = lua_gettop(L);
+        lua_pushcfunction(L, nav_traceback);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, e->navcheck_ref);
+        lua_pushstring(L, lc_enpage_target(pg));
+        lua_pushstring(L, c->url);
+        lua_pushboolean(L, c->redirected);
+        if (lua_pcall(L, 3, 1, top + 1) != LUA_OK) {
+          lc_warn("navigation check of %s failed, refusing it: %s", c->url, lua_tostring(L, -1));
+          allow = 0;
+        } else if (lua_isstring(L, -1)) {
+          lc_info("%s", lua_tostring(L, -1));
+          allow = 0;
+        }
+        lua_settop(L, top);
+      }
+      lc_enpage_nav_decide(e->pool, pg, c->request_id, allow);
+    }
+    navcheck_free(c);
+  }
 }
 
 /* ---------------------------------------------------------------- cleanup */
@@ -149,8 +271,10 @@ void lc_job_cleanup_pass(lc_engine *e, const char *why) {
   if (!e->cache) return;
   uint64_t ids[64];
   lc_cleanup_params p;
-  lc_policy_decide(e->L, &e->policy, e->cache, lc_now(e), (double)e->browser_rss_kb / 1024.0,
-                   e->gen_pages, &p, ids, 64);
+  lc_policy_state st = {.browser_rss_mb = (double)e->browser_rss_kb / 1024.0,
+                        .browser_pss_mb = (double)e->browser_pss_kb / 1024.0,
+                        .pages_served = e->gen_pages};
+  lc_policy_decide(e->L, &e->policy, e->cache, lc_now(e), &st, &p, ids, 64);
   int closed = lc_cache_cleanup(e->cache, &p, lc_now(e));
   if (closed > 0) lc_debug("cleanup (%s) closed %d context(s)", why, closed);
 }
@@ -160,6 +284,14 @@ void lc_job_cleanup_pass(lc_engine *e, const char *why) {
 void lc_job_after_release(lc_engine *e) {
   e->cleanup_due = 1;
   if (e->sched) lc_sched_poke(e->sched);
+}
+
+/* A task is being stopped (deadline, cancel), before its variables are closed: whatever
+ * its pages are doing is not to be trusted, so each is closed when given back -- by a
+ * `<close>` variable while the task unwinds, or by the finalizer after. */
+void lc_job_task_stopping(void *ud, lc_task *t) {
+  lc_engine *e = ud;
+  if (e->cache) lc_cache_owner_mark_bad(e->cache, lc_task_id(t));
 }
 
 void lc_job_release_later(lc_engine *e, uint64_t handle) {
@@ -180,6 +312,7 @@ void lc_job_release_later(lc_engine *e, uint64_t handle) {
 
 void lc_job_idle_work(void *ud) {
   lc_engine *e = ud;
+  run_navchecks(e);
   if (!e->cache) return;
   for (size_t i = 0; i < e->n_gc_releases; i++) {
     if (!lc_cache_handle_live(e->cache, e->gc_releases[i])) continue; /* its owner ended first */
@@ -256,9 +389,8 @@ static void request_done(lc_task *t, int status, const char *err, void *ud) {
 
   /* The finalizer: everything the request acquired goes back, on every path. Pages of a
    * request stopped at its deadline may still be busy (a script spinning, a load hanging):
-   * they are closed, not reused. */
-  if (status == LC_TASK_TIMEOUT || status == LC_TASK_CANCELLED)
-    lc_cache_owner_mark_bad(e->cache, lc_task_id(t));
+   * lc_job_task_stopping marked them bad before the task unwound, so they are closed here,
+   * not reused. */
   int released = lc_cache_release_owner(e->cache, lc_task_id(t), lc_now(e));
   if (released > 0 && status == LC_TASK_OK)
     lc_debug("released %d handle(s) the handler of %s kept", released, rs->req.url);
@@ -302,6 +434,23 @@ static void request_done(lc_task *t, int status, const char *err, void *ud) {
     result = msg;
   }
 
+  /* A browser crash during a failed attempt is named in the reason: a page that takes the
+   * browser down each time it loads fails after its retries, saying so; the job goes on. */
+  if (result && e->restarts > rs->restarts_at_start) {
+    rs->req.crashes++;
+    if (rs->req.attempt >= e->cfg.retries || e->stopping) {
+      char why[2048];
+      snprintf(why, sizeof why,
+               "the browser crashed during %d of its %d attempt%s (a page that takes the browser "
+               "down?); last error: %.1500s",
+               rs->req.crashes, rs->req.attempt + 1, rs->req.attempt ? "s" : "", result);
+      snprintf(msg, sizeof msg, "%s", why);
+      result = msg;
+    }
+  }
+  /* The output failed: the run ends; a request that did not get through is neither done nor
+   * failed, and nothing is retried (its page would be fetched again for nothing). */
+  if (result && e->output_err) goto out;
   if (!result) {
     e->pages_ok++;
     e->frontier->ops->done(e->frontier, rs->req.id, 1);
@@ -326,7 +475,11 @@ static void pump_timer_cb(uv_timer_t *h) { lc_job_pump(h->data); }
 
 void lc_job_pump(lc_engine *e) {
   if (!e->started || e->stopping) return;
-  while (e->in_flight < e->cfg.concurrency) {
+  while (busy(e) < e->cfg.concurrency) {
+    if (lc_sink_backlog(e->sink) > LC_OUTPUT_SOFT_BACKLOG) {
+      e->output_paused = 1; /* the output timer pumps again once the reader caught up */
+      break;
+    }
     lc_request r;
     int64_t next_ms = -1;
     memset(&r, 0, sizeof r);
@@ -341,8 +494,11 @@ void lc_job_pump(lc_engine *e) {
     }
     lc_host *h = host_get(e, r.url);
     if (e->cfg.robots && h && h->robots) {
-      char pq[4096];
-      if (lc_url_path_query(r.url, pq, sizeof pq) == 0 && lc_robots_allowed(h->robots, pq) == 0) {
+      /* Any length: a URL too long for a buffer is checked like any other (issue 9, item 7). */
+      int verdict = lc_robots_allowed_url(h->robots, r.url);
+      if (verdict < 0)
+        lc_warn("cannot check %s against robots.txt (%d): skipping it", r.url, verdict);
+      if (verdict != 1) {
         lc_info("robots.txt disallows %s", r.url);
         e->robots_skipped++;
         e->frontier->ops->done(e->frontier, r.id, 0);
@@ -358,6 +514,7 @@ void lc_job_pump(lc_engine *e) {
     rs->e = e;
     rs->req = r;
     rs->host = h;
+    rs->restarts_at_start = e->restarts;
     if (h) h->in_flight++; /* the delay is taken when the request navigates (lc_job_host_slot) */
     lua_rawgeti(e->L, LUA_REGISTRYINDEX, e->runner_ref);
     push_request(e->L, &rs->req);
@@ -418,6 +575,43 @@ void lc_job_stop(lc_engine *e, int sig) {
   if (lc_job_done(e)) uv_stop(&e->loop);
 }
 
+/* ---------------------------------------------------------------- output */
+
+static void out_timer_cb(uv_timer_t *h) {
+  lc_engine *e = h->data;
+  int rc = lc_sink_drain(e->sink);
+  if (rc != 0 && rc != -EAGAIN) {
+    uv_timer_stop(h);
+    lc_job_output_failed(e, rc);
+    return;
+  }
+  if (rc == 0) uv_timer_stop(h);
+  if (e->output_paused && lc_sink_backlog(e->sink) <= LC_OUTPUT_SOFT_BACKLOG) {
+    e->output_paused = 0;
+    lc_job_pump(e);
+  }
+}
+
+void lc_job_output_kick(lc_engine *e) {
+  if (e->output_err || lc_sink_backlog(e->sink) == 0) return;
+  if (!uv_is_active((uv_handle_t *)&e->out_timer))
+    uv_timer_start(&e->out_timer, out_timer_cb, LC_OUTPUT_DRAIN_MS, LC_OUTPUT_DRAIN_MS);
+}
+
+void lc_job_output_failed(lc_engine *e, int rc) {
+  if (e->output_err) return;
+  e->output_err = rc < 0 ? -rc : EIO;
+  uv_timer_stop(&e->out_timer);
+  uint64_t records = 0;
+  lc_sink_count(e->sink, &records, NULL);
+  snprintf(e->fatal_msg, sizeof e->fatal_msg,
+           "cannot write the output (%s) after %" PRIu64 " record%s; stopping the run",
+           strerror(e->output_err), records, records == 1 ? "" : "s");
+  e->fatal = 1;
+  lc_job_stop(e, 0);
+  uv_stop(&e->loop);
+}
+
 /* ---------------------------------------------------------------- progress and stats */
 
 static void progress_clear(void);
@@ -433,25 +627,30 @@ void lc_job_progress(lc_engine *e, int final) {
   double rate = secs > 0 ? (double)(e->pages_ok + e->pages_failed) / secs : 0;
   lc_cache_stats cs;
   lc_cache_get_stats(e->cache, &cs);
+  int due =
+      final || (!e->opts.quiet && (progress_on_tty || now - (int64_t)e->last_progress_ms >= 5000));
+  if (!due) return;
+  lc_engine_sample_mem(e); /* at most once a second; a no-op when the tick just sampled */
   char line[512];
   snprintf(line, sizeof line,
            "%" PRIu64 " done, %" PRIu64
            " failed, %zu queued, %d in flight, %.1f pages/s, "
-           "%d contexts open, browser %ld MB",
+           "%d contexts open, %d idle pages, browser PSS %ld MB",
            e->pages_ok, e->pages_failed, e->frontier->ops->pending(e->frontier), e->in_flight, rate,
-           cs.contexts_open, e->browser_rss_kb / 1024);
+           cs.contexts_open, cs.idle_pages, e->browser_pss_kb / 1024);
   if (final) {
     progress_clear();
     fprintf(stderr,
             "luacrawl: %s: %" PRIu64 " pages ok, %" PRIu64 " failed, %" PRIu64 " retries, %" PRIu64
             " records in %.1f s (%.1f pages/s); contexts created %" PRIu64
-            ", peak %d open; browser RSS peak %ld MB\n",
-            e->stop_signal ? "interrupted" : "done", e->pages_ok, e->pages_failed, e->retries,
-            e->emitted, secs, rate, cs.contexts_created, cs.contexts_open_peak,
-            e->browser_rss_peak_kb / 1024);
+            ", peak %d open; browser PSS peak %ld MB (RSS %ld MB)\n",
+            e->stop_signal ? "interrupted"
+            : e->fatal     ? "stopped"
+                           : "done",
+            e->pages_ok, e->pages_failed, e->retries, e->emitted, secs, rate, cs.contexts_created,
+            cs.contexts_open_peak, e->browser_pss_peak_kb / 1024, e->browser_rss_peak_kb / 1024);
     return;
   }
-  if (e->opts.quiet) return;
   if (progress_on_tty) {
     fprintf(stderr, "\r\033[K%s", line);
     e->progress_shown = 1;
@@ -466,6 +665,7 @@ void lc_job_tick(lc_engine *e) {
   if (!init) {
     init = 1;
     progress_on_tty = isatty(2) && !e->opts.quiet;
+    e->progress_tty = progress_on_tty;
     if (progress_on_tty) lc_log_set_clear_hook(progress_clear);
   }
   lc_cache_tick(e->cache, lc_now(e));
@@ -479,6 +679,7 @@ int lc_job_write_stats(lc_engine *e, const char *path) {
   lc_cache_get_stats(e->cache, &cs);
   lc_bpool_stats bs;
   lc_bpool_get_stats(e->pool, &bs);
+  lc_engine_sample_mem(e);
   double secs = (double)(lc_now(e) - (int64_t)e->started_ms) / 1000.0;
   fprintf(f,
           "{\"contexts_created\":%" PRIu64 ",\"contexts_closed\":%" PRIu64
@@ -487,15 +688,20 @@ int lc_job_write_stats(lc_engine *e, const char *path) {
           "\"refs_outstanding\":%d,\"bad_releases\":%" PRIu64 ",\"pages_ok\":%" PRIu64
           ",\"pages_failed\":%" PRIu64 ",\"retries\":%" PRIu64 ",\"throttled\":%" PRIu64
           ",\"robots_skipped\":%" PRIu64 ",\"records\":%" PRIu64 ",\"pages_created\":%" PRIu64
-          ",\"pages_reused\":%" PRIu64 ",\"pages_closed\":%" PRIu64
-          ",\"browser_starts\":%d,\"browser_crashes\":%d,"
-          "\"browser_recycles\":%d,\"browser_rss_peak_mb\":%.1f,\"engine_rss_peak_mb\":%.1f,"
+          ",\"pages_reused\":%" PRIu64 ",\"pages_closed\":%" PRIu64 ",\"pages_evicted\":%" PRIu64
+          ",\"contexts_retired\":%" PRIu64 ",\"idle_ghost_hits\":%" PRIu64
+          ",\"browser_starts\":%d,\"browser_crashes\":%d,\"events_dropped\":%" PRIu64
+          ","
+          "\"browser_recycles\":%d,\"browser_rss_peak_mb\":%.1f,\"browser_pss_peak_mb\":%.1f,"
+          "\"browser_pss_mb\":%.1f,\"engine_rss_peak_mb\":%.1f,"
           "\"seconds\":%.3f,\"interrupted\":%s}\n",
           cs.contexts_created, cs.contexts_closed, cs.contexts_lost, cs.contexts_open_peak,
           cs.contexts_open, cs.refs_outstanding, cs.bad_releases, e->pages_ok, e->pages_failed,
           e->retries, e->throttled, e->robots_skipped, e->emitted, cs.pages_created,
-          cs.pages_reused, cs.pages_closed, bs.browser_starts, bs.browser_crashes,
+          cs.pages_reused, cs.pages_closed, cs.pages_evicted, cs.contexts_retired,
+          cs.idle_ghost_hits, bs.browser_starts, bs.browser_crashes, bs.events_dropped,
           e->browser_recycles, (double)e->browser_rss_peak_kb / 1024.0,
+          (double)e->browser_pss_peak_kb / 1024.0, (double)e->browser_pss_kb / 1024.0,
           (double)lc_proc_self_peak_rss_kb() / 1024.0, secs, e->stop_signal ? "true" : "false");
   return fclose(f) == 0 ? 0 : -1;
 }

@@ -289,7 +289,8 @@ static void cmd_cancel(lc_task *t, void *data) {
 /* Send on the page `pg` (or the browser of generation `gen` when pg is NULL) and await the
  * answer. stack: +1 result_json | +2 nil, err */
 static int cmd_await(lua_State *L, lc_engine *e, lc_task *t, lc_enpage *pg, uint64_t handle,
-                     int gen, const char *method, const char *params, int timeout) {
+                     int gen, const char *method, const char *params, int timeout,
+                     size_t max_reply) {
   cmd_op *op = calloc(1, sizeof *op);
   if (!op) return luaL_error(L, "out of memory");
   op->t = t;
@@ -298,7 +299,7 @@ static int cmd_await(lua_State *L, lc_engine *e, lc_task *t, lc_enpage *pg, uint
   op->gen = pg ? lc_enpage_gen(pg) : gen;
   lc_task_op_begin(t, cmd_cancel, op);
   int ms = lc_task_remaining_ms(t, timeout);
-  op->id = pg ? lc_enpage_send(e->pool, pg, method, params, ms, cmd_reply, op)
+  op->id = pg ? lc_enpage_send(e->pool, pg, method, params, ms, max_reply, cmd_reply, op)
               : lc_bpool_send(e->pool, gen, method, params, ms, cmd_reply, op);
   if (!op->id) {
     lc_task_op_abort(t);
@@ -310,7 +311,9 @@ static int cmd_await(lua_State *L, lc_engine *e, lc_task *t, lc_enpage *pg, uint
   return lc_task_op_await(L, t);
 }
 
-/* page:_send(method, params_json [, timeout_ms]) [async] -> result_json | nil, err */
+/* page:_send(method, params_json [, timeout_ms [, max_reply]]) [async] -> result_json | nil, err
+ * max_reply: the longest reply message accepted, in bytes (engine-side; a longer one fails
+ * this command with "reply exceeds max_bytes (N)"). Default: no cap beyond the transport's. */
 static int l_page_send(lua_State *L) {
   lc_engine *e;
   l_handle *h;
@@ -318,13 +321,15 @@ static int l_page_send(lua_State *L) {
   const char *method = luaL_checkstring(L, 2);
   const char *params = luaL_optstring(L, 3, "{}");
   int timeout = (int)luaL_optinteger(L, 4, 30000);
+  lua_Integer max_reply = luaL_optinteger(L, 5, 0);
+  luaL_argcheck(L, max_reply >= 0, 5, "max_reply must be >= 0");
   lc_task *t = lc_task_check(L, "page methods");
   if (!pg || lc_enpage_broken(pg)) {
     lua_pushnil(L);
     lua_pushstring(L, pg ? lc_enpage_broken(pg) : "page is gone (its browser crashed or closed)");
     return 2;
   }
-  return cmd_await(L, e, t, pg, h->handle, 0, method, params, timeout);
+  return cmd_await(L, e, t, pg, h->handle, 0, method, params, timeout, (size_t)max_reply);
 }
 
 /* page:_event(timeout_ms) [async] -> method, params_json | nil, err */
@@ -345,6 +350,46 @@ static int l_page_clear_events(lua_State *L) {
   lc_engine *e;
   lc_enpage *pg = check_enpage(L, &e, NULL);
   if (pg) lc_enpage_clear_events(pg);
+  return 0;
+}
+
+/* page:_guard(on [, block_patterns]): send the page's main-frame document requests to the
+ * job's check_navigation (Fetch must be enabled with a Document pattern); block_patterns (a
+ * list of Fetch URL patterns) fail documents at once. Raises on misuse or out of memory. */
+static int l_page_guard(lua_State *L) {
+  lc_engine *e;
+  lc_enpage *pg = check_enpage(L, &e, NULL);
+  int on = lua_toboolean(L, 2);
+  size_t n = 0;
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    n = (size_t)lua_rawlen(L, 3);
+  }
+  if (!pg) return 0;
+  const char **v = n ? calloc(n, sizeof *v) : NULL;
+  if (n && !v) return luaL_error(L, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    lua_rawgeti(L, 3, (lua_Integer)i + 1);
+    v[i] = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL; /* the table keeps it */
+    lua_pop(L, 1);
+    if (!v[i]) {
+      free(v);
+      return luaL_argerror(L, 3, "patterns must be strings");
+    }
+  }
+  int rc = lc_enpage_set_guard(pg, on, v, n);
+  free(v);
+  if (rc != 0) return luaL_error(L, "out of memory");
+  return 0;
+}
+
+/* page:_expect(url | nil): the URL page:navigate is about to load; its first request is not
+ * paused for the navigation guard. */
+static int l_page_expect(lua_State *L) {
+  lc_engine *e;
+  lc_enpage *pg = check_enpage(L, &e, NULL);
+  const char *url = luaL_optstring(L, 2, NULL);
+  if (pg) lc_enpage_expect(pg, url);
   return 0;
 }
 
@@ -475,19 +520,23 @@ static int l_core_host_slot(lua_State *L) {
   return 1;
 }
 
-/* core.emit(json_line) -> true | nil, err */
-static int l_core_emit(lua_State *L) {
+/* core.robots_verdict(url) -> true (allowed, or robots off) | false (disallowed) | nil (not
+ * read yet; its fetch starts when the concurrency leaves room) */
+static int l_core_robots_verdict(lua_State *L) {
   lc_engine *e = check_engine(L);
-  size_t n;
-  const char *json = luaL_checklstring(L, 1, &n);
-  if (!e->sink) {
+  int v = lc_job_robots_verdict(e, luaL_checkstring(L, 1));
+  if (v < 0)
     lua_pushnil(L);
-    lua_pushliteral(L, "no output");
-    return 2;
-  }
-  /* lua-cjson writes "\/" for "/": valid, but noisy in every URL. Undo it. */
+  else
+    lua_pushboolean(L, v);
+  return 1;
+}
+
+/* Write one record, with lua-cjson's "\/" turned back into "/" (valid, but noisy in every URL).
+ * Returns 0 or the sink's negative errno. */
+static int emit_line(lc_engine *e, const char *json, size_t n) {
   char *line = malloc(n + 1);
-  if (!line) return luaL_error(L, "out of memory");
+  if (!line) return -ENOMEM;
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
     if (json[i] == '\\' && i + 1 < n) {
@@ -502,14 +551,73 @@ static int l_core_emit(lua_State *L) {
     }
     line[o++] = json[i];
   }
-  int rc = e->sink->ops->write(e->sink, line, o);
+  int rc = lc_sink_write(e->sink, line, o);
   free(line);
-  if (rc < 0) {
+  if (rc == 0) e->emitted++;
+  return rc;
+}
+
+/* After a write: keep a backlog moving; a broken output stops the run (once). stack: +2 on
+ * failure (nil, message), else unchanged */
+static int emit_result(lua_State *L, lc_engine *e, int rc) {
+  lc_job_output_kick(e);
+  if (rc == 0) return 0;
+  if (rc == -ENOBUFS) {
     lua_pushnil(L);
-    lua_pushliteral(L, "cannot write the record");
+    lua_pushliteral(L, "the output backlog is full (the reader is not keeping up)");
     return 2;
   }
-  e->emitted++;
+  if (rc != -EINVAL && rc != -ENOMEM) lc_job_output_failed(e, rc);
+  lua_pushnil(L);
+  lua_pushfstring(L, "cannot write the record: %s", strerror(-rc));
+  return 2;
+}
+
+/* core.emit(json_line) -> true | nil, err */
+static int l_core_emit(lua_State *L) {
+  lc_engine *e = check_engine(L);
+  size_t n;
+  const char *json = luaL_checklstring(L, 1, &n);
+  if (!e->sink) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "no output");
+    return 2;
+  }
+  int r = emit_result(L, e, emit_line(e, json, n));
+  if (r) return r;
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.emit_all({json_line...}) -> true | nil, err: a request's records, all or none: they are
+ * refused together when the output backlog cannot take them all, so a retried request never
+ * writes some of them twice. Raises on a list that holds anything but strings. */
+static int l_core_emit_all(lua_State *L) {
+  lc_engine *e = check_engine(L);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
+  size_t total = 0;
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (lua_rawgeti(L, 1, i) != LUA_TSTRING) return luaL_argerror(L, 1, "records must be strings");
+    total += lua_rawlen(L, -1) + 1;
+    lua_pop(L, 1);
+  }
+  if (n > 0 && !e->sink) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "no output");
+    return 2;
+  }
+  size_t backlog = lc_sink_backlog(e->sink);
+  if (backlog > 0 && backlog + total > LC_OUTPUT_MAX_BACKLOG) return emit_result(L, e, -ENOBUFS);
+  for (lua_Integer i = 1; i <= n; i++) {
+    size_t len;
+    lua_rawgeti(L, 1, i);
+    const char *json = lua_tolstring(L, -1, &len);
+    int rc = emit_line(e, json, len);
+    lua_pop(L, 1);
+    int r = emit_result(L, e, rc);
+    if (r) return r;
+  }
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -590,10 +698,22 @@ static int l_core_stats(lua_State *L) {
   set_int(L, "queued", (lua_Integer)e->frontier->ops->pending(e->frontier));
   set_int(L, "browser_starts", bs.browser_starts);
   set_int(L, "browser_crashes", bs.browser_crashes);
+  set_int(L, "events_dropped", (lua_Integer)bs.events_dropped);
+  set_int(L, "events_queued_bytes", (lua_Integer)bs.events_queued_bytes);
   set_int(L, "browser_recycles", e->browser_recycles);
   set_int(L, "browser", e->gen);
   set_int(L, "browser_pid", (lua_Integer)lc_bpool_pid(e->pool, e->gen));
+  lc_engine_sample_mem(e);
   set_int(L, "browser_rss_mb", e->browser_rss_kb / 1024);
+  set_int(L, "browser_rss_peak_mb", e->browser_rss_peak_kb / 1024);
+  set_int(L, "browser_pss_mb", e->browser_pss_kb / 1024);
+  set_int(L, "browser_pss_peak_mb", e->browser_pss_peak_kb / 1024);
+  set_int(L, "pages_evicted", (lua_Integer)cs.pages_evicted);
+  set_int(L, "idle_target", cs.idle_target);
+  set_int(L, "contexts_retired", (lua_Integer)cs.contexts_retired);
+  set_int(L, "browser_log_bytes", (lua_Integer)bs.log_bytes);
+  set_int(L, "browser_log_kept", (lua_Integer)bs.log_kept_max);
+  set_int(L, "browsers_unsandboxed", bs.unsandboxed);
   set_int(L, "engine_rss_mb", lc_proc_self_rss_kb() / 1024);
   return 1;
 }
@@ -606,7 +726,7 @@ static int l_core_contexts(lua_State *L) {
   size_t n = lc_cache_snapshot(e->cache, info, 512, &total, lc_now(e));
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 9);
     set_int(L, "id", (lua_Integer)info[i].id);
     lua_pushstring(L, info[i].signature);
     lua_setfield(L, -2, "signature");
@@ -614,6 +734,9 @@ static int l_core_contexts(lua_State *L) {
     set_int(L, "pages", info[i].pages);
     set_int(L, "idle_pages", info[i].idle_pages);
     set_int(L, "browser", info[i].browser_gen);
+    set_int(L, "page_uses", (lua_Integer)info[i].page_uses);
+    lua_pushboolean(L, info[i].retired);
+    lua_setfield(L, -2, "retired");
     lua_pushboolean(L, info[i].creating);
     lua_setfield(L, -2, "creating");
     if (info[i].browser_ctx[0]) {
@@ -632,7 +755,7 @@ static int l_core_browser_send(lua_State *L) {
   const char *method = luaL_checkstring(L, 1);
   const char *params = luaL_optstring(L, 2, "{}");
   lc_task *t = lc_task_check(L, "browser commands");
-  return cmd_await(L, e, t, NULL, 0, e->gen, method, params, 15000);
+  return cmd_await(L, e, t, NULL, 0, e->gen, method, params, 15000, 0);
 }
 
 /* core.kill_browser() -> true: SIGKILL the current browser (fault drills) */
@@ -661,6 +784,8 @@ static int l_core_b64decode(lua_State *L) {
 static const luaL_Reg page_methods[] = {{"_send", l_page_send},
                                         {"_event", l_page_event},
                                         {"_clear_events", l_page_clear_events},
+                                        {"_guard", l_page_guard},
+                                        {"_expect", l_page_expect},
                                         {"broken", l_page_broken},
                                         {"fresh", l_page_fresh},
                                         {"mark_bad", l_page_mark_bad},
@@ -681,6 +806,7 @@ static const luaL_Reg core_funcs[] = {{"acquire", l_core_acquire},
                                       {"normalize", l_core_normalize},
                                       {"origin", l_core_origin},
                                       {"emit", l_core_emit},
+                                      {"emit_all", l_core_emit_all},
                                       {"cleanup", l_core_cleanup},
                                       {"log", l_core_log},
                                       {"sleep", l_core_sleep},
@@ -693,6 +819,7 @@ static const luaL_Reg core_funcs[] = {{"acquire", l_core_acquire},
                                       {"live", l_handle_live},
                                       {"b64decode", l_core_b64decode},
                                       {"host_slot", l_core_host_slot},
+                                      {"robots_verdict", l_core_robots_verdict},
                                       {NULL, NULL}};
 
 static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc,

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "ws.h"
 
 static void usage(FILE *f) {
   fputs(
@@ -19,6 +20,9 @@ static void usage(FILE *f) {
       "  --stats FILE        write run statistics (a JSON object) to FILE at the end\n"
       "  --browser PATH      Chromium binary (default: $LUACRAWL_CHROMIUM, then\n"
       "                      chromium-headless-shell, then /usr/lib/chromium/chromium)\n"
+      "  --connect URL       attach to a browser someone else runs, at its DevTools URL\n"
+      "                      ws://HOST:PORT/devtools/browser/ID (nothing is launched; the\n"
+      "                      engine never kills it)\n"
       "  -q, --quiet         no progress, warnings and errors only\n"
       "  -v, --verbose       debug logging\n"
       "\n"
@@ -64,6 +68,8 @@ int main(int argc, char **argv) {
       slot = &o.stats;
     else if (!strcmp(a, "--browser"))
       slot = &o.browser;
+    else if (!strcmp(a, "--connect"))
+      slot = &o.connect;
     if (slot) {
       if (i + 1 >= argc) {
         free(args);
@@ -91,6 +97,13 @@ int main(int argc, char **argv) {
   if (!o.script) {
     free(args);
     return bad("run needs a SCRIPT", "", "");
+  }
+  const char *why = NULL;
+  if (o.connect && lc_ws_url_check(o.connect, &why) != 0) {
+    char what[600];
+    snprintf(what, sizeof what, "--connect '%.300s': %s", o.connect, why);
+    free(args);
+    return bad(what, "", "");
   }
   o.args = args;
   int code = lc_engine_run(&o);

@@ -12,12 +12,19 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 typedef struct lc_sink lc_sink;
 
 typedef struct lc_sink_ops {
-  /* Write one record: `len` bytes of JSON text, without a trailing newline. */
+  /* Write one record: `len` bytes of JSON text, without a trailing newline. A queued sink
+   * takes it whole or refuses it whole (-ENOBUFS when its backlog is full). */
   int (*write)(lc_sink *s, const char *json, size_t len);
+  /* Push queued bytes without blocking: 0 when nothing is left, -EAGAIN when bytes remain
+   * (call again later), else the failure (-EPIPE: the reader went away). */
+  int (*drain)(lc_sink *s);
+  /* Bytes accepted but not yet handed to the OS (0 for a sink that does not queue). */
+  size_t (*backlog)(const lc_sink *s);
   /* Make what was written durable (or at least handed to the OS). */
   int (*flush)(lc_sink *s);
   /* Release the sink. */
@@ -26,7 +33,7 @@ typedef struct lc_sink_ops {
 
 struct lc_sink {
   const lc_sink_ops *ops;
-  uint64_t records; /* records written, kept by the backend; read with lc_sink_count */
+  uint64_t records; /* records written (queued mode: accepted), kept by the backend */
   uint64_t bytes;   /* bytes written, newlines included */
 };
 
@@ -51,6 +58,27 @@ struct lc_sink {
  * the path, which the caller frees. Released by lc_sink_close(). */
 lc_sink *lc_sink_jsonl_open(const char *path, char **err);
 
+/* Queued mode, for a sink on a pipe, socket or terminal that the engine's loop drives: write
+ * appends the whole record to a queue of at most `max_backlog` bytes (one record bigger than
+ * that is taken when the queue is empty) and pushes what the fd takes without blocking (poll
+ * with no wait, then at most PIPE_BUF bytes per write(2); O_NONBLOCK is never set, since the
+ * file description may be shared); drain pushes more; backlog tells what waits. The caller
+ * pauses its producers while the backlog is high and drains when it can (the engine: a
+ * timer). flush waits (poll) until the queue is out; close drops what is still queued. A
+ * failed write (EPIPE, ENOSPC, EIO) breaks the sink: the queue is dropped and every later call
+ * returns that error. Returns 1 when queued mode is on, 0 for a regular file (written
+ * directly, as before: it never blocks), -EINVAL for a bad argument. */
+int lc_sink_jsonl_queue(lc_sink *s, size_t max_backlog);
+
+/* The system calls a JSON Lines sink makes, replaceable for tests: write(2), and "does fd take
+ * a write now" (poll(2) with no wait: 1 yes, 0 no, -errno). write sets errno on failure. */
+typedef struct lc_sink_io {
+  ssize_t (*write)(void *ud, int fd, const void *p, size_t n);
+  int (*writable)(void *ud, int fd);
+  void *ud;
+} lc_sink_io;
+int lc_sink_jsonl_set_io(lc_sink *s, const lc_sink_io *io);
+
 /* Records and bytes written so far through `s` (either pointer may be NULL). 0 or -EINVAL. */
 int lc_sink_count(const lc_sink *s, uint64_t *records, uint64_t *bytes);
 
@@ -59,6 +87,8 @@ static inline int lc_sink_write(lc_sink *s, const char *json, size_t len) {
   return s ? s->ops->write(s, json, len) : -EINVAL;
 }
 static inline int lc_sink_flush(lc_sink *s) { return s ? s->ops->flush(s) : -EINVAL; }
+static inline int lc_sink_drain(lc_sink *s) { return s ? s->ops->drain(s) : -EINVAL; }
+static inline size_t lc_sink_backlog(const lc_sink *s) { return s ? s->ops->backlog(s) : 0; }
 static inline void lc_sink_close(lc_sink *s) {
   if (s) s->ops->close(s);
 }

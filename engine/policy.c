@@ -6,6 +6,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "interrupt.h"
 #include "log.h"
 
 #define HOOK_BUDGET_NS (250ull * 1000 * 1000)
@@ -15,6 +16,7 @@ void lc_policy_defaults(lc_policy *p) {
   p->max_contexts = 4;
   p->idle_ms = 30000;
   p->max_idle_pages = 8;
+  p->adaptive_idle_pages = 1;
   p->close_timeout_ms = 5000;
   p->hook_ref = LUA_NOREF;
 }
@@ -52,8 +54,11 @@ int lc_policy_from_lua(lua_State *L, int idx, lc_policy *p, char *err, size_t er
                                       "idle_ms",
                                       "max_pages_per_browser",
                                       "max_browser_rss_mb",
+                                      "max_browser_pss_mb",
+                                      "max_pages_per_context",
                                       "on_cleanup",
                                       "max_idle_pages",
+                                      "adaptive_idle_pages",
                                       "close_timeout_ms",
                                       NULL};
   lua_pushnil(L);
@@ -80,6 +85,11 @@ int lc_policy_from_lua(lua_State *L, int idx, lc_policy *p, char *err, size_t er
     return -1;
   if (int_field(L, idx, "max_browser_rss_mb", 0, 1 << 30, &p->max_browser_rss_mb, err, errlen))
     return -1;
+  if (int_field(L, idx, "max_browser_pss_mb", 0, 1 << 30, &p->max_browser_pss_mb, err, errlen))
+    return -1;
+  if (int_field(L, idx, "max_pages_per_context", 0, 1 << 30, &p->max_pages_per_context, err,
+                errlen))
+    return -1;
   v = p->max_idle_pages;
   if (int_field(L, idx, "max_idle_pages", 0, 10000, &v, err, errlen)) return -1;
   p->max_idle_pages = (int)v;
@@ -93,6 +103,15 @@ int lc_policy_from_lua(lua_State *L, int idx, lc_policy *p, char *err, size_t er
     return -1;
   }
   p->force = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  ty = lua_getfield(L, idx, "adaptive_idle_pages");
+  if (ty != LUA_TNIL && ty != LUA_TBOOLEAN) {
+    snprintf(err, errlen, "policy.adaptive_idle_pages must be a boolean (got %s)",
+             luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return -1;
+  }
+  if (ty == LUA_TBOOLEAN) p->adaptive_idle_pages = lua_toboolean(L, -1);
   lua_pop(L, 1);
   ty = lua_getfield(L, idx, "on_cleanup");
   if (ty != LUA_TNIL && ty != LUA_TFUNCTION) {
@@ -118,6 +137,10 @@ static uint64_t hook_started;
 
 static void budget_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
+  if (lc_interrupt_pending()) {
+    lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1);
+    luaL_error(L, "interrupted (a signal stops the job)");
+  }
   if (uv_hrtime() - hook_started > HOOK_BUDGET_NS) {
     lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1); /* a pcall in the hook cannot swallow this */
     luaL_error(L, "policy hook ran longer than %d ms", (int)(HOOK_BUDGET_NS / 1000000));
@@ -131,15 +154,15 @@ static int traceback(lua_State *L) {
 }
 
 /* stack: +1 state table */
-static void push_state(lua_State *L, const lc_cache *cache, int64_t now_ms, double rss_mb,
-                       uint64_t pages_served) {
+static void push_state(lua_State *L, const lc_cache *cache, int64_t now_ms,
+                       const lc_policy_state *st) {
   lc_cache_ctx_info info[256];
   size_t total = 0;
   size_t n = lc_cache_snapshot(cache, info, 256, &total, now_ms);
-  lua_createtable(L, 0, 4);
+  lua_createtable(L, 0, 6);
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
-    lua_createtable(L, 0, 8);
+    lua_createtable(L, 0, 10);
     lua_pushinteger(L, (lua_Integer)info[i].id);
     lua_setfield(L, -2, "id");
     lua_pushstring(L, info[i].signature);
@@ -156,18 +179,29 @@ static void push_state(lua_State *L, const lc_cache *cache, int64_t now_ms, doub
     lua_setfield(L, -2, "uses");
     lua_pushinteger(L, info[i].age_ms);
     lua_setfield(L, -2, "age_ms");
+    lua_pushinteger(L, (lua_Integer)info[i].page_uses);
+    lua_setfield(L, -2, "page_uses");
+    lua_pushboolean(L, info[i].retired);
+    lua_setfield(L, -2, "retired");
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_setfield(L, -2, "contexts");
-  lua_pushnumber(L, rss_mb);
+  lua_pushnumber(L, st->browser_rss_mb);
   lua_setfield(L, -2, "browser_rss_mb");
-  lua_pushinteger(L, (lua_Integer)pages_served);
+  lua_pushnumber(L, st->browser_pss_mb);
+  lua_setfield(L, -2, "browser_pss_mb");
+  lua_pushinteger(L, (lua_Integer)st->pages_served);
   lua_setfield(L, -2, "pages_served");
+  lc_cache_stats cs;
+  lc_cache_get_stats(cache, &cs);
+  lua_pushinteger(L, cs.idle_pages);
+  lua_setfield(L, -2, "idle_pages");
+  lua_pushinteger(L, cs.idle_target);
+  lua_setfield(L, -2, "idle_target");
 }
 
 int lc_policy_decide(lua_State *L, const lc_policy *p, const lc_cache *cache, int64_t now_ms,
-                     double browser_rss_mb, uint64_t pages_served, lc_cleanup_params *out,
-                     uint64_t *ids, size_t cap) {
+                     const lc_policy_state *st, lc_cleanup_params *out, uint64_t *ids, size_t cap) {
   memset(out, 0, sizeof *out);
   out->max_contexts = p->max_contexts;
   out->force = p->force;
@@ -177,12 +211,12 @@ int lc_policy_decide(lua_State *L, const lc_policy *p, const lc_cache *cache, in
   int top = lua_gettop(L);
   lua_pushcfunction(L, traceback);
   lua_rawgeti(L, LUA_REGISTRYINDEX, p->hook_ref);
-  push_state(L, cache, now_ms, browser_rss_mb, pages_served);
+  push_state(L, cache, now_ms, st);
   hook_started = uv_hrtime();
   lua_sethook(L, budget_hook, LUA_MASKCOUNT, 1000);
-  int st = lua_pcall(L, 1, 1, top + 1);
+  int status = lua_pcall(L, 1, 1, top + 1);
   lua_sethook(L, NULL, 0, 0);
-  if (st != LUA_OK) {
+  if (status != LUA_OK) {
     lc_warn("policy hook failed, the table policy applies: %s", lua_tostring(L, -1));
     lua_settop(L, top);
     return -1;

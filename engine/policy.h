@@ -18,7 +18,10 @@ typedef struct lc_policy {
   int64_t idle_ms;               /* close contexts (and idle pages) unused this long; 0: never */
   int64_t max_pages_per_browser; /* recycle the browser after this many pages; 0: never */
   int64_t max_browser_rss_mb;    /* recycle when the browser tree's RSS passes this; 0: never */
-  int max_idle_pages;            /* idle pages kept per context */
+  int64_t max_browser_pss_mb;    /* recycle when the browser tree's PSS passes this; 0: never */
+  int max_idle_pages;            /* idle pages kept for reuse, all contexts together */
+  int adaptive_idle_pages;       /* keep fewer while they are not reused (default on) */
+  int64_t max_pages_per_context; /* retire a context after this many pages; 0: never */
   int close_timeout_ms;          /* a close the browser does not answer within this is lost */
   int hook_ref;                  /* LUA_NOREF when no on_cleanup */
 } lc_policy;
@@ -37,8 +40,12 @@ void lc_policy_release(lua_State *L, lc_policy *p);
  * `ids` (capacity `cap`) receives the ids the hook asked to close; out->close_ids points at
  * it. Returns 1 if the hook ran and was used, 0 if the table policy applies, -1 if the hook
  * failed (already logged). */
+typedef struct lc_policy_state {
+  double browser_rss_mb, browser_pss_mb; /* the last sample; 0 when not sampled */
+  uint64_t pages_served;                 /* by the current browser */
+} lc_policy_state;
+
 int lc_policy_decide(lua_State *L, const lc_policy *p, const lc_cache *cache, int64_t now_ms,
-                     double browser_rss_mb, uint64_t pages_served, lc_cleanup_params *out,
-                     uint64_t *ids, size_t cap);
+                     const lc_policy_state *st, lc_cleanup_params *out, uint64_t *ids, size_t cap);
 
 #endif

@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -158,32 +159,56 @@ static int collect_one(pid_t pid, void *ctx) {
   return 0;
 }
 
-/* Fills t with every process and marks the tree of root in mark[]; returns the member count. */
+static int pstat_by_pid(const void *a, const void *b) {
+  pid_t x = ((const pstat *)a)->pid, y = ((const pstat *)b)->pid;
+  return (x > y) - (x < y);
+}
+
+/* The index of pid in t (sorted by pid), or -1. */
+static int scan_index(const tree_scan *t, pid_t pid) {
+  int lo = 0, hi = t->n - 1;
+  while (lo <= hi) {
+    int mid = lo + (hi - lo) / 2;
+    if (t->all[mid].pid == pid) return mid;
+    if (t->all[mid].pid < pid)
+      lo = mid + 1;
+    else
+      hi = mid - 1;
+  }
+  return -1;
+}
+
+enum { MARK_UNKNOWN = 0, MARK_IN = 1, MARK_OUT = 2 };
+
+/* Fills t with every process and marks the tree of root in mark[] (MARK_IN); returns the member
+ * count. O(n log n) in the processes listed: sorted by pid, each one's parent found by binary
+ * search, and every ancestor chain walked once (answers are remembered along it). */
 static int scan_tree(pid_t root, tree_scan *t, unsigned char *mark) {
   t->n = 0;
   for_each_pid(collect_one, t);
+  qsort(t->all, (size_t)t->n, sizeof t->all[0], pstat_by_pid);
   pid_t group = root; /* root gone: its group may live on */
+  int r = scan_index(t, root);
+  if (r >= 0) group = t->all[r].pgrp == root ? root : 0;
   for (int i = 0; i < t->n; i++)
-    if (t->all[i].pid == root) group = t->all[i].pgrp == root ? root : 0;
+    mark[i] =
+        t->all[i].pid == root || (group > 0 && t->all[i].pgrp == group) ? MARK_IN : MARK_UNKNOWN;
   int members = 0;
   for (int i = 0; i < t->n; i++) {
-    mark[i] = t->all[i].pid == root || (group > 0 && t->all[i].pgrp == group);
-    members += mark[i];
-  }
-  /* Add descendants until nothing changes; trees are shallow, so few passes. */
-  for (int changed = 1; changed;) {
-    changed = 0;
-    for (int i = 0; i < t->n; i++) {
-      if (mark[i]) continue;
-      for (int j = 0; j < t->n; j++) {
-        if (mark[j] && t->all[j].pid == t->all[i].ppid) {
-          mark[i] = 1;
-          members++;
-          changed = 1;
-          break;
-        }
+    /* Up the chain to the first process whose answer is known (or to no parent: out)... */
+    int j = i, answer = MARK_OUT;
+    for (int depth = 0; depth < t->n; depth++) {
+      if (mark[j] != MARK_UNKNOWN) {
+        answer = mark[j];
+        break;
       }
+      j = scan_index(t, t->all[j].ppid);
+      if (j < 0) break;
     }
+    /* ...then down the same chain again, writing the answer. */
+    for (j = i; j >= 0 && mark[j] == MARK_UNKNOWN; j = scan_index(t, t->all[j].ppid))
+      mark[j] = (unsigned char)answer;
+    members += mark[i] == MARK_IN;
   }
   return members;
 }
@@ -193,13 +218,50 @@ static int scan_tree(pid_t root, tree_scan *t, unsigned char *mark) {
 static tree_scan g_scan;
 static unsigned char g_mark[TREE_MAX];
 
-long lc_proc_tree_rss_kb(pid_t root) {
+/* The value in kB of the line starting with `key` (e.g. "Pss:") of a /proc status-like text,
+ * or -1. */
+static long kb_field(const char *text, const char *key) {
+  size_t k = strlen(key);
+  const char *line = text;
+  while (line && *line) {
+    if (strncmp(line, key, k) == 0) {
+      const char *p = line + k;
+      return (long)parse_ll(&p);
+    }
+    line = strchr(line, '\n');
+    if (line) line++;
+  }
+  return -1;
+}
+
+long lc_proc_pss_kb(pid_t pid) {
+  char path[64], buf[4096];
+  proc_path(path, sizeof path, pid, "smaps_rollup");
+  if (read_small_file(path, buf, sizeof buf) <= 0) return -1;
+  return kb_field(buf, "Pss:");
+}
+
+int lc_proc_tree_mem(pid_t root, int want_pss, lc_proc_mem *out) {
+  memset(out, 0, sizeof *out);
   if (root <= 0) return 0;
   if (scan_tree(root, &g_scan, g_mark) == 0) return 0;
   long long pages = 0;
-  for (int i = 0; i < g_scan.n; i++)
-    if (g_mark[i]) pages += g_scan.all[i].rss_pages;
-  return (long)(pages * (sysconf(_SC_PAGESIZE) / 1024));
+  for (int i = 0; i < g_scan.n; i++) {
+    if (g_mark[i] != MARK_IN) continue;
+    out->procs++;
+    pages += g_scan.all[i].rss_pages;
+    if (!want_pss) continue;
+    long pss = lc_proc_pss_kb(g_scan.all[i].pid);
+    if (pss > 0) out->pss_kb += pss; /* a process that exited mid-walk is skipped */
+  }
+  out->rss_kb = (long)(pages * (sysconf(_SC_PAGESIZE) / 1024));
+  return out->procs;
+}
+
+long lc_proc_tree_rss_kb(pid_t root) {
+  lc_proc_mem m;
+  lc_proc_tree_mem(root, 0, &m);
+  return m.rss_kb;
 }
 
 double lc_proc_cpu_seconds(pid_t root) {
@@ -208,7 +270,7 @@ double lc_proc_cpu_seconds(pid_t root) {
   long long ticks = 0;
   for (int i = 0; i < g_scan.n; i++) {
     const pstat *s = &g_scan.all[i];
-    if (g_mark[i]) ticks += s->utime + s->stime + s->cutime + s->cstime;
+    if (g_mark[i] == MARK_IN) ticks += s->utime + s->stime + s->cutime + s->cstime;
   }
   long hz = sysconf(_SC_CLK_TCK);
   return (double)ticks / (double)(hz > 0 ? hz : 100);

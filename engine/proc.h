@@ -33,6 +33,23 @@ int lc_proc_parse_stat(const char *buf, lc_proc_stat *st);
 /* RSS in KiB summed over the tree of root; 0 if nothing of it is alive. */
 long lc_proc_tree_rss_kb(pid_t root);
 
+/* Memory of the tree of root. Summed RSS counts every shared page once per process that maps
+ * it (5-7x what a Chromium tree really holds); PSS divides each shared page among its sharers,
+ * so the sum over a tree is what the tree costs. */
+typedef struct lc_proc_mem {
+  long rss_kb; /* summed RSS */
+  long pss_kb; /* summed PSS from /proc/PID/smaps_rollup; 0 unless asked for */
+  int procs;   /* members of the tree */
+} lc_proc_mem;
+
+/* Fills *out for the tree of root, reading PSS too when want_pss (one more file a member, and
+ * the kernel walks its page tables: sample it at most once a second). Returns the member count,
+ * 0 if nothing of the tree is alive. One /proc walk, O(n log n) in the processes listed. */
+int lc_proc_tree_mem(pid_t root, int want_pss, lc_proc_mem *out);
+
+/* PSS of one process in KiB (smaps_rollup), or -1 if it is gone or unreadable. */
+long lc_proc_pss_kb(pid_t pid);
+
 /* User + system CPU seconds over the tree of root: utime + stime of every member, plus
  * cutime + cstime (the times of children a member has already reaped, which are no longer
  * listed themselves). Time of members reaped by a process outside the tree (for example

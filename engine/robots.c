@@ -1,9 +1,12 @@
 /* robots.c: robots.txt lines to the rules of one crawler, and path matching (see robots.h). */
 #include "robots.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "url.h"
 
 typedef struct rule {
   char *pattern; /* canonical encoding; a raw '*' is the wildcard */
@@ -11,11 +14,14 @@ typedef struct rule {
   size_t weight; /* octets that count for "longest match": len, plus 1 for a final '$' */
   int anchored;  /* the pattern ended in '$' */
   int allow;
+  size_t order; /* position in the file: ties keep file order */
+  size_t head;  /* bytes before the first '*' (len if none) */
 } rule;
 
 struct lc_robots {
   rule *rules;
   size_t n;
+  size_t max_len;     /* the longest pattern: room for find()'s table */
   double crawl_delay; /* -1: none */
 };
 
@@ -77,26 +83,80 @@ static char *canonical(const char *s, size_t n, const char *prefix, int pattern,
 
 /* ---- matching ------------------------------------------------------------------------------- */
 
-/* Whether pattern p (with '*' wildcards) matches the start of s, or all of s when anchored.
- * Greedy with one backtrack point: O(|p| * |s|) at worst, no recursion. */
-static int pattern_matches(const char *p, size_t pn, const char *s, size_t sn, int anchored) {
-  size_t pi = 0, si = 0, star = (size_t)-1, star_si = 0;
-  for (;;) {
-    if (pi == pn) {
-      if (!anchored || si == sn) return 1;
-    } else if (p[pi] == '*') {
-      star = ++pi;
-      star_si = si;
-      continue;
-    } else if (si < sn && p[pi] == s[si]) {
-      pi++;
-      si++;
-      continue;
+/* Work units left to one check for its wildcard searches; see LC_ROBOTS_MAX_WORK. The
+ * prefix compares are not counted: LC_ROBOTS_MAX_RULES and the file cap bound them. */
+typedef struct budget {
+  size_t left;
+} budget;
+
+static int spend(budget *b, size_t units) {
+  if (units > b->left) {
+    b->left = 0;
+    return -1;
+  }
+  b->left -= units;
+  return 0;
+}
+
+#define SEARCH_COST 8 /* units per search for a part after a '*', besides its steps */
+
+/* Knuth-Morris-Pratt: where w[0..m) first occurs in s[0..n), or -1; -2 when the budget ran
+ * out (every step of building the table and of scanning costs a unit). `fail` has room for m.
+ * Not the C library's memmem: some builds of it (the sanitizers' interceptors) are O(n * m). */
+static long find(const char *s, size_t n, const char *w, size_t m, uint32_t *fail, budget *b) {
+  if (m > n) return -1;
+  size_t steps = SEARCH_COST + m;
+  fail[0] = 0;
+  for (size_t i = 1, k = 0; i < m; i++) {
+    while (k > 0 && w[i] != w[k]) k = fail[k - 1], steps++;
+    if (w[i] == w[k]) k++;
+    fail[i] = (uint32_t)k;
+  }
+  long at = -1;
+  for (size_t i = 0, k = 0; i < n; i++) {
+    if (k == 0) { /* skip to the next candidate first byte in one library call */
+      const char *c = memchr(s + i, w[0], n - i);
+      if (!c) break;
+      steps += 1 + (size_t)(c - (s + i)) / 8;
+      i = (size_t)(c - s);
     }
-    /* a mismatch: let the last '*' swallow one more octet */
-    if (star == (size_t)-1 || star_si >= sn) return 0;
-    pi = star;
-    si = ++star_si;
+    while (k > 0 && s[i] != w[k]) k = fail[k - 1], steps++;
+    if (s[i] == w[k]) k++;
+    steps++;
+    if (k == m) {
+      at = (long)(i + 1 - m);
+      break;
+    }
+  }
+  return spend(b, steps) < 0 ? -2 : at;
+}
+
+/* Whether pattern p (with '*' wildcards) matches the start of s, or all of s when anchored:
+ * 1, 0, or -1 when the budget ran out. Linear: the part before the first '*' (`head` bytes)
+ * is a prefix compare, each later part is found at its leftmost occurrence after the previous
+ * one (which is optimal for '*'-only globs), and an anchored last part must end the path. No
+ * backtracking: O(|p| + |s|) per part. */
+static int pattern_matches(const rule *u, const char *s, size_t sn, uint32_t *fail, budget *b) {
+  const char *p = u->pattern;
+  size_t pn = u->len, head = u->head;
+  if (head == pn)
+    return u->anchored ? pn == sn && memcmp(p, s, pn) == 0 : pn <= sn && !memcmp(p, s, pn);
+  if (head > sn || memcmp(p, s, head) != 0) return 0;
+  size_t pos = head, pi = head + 1; /* pi: first byte after a '*' */
+  for (;;) {
+    const char *next = memchr(p + pi, '*', pn - pi);
+    size_t seg = (next ? (size_t)(next - p) : pn) - pi;
+    if (!next && u->anchored) { /* the last part must end the path, after what matched */
+      if (spend(b, SEARCH_COST + seg) < 0) return -1;
+      return sn - pos >= seg && memcmp(s + sn - seg, p + pi, seg) == 0;
+    }
+    if (seg > 0) {
+      long at = find(s + pos, sn - pos, p + pi, seg, fail, b);
+      if (at < 0) return at == -2 ? -1 : 0;
+      pos += (size_t)at + seg;
+    }
+    if (!next) return 1;
+    pi = (size_t)(next - p) + 1;
   }
 }
 
@@ -107,18 +167,43 @@ int lc_robots_allowed(const lc_robots *r, const char *path_and_query) {
   size_t sn;
   char *s = canonical(path, strlen(path), "", 0, &sn);
   if (!s) return LC_ROBOTS_ENOMEM;
-  size_t best = 0;
-  int matched = 0, allow = 1;
-  for (size_t i = 0; i < r->n; i++) {
-    const rule *u = &r->rules[i];
-    if (matched && (u->weight < best || (u->weight == best && (allow || !u->allow)))) continue;
-    if (!pattern_matches(u->pattern, u->len, s, sn, u->anchored)) continue;
-    matched = 1;
-    best = u->weight;
-    allow = u->allow;
+  /* Rules are sorted by weight, longest first, Allow first on a tie: the first match wins. */
+  uint32_t *fail = r->max_len ? malloc(r->max_len * sizeof *fail) : NULL;
+  if (r->max_len && !fail) {
+    free(s);
+    return LC_ROBOTS_ENOMEM;
   }
+  budget b = {LC_ROBOTS_MAX_WORK};
+  int allow = 1;
+  for (size_t i = 0; i < r->n; i++) {
+    int m = pattern_matches(&r->rules[i], s, sn, fail, &b);
+    if (m < 0) { /* a file built to stall the crawler: refuse rather than spin */
+      allow = 0;
+      break;
+    }
+    if (m) {
+      allow = r->rules[i].allow;
+      break;
+    }
+  }
+  free(fail);
   free(s);
   return allow;
+}
+
+int lc_robots_allowed_url(const lc_robots *r, const char *url) {
+  if (!r || !url) return LC_ROBOTS_EINVAL;
+  size_t n = strlen(url) + 1; /* the path and query are never longer than the URL */
+  if (n < 2) return LC_ROBOTS_EINVAL;
+  char *pq = malloc(n);
+  if (!pq) return LC_ROBOTS_ENOMEM;
+  int rc = lc_url_path_query(url, pq, n);
+  if (rc == 0)
+    rc = lc_robots_allowed(r, pq);
+  else
+    rc = rc == LC_URL_ENOMEM ? LC_ROBOTS_ENOMEM : LC_ROBOTS_EINVAL;
+  free(pq);
+  return rc;
 }
 
 double lc_robots_crawl_delay(const lc_robots *r) { return r ? r->crawl_delay : -1; }
@@ -198,7 +283,7 @@ static double parse_delay(const char *s, size_t n) {
 }
 
 static void side_add(parser *p, side *sd, const rule *u) {
-  if (p->oom) return;
+  if (p->oom || sd->n >= LC_ROBOTS_MAX_RULES) return; /* the first rules of a group are kept */
   if (sd->n == sd->cap) {
     size_t cap = sd->cap ? sd->cap * 2 : 16;
     rule *v = realloc(sd->v, cap * sizeof *v);
@@ -210,6 +295,7 @@ static void side_add(parser *p, side *sd, const rule *u) {
     sd->cap = cap;
   }
   rule copy = *u;
+  copy.order = sd->n;
   copy.pattern = malloc(u->len + 1);
   if (!copy.pattern) {
     p->oom = 1;
@@ -233,6 +319,8 @@ static void add_rule(parser *p, int allow, const char *v, size_t n) {
     return;
   }
   u.weight = u.len + (size_t)u.anchored;
+  const char *star = memchr(u.pattern, '*', u.len);
+  u.head = star ? (size_t)(star - u.pattern) : u.len;
   if (p->cur_ours) side_add(p, &p->ours, &u);
   if (p->cur_star) side_add(p, &p->star, &u);
   free(u.pattern);
@@ -301,6 +389,15 @@ static void parse_line(parser *p, const char *s, const char *e) {
   }
 }
 
+/* Longest pattern first, Allow before Disallow on a tie, then file order: the first rule that
+ * matches a path is the one RFC 9309 picks. */
+static int rule_order(const void *a, const void *b) {
+  const rule *x = a, *y = b;
+  if (x->weight != y->weight) return x->weight > y->weight ? -1 : 1;
+  if (x->allow != y->allow) return x->allow ? -1 : 1;
+  return x->order < y->order ? -1 : x->order > y->order;
+}
+
 lc_robots *lc_robots_parse(const char *text, size_t len, const char *agent) {
   if (!agent || (!text && len > 0)) return NULL;
   if (len > LC_ROBOTS_MAX_BYTES) { /* keep only whole lines within the limit */
@@ -329,10 +426,13 @@ lc_robots *lc_robots_parse(const char *text, size_t len, const char *agent) {
     return NULL;
   }
   side *use = p.ours.seen ? &p.ours : p.star.seen ? &p.star : NULL;
+  if (use && use->n > 1) qsort(use->v, use->n, sizeof *use->v, rule_order);
   r->crawl_delay = -1;
   if (use) {
     r->rules = use->v;
     r->n = use->n;
+    for (size_t i = 0; i < r->n; i++)
+      if (r->rules[i].len > r->max_len) r->max_len = r->rules[i].len;
     r->crawl_delay = use->delay;
     use->v = NULL;
     use->n = 0;
@@ -359,7 +459,8 @@ lc_robots *lc_robots_for_status(int status) {
       return NULL;
     }
     memcpy(slash, "/", 2);
-    r->rules[0] = (rule){.pattern = slash, .len = 1, .weight = 1, .allow = 0};
+    r->rules[0] = (rule){.pattern = slash, .len = 1, .weight = 1, .allow = 0, .head = 1};
+    r->max_len = 1;
     r->n = 1;
   }
   return r;

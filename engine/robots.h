@@ -25,6 +25,11 @@
  *     several); malformed or negative values are ignored; values over 1e9 are clamped.
  *
  * Matching (§2.2.2, §2.2.3)
+ *   - Work is bounded: at most LC_ROBOTS_MAX_RULES rules per group are kept (the first ones),
+ *     matching is linear in pattern plus path (no backtracking: the part before the first '*'
+ *     is a prefix, each later part its leftmost occurrence, found by KMP), and a check that would
+ * spend more than LC_ROBOTS_MAX_WORK units answers "disallowed". A worst-case check takes well
+ * under 1 ms (spec/c/test_robots.c).
  *   - Patterns match from the first octet of the path; '*' matches any run of octets and a
  *     final '$' anchors the end. The rule with the longest pattern (in octets, after the
  *     normalization below, '$' counted) wins; on a tie Allow wins. No matching rule, or an
@@ -52,6 +57,13 @@
 #include <stddef.h>
 
 #define LC_ROBOTS_MAX_BYTES ((size_t)500 * 1024)
+/* Rules kept per group (merged): the first ones. */
+#define LC_ROBOTS_MAX_RULES 4096
+/* Work units one check may spend searching for the parts of patterns after a '*' (about one
+ * per byte of path scanned, a few per search): beyond it the URL is refused. Plain prefix
+ * rules and "*.ext$" suffix rules cost next to nothing; a file needs dozens of wildcard rules
+ * that each scan a long path to get there, which only a file built to stall the crawler has. */
+#define LC_ROBOTS_MAX_WORK ((size_t)32 * 1024)
 
 enum {
   LC_ROBOTS_EINVAL = -1, /* a NULL argument */
@@ -75,6 +87,9 @@ lc_robots *lc_robots_for_status(int status);
 /* Whether `path_and_query` ("/path?query" as from lc_url_path_query; "" means "/") may be
  * fetched: 1 allowed, 0 disallowed, or LC_ROBOTS_EINVAL / LC_ROBOTS_ENOMEM. Test with == 1. */
 int lc_robots_allowed(const lc_robots *r, const char *path_and_query);
+
+/* lc_robots_allowed for the path and query of the absolute URL `url`, whatever its length. */
+int lc_robots_allowed_url(const lc_robots *r, const char *url);
 
 /* The crawl delay in seconds of the applying groups, or -1 if none was given (or r is NULL). */
 double lc_robots_crawl_delay(const lc_robots *r);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "interrupt.h"
 #include "log.h"
 
 #define SCHED_SWEEP_MS 25
@@ -31,6 +32,8 @@ struct lc_task {
   int nargs;        /* values on co's stack to resume with */
   int64_t deadline; /* loop ms, 0: none */
   int timed_out;
+  int stop_told;   /* the stop callback ran for it */
+  int interrupted; /* stopped by the hook because a signal was pending */
   lc_task_done_fn done;
   void *done_ud;
   void *data;
@@ -56,6 +59,8 @@ struct lc_sched {
   int closing; /* handles still closing in lc_sched_free */
   void (*idle_fn)(void *ud);
   void *idle_ud;
+  void (*stop_fn)(void *ud, lc_task *t);
+  void *stop_ud;
   int poked;
 };
 
@@ -96,21 +101,87 @@ static void unqueue(lc_task *t) {
 
 static void close_free(uv_handle_t *h) { free(h); }
 
-/* Deadline hook: runs every HOOK_COUNT instructions in task threads (and in coroutines they
- * create, which inherit it). Once a deadline passed it raises at every instruction. */
+/* The task is being stopped (its deadline passed, or it is killed): tell the engine once,
+ * before any of its to-be-closed variables or pcall'd __close metamethods run. */
+static void tell_stop(lc_task *t) {
+  lc_sched *s = t->tag.sched;
+  if (t->stop_told) return;
+  t->stop_told = 1;
+  if (s->stop_fn) s->stop_fn(s->stop_ud, t);
+}
+
+/* The hook every thread that runs job code carries (task threads, and every coroutine:
+ * coroutine.create and coroutine.wrap are replaced so that a coroutine made anywhere, even when
+ * the script loads, gets it). It runs every HOOK_COUNT instructions and checks the task being
+ * resumed, whichever thread is actually running: once its deadline passed, or while a signal
+ * waits for the loop, it raises, re-armed to every instruction on this thread and on the task's
+ * own, so a pcall in the script cannot swallow the stop. */
 static void deadline_hook(lua_State *L, lua_Debug *ar) {
   (void)ar;
   tag *tg = thread_tag(L);
   if (!tg) return;
   lc_sched *s = tg->sched;
   lc_task *t = s->running;
-  if (!t || t->deadline == 0) return;
-  uv_update_time(s->loop);
-  if ((int64_t)uv_now(s->loop) < t->deadline) return;
-  t->timed_out = 1;
+  int interrupt = lc_interrupt_pending();
+  if (!interrupt) {
+    int expired = 0;
+    if (t && t->deadline) {
+      uv_update_time(s->loop);
+      expired = (int64_t)uv_now(s->loop) >= t->deadline;
+    }
+    if (!expired) {
+      /* A thread left armed at every instruction by an earlier stop goes back to the count. */
+      if (lua_gethookcount(L) != HOOK_COUNT)
+        lua_sethook(L, deadline_hook, LUA_MASKCOUNT, HOOK_COUNT);
+      return;
+    }
+  }
   lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1);
-  if (L != t->co) lua_sethook(t->co, deadline_hook, LUA_MASKCOUNT, 1);
+  if (t && L != t->co) lua_sethook(t->co, deadline_hook, LUA_MASKCOUNT, 1);
+  if (t) tell_stop(t); /* before the error unwinds through a pcall that closes variables */
+  if (interrupt) {
+    if (t) t->interrupted = 1;
+    luaL_error(L, "interrupted (a signal stops the job)");
+  }
+  t->timed_out = 1;
   luaL_error(L, "request deadline passed (handler still running)");
+}
+
+/* coroutine.create, with the hook on the new thread. */
+static int l_co_create(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_State *co = lua_newthread(L);
+  lua_pushvalue(L, 1);
+  lua_xmove(L, co, 1);
+  lua_sethook(co, deadline_hook, LUA_MASKCOUNT, HOOK_COUNT);
+  return 1;
+}
+
+/* coroutine.wrap: Lua's own (upvalue 1), then the hook on the thread it wraps. */
+static int l_co_wrap(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  lua_call(L, 1, 1); /* stack: wrapper */
+  if (!lua_getupvalue(L, -1, 1) || !lua_isthread(L, -1))
+    return luaL_error(L, "engine bug: coroutine.wrap does not hold its thread as expected");
+  lua_sethook(lua_tothread(L, -1), deadline_hook, LUA_MASKCOUNT, HOOK_COUNT);
+  lua_pop(L, 1);
+  return 1;
+}
+
+static void replace_coroutine_lib(lua_State *L) {
+  if (lua_getglobal(L, "coroutine") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pushcfunction(L, l_co_create);
+  lua_setfield(L, -2, "create");
+  lua_getfield(L, -1, "wrap");
+  lua_pushcclosure(L, l_co_wrap, 1);
+  lua_setfield(L, -2, "wrap");
+  lua_pop(L, 1);
 }
 
 static void task_free(lc_task *t) {
@@ -137,6 +208,7 @@ static void task_finish(lc_task *t, int status, const char *err) {
     if (t->op.cancel) t->op.cancel(t, t->op.data);
   }
   t->state = T_DONE;
+  if (status == LC_TASK_TIMEOUT || status == LC_TASK_CANCELLED) tell_stop(t);
   if (status != LC_TASK_OK) {
     /* Pending __close metamethods run now, under a deadline of their own: a slow or looping
        one is stopped after CLOSE_GRACE_MS instead of blocking the loop. */
@@ -160,7 +232,7 @@ static void resume_one(lc_sched *s, lc_task *t) {
   int nres = 0;
   t->state = T_RUNNING;
   s->running = t;
-  if (t->deadline) lua_sethook(t->co, deadline_hook, LUA_MASKCOUNT, HOOK_COUNT);
+  lua_sethook(t->co, deadline_hook, LUA_MASKCOUNT, HOOK_COUNT);
   int st = lua_resume(t->co, s->L, t->nargs, &nres);
   s->running = NULL;
   if (st == LUA_YIELD) {
@@ -184,7 +256,8 @@ static void resume_one(lc_sched *s, lc_task *t) {
   const char *full = lua_tostring(s->L, -1);
   char *copy = strdup(full ? full : msg);
   lua_pop(s->L, 1);
-  task_finish(t, t->timed_out ? LC_TASK_TIMEOUT : LC_TASK_ERROR, copy ? copy : "error");
+  int status = t->interrupted ? LC_TASK_CANCELLED : t->timed_out ? LC_TASK_TIMEOUT : LC_TASK_ERROR;
+  task_finish(t, status, copy ? copy : "error");
   free(copy);
 }
 
@@ -192,13 +265,14 @@ static void resume_one(lc_sched *s, lc_task *t) {
 static void idle_cb(uv_idle_t *h) {
   lc_sched *s = h->data;
   int budget = 256; /* yield to I/O now and then even when many tasks are ready */
-  while (s->rhead && budget-- > 0) {
+  /* A pending signal: back to the loop, which takes it before anything else runs. */
+  while (s->rhead && budget-- > 0 && !lc_interrupt_pending()) {
     lc_task *t = s->rhead;
     s->rhead = t->rnext;
     if (!s->rhead) s->rtail = NULL;
     resume_one(s, t);
   }
-  if (s->poked && s->idle_fn) {
+  if (s->poked && s->idle_fn && !lc_interrupt_pending()) {
     s->poked = 0;
     s->idle_fn(s->idle_ud);
   }
@@ -208,6 +282,11 @@ static void idle_cb(uv_idle_t *h) {
 void lc_sched_on_idle(lc_sched *s, void (*fn)(void *ud), void *ud) {
   s->idle_fn = fn;
   s->idle_ud = ud;
+}
+
+void lc_sched_on_stop(lc_sched *s, void (*fn)(void *ud, lc_task *t), void *ud) {
+  s->stop_fn = fn;
+  s->stop_ud = ud;
 }
 
 void lc_sched_poke(lc_sched *s) {
@@ -247,6 +326,7 @@ lc_sched *lc_sched_new(uv_loop_t *loop, lua_State *L) {
   uv_unref((uv_handle_t *)&s->sweep);
   uv_timer_start(&s->sweep, sweep_cb, SCHED_SWEEP_MS, SCHED_SWEEP_MS);
   *(tag **)lua_getextraspace(L) = &s->tag;
+  replace_coroutine_lib(L);
   return s;
 }
 

@@ -77,6 +77,12 @@ void lc_task_kill(lc_task *t, int status, const char *why);
  * it, so no libuv or lws callback runs Lua itself. */
 void lc_sched_on_idle(lc_sched *s, void (*fn)(void *ud), void *ud);
 void lc_sched_poke(lc_sched *s);
+/* Called once for a task that is being stopped (LC_TASK_TIMEOUT, LC_TASK_CANCELLED), before
+ * its to-be-closed variables are closed: when the deadline hook first fires in a running
+ * task (before the error unwinds through any pcall), or when lc_task_kill stops a waiting
+ * one. It must not run Lua. The engine marks the task's pages bad here, so a page a
+ * `<close>` variable gives back is closed rather than reused. */
+void lc_sched_on_stop(lc_sched *s, void (*fn)(void *ud, lc_task *t), void *ud);
 
 /* Stop every task. */
 void lc_sched_kill_all(lc_sched *s, const char *why);

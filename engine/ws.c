@@ -25,16 +25,17 @@ typedef struct ws_msg {
   unsigned char data[]; /* LWS_PRE bytes of headroom, then the message */
 } ws_msg;
 
-struct lc_ws {
+typedef struct lc_ws {
+  lc_transport base; /* first: an lc_ws is an lc_transport */
   struct lws *wsi;
-  lc_ws_cbs cbs;
-  void *ud;
   char *rx;
   size_t rx_len, rx_cap;
   ws_msg *head, *tail;
-  int closing; /* the owner called lc_ws_close: no more callbacks */
-  int dead;    /* lws reported close or error */
-};
+  int closing;    /* the owner called lc_ws_close: no more callbacks */
+  int dead;       /* lws reported close or error */
+  int connecting; /* inside lc_ws_open: nothing is reported, nothing freed */
+  char why[256];  /* the first reason the connection ended */
+} lc_ws;
 
 static void ws_free_queue(lc_ws *ws) {
   while (ws->head) {
@@ -54,7 +55,9 @@ static void ws_free(lc_ws *ws) {
 static void ws_report_close(lc_ws *ws, const char *why) {
   if (ws->dead) return;
   ws->dead = 1;
-  if (!ws->closing && ws->cbs.on_close) ws->cbs.on_close(ws->ud, why);
+  snprintf(ws->why, sizeof ws->why, "%s", why);
+  if (ws->connecting) return;
+  if (!ws->closing && ws->base.cbs.on_close) ws->base.cbs.on_close(ws->base.cbs.ud, why);
 }
 
 static int ws_rx_append(lc_ws *ws, const void *in, size_t len) {
@@ -78,7 +81,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
   lc_ws *ws = user;
   switch (reason) {
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
-      if (ws && !ws->closing && ws->cbs.on_open) ws->cbs.on_open(ws->ud);
+      if (ws && !ws->closing && ws->base.cbs.on_open) ws->base.cbs.on_open(ws->base.cbs.ud);
       if (ws && ws->head) lws_callback_on_writable(wsi);
       break;
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
@@ -97,7 +100,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
       if (lws_is_final_fragment(wsi) && lws_remaining_packet_payload(wsi) == 0) {
         size_t n = ws->rx_len;
         ws->rx_len = 0;
-        if (ws->cbs.on_message) ws->cbs.on_message(ws->ud, ws->rx, n);
+        if (ws->base.cbs.on_message) ws->base.cbs.on_message(ws->base.cbs.ud, ws->rx, n);
         /* A huge message leaves a huge buffer: give it back rather than keep it for life. */
         if (ws->rx_cap > 4 * WS_RX_CHUNK) {
           free(ws->rx);
@@ -129,7 +132,7 @@ static int ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
       if (ws) {
         ws_report_close(ws, "connection closed");
         ws->wsi = NULL;
-        if (ws->closing) ws_free(ws);
+        if (ws->closing && !ws->connecting) ws_free(ws);
       }
       break;
     default:
@@ -186,11 +189,69 @@ void lc_ws_ctx_destroy_finish(lc_ws_ctx *ctx) {
   free(ctx);
 }
 
-lc_ws *lc_ws_connect(lc_ws_ctx *ctx, const char *url, const lc_ws_cbs *cbs, void *ud, char **err) {
+/* Splits ws://HOST:PORT/PATH; returns 0 or -1 with *why. */
+static int ws_parse(const char *url, char *host, size_t hn, int *port, char *path, size_t pn,
+                    const char **why) {
+  static const char scheme[] = "ws://";
+  if (!url || strncmp(url, scheme, sizeof scheme - 1) != 0) {
+    *why = "must start with ws://";
+    return -1;
+  }
+  const char *h = url + sizeof scheme - 1;
+  size_t hl = strcspn(h, ":/");
+  if (hl == 0 || hl >= hn) {
+    *why = "has no host (or one too long)";
+    return -1;
+  }
+  if (h[hl] != ':') {
+    *why = "needs a port (ws://HOST:PORT/devtools/browser/ID)";
+    return -1;
+  }
+  const char *pp = h + hl + 1;
+  long pv = 0;
+  size_t digits = 0;
+  while (pp[digits] >= '0' && pp[digits] <= '9' && digits < 6) pv = pv * 10 + (pp[digits++] - '0');
+  if (digits == 0 || pv < 1 || pv > 65535 || (pp[digits] != '/' && pp[digits] != '\0')) {
+    *why = "has a bad port";
+    return -1;
+  }
+  const char *rest = pp + digits;
+  if (*rest != '/' || strlen(rest) >= pn) {
+    *why = "needs a path (ws://HOST:PORT/devtools/browser/ID), of at most 511 bytes";
+    return -1;
+  }
+  for (const char *c = rest; *c; c++) {
+    if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+      *why = "has a space or control character";
+      return -1;
+    }
+  }
+  memcpy(host, h, hl);
+  host[hl] = '\0';
+  *port = (int)pv;
+  memcpy(path, rest, strlen(rest) + 1);
+  return 0;
+}
+
+int lc_ws_url_check(const char *url, const char **why) {
+  char host[256], path[512];
+  int port;
+  return ws_parse(url, host, sizeof host, &port, path, sizeof path, why);
+}
+
+static int ws_send(lc_transport *t, const char *msg, size_t len);
+static void ws_close(lc_transport *t);
+static const lc_transport_ops ws_ops = {"websocket", ws_send, ws_close};
+
+lc_transport *lc_ws_open(void *arg, const lc_transport_cbs *cbs, char **err) {
+  const lc_ws_args *a = arg;
   char host[256], path[512];
   int port = 0;
-  if (sscanf(url, "ws://%255[^:/]:%d%511s", host, &port, path) != 3 || port <= 0) {
-    *err = strdup("bad WebSocket URL");
+  const char *why = NULL;
+  if (ws_parse(a->url, host, sizeof host, &port, path, sizeof path, &why) != 0) {
+    char buf[300];
+    snprintf(buf, sizeof buf, "bad WebSocket URL: %s", why);
+    *err = strdup(buf);
     return NULL;
   }
   lc_ws *ws = calloc(1, sizeof *ws);
@@ -198,11 +259,11 @@ lc_ws *lc_ws_connect(lc_ws_ctx *ctx, const char *url, const lc_ws_cbs *cbs, void
     *err = strdup("out of memory");
     return NULL;
   }
-  ws->cbs = *cbs;
-  ws->ud = ud;
+  ws->base.ops = &ws_ops;
+  ws->base.cbs = *cbs;
   struct lws_client_connect_info ci;
   memset(&ci, 0, sizeof ci);
-  ci.context = ctx->lws;
+  ci.context = a->ctx->lws;
   ci.address = host;
   ci.port = port;
   ci.path = path;
@@ -214,17 +275,25 @@ lc_ws *lc_ws_connect(lc_ws_ctx *ctx, const char *url, const lc_ws_cbs *cbs, void
   ci.userdata = ws;
   ci.pwsi = &ws->wsi;
   ci.retry_and_idle_policy = &ws_keepalive;
-  if (!lws_client_connect_via_info(&ci)) {
-    /* A synchronous failure may or may not have reported through the callback; either way
-       the wsi is gone. */
+  ws->connecting = 1; /* a synchronous failure is recorded, not reported */
+  struct lws *wsi = lws_client_connect_via_info(&ci);
+  ws->connecting = 0;
+  if (wsi && ws->wsi && !ws->dead) return &ws->base;
+  char buf[300];
+  snprintf(buf, sizeof buf, "cannot connect to %s: %s", a->url,
+           ws->why[0] ? ws->why : "the WebSocket connection did not start");
+  *err = strdup(buf);
+  if (wsi && ws->wsi) {
+    ws->closing = 1; /* lws still holds it: freed when it destroys the socket */
+    lws_set_timeout(ws->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+  } else {
     ws_free(ws);
-    *err = strdup("cannot start the WebSocket connection");
-    return NULL;
   }
-  return ws;
+  return NULL;
 }
 
-int lc_ws_send(lc_ws *ws, const char *msg, size_t len) {
+static int ws_send(lc_transport *t, const char *msg, size_t len) {
+  lc_ws *ws = (lc_ws *)t;
   if (!ws || ws->closing || ws->dead || !ws->wsi) return -1;
   ws_msg *m = malloc(sizeof *m + LWS_PRE + len);
   if (!m) return -1;
@@ -240,8 +309,8 @@ int lc_ws_send(lc_ws *ws, const char *msg, size_t len) {
   return 0;
 }
 
-void lc_ws_close(lc_ws *ws) {
-  if (!ws) return;
+static void ws_close(lc_transport *t) {
+  lc_ws *ws = (lc_ws *)t;
   ws->closing = 1;
   ws_free_queue(ws);
   if (!ws->wsi) {

@@ -1,4 +1,5 @@
-/* ws.h: WebSocket client connections over libwebsockets on the engine's libuv loop.
+/* ws.h: the WebSocket CDP transport (lc_transport), over libwebsockets on the engine's loop,
+ * for a browser someone else runs (--connect ws://HOST:PORT/devtools/browser/...).
  * Owns: the lws context (one per engine) and each connection's receive buffer and send queue.
  * Messages are delivered whole (lws hands them over in chunks; they are joined here).
  * Callbacks run from lws callbacks: they must not run Lua (STYLE rule 7). */
@@ -8,16 +9,9 @@
 #include <stddef.h>
 #include <uv.h>
 
-typedef struct lc_ws_ctx lc_ws_ctx;
-typedef struct lc_ws lc_ws;
+#include "transport.h"
 
-typedef struct lc_ws_cbs {
-  void (*on_open)(void *ud);
-  /* A whole message. `msg` is writable and NUL-terminated; it is only valid during the call. */
-  void (*on_message)(void *ud, char *msg, size_t len);
-  /* The connection failed or closed (not called after lc_ws_close). `why` is a short reason. */
-  void (*on_close)(void *ud, const char *why);
-} lc_ws_cbs;
+typedef struct lc_ws_ctx lc_ws_ctx;
 
 /* One per engine, on a loop the caller owns. Destroyed by lc_ws_ctx_destroy, which must be
  * called twice around a final uv_run (see NOTES: lws teardown on a foreign loop). */
@@ -25,12 +19,18 @@ lc_ws_ctx *lc_ws_ctx_new(uv_loop_t *loop, char **err);
 void lc_ws_ctx_destroy(lc_ws_ctx *ctx);
 void lc_ws_ctx_destroy_finish(lc_ws_ctx *ctx);
 
-/* Connect to ws://host:port/path. Returns a connection or NULL with *err (malloc'ed).
- * Released by lc_ws_close (exactly once); the memory goes when lws destroys the socket. */
-lc_ws *lc_ws_connect(lc_ws_ctx *ctx, const char *url, const lc_ws_cbs *cbs, void *ud, char **err);
-/* Queue one text message (copied). Returns 0, or -1 when the connection is closing/closed. */
-int lc_ws_send(lc_ws *ws, const char *msg, size_t len);
-/* Close the connection; no callback fires after this. */
-void lc_ws_close(lc_ws *ws);
+typedef struct lc_ws_args {
+  lc_ws_ctx *ctx;
+  const char *url; /* ws://HOST:PORT/PATH (copied) */
+} lc_ws_args;
+
+/* Checks a --connect URL: ws://HOST:PORT/PATH with a port in 1..65535 and a path. Returns 0,
+ * or -1 with *why set to a static reason. */
+int lc_ws_url_check(const char *url, const char **why);
+
+/* An lc_transport_open_fn: arg is an lc_ws_args. Starts connecting; on_open fires once the
+ * upgrade is done, on_close if it fails. Released by lc_transport_close (exactly once); the
+ * memory goes when lws destroys the socket. */
+lc_transport *lc_ws_open(void *arg, const lc_transport_cbs *cbs, char **err);
 
 #endif

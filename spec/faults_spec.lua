@@ -13,7 +13,7 @@ local function browser_pid(profile_root)
     local f = io.open("/proc/" .. pid .. "/cmdline", "rb")
     local cmd = f and f:read("a") or ""
     if f then f:close() end
-    if cmd:find("--remote-debugging-port", 1, true) and not cmd:find("--type=", 1, true) then
+    if cmd:find("--remote-debugging-pipe", 1, true) and not cmd:find("--type=", 1, true) then
       return pid
     end
   end

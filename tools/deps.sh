@@ -30,6 +30,19 @@ if printf '%s\n' "${missing[@]}" | grep -qx npm && command -v npm >/dev/null; th
 fi
 read -r -a missing <<<"${missing[*]:-}"
 
+# The unprivileged system user the browser runs as when luacrawl runs as root (engine/browser.h:
+# LC_BROWSER_USER). Idempotent; only root can create it.
+browser_user=luacrawl-chrome
+if ! id -u "$browser_user" >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+      --user-group "$browser_user"
+    echo "luacrawl: created the system user $browser_user (runs the browser when luacrawl is root)" >&2
+  else
+    echo "luacrawl: note: no user $browser_user (only needed when luacrawl runs as root; run 'make deps' as root)" >&2
+  fi
+fi
+
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then

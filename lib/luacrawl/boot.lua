@@ -1,7 +1,7 @@
 -- luacrawl.boot: loads a job script and validates the job it returns, before any browser
 -- starts. Owns: the job table's contract (field names, types, defaults) and the messages a
 -- user sees for a bad script. Returns to the engine a config table of plain values plus the
--- functions the engine calls (run_request, on_error, fetch_robots).
+-- functions the engine calls (run_request, on_error, fetch_robots, check_navigation).
 local core = require "luacrawl.core"
 local job_api = require "luacrawl.job"
 local options = require "luacrawl.options"
@@ -151,6 +151,7 @@ local function validate(job, script)
   cfg.run_request = api.run_request
   cfg.on_error = job.on_error and api.run_on_error or nil
   cfg.fetch_robots = api.fetch_robots
+  cfg.check_navigation = api.check_navigation
   return cfg
 end
 

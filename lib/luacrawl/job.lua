@@ -15,6 +15,9 @@ local current = setmetatable({}, { __mode = "k" })
 local pending_records = setmetatable({}, { __mode = "k" })
 -- Canonical options of context handles (for ctx:page()).
 local ctx_options = setmetatable({}, { __mode = "k" })
+-- Why the navigation guard refused a navigation of a request's page (keyed by the request):
+-- that request fails and emits nothing, whatever its handler did with the error.
+local refused_requests = setmetatable({}, { __mode = "k" })
 
 local function traceback(e)
   if type(e) == "table" and e.luacrawl_throttle then return e end
@@ -123,11 +126,16 @@ function M.new(spec, cfg)
     if not page then return nil, created end
     if created then
       prepared[name] = nil
+      -- If this task is stopped while it prepares the page (its deadline passes while the
+      -- browser is slow), the session is closed as the task unwinds: a later open makes a
+      -- new one instead of waiting for a preparation that will never finish.
+      local opener <close> = setmetatable({}, { __close = function()
+        if prepared[name] then return end
+        if page:live() then page:mark_bad() end
+        core.close_session(name)
+      end })
       local pok, perr = page_api.prepare(page, c)
-      if not pok then
-        core.close_session(name) -- never hand out an unprepared session later
-        return nil, perr
-      end
+      if not pok then return nil, perr end -- closed by `opener`: never hand out an unprepared session
       prepared[name] = true
     end
     return page
@@ -210,11 +218,47 @@ function M.new(spec, cfg)
       if page:live() and page:broken() then page:mark_bad() end
       return "error", herr
     end
-    for _, line in ipairs(records) do
-      local ok, werr = core.emit(line)
-      if not ok then return "error", "cannot write a record: " .. tostring(werr) end
+    if refused_requests[req] then
+      if page:live() then page:mark_bad() end -- it was left on an error document
+      return "error", refused_requests[req]
     end
+    local ok, werr = core.emit_all(records)
+    if not ok then return "error", "cannot write a record: " .. tostring(werr) end
     return "ok"
+  end
+
+  -- Why the crawl's rules refuse a normalized URL reached by navigation, or nil. `scoped`:
+  -- the page is a request's own, so allow and deny apply too.
+  local function refusal(n, scoped)
+    if cfg.same_origin and not origins[core.origin(n)] then return "not same origin" end
+    if scoped and #cfg.allow > 0 and not in_list(n, cfg.allow) then return "not in allow" end
+    if scoped and in_list(n, cfg.deny) then return "denied" end
+    local verdict = core.robots_verdict(n)
+    if verdict == false then return "disallowed by robots.txt" end
+    if verdict == nil then return "robots.txt of " .. core.origin(n) .. " not read yet" end
+    return nil
+  end
+
+  -- The navigation guard (called by the engine at its resume point, not in a task): the
+  -- rules enqueue applies to links, applied to where navigation really goes: each redirect
+  -- hop and each navigation a page starts by itself. The first request of page:navigate(url)
+  -- is the script's own choice and passes. On the request's own page every rule applies; on
+  -- pages a script drives itself (job:session, ctx:page), which log in and follow flows the
+  -- crawl's scope does not list, same_origin and robots.txt do. Returns nil to let the
+  -- request go, or the reason.
+  function job.check_navigation(target, url, redirected)
+    local g = page_api.guard
+    if g.exempt[target] then return nil end
+    local n = core.normalize(url)
+    if not n then return nil end -- data:, about:, blob: ...: not a crawl URL, no rule applies
+    if not redirected and g.expect[target] == n then return nil end
+    local req = g.request[target]
+    local why = refusal(n, req ~= nil)
+    if not why then return nil end
+    local msg = (redirected and "redirect to " or "navigation to ") .. url .. " refused: " .. why
+    g.refused[target] = msg
+    if req then refused_requests[req] = msg end
+    return msg
   end
 
   function job.run_on_error(req, err)
@@ -224,11 +268,20 @@ function M.new(spec, cfg)
     spec.on_error(req, err, job)
   end
 
-  -- robots.txt of an origin, read through the browser (same proxy, same network stack).
+  -- robots.txt of an origin, read through the browser in the context the host's requests use
+  -- (job.context, called with a request for the robots.txt URL when it is a function): same
+  -- proxy, user agent, headers and network stack, so the fetch reveals nothing the crawl's
+  -- own requests would not.
   function job.fetch_robots(origin)
-    local page, err = core.acquire(options.canonical({}), true)
+    local c = context_for({ url = origin .. "/robots.txt", depth = 0, attempt = 0, robots = true })
+    local page, err = core.acquire(options.canonical(c), true)
     if not page then error(err, 0) end
-    page_api.prepare(page, {})
+    -- robots.txt may redirect anywhere (RFC 9309 2.3.1.2): the guard leaves this page alone.
+    local pok, perr = page_api.prepare(page, c, { unguarded = true })
+    if not pok then
+      page:mark_bad()
+      error("cannot prepare the page: " .. tostring(perr), 0)
+    end
     local res, gerr = page:navigate(origin .. "/robots.txt", { throttle = false })
     if not res then error(gerr, 0) end
     local text = ""

@@ -23,6 +23,14 @@ local per_use = setmetatable({}, { __mode = "k" })
 -- Per-target state that outlives a request: did a script change settings by hand?
 local dirty = {}
 
+-- The navigation guard's state per target (see job.check_navigation): the URL page:navigate
+-- was asked for (its first request is the script's own choice), why the guard last refused
+-- a navigation, pages it leaves alone (robots.txt fetches), and the request a page serves.
+M.guard = {
+  expect = {}, refused = {}, exempt = {},
+  request = setmetatable({}, { __mode = "v" }),
+}
+
 local function use_state(page)
   local s = per_use[page]
   if not s then s = { on_response = {} }; per_use[page] = s end
@@ -37,8 +45,19 @@ local function timeout_of(opts)
   return t
 end
 
+-- Page methods wait for the browser: where the task cannot yield (an error handler, a
+-- metamethod, a sort comparator) they raise at once, as the engine's primitives do, instead
+-- of failing later in some helper with a misleading message.
+local function check_yieldable()
+  local _, main = coroutine.running()
+  if not main and not coroutine.isyieldable() then
+    error("page methods cannot be called inside a metamethod, a sort or gsub callback, or an error handler", 3)
+  end
+end
+
 -- Send a command; returns the decoded result table | nil, err.
 local function send(page, method, params, timeout)
+  check_yieldable()
   local text = "{}"
   if params ~= nil then
     local err
@@ -53,6 +72,104 @@ local function send(page, method, params, timeout)
   return v
 end
 M.send = send
+
+-- ------------------------------------------------------------------ the engine's own world
+
+-- The engine's own in-page scripts (links, content, markdown, query, extract, html, title,
+-- ...) run in an isolated world of the main frame (Page.createIsolatedWorld): the same DOM,
+-- none of the page's JavaScript, so a page that overrides JSON.stringify, a prototype or
+-- document.querySelectorAll changes nothing they see. A world's context lives as long as
+-- its document; after a navigation its id is unknown, or (in a new renderer process) may
+-- name another context. So each world holds a random token under a random name, every script
+-- checks it first, and a world that fails the check is made again.
+local WORLD_NAME = "luacrawl"
+-- The reply allowance around a value: {"id":..,"result":{"result":{"type":..,"value":V}},"sessionId":..}
+local REPLY_ENVELOPE = 512
+-- The reply cap when no max_bytes is given: the default limit counts JSON characters (checked
+-- in the page), and the browser writes each non-ASCII character as a 6-byte escape.
+local DEFAULT_REPLY_CAP = 6 * MAX_EVAL_BYTES + REPLY_ENVELOPE
+local WORLD_LOST = "luacrawl-world-lost"
+local worlds = setmetatable({}, { __mode = "k" }) -- page handle -> { id, key, token }
+
+local function random_word()
+  return string.format("%08x%08x", math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
+end
+
+local function make_world(page, timeout)
+  local info = page:info()
+  -- A page target's main frame has the target's id.
+  local r, err = send(page, "Page.createIsolatedWorld", { frameId = info.target, worldName = WORLD_NAME }, timeout)
+  if not r then return nil, err end
+  if math.type(math.tointeger(r.executionContextId)) ~= "integer" then
+    return nil, "Page.createIsolatedWorld gave no context id"
+  end
+  local w = { id = math.tointeger(r.executionContextId), key = "__luacrawl_" .. random_word(), token = random_word() }
+  local m, merr = send(page, "Runtime.evaluate", {
+    expression = "Object.defineProperty(globalThis," .. json.encode(w.key) .. ",{value:" .. json.encode(w.token) .. "});true",
+    contextId = w.id, returnByValue = true }, timeout)
+  if not m then return nil, merr end
+  if m.exceptionDetails then return nil, "cannot set up the engine's world: " .. tostring(m.exceptionDetails.text) end
+  worlds[page] = w
+  return w
+end
+
+local function exception_text(d)
+  return tostring(d.exception and d.exception.description or d.text or "exception")
+end
+
+-- world_eval(page, expression [, timeout_ms]) -> value | nil, err
+-- Evaluates an engine expression (synchronous, no statements) in the engine's world; the
+-- value comes back as Lua data, like page:eval's. JavaScript exceptions are
+-- "JavaScript error: ..."; a reply past the default cap is "eval result too large: ...".
+local function world_eval(page, expression, timeout)
+  check_yieldable()
+  timeout = timeout or timeout_of()
+  for attempt = 1, 2 do
+    local w = worlds[page]
+    if not w then
+      local err
+      w, err = make_world(page, timeout)
+      if not w then return nil, err end
+    end
+    -- In this world JSON.stringify is the real one: the size check is exact here, and the
+    -- engine's reply cap only guards the connection.
+    local wrapped = "(function(){if(globalThis[" .. json.encode(w.key) .. "]!==" .. json.encode(w.token) ..
+      ")return " .. json.encode(WORLD_LOST) .. ";var v=[(" .. expression .. ")],t=JSON.stringify(v);" ..
+      "if(t&&t.length>" .. MAX_EVAL_BYTES .. ")throw new Error('luacrawl-eval:too large:'+t.length+" ..
+      "' characters of JSON, the limit is " .. MAX_EVAL_BYTES .. "');return v;})()"
+    local text, err = page:_send("Runtime.evaluate", json.encode {
+      expression = wrapped, contextId = w.id, returnByValue = true,
+    }, timeout, DEFAULT_REPLY_CAP)
+    local lost = false
+    if not text then
+      -- A context gone with its document (a navigation) is made again, once.
+      if not (err:find("Cannot find context", 1, true) or err:find("context was destroyed", 1, true))
+          or attempt == 2 then
+        if err:find("reply exceeds max_bytes", 1, true) then return nil, "eval result too large: " .. err end
+        return nil, err
+      end
+      lost = true
+    else
+      local r, derr = json.decode(text)
+      if not r then return nil, "eval result cannot be read: " .. derr end
+      if r.exceptionDetails then
+        local msg = exception_text(r.exceptionDetails)
+        local why = msg:match("luacrawl%-eval:too large:([^\n]*)")
+        if why then return nil, "eval result too large: " .. why end
+        return nil, "JavaScript error: " .. msg
+      end
+      local v = r.result and r.result.value
+      if type(v) == "table" then
+        local ok, plain = pcall(json.plain, v[1])
+        if not ok then return nil, "eval result too deep: " .. tostring(plain) end
+        return plain
+      end
+      lost = true -- the check failed (or the context is someone else's): make the world again
+    end
+    if lost then worlds[page] = nil end
+  end
+  return nil, "cannot reach the engine's world in the page (it navigated while being read)"
+end
 
 -- page:send(method [, params [, timeout_ms]]) -> result | nil, err
 -- A raw CDP command on the page's session. The page is reset before its next reuse.
@@ -110,10 +227,17 @@ local function apply(page, c)
   for _, t in ipairs(c.block or {}) do
     patterns[#patterns + 1] = { urlPattern = "*", resourceType = options.RESOURCE_TYPES[t], requestStage = "Request" }
   end
+  local block_docs = {}
   for _, u in ipairs(c.block_urls or {}) do
     patterns[#patterns + 1] = { urlPattern = fetch_pattern(u), requestStage = "Request" }
+    block_docs[#block_docs + 1] = fetch_pattern(u)
   end
-  if #patterns > 0 then must(send(page, "Fetch.enable", { patterns = patterns })) end
+  -- The navigation guard: every document request pauses, and the engine applies the crawl's
+  -- rules (same_origin, allow, deny, robots.txt) to each main-frame navigation and each of
+  -- its redirect hops before it goes out. Documents matching block_urls are failed at once.
+  patterns[#patterns + 1] = { urlPattern = "*", resourceType = "Document", requestStage = "Request" }
+  page:_guard(true, block_docs)
+  must(send(page, "Fetch.enable", { patterns = patterns }))
 end
 
 local function reset(page, c)
@@ -136,6 +260,10 @@ function M.prepare(page, c, use)
   local s = use_state(page)
   s.wait_until = use and use.wait_until or "load"
   s.request = use and use.request
+  local target = page:info().target
+  M.guard.expect[target], M.guard.refused[target] = nil, nil
+  M.guard.exempt[target] = use and use.unguarded or nil
+  M.guard.request[target] = s.request
   page:_clear_events()
   local ok, err = pcall(function()
     if page:fresh() then apply(page, c) else reset(page, c) end
@@ -206,7 +334,20 @@ function Page.navigate(page, url, opts)
   if left and timeout > left - NAV_DEADLINE_MARGIN then timeout = math.max(1, left - NAV_DEADLINE_MARGIN) end
   local deadline = core.now() + timeout
   page:_clear_events()
+  local target = page:info().target
+  local guard = M.guard
+  guard.expect[target], guard.refused[target] = core.normalize(url) or url, nil
+  -- A refused navigation leaves the page committing an error document whose late events
+  -- would confuse its next use: it is closed, not reused.
+  local function refused()
+    page:mark_bad()
+    return nil, guard.refused[target]
+  end
+  page:_expect(url)
   local nav, err = send(page, "Page.navigate", { url = url }, timeout)
+  if page:live() then page:_expect(nil) end
+  guard.expect[target] = nil
+  if guard.refused[target] then return refused() end
   if not nav then return nil, err end
   if nav.errorText and nav.errorText ~= "" then
     return nil, "navigation to " .. url .. " failed: " .. nav.errorText
@@ -220,6 +361,7 @@ function Page.navigate(page, url, opts)
   local done = loader == nil or loader == json.null
   local want = LIFECYCLE[wait]
   while not done do
+    if guard.refused[target] then return refused() end
     local left = deadline - core.now()
     if left <= 0 then
       page:mark_bad()
@@ -260,9 +402,10 @@ function Page.navigate(page, url, opts)
       end
     end
   end
+  if guard.refused[target] then return refused() end
   if not res.status then
     -- No network response seen (served from cache, or a non-HTTP document): ask the page.
-    local v = page:eval("(performance.getEntriesByType('navigation')[0]||{}).responseStatus||0")
+    local v = world_eval(page, "(performance.getEntriesByType('navigation')[0]||{}).responseStatus||0")
     res.status = math.tointeger(v) or 0
     if loader == nil or loader == json.null then res.url = page:url() or res.url end
   end
@@ -321,6 +464,10 @@ local EVAL_WRAP = [[(function(src, limit, wait){
 -- The value of the script's last expression as Lua data (JSON null -> nil); a promise is
 -- awaited unless await = false. A JavaScript exception, a cyclic value, a value larger than
 -- max_bytes (default 64 MiB of JSON) or one nested too deeply is a runtime error (nil, err).
+-- max_bytes holds on the engine's side too, whatever the page redefines: a reply longer than
+-- max_bytes + REPLY_ENVELOPE bytes (the value's JSON as the browser writes it, where a
+-- non-ASCII character is a 6-byte escape) fails the call alone. Without max_bytes, the cap is
+-- DEFAULT_REPLY_CAP, so an honest value within 64 MiB of JSON is never refused.
 function Page.eval(page, js, opts)
   if type(js) ~= "string" then error("page:eval: expects a JavaScript string", 2) end
   if opts ~= nil and type(opts) ~= "table" then error("page:eval: options must be a table", 2) end
@@ -329,16 +476,22 @@ function Page.eval(page, js, opts)
   if math.type(limit) ~= "integer" or limit < 1 then error("page:eval: max_bytes must be a positive integer", 2) end
   local wait = opts.await ~= false
   local expression = EVAL_WRAP .. "(" .. json.encode(js) .. "," .. limit .. "," .. tostring(wait) .. ")"
+  -- The script runs in the page's world (it wants the page's variables), where the page can
+  -- disarm the check above (JSON.stringify, toJSON, ...): the engine caps the reply itself.
   local text, err = page:_send("Runtime.evaluate", json.encode {
     expression = expression, returnByValue = true, awaitPromise = wait,
     userGesture = true,
-  }, timeout_of(opts))
-  if not text then return nil, err end
+  }, timeout_of(opts), opts.max_bytes and limit + REPLY_ENVELOPE or DEFAULT_REPLY_CAP)
+  if not text then
+    if err:find("reply exceeds max_bytes", 1, true) then
+      return nil, "eval result too large: reply exceeds max_bytes (" .. limit .. ")"
+    end
+    return nil, err
+  end
   local r, derr = json.decode(text)
   if not r then return nil, "eval result cannot be read: " .. derr end
   if r.exceptionDetails then
-    local d = r.exceptionDetails
-    local msg = tostring(d.exception and d.exception.description or d.text or "exception")
+    local msg = exception_text(r.exceptionDetails)
     local kind, why = msg:match("luacrawl%-eval:([^:]+):([^\n]*)")
     if kind then return nil, "eval result " .. (kind == "cyclic" and "is cyclic" or "too large") .. ": " .. why end
     return nil, "JavaScript error: " .. msg
@@ -350,14 +503,16 @@ end
 
 local function js_string(s) return json.encode(s) end
 
-function Page.html(page) return page:eval("document.documentElement ? document.documentElement.outerHTML : ''") end
-function Page.text(page) return page:eval("document.body ? document.body.innerText : (document.documentElement ? document.documentElement.textContent : '')") end
-function Page.title(page) return page:eval("document.title") end
-function Page.url(page) return page:eval("location.href") end
+-- These read the page in the engine's world: what the DOM holds, whatever the page's own
+-- scripts redefine.
+function Page.html(page) return world_eval(page, "document.documentElement ? document.documentElement.outerHTML : ''") end
+function Page.text(page) return world_eval(page, "document.body ? document.body.innerText : (document.documentElement ? document.documentElement.textContent : '')") end
+function Page.title(page) return world_eval(page, "document.title") end
+function Page.url(page) return world_eval(page, "location.href") end
 
 -- page:links() -> absolute http(s) URLs of the page's links, in order, without duplicates
 function Page.links(page)
-  local v, err = page:eval([[(function(){var out=[],seen={};
+  local v, err = world_eval(page, [[(function(){var out=[],seen={};
     var as=document.querySelectorAll('a[href],area[href]');
     for(var i=0;i<as.length;i++){var h=as[i].href; if(typeof h!=='string') continue;
       if(!/^https?:/i.test(h)) continue; h=h.split('#')[0]; if(seen[h]) continue; seen[h]=1; out.push(h);}
@@ -379,7 +534,7 @@ local POLL_MIN_MS = 2000
 -- page:content() -> { url, title, html, links } | nil, err
 -- What a crawler reads from most pages, in one round trip instead of four.
 function Page.content(page)
-  local v, err = page:eval([[(function(){var out=[],seen={};
+  local v, err = world_eval(page, [[(function(){var out=[],seen={};
     var as=document.querySelectorAll('a[href],area[href]');
     for(var i=0;i<as.length;i++){var h=as[i].href; if(typeof h!=='string') continue;
       if(!/^https?:/i.test(h)) continue; h=h.split('#')[0]; if(seen[h]) continue; seen[h]=1; out.push(h);}
@@ -427,15 +582,22 @@ end
 -- page:markdown([{ main_only = bool }]) -> text | nil, err
 function Page.markdown(page, opts)
   opts = opts or {}
-  local have = page:eval("typeof window.__luacrawl_markdown === 'function'")
-  if have ~= true then
-    local src, err = inpage.script("markdown")
-    if not src then return nil, err end
-    local r, eerr = send(page, "Runtime.evaluate", { expression = src, returnByValue = true }, timeout_of())
+  -- The converter lives in the engine's world (none of it is visible to the page, nothing of
+  -- the page's can reach it); it is loaded once per document.
+  local call = "typeof window.__luacrawl_markdown === 'function' ? window.__luacrawl_markdown(" ..
+    json.encode { main_only = opts.main_only == true } .. ") : 'missing'"
+  local v, err = world_eval(page, call)
+  if v == "missing" then
+    local src, serr = inpage.script("markdown")
+    if not src then return nil, serr end
+    local w = worlds[page]
+    if not w then return nil, "cannot reach the engine's world in the page" end
+    local r, eerr = send(page, "Runtime.evaluate", { expression = src, contextId = w.id, returnByValue = true }, timeout_of())
     if not r then return nil, eerr end
-    if r.exceptionDetails then return nil, "cannot load the Markdown converter: " .. tostring(r.exceptionDetails.text) end
+    if r.exceptionDetails then return nil, "cannot load the Markdown converter: " .. exception_text(r.exceptionDetails) end
+    v, err = world_eval(page, call)
+    if v == "missing" then return nil, "cannot load the Markdown converter: the page navigated meanwhile" end
   end
-  local v, err = page:eval("window.__luacrawl_markdown(" .. json.encode { main_only = opts.main_only == true } .. ")")
   if not v then return nil, err end
   if not v.ok then return nil, v.error end
   return v.markdown
@@ -487,7 +649,7 @@ end
 
 -- The centre of the first element matching selector, scrolled into view.
 local function locate(page, selector)
-  local v, err = page:eval("(function(s){var e=document.querySelector(s); if(!e) return null;" ..
+  local v, err = world_eval(page, "(function(s){var e=document.querySelector(s); if(!e) return null;" ..
     "e.scrollIntoView({block:'center',inline:'center'}); var r=e.getBoundingClientRect();" ..
     "return {x:r.left+r.width/2, y:r.top+r.height/2, w:r.width, h:r.height};})(" .. js_string(selector) .. ")")
   if err then return nil, err end
@@ -605,7 +767,7 @@ function Page.scroll(page, opts)
   if math.type(max_steps) ~= "integer" or max_steps < 1 then error("page:scroll: max_steps must be a positive integer", 2) end
   if math.type(delay) ~= "integer" or delay < 0 then error("page:scroll: delay_ms must be an integer >= 0", 2) end
   local metrics = "({y:window.scrollY, vh:window.innerHeight, h:document.documentElement.scrollHeight})"
-  local m, err = page:eval(metrics)
+  local m, err = world_eval(page, metrics)
   if not m then return nil, err end
   local inflight = {}
   drain_network(page, inflight)
@@ -617,7 +779,7 @@ function Page.scroll(page, opts)
     core.sleep(delay)
     drain_network(page, inflight)
     local n
-    n, err = page:eval(metrics)
+    n, err = world_eval(page, metrics)
     if not n then return nil, err end
     local at_bottom = n.y + n.vh >= n.h - 2
     if at_bottom and n.h == m.h then
@@ -640,7 +802,7 @@ end
 -- page:query(selector) -> { {text, html, attrs}, ... } | nil, err
 function Page.query(page, selector)
   if type(selector) ~= "string" then error("page:query: expects a CSS selector", 2) end
-  local v, err = page:eval("(function(s){var out=[];var es;try{es=document.querySelectorAll(s)}catch(e){throw new Error('bad selector: '+s)}" ..
+  local v, err = world_eval(page, "(function(s){var out=[];var es;try{es=document.querySelectorAll(s)}catch(e){throw new Error('bad selector: '+s)}" ..
     "for(var i=0;i<es.length;i++){var e=es[i],a={};for(var j=0;j<e.attributes.length;j++){a[e.attributes[j].name]=e.attributes[j].value}" ..
     "out.push({text:(e.innerText||e.textContent||'').trim(),html:e.innerHTML,attrs:a})}return out})(" .. js_string(selector) .. ")")
   if not v then return nil, err end
@@ -688,7 +850,7 @@ function Page.extract(page, schema)
   end
   local s, err = json.encode { base = schema.base, fields = fields }
   if not s then error("page:extract: bad schema: " .. err, 2) end
-  local v, eerr = page:eval(EXTRACT_JS .. "(" .. s .. ")")
+  local v, eerr = world_eval(page, EXTRACT_JS .. "(" .. s .. ")")
   if not v then return nil, eerr end
   return json.array(v)
 end

@@ -26,7 +26,7 @@
 typedef struct cb_state {
   int ready_calls, ready_err;
   char ready_msg[4096];
-  char ws[256];
+  int cdp_fd; /* taken in on_ready; closed by the test */
   uint64_t ready_ms;
   int exit_calls, exit_status, term_signal;
   int exit_group_alive, exit_mentions, exit_dir_exists; /* as seen inside on_exit */
@@ -85,6 +85,7 @@ static void make_root(char *out, size_t n) {
     perror("mkdtemp");
     exit(2);
   }
+  chmod(out, 0711); /* as root, the browser's own user must get through to its profile dir */
 }
 
 /* The end of every test: nothing of ours runs, no profile remains, and this process has no
@@ -164,7 +165,7 @@ static void on_ready(lc_browser *b, int err, const char *msg, void *ud) {
   s->ready_err = err;
   s->ready_ms = now_ms() - s->t0;
   snprintf(s->ready_msg, sizeof s->ready_msg, "%s", msg ? msg : "");
-  if (err == 0) snprintf(s->ws, sizeof s->ws, "%s", lc_browser_ws_url(b));
+  if (err == 0) s->cdp_fd = lc_browser_take_cdp_fd(b);
 }
 
 static void on_exit_cb(lc_browser *b, int exit_status, int term_signal, void *ud) {
@@ -175,6 +176,8 @@ static void on_exit_cb(lc_browser *b, int exit_status, int term_signal, void *ud
   s->exit_group_alive = lc_proc_group_alive(lc_browser_pid(b));
   s->exit_mentions = mentions(s->root);
   s->exit_dir_exists = dir_exists(lc_browser_profile_dir(b));
+  if (s->cdp_fd >= 0) close(s->cdp_fd); /* the test's end of the pipe goes with the browser */
+  s->cdp_fd = -1;
   if (s->destroy_in_exit) lc_browser_destroy(b);
 }
 
@@ -194,6 +197,7 @@ static void close_loop(uv_loop_t *loop) {
 static int launch(uv_loop_t *loop, const char *path, const char *root, int timeout_ms, cb_state *s,
                   lc_browser **b) {
   memset(s, 0, sizeof *s);
+  s->cdp_fd = -1;
   s->root = root;
   s->t0 = now_ms();
   lc_browser_opts o = {path, root, -1, timeout_ms, NULL};
@@ -204,24 +208,99 @@ static int launch(uv_loop_t *loop, const char *path, const char *root, int timeo
   return r;
 }
 
-static int ws_port(const char *ws) {
-  int port = 0, n = 0;
-  char uuid[64];
-  if (sscanf(ws, "ws://127.0.0.1:%d/devtools/browser/%63s%n", &port, uuid, &n) != 2) return -1;
-  if (strlen(uuid) != 36 || (size_t)n != strlen(ws)) return -1;
-  return port;
+/* Sends one CDP command on the pipe and reads the reply (up to its NUL) into out. */
+static int pipe_roundtrip(int fd, const char *cmd, char *out, size_t n) {
+  size_t len = strlen(cmd) + 1; /* with its NUL */
+  if (send(fd, cmd, len, MSG_NOSIGNAL) != (ssize_t)len) return -1;
+  size_t got = 0;
+  uint64_t end = now_ms() + 10000;
+  while (got + 1 < n && now_ms() < end) {
+    ssize_t r = recv(fd, out + got, 1, 0); /* byte by byte: stop exactly at the NUL */
+    if (r <= 0) return -1;
+    if (out[got] == '\0') return 0;
+    got++;
+  }
+  return -1;
 }
 
-static int tcp_connects(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  a.sin_port = htons((uint16_t)port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int ok = connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-  close(fd);
-  return ok;
+/* Socket inodes of every fd of the processes naming root (the browser tree). */
+static int tree_socket_inodes(const char *root, unsigned long *out, int max) {
+  int n = 0;
+  DIR *d = opendir("/proc");
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    int pid = atoi(e->d_name);
+    if (pid <= 0 || pid == getpid()) continue;
+    char fn[64], buf[8192] = {0};
+    snprintf(fn, sizeof fn, "/proc/%d/cmdline", pid);
+    FILE *f = fopen(fn, "r");
+    if (!f) continue;
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    int hit = 0;
+    for (size_t i = 0; i < len && !hit; i += strlen(buf + i) + 1) hit = strstr(buf + i, root) != 0;
+    if (!hit) continue;
+    snprintf(fn, sizeof fn, "/proc/%d/fd", pid);
+    DIR *fds = opendir(fn);
+    struct dirent *fe;
+    while (fds && (fe = readdir(fds))) {
+      char link[320], target[128];
+      snprintf(link, sizeof link, "/proc/%d/fd/%s", pid, fe->d_name);
+      ssize_t t = readlink(link, target, sizeof target - 1);
+      if (t <= 0) continue;
+      target[t] = 0;
+      unsigned long ino;
+      if (sscanf(target, "socket:[%lu]", &ino) == 1 && n < max) out[n++] = ino;
+    }
+    if (fds) closedir(fds);
+  }
+  if (d) closedir(d);
+  return n;
+}
+
+/* TCP sockets in LISTEN state (st 0A) owned by the processes naming root. */
+static int tree_tcp_listeners(const char *root) {
+  unsigned long inodes[4096];
+  int ni = tree_socket_inodes(root, inodes, 4096), found = 0;
+  static const char *const tables[] = {"/proc/net/tcp", "/proc/net/tcp6"};
+  for (int t = 0; t < 2; t++) {
+    FILE *f = fopen(tables[t], "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f)) {
+      char st[8];
+      unsigned long ino;
+      if (sscanf(line, " %*s %*s %*s %7s %*s %*s %*s %*s %*s %lu", st, &ino) != 2) continue;
+      if (strcmp(st, "0A") != 0) continue;
+      for (int i = 0; i < ni; i++) found += inodes[i] == ino;
+    }
+    if (f) fclose(f);
+  }
+  return found;
+}
+
+/* The real uid of pid (from /proc/PID/status), or -1. */
+static long proc_uid(pid_t pid) {
+  char fn[64], line[256];
+  snprintf(fn, sizeof fn, "/proc/%d/status", (int)pid);
+  FILE *f = fopen(fn, "r");
+  long uid = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "Uid: %ld", &uid) == 1) break;
+  if (f) fclose(f);
+  return uid;
+}
+
+/* 1 if pid's command line has the argument arg. */
+static int cmdline_has(pid_t pid, const char *arg) {
+  char fn[64], buf[16384] = {0};
+  snprintf(fn, sizeof fn, "/proc/%d/cmdline", (int)pid);
+  FILE *f = fopen(fn, "r");
+  if (!f) return 0;
+  size_t len = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  for (size_t i = 0; i < len; i += strlen(buf + i) + 1)
+    if (strcmp(buf + i, arg) == 0) return 1;
+  return 0;
 }
 
 /* Writes an executable shell script root/name. */
@@ -269,7 +348,9 @@ TEST(test_proc_group_tree) {
   for (int i = 0; i < 200 && lc_proc_group_alive(leader) < 2; i++) sleep_ms(5);
   CHECK_INT(lc_proc_group_alive(leader), 2);
   CHECK(lc_proc_tree_rss_kb(leader) > 0);
-  sleep_ms(200);
+  /* The child's CPU shows once it has run for a clock tick: on a loaded machine that may take
+   * a while. */
+  for (int i = 0; i < 500 && lc_proc_cpu_seconds(leader) <= 0.0; i++) sleep_ms(10);
   CHECK(lc_proc_cpu_seconds(leader) > 0.0);
   kill(-leader, SIGKILL);
   int st = 0;
@@ -277,6 +358,43 @@ TEST(test_proc_group_tree) {
   for (int i = 0; i < 200 && lc_proc_group_alive(leader) > 0; i++) sleep_ms(5);
   CHECK_INT(lc_proc_group_alive(leader), 0);
   CHECK_INT(lc_proc_tree_rss_kb(leader), 0);
+}
+
+/* Members found only through their parent links (they left the group), several levels down;
+ * and PSS, which counts shared pages once, is positive and at most the summed RSS. */
+TEST(test_proc_tree_mem_and_pss) {
+  int fds[2];
+  CHECK_INT(pipe(fds), 0);
+  pid_t leader = fork();
+  if (leader == 0) {
+    setpgid(0, 0);
+    for (int level = 0; level < 3; level++) {
+      if (fork() != 0) break;        /* each level forks the next and stays */
+      if (level == 0) setpgid(0, 0); /* out of the leader's group: reachable by ppid only */
+    }
+    pid_t me = getpid();
+    if (write(fds[1], &me, sizeof me) != (ssize_t)sizeof me) _exit(1);
+    pause();
+    _exit(0);
+  }
+  setpgid(leader, leader);
+  pid_t pids[4];
+  for (int i = 0; i < 4; i++) CHECK_INT(read(fds[0], &pids[i], sizeof pids[i]), sizeof pids[i]);
+  close(fds[0]);
+  close(fds[1]);
+  lc_proc_mem m;
+  CHECK_INT(lc_proc_tree_mem(leader, 1, &m), 4);
+  CHECK_INT(m.procs, 4);
+  CHECK(m.rss_kb > 0);
+  CHECK(m.pss_kb > 0);
+  CHECK(m.pss_kb <= m.rss_kb);
+  CHECK(lc_proc_pss_kb(getpid()) > 0);
+  CHECK_INT(lc_proc_tree_mem(leader, 0, &m), 4);
+  CHECK_INT(m.pss_kb, 0); /* not asked for */
+  for (int i = 0; i < 4; i++) kill(pids[i], SIGKILL);
+  int st = 0;
+  CHECK_INT(waitpid(leader, &st, 0), leader);
+  CHECK_INT(lc_proc_tree_mem(leader, 0, &m), 0);
 }
 
 static void rmtree_case(int (*rm)(const char *)) {
@@ -402,7 +520,7 @@ static void lifecycle(const char *bin, const char *label, int use_kill) {
     close_loop(&loop);
     return;
   }
-  CHECK(lc_browser_ws_url(b) == NULL);
+  CHECK_INT(lc_browser_take_cdp_fd(b), -1); /* not before ready */
   CHECK(lc_browser_pid(b) > 0);
   CHECK_INT(getpgid(lc_browser_pid(b)), lc_browser_pid(b)); /* its own group */
   pid_t warden = lc_browser_warden_pid(b);
@@ -419,10 +537,26 @@ static void lifecycle(const char *bin, const char *label, int use_kill) {
   CHECK_INT(s.ready_err, 0);
   if (s.ready_err) fprintf(stderr, "  ready error: %s\n", s.ready_msg);
   fprintf(stderr, "  %s: ready in %llu ms\n", label, (unsigned long long)s.ready_ms);
-  CHECK_STR(lc_browser_ws_url(b), s.ws);
-  int port = ws_port(s.ws);
-  CHECK(port > 0);
-  CHECK(tcp_connects(port));
+  /* CDP on the pipe: ours alone (taken once), answering, and no TCP port anywhere in the tree. */
+  CHECK(s.cdp_fd >= 0);
+  CHECK_INT(lc_browser_take_cdp_fd(b), -1);
+  char reply[4096];
+  CHECK_INT(
+      pipe_roundtrip(s.cdp_fd, "{\"id\":7,\"method\":\"Browser.getVersion\"}", reply, sizeof reply),
+      0);
+  CHECK(strncmp(reply, "{\"id\":7,", 8) == 0 && strstr(reply, "\"product\"") != NULL);
+  CHECK_INT(tree_tcp_listeners(root), 0);
+  CHECK(!cmdline_has(lc_browser_pid(b), "--remote-debugging-port=0"));
+  CHECK(cmdline_has(lc_browser_pid(b), "--remote-debugging-pipe"));
+  /* As root: an unprivileged user, with Chromium's own sandbox (this kernel allows it). */
+  if (geteuid() == 0) {
+    CHECK(proc_uid(lc_browser_pid(b)) > 0);
+    CHECK(lc_browser_uid(b) != 0);
+  } else {
+    CHECK_INT(proc_uid(lc_browser_pid(b)), (long)geteuid());
+  }
+  CHECK_INT(lc_browser_sandboxed(b), 1);
+  CHECK(!cmdline_has(lc_browser_pid(b), "--no-sandbox"));
   CHECK_INT(lc_browser_alive(b), 1);
   CHECK(lc_browser_rss_kb(b) > 0);
   CHECK(lc_browser_cpu_seconds(b) > 0.0);
@@ -668,17 +802,16 @@ TEST(test_exec_failure) {
   assert_clean(root);
 }
 
-TEST(test_partial_port_file) {
-  /* The port file grows in steps; only the complete one may be taken. */
+TEST(test_partial_probe_reply) {
+  /* The probe's reply comes in pieces on fd 4; ready waits for its NUL, and what follows it is
+   * left for the owner (peeked, never consumed). */
   char root[64], fake[256];
   make_root(root, sizeof root);
   write_script(root, "fake-browser",
-               "for a in \"$@\"; do case \"$a\" in --user-data-dir=*) d=\"${a#*=}\";; esac; done\n"
-               "f=\"$d/DevToolsActivePort\"\n"
-               "printf '4321' > \"$f\"; sleep 0.15\n"
-               "printf '4321\\n' > \"$f\"; sleep 0.15\n"
-               "printf '4321\\n/devtools/browser/0f0e0d0c-0b0a' > \"$f\"; sleep 0.15\n"
-               "printf '4321\\n/devtools/browser/0f0e0d0c-0b0a-0908-0706-050403020100' > \"$f\"\n"
+               "printf '{\"id\":0,' >&4; sleep 0.15\n"
+               "printf '\"result\":{\"product\":\"Fake' >&4; sleep 0.15\n"
+               "printf '/1\"}}' >&4; sleep 0.15\n"
+               "printf '\\000{\"method\":\"after\"}\\000' >&4\n"
                "exec sleep 30\n",
                fake, sizeof fake);
   uv_loop_t loop;
@@ -688,12 +821,56 @@ TEST(test_partial_port_file) {
   CHECK_INT(launch(&loop, fake, root, 5000, &s, &b), 0);
   run_until(&loop, &s.ready_calls, 5000);
   CHECK_INT(s.ready_err, 0);
-  CHECK_STR(s.ws, "ws://127.0.0.1:4321/devtools/browser/0f0e0d0c-0b0a-0908-0706-050403020100");
   CHECK(s.ready_ms >= 400);
+  CHECK(s.cdp_fd >= 0);
+  char next[64] = {0};
+  size_t got = 0;
+  while (got < sizeof next - 1) {
+    ssize_t r = recv(s.cdp_fd, next + got, 1, 0);
+    if (r <= 0 || next[got] == '\0') break;
+    got++;
+  }
+  CHECK_STR(next, "{\"method\":\"after\"}");
+  close(s.cdp_fd);
+  s.cdp_fd = -1;
   lc_browser_terminate(b, 200);
   run_until(&loop, &s.exit_calls, 5000);
   CHECK_INT(s.exit_calls, 1);
   CHECK_INT(s.term_signal, SIGTERM);
+  lc_browser_destroy(b);
+  close_loop(&loop);
+  assert_clean(root);
+}
+
+TEST(test_wrong_probe_reply) {
+  /* Something that is not the probe's answer: a clear start-up error, and the browser killed. */
+  fake_case("printf '{\"id\":5,\"result\":{}}\\000' >&4\nexec sleep 30\n", 5000, -EPROTO,
+            "not the probe's", -1, SIGKILL);
+}
+
+TEST(test_log_ring) {
+  /* 3 MiB of output, then a last word and an exit: the ring keeps 256 KiB and the tail. */
+  char root[64], fake[256];
+  make_root(root, sizeof root);
+  write_script(root, "fake-browser",
+               "head -c 3145728 /dev/zero | tr '\\0' x | fold -w 1023 >&2\n"
+               "echo 'the last word' >&2\nexit 4\n",
+               fake, sizeof fake);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  cb_state s;
+  lc_browser *b = NULL;
+  CHECK_INT(launch(&loop, fake, root, 30000, &s, &b), 0);
+  run_until(&loop, &s.exit_calls, 30000);
+  CHECK_INT(s.ready_err, -ECHILD);
+  CHECK(strstr(s.ready_msg, "the last word") != NULL);
+  fprintf(stderr, "  log: %llu bytes written, %zu kept\n",
+          (unsigned long long)lc_browser_log_bytes(b), lc_browser_log_kept(b));
+  CHECK(lc_browser_log_bytes(b) >= 3u * 1024 * 1024);
+  CHECK(lc_browser_log_kept(b) <= 256u * 1024);
+  char tail[2048];
+  CHECK(lc_browser_log_tail(b, tail, sizeof tail) > 0);
+  CHECK(strstr(tail, "the last word") != NULL);
   lc_browser_destroy(b);
   close_loop(&loop);
   assert_clean(root);
@@ -705,9 +882,7 @@ TEST(test_terminate_grace_then_kill) {
   make_root(root, sizeof root);
   write_script(root, "fake-browser",
                "trap '' TERM\n"
-               "for a in \"$@\"; do case \"$a\" in --user-data-dir=*) d=\"${a#*=}\";; esac; done\n"
-               "printf '1\\n/devtools/browser/0f0e0d0c-0b0a-0908-0706-050403020100' "
-               "> \"$d/DevToolsActivePort\"\n"
+               "printf '{\"id\":0,\"result\":{}}\\000' >&4\n"
                "while :; do sleep 1; done\n",
                fake, sizeof fake);
   uv_loop_t loop;
@@ -826,6 +1001,7 @@ int main(void) {
   signal(SIGPIPE, SIG_IGN); /* ignored dispositions are inherited: the child must reset them */
   RUN(test_proc_self);
   RUN(test_proc_group_tree);
+  RUN(test_proc_tree_mem_and_pss);
   RUN(test_rmtree);
   RUN(test_find_order);
   RUN(test_bad_path_no_fork);
@@ -838,7 +1014,9 @@ int main(void) {
   RUN(test_start_timeout);
   RUN(test_early_exit);
   RUN(test_exec_failure);
-  RUN(test_partial_port_file);
+  RUN(test_partial_probe_reply);
+  RUN(test_wrong_probe_reply);
+  RUN(test_log_ring);
   RUN(test_terminate_grace_then_kill);
   RUN(test_parent_sigkilled);
   RUN(test_parent_exits_without_cleanup);

@@ -229,7 +229,7 @@ static void on_ready(void *ud, uint64_t h, int err, const char *msg) {
   }
 }
 
-static fake *fake_new(int close_timeout_ms, int max_idle_pages) {
+static fake *fake_new_cfg(const lc_cache_config *cfg) {
   fake *f = calloc(1, sizeof *f);
   if (!f) abort();
   f->now = 1000;
@@ -241,10 +241,14 @@ static fake *fake_new(int close_timeout_ms, int max_idle_pages) {
                          .close_page = fb_close_page,
                          .browser_drained = fb_browser_drained,
                          .log = fb_log};
-  lc_cache_config cfg = {close_timeout_ms, max_idle_pages};
-  f->c = lc_cache_new(&be, &cfg);
+  f->c = lc_cache_new(&be, cfg);
   if (!f->c) abort();
   return f;
+}
+
+static fake *fake_new(int close_timeout_ms, int max_idle_pages) {
+  lc_cache_config cfg = {.close_timeout_ms = close_timeout_ms, .max_idle_pages = max_idle_pages};
+  return fake_new_cfg(&cfg);
 }
 
 static void fake_free(fake *f) {
@@ -834,19 +838,72 @@ TEST(test_page_reuse_and_bad_pages) {
   fake_free(f);
 }
 
+TEST(test_broken_page_is_closed_never_reused) {
+  fake *f = fake_new(5000, 4);
+  /* In use when it breaks: closed at its release, not idled. */
+  uint64_t h1 = acq_page_ready(f, 1, OPT_A);
+  uint64_t p1 = lc_cache_handle_page(f->c, h1);
+  CHECK_INT(lc_cache_page_in_use(f->c, p1), 1);
+  CHECK_INT(lc_cache_page_broken(f->c, p1, f->now), 0);
+  CHECK_INT(fake_pos(f, CALL_CLOSE_PAGE, p1), -1); /* not while in use */
+  lc_cache_release(f->c, h1, f->now);
+  CHECK(fake_pos(f, CALL_CLOSE_PAGE, p1) >= 0);
+  CHECK_INT(stats_of(f).idle_pages, 0);
+  CHECK_INT(lc_cache_page_in_use(f->c, p1), 0);
+  fake_complete_all(f);
+  /* Idle when it breaks: closed at once. */
+  uint64_t h2 = acq_page_ready(f, 1, OPT_A);
+  uint64_t p2 = lc_cache_handle_page(f->c, h2);
+  CHECK(p2 != p1);
+  lc_cache_release(f->c, h2, f->now);
+  CHECK_INT(stats_of(f).idle_pages, 1);
+  CHECK_INT(lc_cache_page_in_use(f->c, p2), 0);
+  CHECK_INT(lc_cache_page_broken(f->c, p2, f->now), 0);
+  CHECK(fake_pos(f, CALL_CLOSE_PAGE, p2) >= 0);
+  CHECK_INT(stats_of(f).idle_pages, 0);
+  CHECK_CACHE(f);
+  fake_complete_all(f);
+  uint64_t h3 = acq_page_ready(f, 1, OPT_A);
+  uint64_t p3 = lc_cache_handle_page(f->c, h3);
+  CHECK(p3 != p1 && p3 != p2);
+  CHECK_INT(lc_cache_handle_page_fresh(f->c, h3), 1);
+  lc_cache_release(f->c, h3, f->now);
+  /* A session whose page broke: closing and reopening it gives a new page. */
+  int created = 0;
+  uint64_t s1 = lc_cache_session_open(f->c, 7, "s", OPT_B, f->now, on_ready, f, &created);
+  fake_complete_all(f);
+  uint64_t sp1 = lc_cache_handle_page(f->c, s1);
+  CHECK_INT(lc_cache_page_broken(f->c, sp1, f->now), 0);
+  CHECK_INT(lc_cache_session_close(f->c, 7, "s", f->now), 0);
+  uint64_t s2 = lc_cache_session_open(f->c, 7, "s", OPT_B, f->now, on_ready, f, &created);
+  fake_complete_all(f);
+  CHECK_INT(created, 1);
+  CHECK(lc_cache_handle_page(f->c, s2) != sp1);
+  CHECK_INT(lc_cache_session_close(f->c, 7, "s", f->now), 0);
+  CHECK_INT(lc_cache_page_broken(f->c, 999999, f->now), LC_CACHE_ENOENT);
+  fake_complete_all(f);
+  CHECK_INT(stats_of(f).refs_outstanding, 0);
+  CHECK_CACHE(f);
+  fake_free(f);
+}
+
 TEST(test_max_idle_pages) {
   fake *f = fake_new(5000, 1);
   uint64_t h1 = acq_page_ready(f, 1, OPT_A), h2 = acq_page_ready(f, 1, OPT_A);
-  uint64_t p2 = lc_cache_handle_page(f->c, h2);
+  uint64_t p1 = lc_cache_handle_page(f->c, h1), p2 = lc_cache_handle_page(f->c, h2);
   lc_cache_release(f->c, h1, f->now);
   CHECK_INT(stats_of(f).idle_pages, 1);
   CHECK_INT(fake_count(f, CALL_CLOSE_PAGE, 0), 0);
-  lc_cache_release(f->c, h2, f->now); /* over max_idle_pages: closed */
+  lc_cache_release(f->c, h2, f->now); /* over max_idle_pages: the older idle page goes */
   CHECK_INT(stats_of(f).idle_pages, 1);
-  CHECK_INT(fake_last(f, CALL_CLOSE_PAGE), p2);
+  CHECK_INT(stats_of(f).pages_evicted, 1);
+  CHECK_INT(fake_last(f, CALL_CLOSE_PAGE), p1);
   CHECK_INT(info_of(f, 1).pages, 2); /* one idle, one closing */
   fake_complete_all(f);
   CHECK_INT(info_of(f, 1).pages, 1);
+  uint64_t h3 = acq_page_ready(f, 1, OPT_A); /* the one kept is the one reused */
+  CHECK_INT(lc_cache_handle_page(f->c, h3), p2);
+  lc_cache_release(f->c, h3, f->now);
   CHECK_CACHE(f);
   fake_free(f);
 
@@ -1019,6 +1076,177 @@ TEST(test_release_owner_is_the_finalizer) {
   fake_free(f);
 }
 
+/* The idle pool is one budget across contexts: a release evicts the least recently idled
+ * page of any context, and the context it leaves empty is closed by the next LRU pass. */
+TEST(test_idle_budget_is_global) {
+  fake *f = fake_new(5000, 2);
+  const char *opts[] = {OPT_A, OPT_B, OPT_C, OPT_D};
+  uint64_t h[4], pg[4], cx[4];
+  for (int i = 0; i < 4; i++) {
+    h[i] = acq_page_ready(f, 1, opts[i]);
+    pg[i] = lc_cache_handle_page(f->c, h[i]);
+    cx[i] = lc_cache_handle_ctx(f->c, h[i]);
+  }
+  for (int i = 0; i < 4; i++) {
+    f->now += 10;
+    lc_cache_release(f->c, h[i], f->now);
+    CHECK(stats_of(f).idle_pages <= 2);
+  }
+  /* A's and B's pages were idled first: they went; C and D keep theirs. */
+  CHECK_INT(stats_of(f).idle_pages, 2);
+  CHECK_INT(stats_of(f).pages_evicted, 2);
+  CHECK(fake_pos(f, CALL_CLOSE_PAGE, pg[0]) >= 0);
+  CHECK(fake_pos(f, CALL_CLOSE_PAGE, pg[1]) >= 0);
+  CHECK(fake_pos(f, CALL_CLOSE_PAGE, pg[2]) < 0);
+  CHECK(fake_pos(f, CALL_CLOSE_PAGE, pg[3]) < 0);
+  fake_complete_all(f);
+  CHECK_INT(info_of(f, cx[0]).idle_pages, 0);
+  CHECK_INT(info_of(f, cx[2]).idle_pages, 1);
+  /* Without force, max_contexts 0: the emptied contexts close, the two with idle pages stay
+   * (the bound is max(max_contexts, max_idle_pages) unused contexts). */
+  lc_cleanup_params p = {.max_contexts = 0};
+  CHECK_INT(lc_cache_cleanup(f->c, &p, f->now), 2);
+  CHECK(fake_pos(f, CALL_CLOSE_CTX, cx[0]) >= 0);
+  CHECK(fake_pos(f, CALL_CLOSE_CTX, cx[1]) >= 0);
+  CHECK(fake_pos(f, CALL_CLOSE_CTX, cx[2]) < 0);
+  fake_complete_all(f);
+  CHECK_INT(stats_of(f).contexts_open, 2);
+  /* With force the LRU pass closes them too, pages and all. */
+  p.force = 1;
+  CHECK_INT(lc_cache_cleanup(f->c, &p, f->now), 2);
+  fake_complete_all(f);
+  CHECK_INT(stats_of(f).contexts_open, 0);
+  CHECK_INT(stats_of(f).idle_pages, 0);
+  CHECK_CACHE(f);
+  fake_free(f);
+}
+
+/* A crawl in miniature: `slots` requests in flight, each acquiring a page for configuration
+ * (i % n_sigs) round robin, completing at once, and releasing in order. Returns reuse %;
+ * *target gets the pool's target before the last requests are given back. */
+static int rotate(fake *f, unsigned n_sigs, int slots, int requests, int *target) {
+  uint64_t inflight[64];
+  char opts[64];
+  int n = 0;
+  f->sync[CALL_CREATE_CTX] = f->sync[CALL_CREATE_PAGE] = 1;
+  f->sync[CALL_CLOSE_CTX] = f->sync[CALL_CLOSE_PAGE] = 1;
+  lc_cache_stats before = stats_of(f);
+  for (int i = 0; i < requests; i++) {
+    if (n == slots) {
+      lc_cache_release(f->c, inflight[0], f->now);
+      memmove(inflight, inflight + 1, (size_t)(n - 1) * sizeof inflight[0]);
+      n--;
+      lc_cleanup_params p = {.max_contexts = 4};
+      lc_cache_cleanup(f->c, &p, f->now);
+    }
+    snprintf(opts, sizeof opts, "{\"ua\":\"ua-%u\"}", (unsigned)i % n_sigs);
+    inflight[n++] = acq(f, 1, opts, 1);
+    f->now += 5;
+  }
+  *target = stats_of(f).idle_target;
+  while (n) lc_cache_release(f->c, inflight[--n], f->now);
+  lc_cache_stats after = stats_of(f);
+  uint64_t reused = after.pages_reused - before.pages_reused;
+  return (int)(reused * 100 / (uint64_t)requests);
+}
+
+/* adaptive_idle: four configurations keep their idle pages and reuse nearly every page; twenty
+ * in round robin (which a pool of 8 can never serve) end with the pool's target at 0, so no
+ * idle page is kept; when the load goes back to four, the target grows back. */
+TEST(test_adaptive_idle_pool) {
+  lc_cache_config cfg = {.close_timeout_ms = 5000, .max_idle_pages = 8, .adaptive_idle = 1};
+  fake *f = fake_new_cfg(&cfg);
+  int target = -1;
+  CHECK(rotate(f, 4, 8, 2000, &target) >= 95);
+  CHECK_INT(target, 8); /* never overflowed: nothing to adapt */
+  CHECK_INT(rotate(f, 20, 8, 2000, &target), 0);
+  CHECK_INT(target, 0);
+  CHECK_INT(stats_of(f).idle_pages, 0);
+  CHECK(rotate(f, 4, 8, 2000, &target) >= 90);
+  /* Each release here is followed by an acquire of the same configuration: one idle page
+   * serves them all, and the target settles where that is enough. */
+  CHECK(target >= 1);
+  CHECK(stats_of(f).idle_ghost_hits > 0);
+  CHECK_CACHE(f);
+  lc_cleanup_params all = {.max_contexts = 0, .force = 1};
+  lc_cache_cleanup(f->c, &all, f->now);
+  fake_free(f);
+  /* Without adapting, twenty configurations keep the pool full of pages nobody reuses. */
+  cfg.adaptive_idle = 0;
+  f = fake_new_cfg(&cfg);
+  CHECK_INT(rotate(f, 20, 8, 2000, &target), 0);
+  CHECK_INT(target, 8);
+  CHECK_INT(stats_of(f).idle_pages, 8);
+  CHECK(rotate(f, 4, 8, 2000, &target) >= 95);
+  lc_cache_cleanup(f->c, &all, f->now);
+  fake_free(f);
+}
+
+/* max_pages_per_context: the acquire that reaches the limit is the context's last; the next
+ * one of the same key gets a fresh context; the old one closes with its last reference, in
+ * use until then, and keeps no idle page. */
+TEST(test_context_retires_after_max_pages) {
+  lc_cache_config cfg = {.close_timeout_ms = 5000, .max_idle_pages = 4, .max_pages_per_context = 3};
+  fake *f = fake_new_cfg(&cfg);
+  uint64_t h1 = acq_page_ready(f, 1, OPT_A);
+  uint64_t old = lc_cache_handle_ctx(f->c, h1);
+  lc_cache_release(f->c, h1, f->now);
+  uint64_t h2 = acq_page_ready(f, 1, OPT_A); /* reuses the idle page: 2 of 3 */
+  CHECK_INT(lc_cache_handle_ctx(f->c, h2), old);
+  CHECK_INT(lc_cache_handle_page_fresh(f->c, h2), 0);
+  uint64_t h3 = acq_page_ready(f, 1, OPT_A); /* 3 of 3: served, and the context retires */
+  CHECK_INT(lc_cache_handle_ctx(f->c, h3), old);
+  CHECK_INT(stats_of(f).contexts_retired, 1);
+  CHECK_INT(info_of(f, old).retired, 1);
+  uint64_t h4 = acq_page_ready(f, 1, OPT_A); /* a fresh context takes the key */
+  uint64_t fresh = lc_cache_handle_ctx(f->c, h4);
+  CHECK(fresh != old);
+  CHECK_INT(stats_of(f).contexts_created, 2);
+  lc_cleanup_params force_all = {.max_contexts = 0, .force = 1};
+  lc_cache_cleanup(f->c, &force_all, f->now); /* in use: never closed */
+  CHECK(fake_pos(f, CALL_CLOSE_CTX, old) < 0);
+  lc_cache_release(f->c, h2, f->now); /* a retired context keeps no idle page */
+  CHECK_INT(info_of(f, old).idle_pages, 0);
+  CHECK(fake_pos(f, CALL_CLOSE_CTX, old) < 0);
+  lc_cache_release(f->c, h3, f->now); /* its last reference: closed */
+  CHECK(fake_pos(f, CALL_CLOSE_CTX, old) >= 0);
+  CHECK(fake_pos(f, CALL_CLOSE_CTX, fresh) < 0);
+  lc_cache_release(f->c, h4, f->now);
+  CHECK_INT(info_of(f, fresh).idle_pages, 1); /* the fresh one is reusable */
+  fake_complete_all(f);
+  /* Context-only acquires do not wear a context out. */
+  for (int i = 0; i < 5; i++) lc_cache_release(f->c, acq(f, 1, OPT_A, 0), f->now);
+  CHECK_INT(stats_of(f).contexts_retired, 1);
+  CHECK_CACHE(f);
+  lc_cache_cleanup(f->c, &force_all, f->now);
+  fake_complete_all(f);
+  CHECK_INT(stats_of(f).contexts_open, 0);
+  fake_free(f);
+}
+
+/* Handles that joined a context while it was being created are all served by it, even past
+ * the limit's count of later joiners: nothing joins a retired context. */
+TEST(test_retire_while_creating) {
+  lc_cache_config cfg = {.close_timeout_ms = 5000, .max_idle_pages = 4, .max_pages_per_context = 2};
+  fake *f = fake_new_cfg(&cfg);
+  uint64_t h1 = acq(f, 1, OPT_A, 1), h2 = acq(f, 1, OPT_A, 1), h3 = acq(f, 1, OPT_A, 1);
+  CHECK_INT(fake_count(f, CALL_CREATE_CTX, 0), 2); /* the third started a fresh context */
+  fake_complete_all(f);
+  CHECK_INT(lc_cache_handle_ctx(f->c, h1), lc_cache_handle_ctx(f->c, h2));
+  CHECK(lc_cache_handle_ctx(f->c, h3) != lc_cache_handle_ctx(f->c, h1));
+  uint64_t old = lc_cache_handle_ctx(f->c, h1);
+  lc_cache_release(f->c, h1, f->now);
+  lc_cache_release(f->c, h2, f->now);
+  CHECK(fake_pos(f, CALL_CLOSE_CTX, old) >= 0);
+  lc_cache_release(f->c, h3, f->now);
+  fake_complete_all(f);
+  CHECK_CACHE(f);
+  lc_cleanup_params force_all = {.max_contexts = 0, .force = 1};
+  lc_cache_cleanup(f->c, &force_all, f->now);
+  fake_complete_all(f);
+  fake_free(f);
+}
+
 /* ------------------------------------------------------------------ random walk */
 
 static void model_add(fake *f, uint64_t h, uint64_t owner) {
@@ -1048,24 +1276,49 @@ static int model_has(const fake *f, uint64_t h) {
   return 0;
 }
 
-TEST(test_random_walk_keeps_invariants) {
-  static const char *opts[] = {"{\"a\":1}", "{\"a\":2}", "{\"a\":3}", "{\"a\":4}", "{\"a\":5}"};
+/* The memory bound lc_cache_cleanup promises (ctxcache.h): unused open contexts of the
+ * current generation at most max(max_contexts, max_idle_pages), or max_contexts with force.
+ * Returns the count found, or -1 (and says so) when it is over. */
+static int unused_over_bound(const fake *f, const lc_cleanup_params *p, int budget) {
+  static lc_cache_ctx_info all[1024];
+  size_t n = lc_cache_snapshot(f->c, all, 1024, NULL, f->now);
+  int unused = 0, gen = lc_cache_generation(f->c);
+  for (size_t i = 0; i < n; i++)
+    unused += all[i].browser_gen == gen && !all[i].creating && all[i].refcount == 0 &&
+              all[i].creating_pages == 0 && !all[i].retired;
+  int bound = p->force ? p->max_contexts : (p->max_contexts > budget ? p->max_contexts : budget);
+  if (unused <= bound) return unused;
+  fprintf(stderr,
+          "  %d unused contexts open after cleanup (max_contexts %d, force %d, budget %d)\n",
+          unused, p->max_contexts, p->force, budget);
+  return -1;
+}
+
+/* One seeded walk of acquires, releases, completions, cleanups (with hook-style close lists),
+ * ticks, crashes, recycles, bad marks, owner finalizers and sessions over `n_sigs` rotating
+ * signatures, checking every invariant after every step and the memory bound after every
+ * cleanup. */
+static uint64_t random_walk(uint64_t seed, const lc_cache_config *cfg, unsigned n_sigs, int steps) {
+  static char opts[512][32];
   static const char *names[] = {"s1", "s2"};
-  for (uint64_t seed = 1; seed <= 4; seed++) {
-    fake *f = fake_new(3000, 2);
+  for (unsigned i = 0; i < n_sigs; i++) snprintf(opts[i], sizeof opts[i], "{\"ua\":\"ua-%u\"}", i);
+  {
+    fake *f = fake_new_cfg(cfg);
     f->rng = seed * UINT64_C(0x9E3779B97F4A7C15);
     f->release_in_ready = 5;
     uint64_t released[256] = {0};
     size_t n_released = 0;
     uint64_t bad = 0;
     int gen = 0, failed_step = -1;
-    for (int step = 0; step < 4000 && failed_step < 0; step++) {
+    unsigned next_sig = 0; /* round robin over the signatures, with random jumps */
+    for (int step = 0; step < steps && failed_step < 0; step++) {
       if (step % 50 == 0)
         for (int k = 0; k < CALL_KINDS; k++) f->sync[k] = rnd_below(f, 4) == 0;
       unsigned op = rnd_below(f, 100);
       uint64_t owner = 1 + rnd_below(f, 3);
       if (op < 25) {
-        uint64_t h = acq(f, owner, opts[rnd_below(f, 5)], (int)rnd_below(f, 2));
+        unsigned sig = rnd_below(f, 4) ? next_sig++ % n_sigs : rnd_below(f, n_sigs);
+        uint64_t h = acq(f, owner, opts[sig], (int)rnd_below(f, 3) > 0);
         CHECK(h > 0);
         /* a ready callback may already have given it back */
         if (lc_cache_handle_live(f->c, h)) model_add(f, h, owner);
@@ -1096,6 +1349,7 @@ TEST(test_random_walk_keeps_invariants) {
         lc_cleanup_params p = {(int)rnd_below(f, 4), (int)rnd_below(f, 2),
                                rnd_below(f, 2) ? 500 + rnd_below(f, 4000) : 0, ids, n};
         CHECK(lc_cache_cleanup(f->c, &p, f->now) >= 0);
+        if (unused_over_bound(f, &p, cfg->max_idle_pages) < 0) failed_step = step;
       } else if (op < 86) {
         f->now += rnd_below(f, 1500);
         lc_cache_tick(f->c, f->now);
@@ -1110,9 +1364,14 @@ TEST(test_random_walk_keeps_invariants) {
         }
       } else if (op < 88) {
         if (rnd_below(f, 2) == 0) lc_cache_set_generation(f->c, ++gen, f->now); /* recycle */
-      } else if (op < 93 && f->n_live) {
+      } else if (op < 92 && f->n_live) {
         uint64_t h = f->live[rnd_below(f, (unsigned)f->n_live)];
         int rc = lc_cache_page_mark_bad(f->c, h);
+        CHECK(rc == 0 || rc == LC_CACHE_ENOENT);
+      } else if (op < 93) {
+        /* a renderer crash: any page id the backend has seen, idle, in use or gone */
+        uint64_t page = 1 + rnd_below(f, (unsigned)(f->n_calls + 2));
+        int rc = lc_cache_page_broken(f->c, page, f->now);
         CHECK(rc == 0 || rc == LC_CACHE_ENOENT);
       } else if (op < 95) {
         int n = lc_cache_release_owner(f->c, owner, f->now);
@@ -1129,7 +1388,7 @@ TEST(test_random_walk_keeps_invariants) {
         uint64_t before = lc_cache_session_find(f->c, owner, name);
         if (rnd_below(f, 2)) {
           int created = -1;
-          uint64_t h = lc_cache_session_open(f->c, owner, name, opts[rnd_below(f, 5)], f->now,
+          uint64_t h = lc_cache_session_open(f->c, owner, name, opts[rnd_below(f, n_sigs)], f->now,
                                              on_ready, f, &created);
           CHECK_INT(created, before ? 0 : 1);
           if (before) CHECK_INT(h, before);
@@ -1178,13 +1437,40 @@ TEST(test_random_walk_keeps_invariants) {
     CHECK_INT(s.contexts_open, 0);
     CHECK_INT(s.idle_pages, 0);
     CHECK(s.contexts_created > 20);
-    CHECK(s.pages_reused > 0);
+    if (cfg->max_pages_per_context > 0) CHECK(s.contexts_retired > 0);
     CHECK_INT(lc_cache_gen_contexts(f->c, gen, NULL), 0);
     /* every old generation was drained, exactly once, or lost */
     for (int g = 0; g < gen; g++) CHECK(f->drained_seen[g] + f->lost_seen[g] == 1);
     CHECK_CACHE(f);
     fake_free(f);
+    return s.pages_reused;
   }
+}
+
+TEST(test_random_walk_keeps_invariants) {
+  lc_cache_config cfg = {.close_timeout_ms = 3000, .max_idle_pages = 2};
+  for (uint64_t seed = 1; seed <= 4; seed++) CHECK(random_walk(seed, &cfg, 5, 4000) > 0);
+}
+
+/* Many rotating signatures: what stays open is bounded by the policy's numbers alone. */
+TEST(test_random_walk_rotating_signatures_bounded) {
+  static const lc_cache_config cfgs[] = {
+      {.close_timeout_ms = 3000, .max_idle_pages = 0},
+      {.close_timeout_ms = 3000, .max_idle_pages = 3},
+      {.close_timeout_ms = 3000, .max_idle_pages = 8, .max_pages_per_context = 3},
+      {.close_timeout_ms = 3000, .max_idle_pages = 1, .max_pages_per_context = 1},
+      {.close_timeout_ms = 3000, .max_idle_pages = 4, .adaptive_idle = 1},
+      {.close_timeout_ms = 3000,
+       .max_idle_pages = 8,
+       .max_pages_per_context = 2,
+       .adaptive_idle = 1},
+  };
+  static const unsigned sigs[] = {4, 20, 200};
+  uint64_t seed = 100;
+  for (size_t i = 0; i < sizeof cfgs / sizeof cfgs[0]; i++)
+    for (size_t j = 0; j < sizeof sigs / sizeof sigs[0]; j++)
+      if (random_walk(seed++, &cfgs[i], sigs[j], 3000) == 0)
+        CHECK(cfgs[i].max_idle_pages == 0 || cfgs[i].max_pages_per_context == 1 || sigs[j] > 20);
 }
 
 int main(void) {
@@ -1202,11 +1488,17 @@ int main(void) {
   RUN(test_browser_lost_drops_contexts);
   RUN(test_idle_timer_closes_after_and_not_before);
   RUN(test_page_reuse_and_bad_pages);
+  RUN(test_broken_page_is_closed_never_reused);
   RUN(test_max_idle_pages);
   RUN(test_creation_failures);
   RUN(test_release_of_pending_handle_cancels_ready);
   RUN(test_generation_recycle);
   RUN(test_release_owner_is_the_finalizer);
+  RUN(test_idle_budget_is_global);
+  RUN(test_adaptive_idle_pool);
+  RUN(test_context_retires_after_max_pages);
+  RUN(test_retire_while_creating);
   RUN(test_random_walk_keeps_invariants);
+  RUN(test_random_walk_rotating_signatures_bounded);
   DONE();
 }

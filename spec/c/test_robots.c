@@ -1,5 +1,6 @@
 /* test_robots.c: unit tests for engine/robots.c (RFC 9309 parsing and matching). */
 #include <stdlib.h>
+#include <time.h>
 
 #include "robots.h"
 #include "test.h"
@@ -358,6 +359,184 @@ TEST(bad_arguments) {
   lc_robots_free(NULL);
 }
 
+/* ---- hostile files: bounded work per check (issue 9, item 6) -------------------------------- */
+
+/* CPU time of this thread: time the machine spent on other processes (the test machine is
+ * shared and often loaded) is not counted against the check. */
+static double now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* A robots.txt of LC_ROBOTS_MAX_BYTES made of copies of `line` after "User-agent: *". */
+static char *max_file(const char *line, size_t *len) {
+  size_t n = LC_ROBOTS_MAX_BYTES, k = strlen(line), at = 0;
+  char *s = malloc(n + 1);
+  if (!s) return NULL;
+  const char *head = "User-agent: *\n";
+  memcpy(s, head, strlen(head));
+  at = strlen(head);
+  while (at + k <= n) {
+    memcpy(s + at, line, k);
+    at += k;
+  }
+  s[at] = '\0';
+  *len = at;
+  return s;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* The median and the slowest of `reps` (<= 64) checks of `path`, in ms; *verdict gets the
+ * last answer. */
+static double median_check_ms(const lc_robots *r, const char *path, int reps, int *verdict,
+                              double *worst) {
+  double t[64];
+  for (int i = 0; i < reps; i++) {
+    double t0 = now_ms();
+    *verdict = lc_robots_allowed(r, path);
+    t[i] = now_ms() - t0;
+  }
+  qsort(t, (size_t)reps, sizeof t[0], cmp_double);
+  *worst = t[reps - 1];
+  return t[reps / 2];
+}
+
+/* Not a benchmark: a bound on algorithmic complexity. The worst cases we can build (a
+ * 500 KiB file of wildcard rules that each almost match, a path over 4 KB) must be checked in
+ * under 1 ms each, on a loaded machine and in the sanitizer build. A matcher that backtracks
+ * (O(pattern x path) per rule, as before) or that keeps every rule of such a file takes
+ * seconds here; a linear matcher with capped rules and work takes a fraction of a
+ * millisecond. Times are the thread's CPU time (clock_gettime), and the bound is asserted on
+ * the median of 21 checks: on the shared, loaded test machine even CPU time of one check
+ * varies with cache contention, which says nothing about the algorithm. */
+TEST(worst_case_check_is_bounded) {
+  static const char *lines[] = {
+      /* many '*' that each match at once, then a byte the path never has */
+      "Disallow: /*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*X\n",
+      /* a '*' that must scan to the end of the path, then fail */
+      "Disallow: /*aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab\n",
+      /* anchored: a suffix that fails after every middle part matched */
+      "Allow: /a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*a*b$\n",
+      /* plain prefixes that share the path's first 60 bytes */
+      "Disallow: /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaX\n",
+      /* the shortest wildcard rule: the most rules per file */
+      "Allow:*X\n",
+  };
+  size_t pn = 4200;
+  char *path = malloc(pn + 1);
+  CHECK(path != NULL);
+  if (!path) return;
+  path[0] = '/';
+  memset(path + 1, 'a', pn - 1);
+  path[pn] = '\0';
+  for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+    size_t len;
+    char *txt = max_file(lines[i], &len);
+    CHECK(txt != NULL);
+    if (!txt) continue;
+    double t0 = now_ms();
+    lc_robots *r = lc_robots_parse(txt, len, "luacrawl");
+    double parse_ms = now_ms() - t0;
+    CHECK(r != NULL);
+    if (r) {
+      int verdict = -1;
+      double worst, median = median_check_ms(r, path, 21, &verdict, &worst);
+      fprintf(stderr,
+              "  worst case %zu: %zu-byte file parsed in %.2f ms, check median %.4f ms, max %.4f "
+              "ms\n",
+              i, len, parse_ms, median, worst);
+      CHECK(median < 1.0);
+      /* No rule matches. The plain-prefix file is answered in full ("allowed"); for the
+       * wildcard ones the work cap may end the check first, which refuses the URL. */
+      if (i == 3)
+        CHECK_INT(verdict, 1);
+      else
+        CHECK(verdict == 0 || verdict == 1);
+      lc_robots_free(r);
+    }
+    free(txt);
+  }
+  free(path);
+}
+
+/* Capped rules still answer correctly for the rules kept, and matching stays exact. */
+TEST(linear_matcher_semantics) {
+  CHECK_INT(allowed("User-agent: *\nDisallow: /*a*b*c\n", "x", "/xxaxxbxxcxx"), 0);
+  CHECK_INT(allowed("User-agent: *\nDisallow: /*a*b*c\n", "x", "/xxaxxcxxbxx"), 1);
+  CHECK_INT(allowed("User-agent: *\nDisallow: /*ab$\n", "x", "/abab"), 0);
+  CHECK_INT(allowed("User-agent: *\nDisallow: /*ab$\n", "x", "/ababa"), 1);
+  CHECK_INT(allowed("User-agent: *\nDisallow: /a*a$\n", "x", "/a"), 1); /* no overlap */
+  CHECK_INT(allowed("User-agent: *\nDisallow: /a*a$\n", "x", "/aa"), 0);
+  CHECK_INT(allowed("User-agent: *\nDisallow: /x$\n", "x", "/x"), 0);
+  CHECK_INT(allowed("User-agent: *\nDisallow: /x$\n", "x", "/xy"), 1);
+  CHECK_INT(allowed("User-agent: *\nDisallow: *\n", "x", "/anything"), 0);
+  CHECK_INT(allowed("User-agent: *\nDisallow: /**$\n", "x", "/q"), 0);
+  CHECK_INT(allowed("User-agent: *\nDisallow: /a**b\n", "x", "/ab"), 0);
+}
+
+/* A group keeps at most LC_ROBOTS_MAX_RULES rules, the first ones. */
+TEST(rules_per_group_capped) {
+  size_t cap = LC_ROBOTS_MAX_RULES + 10, at = 0;
+  char *txt = malloc(cap * 32 + 64);
+  CHECK(txt != NULL);
+  if (!txt) return;
+  at += (size_t)sprintf(txt + at, "User-agent: *\n");
+  for (size_t i = 0; i < cap; i++) at += (size_t)sprintf(txt + at, "Disallow: /r%zu/\n", i);
+  lc_robots *r = lc_robots_parse(txt, at, "luacrawl");
+  CHECK(r != NULL);
+  if (r) {
+    char p[64];
+    snprintf(p, sizeof p, "/r%d/", 0);
+    CHECK_INT(lc_robots_allowed(r, p), 0);
+    snprintf(p, sizeof p, "/r%d/", LC_ROBOTS_MAX_RULES - 1);
+    CHECK_INT(lc_robots_allowed(r, p), 0);
+    snprintf(p, sizeof p, "/r%d/", LC_ROBOTS_MAX_RULES + 5);
+    CHECK_INT(lc_robots_allowed(r, p), 1); /* beyond the cap: dropped */
+    lc_robots_free(r);
+  }
+  free(txt);
+}
+
+/* ---- long URLs (issue 9, item 7) ------------------------------------------------------------ */
+
+/* A URL of `n` bytes: origin, then /private/ and filler. */
+static char *long_url(size_t n, const char *dir) {
+  char *u = malloc(n + 1);
+  if (!u) return NULL;
+  int k = snprintf(u, n + 1, "http://127.0.0.1:8080%s", dir);
+  memset(u + k, 'x', n - (size_t)k);
+  u[n] = '\0';
+  return u;
+}
+
+/* robots.txt applies to URLs of any length the engine crawls, not only to those that fit a
+ * 4 KB buffer: a 4,096-byte (and longer) disallowed URL is disallowed. */
+TEST(long_urls_are_checked) {
+  const char *txt = "User-agent: *\nDisallow: /private/\n";
+  lc_robots *r = lc_robots_parse(txt, strlen(txt), "luacrawl");
+  CHECK(r != NULL);
+  if (!r) return;
+  size_t sizes[] = {100, 4095, 4096, 4097, 6000, 8192};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    char *bad = long_url(sizes[i], "/private/"), *good = long_url(sizes[i], "/public/");
+    CHECK(bad && good);
+    if (bad && good) {
+      CHECK_INT(lc_robots_allowed_url(r, bad), 0);
+      CHECK_INT(lc_robots_allowed_url(r, good), 1);
+    }
+    free(bad);
+    free(good);
+  }
+  CHECK_INT(lc_robots_allowed_url(r, "not a url"), LC_ROBOTS_EINVAL);
+  CHECK_INT(lc_robots_allowed_url(NULL, "http://a/"), LC_ROBOTS_EINVAL);
+  lc_robots_free(r);
+}
+
 int main(void) {
   RUN(rfc_example_groups);
   RUN(rfc_merge_and_star_fallback);
@@ -371,5 +550,9 @@ int main(void) {
   RUN(input_capped_at_500_kib);
   RUN(fetch_status_rules);
   RUN(bad_arguments);
+  RUN(worst_case_check_is_bounded);
+  RUN(linear_matcher_semantics);
+  RUN(rules_per_group_capped);
+  RUN(long_urls_are_checked);
   DONE();
 }

@@ -19,10 +19,11 @@
 --   H.exists(path) -> bool;  H.dir_empty(path) -> bool (a missing dir counts as empty)
 --   H.script(text[, name]) -> path of a job script in a fresh temp dir
 -- Servers
---   H.server([root]) -> srv        server.py on 127.0.0.1 serving root (default H.fixture_root)
+--   H.server([root[, opts]]) -> srv  server.py on 127.0.0.1 serving root (default H.fixture_root);
+--                                  opts.robots_delay_ms: /robots.txt answered after that long
 --     srv.port, srv.pid, srv.root, srv.stderr_path
 --     srv.url([path]) -> "http://127.0.0.1:PORT" .. path (path defaults to "/")
---     srv.log() -> list of {method=, path=, time=, status=};  srv.clear_log();  srv.reset()
+--     srv.log() -> list of {method=, path=, time=, done=, status=, ua=};  srv.clear_log();  srv.reset()
 --     srv.count(path) -> times path (with query, as requested) was served
 --     srv.stop() -> true once the process is gone (SIGTERM, then SIGKILL after 5 s)
 --   H.site_server() -> srv         serves examples/site
@@ -130,6 +131,9 @@ function H.tmpdir()
   local base = os.getenv("TMPDIR") or "/tmp"
   local dir = sh_read("mktemp -d " .. q(base .. "/luacrawl-spec.XXXXXX")):gsub("%s+$", "")
   assert(dir ~= "" and lfs.attributes(dir, "mode") == "directory", "mktemp -d failed")
+  -- Searchable (not listable) by others: as root the browser runs as its own user, and a
+  -- profile root below this dir must be reachable by it.
+  assert(sh("chmod 711 " .. q(dir)) == 0, "chmod 711 " .. dir .. " failed")
   owned.tmpdirs[#owned.tmpdirs + 1] = dir
   return dir
 end
@@ -298,13 +302,15 @@ end
 -- Fixture server
 -- ---------------------------------------------------------------------------------------
 
-function H.server(root)
+function H.server(root, opts)
+  opts = opts or {}
   root = absolute(root or H.fixture_root)
   assert(lfs.attributes(root, "mode") == "directory", "no such server root: " .. root)
   local dir = H.tmpdir()
   local port_file, stderr_path = dir .. "/port", dir .. "/server.stderr"
-  local cmd = string.format("%s %s --root %s --port-file %s --watch-pid %d </dev/null >%s 2>&1 "
-    .. "& echo $!", q(H.python), q(SERVER_PY), q(root), q(port_file), H.pid, q(stderr_path))
+  local extra = opts.robots_delay_ms and ("--robots-delay-ms " .. math.tointeger(opts.robots_delay_ms)) or ""
+  local cmd = string.format("%s %s --root %s --port-file %s --watch-pid %d %s </dev/null >%s 2>&1 "
+    .. "& echo $!", q(H.python), q(SERVER_PY), q(root), q(port_file), H.pid, extra, q(stderr_path))
   local srv = { root = root, stderr_path = stderr_path }
   srv.pid = tonumber(sh_read(cmd):match("%d+"))
   owned.servers[#owned.servers + 1] = srv
@@ -391,6 +397,9 @@ end
 -- Builds what H.run and H.spawn share: paths, flags and the env prefix.
 local function prepare(args, opts)
   local dir = H.tmpdir()
+  -- As root the browser runs as its own user (luacrawl-chrome), who must get through this dir
+  -- to its profile dir: searchable, not listable.
+  assert(sh("chmod 711 " .. q(dir)) == 0, "chmod 711 " .. dir .. " failed")
   local job = {
     dir = dir,
     profile_root = dir .. "/profiles",

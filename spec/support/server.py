@@ -6,7 +6,7 @@ under /_/, and the request log. Nothing it serves names a non-loopback URL that 
 would fetch.
 
     python3 spec/support/server.py --root DIR --port-file FILE [--host 127.0.0.1]
-                                   [--watch-pid PID] [--verbose]
+                                   [--watch-pid PID] [--verbose] [--robots-delay-ms N]
 
 Binds port 0 (the OS chooses), writes the port number to FILE atomically (tmp + rename) once
 listening, and serves until SIGTERM or SIGINT, then exits 0 promptly: handler threads are
@@ -18,7 +18,10 @@ Clients that disconnect mid-response (BrokenPipe, ConnectionReset) are ignored s
 Every response carries `Cache-Control: no-store`, so the request log shows what a browser
 really fetched. HTTP/1.1 keep-alive is on; every response has a Content-Length. HEAD is
 answered like GET without the body. Requests are logged when they arrive, before the
-handler runs, so /_/noanswer and /_/stall are logged too; /_/log and /_/reset are not.
+handler runs, so /_/noanswer and /_/stall are logged too; /_/log and /_/reset are not. An
+entry is {method, path, time (arrival), done (when the handler returned, null until then),
+status, ua (the User-Agent header)}. --robots-delay-ms N answers /robots.txt after N ms, so a
+test can see how many robots.txt fetches overlap.
 
 Static files
   GET /PATH             the file under --root; a directory serves its index.html (a directory
@@ -40,7 +43,9 @@ Dynamic routes (query parameters in brackets are optional; defaults after "=")
                             shutdown.
   /_/status?code=N          status N (100 < N < 600) with a small HTML body (<h1 id="status">N ...).
   /_/redirect?n=N&to=PATH   a chain of N (=1) redirects ending at PATH (="/"): n=3 answers 302 to
-        [&code=302]         n=2, then n=1, then PATH. PATH must be a local absolute path ("/...").
+        [&code=302]         n=2, then n=1, then PATH. PATH must be a local absolute path ("/...")
+                            or a loopback URL (http://127.0.0.1:PORT/... or http://localhost:PORT/...,
+                            another server: the cross-origin case).
                             code may be 301, 302, 303, 307 or 308.
   /_/latin1[?meta=1]        HTML in ISO-8859-1 bytes, "café déjà vu, naïve façade" in <p id="text">,
                             declared by `Content-Type: text/html; charset=iso-8859-1`; with meta=1
@@ -94,6 +99,10 @@ Dynamic routes (query parameters in brackets are optional; defaults after "=")
                             relative (//127.0.0.1:PORT/_/cycle), empty query (./cycle?), dot
                             segments (/_/./cycle2, /_/x/../cycle). A correct frontier fetches each
                             of the two exactly once.
+  /_/crashbrowser?root=DIR  a hostile page that takes the browser down: SIGKILLs the main browser
+                            process naming DIR (a LUACRAWL_PROFILE_ROOT; the process without
+                            --type= whose arguments name DIR), then answers 200 with a small page.
+                            {"killed": [pid...]} in <pre id="killed">.
 """
 
 import argparse
@@ -101,6 +110,7 @@ import html
 import json
 import os
 import posixpath
+import re
 import secrets
 import signal
 import socket
@@ -270,8 +280,9 @@ SCROLL_SCRIPT = """
 class State:
     """Everything the handler threads share, behind one lock."""
 
-    def __init__(self, root, verbose):
+    def __init__(self, root, verbose, robots_delay_ms=0):
         self.root = os.path.realpath(root)
+        self.robots_delay_ms = robots_delay_ms
         self.verbose = verbose
         self.lock = threading.Lock()
         self.log = []
@@ -280,9 +291,11 @@ class State:
         self.shutdown = threading.Event()
         self.big_cache = {}
 
-    def record(self, method, path):
-        """Appends a log entry and returns it (its status is filled in when sent)."""
-        entry = {"method": method, "path": path, "time": time.time(), "status": None}
+    def record(self, method, path, ua=None):
+        """Appends a log entry and returns it (its status is filled in when sent, its `done`
+        time when the handler returned)."""
+        entry = {"method": method, "path": path, "time": time.time(), "status": None,
+                 "done": None, "ua": ua}
         with self.lock:
             self.log.append(entry)
         return entry
@@ -373,8 +386,21 @@ class Handler(BaseHTTPRequestHandler):
         self.url_path = url.path
         self.query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, True).items()}
         if not (url.path == "/_/log" or url.path == "/_/reset"):
-            self._entry = self.state.record(self.command, self.path)
+            self._entry = self.state.record(self.command, self.path,
+                                            self.headers.get("User-Agent"))
+        try:
+            self.route(url)
+        finally:
+            if self._entry is not None:
+                self._entry["done"] = time.time()
+
+    def route(self, url):
+        """Runs the route for url.path, or the static server."""
         route = ROUTES.get(url.path)
+        if url.path == "/robots.txt" and self.state.robots_delay_ms:
+            if not self.wait(self.state.robots_delay_ms / 1000.0):
+                self.close_connection = True
+                return
         if route is None and url.path.startswith("/_/"):
             self.not_found()
         elif route is None:
@@ -541,8 +567,9 @@ def route_redirect(h):
     n = h.int_param("n", 1, 0, 100)
     to = h.query.get("to", "/")
     code = h.int_param("code", 302)
-    if not to.startswith("/") or to.startswith("//") or to.startswith("/\\"):
-        return h.bad_request("to must be a local absolute path")
+    loopback = re.match(r"^http://(127\.0\.0\.1|localhost):\d+/", to)
+    if not loopback and (not to.startswith("/") or to.startswith("//") or to.startswith("/\\")):
+        return h.bad_request("to must be a local absolute path or a loopback http URL")
     if code not in (301, 302, 303, 307, 308):
         return h.bad_request("code must be 301, 302, 303, 307 or 308")
     if n <= 1:
@@ -793,6 +820,40 @@ def route_font(h):
     h.respond(200, b"wOF2" + b"\x00" * 60, "font/woff2")
 
 
+def main_browser_pids(root):
+    """Pids of the main browser processes (no --type=) whose arguments name root."""
+    root = root.rstrip("/")
+    pids = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                args = f.read().decode("utf-8", "replace").split("\0")
+        except OSError:
+            continue
+        if any(a.startswith("--type=") for a in args):
+            continue
+        if any(a.startswith("--") and (root + "/") in a for a in args):
+            pids.append(int(name))
+    return pids
+
+
+def route_crashbrowser(h):
+    root = h.query.get("root", "")
+    if len(root) < 2:
+        h.bad_request("root=DIR required")
+        return
+    killed = []
+    for pid in main_browser_pids(root):
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except OSError:
+            pass
+    h.respond(200, page("crash", '<pre id="killed">%s</pre>' % json.dumps({"killed": killed})))
+
+
 def route_cycle(h):
     h.respond(200, cycle_page(h.server.server_address[1], "cycle"))
 
@@ -835,6 +896,7 @@ ROUTES = {
     "/_/font.woff2": route_font,
     "/_/cycle": route_cycle,
     "/_/cycle2": route_cycle2,
+    "/_/crashbrowser": route_crashbrowser,
 }
 
 # ---------------------------------------------------------------------------------------
@@ -875,13 +937,15 @@ def main(argv=None):
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--watch-pid", type=int, help="exit when this process is gone")
     parser.add_argument("--verbose", action="store_true", help="log requests to stderr")
+    parser.add_argument("--robots-delay-ms", type=int, default=0,
+                        help="answer /robots.txt only after this many ms")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.root):
         sys.stderr.write("server.py: --root %s is not a directory\n" % args.root)
         return 2
 
     server = FixtureServer((args.host, 0), Handler)
-    server.state = State(args.root, args.verbose)
+    server.state = State(args.root, args.verbose, args.robots_delay_ms)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                               daemon=True)
     thread.start()
