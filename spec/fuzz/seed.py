@@ -137,3 +137,14 @@ put("frontier", "story", bytes([3, 0, 0, 1, ord("p"), 0, 0, 0, 1, ord("p"), 0, 1
 # output: a file, then a short write followed by ENOSPC; stdout, then a short write and EPIPE.
 put("output", "file-enospc", bytes([0, 1, 5]) + b'{"a":1}' + bytes([0, 1, 3, 5]) + bytes([1, 4]) + b"{}" + bytes([0]))
 put("output", "stdout-epipe", bytes([1, 1, 5]) + b'{"a":1}' + bytes([0, 1, 5]) + b'{"b":2}' + bytes([1, 2, 2, 3, 4]) + bytes([1, 2]) + b"{}")
+# output, queued (mode 2, max_backlog 16): a record waits (not writable), a second is refused
+# (ENOBUFS), drain gets 4 bytes out then waits, flush puts out the rest, a record meets EPIPE,
+# then a write and a drain on the broken sink.
+put("output", "queued-enobufs-epipe",
+    bytes([2, 0, 15]) + bytes([0, 10]) + b'{"a":1234}' + bytes([5])
+    + bytes([0, 10]) + b'{"b":5678}'
+    + bytes([0xFE, 0, 1, 3, 6]) + bytes([0xFD, 0, 0])
+    + bytes([0, 2]) + b"{}" + bytes([0, 4]) + bytes([0, 2]) + b"[]" + bytes([0xFE]))
+# output, queued (max_backlog 101): a 1 MiB record taken into the empty queue, partly out, then
+# a small one refused; the final flush puts it all out in PIPE_BUF chunks.
+put("output", "queued-big", bytes([2, 0, 100, 0xFF, 0xFF, 5, 0, 1, 200, 6, 0, 3]) + b"{}x")
