@@ -1,11 +1,12 @@
-/* fuzz_cdp.c: the CDP client (engine/cdp.h) against a fake transport, fed arbitrary incoming
- * messages: replies with ids (pending, finished, cancelled, unknown, malformed), events with
- * sessionIds, garbage, and transport open/close, mixed with sends (some that cannot be
- * queued), cancels, fail_session and loop turns. Reply callbacks themselves send and cancel.
+/* fuzz_cdp.c: the CDP client (engine/cdp.h) over a fake transport, fed arbitrary incoming
+ * messages: replies with ids (pending, finished, cancelled, unknown, malformed, over the
+ * command's reply cap), events with sessionIds, garbage, and transport open/close, mixed with
+ * sends (some capped, some that cannot be queued), cancels, fail_session and loop turns. Reply
+ * callbacks themselves send and cancel.
  *
- * The fake: this file defines lc_ws_connect / lc_ws_send / lc_ws_close, and the target is
- * built from cdp.c, json.c and log.c without ws.c, so cdp.c talks to it instead of
- * libwebsockets (a link-time seam: cdp.c is unchanged).
+ * The fake is an lc_transport (engine/transport.h) made by the constructor handed to
+ * lc_cdp_open, as pipe.c and ws.c are: no link seam. The keepalive (lc_cdp_set_keepalive)
+ * is not driven here: it needs the loop's clock to move.
  *
  * Properties: every command gets exactly one reply callback, or none once cancelled; a reply
  * comes with the answer's result (NUL-terminated, the text sent) or the error the message or
@@ -13,7 +14,9 @@
  * free, ESEND for a send that could not be queued, on the next loop turn); a callback never
  * runs during lc_cdp_send; events reach on_event once with their session, method and params;
  * on_closed fires once; lc_cdp_pending is the number of commands still waiting; the loop
- * closes cleanly after lc_cdp_free. */
+ * closes cleanly after lc_cdp_free, which closes the transport exactly once (and no transport
+ * callback reaches cdp.c after that); a constructor that fails makes lc_cdp_open return NULL
+ * with its message. */
 #include <inttypes.h>
 #include <uv.h>
 
@@ -23,38 +26,49 @@
 
 /* ---- the fake transport ---- */
 
-struct lc_ws {
-  lc_ws_cbs cbs;
-  void *ud;
-  int closed;
-};
-static lc_ws fake_ws;
-static int send_fails; /* the next lc_ws_send refuses */
+typedef struct fake_transport {
+  lc_transport base; /* first: cdp.c sees only this */
+  int peer_closed;   /* on_close was delivered: nothing arrives any more */
+} fake_transport;
+
+static fake_transport *fake; /* the live one, NULL once cdp.c closed it */
+static int fake_closes;      /* close() calls this input */
+static int send_fails;       /* the next send refuses */
+static int freeing;          /* lc_cdp_free is running: the only time close() may come */
 static uint64_t sent_id;
 
-lc_ws *lc_ws_connect(lc_ws_ctx *ctx, const char *url, const lc_ws_cbs *cbs, void *ud, char **err) {
-  (void)ctx, (void)url, (void)err;
-  memset(&fake_ws, 0, sizeof fake_ws);
-  fake_ws.cbs = *cbs;
-  fake_ws.ud = ud;
-  return &fake_ws;
-}
-
-int lc_ws_send(lc_ws *ws, const char *msg, size_t len) {
-  FUZZ_CHECK(ws == &fake_ws && !ws->closed);
+static int fake_send(lc_transport *t, const char *msg, size_t len) {
+  FUZZ_CHECK(fake && t == &fake->base && !fake->peer_closed); /* never after on_close */
   FUZZ_CHECK(strlen(msg) == len);
   lc_json_span v;
   int64_t id;
   FUZZ_CHECK(lc_json_member(msg, len, "id", &v) == 0 && lc_json_int(v, &id) == 0);
   FUZZ_CHECK(lc_json_member(msg, len, "method", &v) == 0);
   sent_id = (uint64_t)id;
-  if (send_fails) return -1;
-  return 0;
+  return send_fails ? -1 : 0;
 }
 
-void lc_ws_close(lc_ws *ws) {
-  FUZZ_CHECK(ws == &fake_ws);
-  ws->closed = 1;
+static void fake_close(lc_transport *t) {
+  FUZZ_CHECK(fake && t == &fake->base && freeing); /* once, from lc_cdp_free */
+  fake_closes++;
+  free(fake); /* ASan reports a second close or any later use */
+  fake = NULL;
+}
+
+static const lc_transport_ops fake_ops = {"fake", fake_send, fake_close};
+
+/* The constructor lc_cdp_open calls; *arg != 0 makes it fail, as a refused connection does. */
+static lc_transport *fake_open(void *arg, const lc_transport_cbs *cbs, char **err) {
+  if (*(int *)arg) {
+    *err = strdup("fake: connection refused");
+    return NULL;
+  }
+  FUZZ_CHECK(fake == NULL && cbs->on_open && cbs->on_message && cbs->on_close);
+  fake = calloc(1, sizeof *fake);
+  if (!fake) abort();
+  fake->base.ops = &fake_ops;
+  fake->base.cbs = *cbs;
+  return &fake->base;
 }
 
 /* ---- the model ---- */
@@ -66,6 +80,7 @@ enum { PENDING, FAILED_SEND, CANCELLED, DONE };
 typedef struct cmd {
   uint64_t id;
   int session, state, calls, err;
+  size_t max_reply; /* 0: none */
   char result[128]; /* the reply's text, cut to fit */
 } cmd;
 
@@ -74,7 +89,7 @@ static struct {
   size_t n;
   lc_cdp *c;
   fuzz_in *in;
-  int in_send, freeing, closed_calls, open_calls, events;
+  int in_send, closed_calls, open_calls, events;
   const char *want_session, *want_method, *want_params;
 } m;
 
@@ -86,7 +101,7 @@ static const char *const methods[] = {"Page.navigate", "Runtime.evaluate", "Targ
 
 static void on_reply(void *ud, int err, char *result, size_t len);
 
-static cmd *send_one(int session, int fails) {
+static cmd *send_one(int session, int fails, size_t max_reply) {
   if (m.n == MAX_CMDS) return NULL;
   cmd *k = &m.cmds[m.n++];
   memset(k, 0, sizeof *k);
@@ -94,7 +109,11 @@ static cmd *send_one(int session, int fails) {
   send_fails = fails;
   sent_id = 0;
   m.in_send = 1;
-  k->id = lc_cdp_send(m.c, sessions[session], methods[session], NULL, 600000, on_reply, k);
+  k->max_reply = max_reply;
+  k->id = max_reply
+              ? lc_cdp_send_capped(m.c, sessions[session], methods[session], NULL, 600000,
+                                   max_reply, on_reply, k)
+              : lc_cdp_send(m.c, sessions[session], methods[session], NULL, 600000, on_reply, k);
   m.in_send = 0;
   FUZZ_CHECK(k->id > 0);
   FUZZ_CHECK(k == m.cmds || k->id > k[-1].id); /* ids grow */
@@ -133,9 +152,9 @@ static void on_reply(void *ud, int err, char *result, size_t len) {
   k->state = DONE;
   k->err = err;
   FUZZ_CHECK(lc_cdp_cancel(m.c, k->id) == -1); /* no longer pending */
-  if (m.freeing) return;
+  if (freeing) return;
   uint8_t act = fuzz_u8(m.in);
-  if (act % 4 == 1) send_one(fuzz_u8(m.in) % N_SESSIONS, 0); /* send from a callback */
+  if (act % 4 == 1) send_one(fuzz_u8(m.in) % N_SESSIONS, 0, 0); /* send from a callback */
   if (act % 4 == 2) {
     cmd *other = nth_waiting(fuzz_u8(m.in));
     if (other) {
@@ -166,11 +185,11 @@ static void on_open(void *ud) {
   m.open_calls++;
 }
 
-/* Deliver one message as ws.c does: writable, NUL-terminated, valid during the call only. */
+/* Deliver one message as a transport does: writable, NUL-terminated, valid during the call. */
 static void deliver(const char *text, size_t n) {
-  if (fake_ws.closed) return; /* nothing arrives after the transport closed */
+  if (fake->peer_closed) return; /* nothing arrives after the transport closed */
   char *msg = fuzz_strndup((const uint8_t *)text, n);
-  fake_ws.cbs.on_message(fake_ws.ud, msg, n);
+  fake->base.cbs.on_message(fake->base.cbs.ud, msg, n);
   free(msg);
 }
 
@@ -225,9 +244,16 @@ static void op_reply(void) {
       want = "\"plain\"";
       break;
   }
+  char toobig[96];
+  if (fires && k->max_reply && strlen(msg) > k->max_reply) { /* the cap comes first */
+    snprintf(toobig, sizeof toobig, "reply exceeds max_bytes (%zu)", k->max_reply);
+    want = NULL;
+    want_err = LC_CDP_ETOOBIG;
+    want_text = toobig;
+  }
   int calls = k ? k->calls : 0;
   deliver(msg, strlen(msg));
-  if (fake_ws.closed || !k) return;
+  if (fake->peer_closed || !k) return;
   if (!fires) {
     FUZZ_CHECK(k->calls == calls);
     return;
@@ -254,7 +280,7 @@ static void op_event(void) {
   int before = m.events;
   deliver(msg, strlen(msg));
   m.want_method = NULL;
-  if (!fake_ws.closed) FUZZ_CHECK(m.events == before + 1);
+  if (!fake->peer_closed) FUZZ_CHECK(m.events == before + 1);
 }
 
 static uv_loop_t *loop(void) {
@@ -269,16 +295,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_in in = {data, size, 0};
   memset(&m, 0, sizeof m);
   m.in = &in;
+  fake_closes = 0;
+  freeing = 0;
   lc_cdp_cbs cbs = {on_open, on_event, on_closed, NULL};
   char *err = NULL;
-  m.c = lc_cdp_connect(loop(), NULL, "ws://127.0.0.1:9/devtools/browser/x", &cbs, &err);
-  FUZZ_CHECK(m.c != NULL);
+  int refuse = 1; /* a transport that cannot be made: NULL and its message, nothing leaks */
+  FUZZ_CHECK(lc_cdp_open(loop(), fake_open, &refuse, &cbs, &err) == NULL);
+  FUZZ_CHECK(err && strcmp(err, "fake: connection refused") == 0);
+  free(err);
+  err = NULL;
+  refuse = 0;
+  m.c = lc_cdp_open(loop(), fake_open, &refuse, &cbs, &err);
+  FUZZ_CHECK(m.c != NULL && err == NULL && fake != NULL);
+  FUZZ_CHECK(m.open_calls == 0 && !lc_cdp_is_open(m.c)); /* nothing fires during open */
   while (!fuzz_done(&in)) {
     uint8_t op = fuzz_u8(&in);
     switch (op % 10) {
       case 0:
       case 1:
-        send_one(fuzz_u8(&in) % N_SESSIONS, (op & 0x80) && (op & 0x40));
+        send_one(fuzz_u8(&in) % N_SESSIONS, (op & 0x80) && (op & 0x40),
+                 (op & 0x20) ? fuzz_u8(&in) : 0);
         break;
       case 2:
       case 3:
@@ -319,13 +355,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         break;
       default:
         if (op & 0x80) {
-          if (!fake_ws.closed && !lc_cdp_is_open(m.c)) {
-            fake_ws.cbs.on_open(fake_ws.ud);
+          if (!fake->peer_closed && !lc_cdp_is_open(m.c)) {
+            fake->base.cbs.on_open(fake->base.cbs.ud);
             FUZZ_CHECK(lc_cdp_is_open(m.c) && m.open_calls == 1);
           }
-        } else if (!fake_ws.closed) {
-          fake_ws.closed = 1; /* the browser went away */
-          fake_ws.cbs.on_close(fake_ws.ud, "EOF");
+        } else if (!fake->peer_closed) {
+          fake->peer_closed = 1; /* the browser went away */
+          fake->base.cbs.on_close(fake->base.cbs.ud, "EOF");
           FUZZ_CHECK(m.closed_calls == 1 && !lc_cdp_is_open(m.c));
           for (size_t i = 0; i < m.n; i++) /* all that waited failed, before on_closed */
             FUZZ_CHECK(m.cmds[i].state == DONE || m.cmds[i].state == CANCELLED ||
@@ -335,8 +371,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     FUZZ_CHECK(lc_cdp_pending(m.c) == model_waiting());
   }
-  m.freeing = 1;
+  freeing = 1;
   lc_cdp_free(m.c);
+  FUZZ_CHECK(fake == NULL && fake_closes == 1);
   for (size_t i = 0; i < m.n; i++) {
     cmd *k = &m.cmds[i];
     FUZZ_CHECK(k->calls == (k->state == CANCELLED ? 0 : 1));

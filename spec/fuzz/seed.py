@@ -148,3 +148,6 @@ put("output", "queued-enobufs-epipe",
 # output, queued (max_backlog 101): a 1 MiB record taken into the empty queue, partly out, then
 # a small one refused; the final flush puts it all out in PIPE_BUF chunks.
 put("output", "queued-big", bytes([2, 0, 100, 0xFF, 0xFF, 5, 0, 1, 200, 6, 0, 3]) + b"{}x")
+# cdp: a send capped at 20 bytes gets a longer reply (ETOOBIG), a send capped at 200 a normal
+# one, an uncapped send an error reply; then the loop turns.
+put("cdp", "capped", bytes([40, 0, 20, 2, 0, 0, 0, 41, 1, 200, 2, 0, 0, 0, 0, 2, 2, 0, 1, 0, 8]))
