@@ -3,10 +3,11 @@
  * Input: up to 8 paths, one per line, then a NUL byte, then the robots.txt body; without a NUL
  * the whole input is the body and a fixed set of paths is checked. Properties: no crash; the
  * answers are 0 or 1; "/robots.txt" is always allowed and "" is "/"; an empty body allows
- * everything; the crawl delay is -1 or in [0, 1e9]; and one parse plus all matches of an input
- * of at most LC_ROBOTS_MAX_BYTES takes at most FUZZ_ROBOTS_MS (100 ms) of CPU time, the fastest
- * of three runs: slower is a finding (issue 9, item 6: a hostile robots.txt must not stall the
- * loop). */
+ * everything; the crawl delay is -1 or in [0, 1e9]; lc_robots_allowed_url on http://example.com
+ * plus a path of plain characters answers as lc_robots_allowed on the path; and one parse plus all
+ * matches of an input of at most LC_ROBOTS_MAX_BYTES takes at most FUZZ_ROBOTS_MS (100 ms) of CPU
+ * time, the fastest of three runs: slower is a finding (issue 9, item 6: a hostile robots.txt must
+ * not stall the loop). */
 #include <time.h>
 
 #include "fuzz.h"
@@ -23,9 +24,25 @@ static double now_ms(void) {
   return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* A path of plain characters, which URL normalization leaves as it is. */
+static int plain_path(const char *p) {
+  if (*p != '/') return 0;
+  for (; *p; p++)
+    if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-", *p)) return 0;
+  return 1;
+}
+
 static int check_path(const lc_robots *r, const char *path) {
   int a = lc_robots_allowed(r, path);
   FUZZ_CHECK(a == 0 || a == 1);
+  if (plain_path(path)) { /* the URL form answers the same, whatever the path's length */
+    size_t n = strlen(path) + 32;
+    char *url = malloc(n);
+    if (!url) abort();
+    snprintf(url, n, "http://example.com%s", path);
+    FUZZ_CHECK(lc_robots_allowed_url(r, url) == a);
+    free(url);
+  }
   return a;
 }
 
