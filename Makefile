@@ -3,14 +3,18 @@
 #   make test   install what is missing, build with ASan+UBSan, run every test
 #               (a failing test is run once more and both runs are shown: the browser specs
 #               measure real time on a shared machine; a real defect fails twice)
+#   make fuzz   build the libFuzzer targets of spec/fuzz with clang and run each for
+#               FUZZ_SECONDS (60); `make test` replays their corpora (with gcc too)
 # Plain `make` builds build/luacrawl.
 
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS       ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 
-.PHONY: all deps build run test test-unit valgrind bench clean format
+.PHONY: all deps build run test test-unit fuzz valgrind bench clean format
 
 all: build
 
@@ -37,6 +41,11 @@ test-unit: deps
 	@cmake --build $(BUILD_ASAN) -j $(JOBS)
 	@ctest --test-dir $(BUILD_ASAN) --output-on-failure -L unit
 
+# Each fuzz target for FUZZ_SECONDS, one at a time (FUZZ_TARGETS="url robots" for some only).
+fuzz:
+	@bash tools/deps.sh fuzz
+	@BUILD_FUZZ=$(BUILD_FUZZ) FUZZ_SECONDS=$(FUZZ_SECONDS) JOBS=$(JOBS) bash tools/fuzz.sh $(FUZZ_TARGETS)
+
 # The unit tests and one real crawl under valgrind (a plain build: valgrind and ASan do not mix).
 valgrind: build
 	@bash tools/valgrind.sh $(BUILD)
@@ -48,4 +57,4 @@ format:
 	@clang-format -i engine/*.c engine/*.h spec/c/*.c spec/c/*.h
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

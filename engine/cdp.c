@@ -134,7 +134,12 @@ static void handle_reply(lc_cdp *c, int64_t id, char *msg, size_t len) {
     cmd_finish(c, m, LC_CDP_EPROTO, buf, strlen(buf));
     return;
   }
-  if (lc_json_member(msg, len, "result", &v) != 0) {
+  int has_result = lc_json_member(msg, len, "result", &v);
+  if (has_result == -2) { /* cut short or garbled before its result: not an answer */
+    cmd_fail(c, m, LC_CDP_EPROTO, "malformed reply from the browser");
+    return;
+  }
+  if (has_result != 0) {
     static char empty[] = "{}";
     cmd_finish(c, m, 0, empty, 2);
     return;

@@ -17,7 +17,7 @@ typedef struct lc_cdp lc_cdp;
 
 enum {
   LC_CDP_OK = 0,
-  LC_CDP_EPROTO = -1,   /* CDP answered with an error object */
+  LC_CDP_EPROTO = -1,   /* CDP answered with an error object, or a reply that does not parse */
   LC_CDP_ETIMEOUT = -2, /* no answer before the deadline */
   LC_CDP_ECLOSED = -3,  /* the connection closed or was never open */
   LC_CDP_ESEND = -4,    /* could not queue the command */

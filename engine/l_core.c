@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "engine.h"
 #include "json.h"
 #include "log.h"
@@ -767,35 +768,14 @@ static int l_core_kill_browser(lua_State *L) {
 
 /* core.b64decode(text) -> bytes | nil, err */
 static int l_core_b64decode(lua_State *L) {
-  size_t n;
+  size_t n, o;
   const char *s = luaL_checklstring(L, 1, &n);
-  static signed char map[256];
-  static int init;
-  if (!init) {
-    memset(map, -1, sizeof map);
-    const char *abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (int i = 0; i < 64; i++) map[(unsigned char)abc[i]] = (signed char)i;
-    init = 1;
-  }
   luaL_Buffer b;
-  char *out = luaL_buffinitsize(L, &b, n / 4 * 3 + 3);
-  size_t o = 0;
-  unsigned acc = 0;
-  int bits = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)s[i];
-    if (c == '=' || c == '\n' || c == '\r') continue;
-    if (map[c] < 0) {
-      lua_pushnil(L);
-      lua_pushliteral(L, "invalid base64");
-      return 2;
-    }
-    acc = (acc << 6) | (unsigned)map[c];
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[o++] = (char)((acc >> bits) & 0xFF);
-    }
+  char *out = luaL_buffinitsize(L, &b, LC_BASE64_DECODED_MAX(n));
+  if (lc_base64_decode(s, n, out, &o) != 0) {
+    lua_pushnil(L);
+    lua_pushliteral(L, "invalid base64");
+    return 2;
   }
   luaL_pushresultsize(&b, o);
   return 1;

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -57,7 +58,8 @@ static void proc_path(char *out, size_t n, long pid, const char *leaf) {
   out[k] = '\0';
 }
 
-/* Parses a decimal integer (optionally negative) at *s, advancing *s; signal-safe. */
+/* Parses a decimal integer (optionally negative) at *s, advancing *s; signal-safe. Too many
+ * digits saturate at LLONG_MAX (no overflow, whatever the text). */
 static long long parse_ll(const char **s) {
   const char *p = *s;
   int neg = 0;
@@ -67,7 +69,10 @@ static long long parse_ll(const char **s) {
     neg = 1;
     p++;
   }
-  while (*p >= '0' && *p <= '9') v = v * 10 + (*p++ - '0');
+  for (; *p >= '0' && *p <= '9'; p++) {
+    int d = *p - '0';
+    v = v <= (LLONG_MAX - d) / 10 ? v * 10 + d : LLONG_MAX;
+  }
   *s = p;
   return neg ? -v : v;
 }
@@ -80,23 +85,13 @@ static void skip_field(const char **s) {
   *s = p;
 }
 
-typedef struct pstat {
-  pid_t pid, ppid, pgrp;
-  char state;
-  long long utime, stime, cutime, cstime; /* clock ticks */
-  long long rss_pages;
-} pstat;
+typedef lc_proc_stat pstat;
 
-/* Reads /proc/<pid>/stat into st; returns 0, or -1 if the process is gone or unreadable. */
-static int read_pstat(pid_t pid, pstat *st) {
-  char path[64], buf[1024];
-  proc_path(path, sizeof path, pid, "stat");
-  if (read_small_file(path, buf, sizeof buf) <= 0) return -1;
+int lc_proc_parse_stat(const char *buf, lc_proc_stat *st) {
   /* comm may hold spaces and parentheses: the fields start after the last ')'. */
   const char *p = strrchr(buf, ')');
-  if (!p || p[1] != ' ') return -1;
+  if (!p || p[1] != ' ' || p[2] == '\0') return -1; /* no state: the text was cut */
   p += 2;
-  st->pid = pid;
   st->state = *p;
   p++;
   st->ppid = (pid_t)parse_ll(&p); /* 4 */
@@ -108,6 +103,15 @@ static int read_pstat(pid_t pid, pstat *st) {
   st->cstime = parse_ll(&p); /* 17 */
   for (int f = 18; f <= 23; f++) skip_field(&p);
   st->rss_pages = parse_ll(&p); /* 24 */
+  return 0;
+}
+
+/* Reads /proc/<pid>/stat into st; returns 0, or -1 if the process is gone or unreadable. */
+static int read_pstat(pid_t pid, pstat *st) {
+  char path[64], buf[1024];
+  proc_path(path, sizeof path, pid, "stat");
+  if (read_small_file(path, buf, sizeof buf) <= 0 || lc_proc_parse_stat(buf, st) != 0) return -1;
+  st->pid = pid;
   return 0;
 }
 

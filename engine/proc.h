@@ -15,6 +15,21 @@
 
 #include <sys/types.h>
 
+/* The fields of one /proc/<pid>/stat line that the tree walks use. */
+typedef struct lc_proc_stat {
+  pid_t pid, ppid, pgrp; /* pid is not parsed: the reader sets it */
+  char state;
+  long long utime, stime, cutime, cstime; /* clock ticks */
+  long long rss_pages;
+} lc_proc_stat;
+
+/* Parses the NUL-terminated text of a /proc/<pid>/stat file into *st (all but pid). comm, the
+ * second field, may hold any bytes but NUL, spaces and ')' included: the fields are read after
+ * the last ')'. Returns 0, or -1 when the text has no "comm) S" (a state) at all. Numbers of
+ * too many digits saturate at LLONG_MAX. Pure and async-signal-safe; exposed for the fuzz
+ * target. */
+int lc_proc_parse_stat(const char *buf, lc_proc_stat *st);
+
 /* RSS in KiB summed over the tree of root; 0 if nothing of it is alive. */
 long lc_proc_tree_rss_kb(pid_t root);
 

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages luacrawl needs, and nothing when all are there.
 # Runs apt-get update only when something is missing. Needs root to install.
+# `deps.sh fuzz` also installs what `make fuzz` needs (clang with libFuzzer); `make test`
+# does not need it (its fuzz corpus replay builds with gcc).
 set -euo pipefail
 
 packages=(
@@ -10,6 +12,7 @@ packages=(
   chromium-headless-shell chromium
   python3 nodejs npm
 )
+[ "${1:-}" = fuzz ] && packages+=(clang libclang-rt-14-dev)
 [ "${LC_DEPS_EXTRA:-}" ] && packages+=(${LC_DEPS_EXTRA})
 
 missing=()
