@@ -119,6 +119,7 @@ typedef struct lc_engine {
   long gen_rss_kb, gen_pss_kb;
   int64_t mem_sampled_ms; /* when the last sample was taken; 0: never */
   int mem_samples;        /* how many were taken (each walks /proc) */
+  int64_t pss_sampled_ms; /* when PSS was last read with it */
   uint64_t started_ms;
   double engine_cpu_start;
 
@@ -171,8 +172,9 @@ void lc_job_free_hosts(lc_engine *e);
 void lc_job_progress(lc_engine *e, int final);
 int lc_job_write_stats(lc_engine *e, const char *path);
 int64_t lc_now(const lc_engine *e);
-/* Samples the browsers' memory (RSS and PSS of every process tree) unless the last sample is
- * younger than a second. Returns 1 if it sampled now. */
+/* Samples the browsers' memory (summed RSS of every process tree; PSS too every 5 s, or every
+ * time when max_browser_pss_mb is set) unless the last sample is younger than a second.
+ * Returns 1 if it sampled now. */
 int lc_engine_sample_mem(lc_engine *e);
 
 /* Lua bindings (l_core.c): opens luacrawl.core */
