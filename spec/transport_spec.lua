@@ -181,6 +181,7 @@ exec unshare -r sh -c 'echo 1 > /proc/sys/user/max_user_namespaces && exec unsha
 return { start = { %q, %q, %q }, concurrency = 1, policy = { max_pages_per_browser = 1 },
   handle = function(page, req, job)
     local res = assert(page:navigate(req.url))
+    job:sleep(400) -- the page-count recycle is checked on the engine's tick (250 ms)
     job:emit { url = req.url, status = res.status, unsandboxed = job:stats().browsers_unsandboxed }
   end }]], srv.url("/"), srv.url("/a.html"), srv.url("/b.html")))
     local r = H.run({ "run", job }, { bin = wrapper, stats = true, timeout = 90 })
