@@ -71,6 +71,29 @@ static void run_until_closed(uv_loop_t *loop, seen *s) {
   for (int i = 0; i < 20000 && !s->closed; i++) uv_run(loop, UV_RUN_ONCE);
 }
 
+/* A pipe transport on a fresh loop for the engine's end `fd`, reporting to `s`. */
+static lc_transport *open_on(uv_loop_t *loop, int fd, size_t cap, seen *s,
+                             void (*oversize)(void *, const char *, size_t, size_t)) {
+  uv_loop_init(loop);
+  memset(s, 0, sizeof *s);
+  lc_transport_cbs cbs = {on_open, on_message, on_close, s, oversize};
+  lc_pipe_args a = {loop, fd, cap};
+  char *err = NULL;
+  lc_transport *t = lc_pipe_open(&a, &cbs, &err);
+  CHECK(t != NULL);
+  return t;
+}
+
+/* Closes the transport, checks the loop closes cleanly and the writer `child` exited 0. */
+static void close_and_reap(lc_transport *t, uv_loop_t *loop, pid_t child) {
+  lc_transport_close(t);
+  uv_run(loop, UV_RUN_DEFAULT);
+  CHECK_INT(uv_loop_close(loop), 0);
+  int st = 0;
+  CHECK_INT(waitpid(child, &st, 0), child);
+  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
 TEST(test_split_and_joined_messages) {
   int sv[2];
   CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
@@ -96,14 +119,8 @@ TEST(test_split_and_joined_messages) {
   }
   close(sv[1]);
   uv_loop_t loop;
-  uv_loop_init(&loop);
   seen s;
-  memset(&s, 0, sizeof s);
-  lc_transport_cbs cbs = {on_open, on_message, on_close, &s, NULL};
-  lc_pipe_args a = {&loop, sv[0], 0};
-  char *err = NULL;
-  lc_transport *t = lc_pipe_open(&a, &cbs, &err);
-  CHECK(t != NULL);
+  lc_transport *t = open_on(&loop, sv[0], 0, &s, NULL);
   CHECK_INT(s.opened, 0); /* never during the call */
   run_until_closed(&loop, &s);
   CHECK_INT(s.opened, 1);
@@ -116,12 +133,7 @@ TEST(test_split_and_joined_messages) {
   CHECK_INT(s.nul_terminated, 5);
   CHECK_INT(s.closed, 1);
   CHECK(strstr(s.why, "closed the pipe") != NULL);
-  lc_transport_close(t);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  CHECK_INT(uv_loop_close(&loop), 0);
-  int st = 0;
-  CHECK_INT(waitpid(child, &st, 0), child);
-  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  close_and_reap(t, &loop, child);
 }
 
 TEST(test_message_over_cap) {
@@ -141,26 +153,15 @@ TEST(test_message_over_cap) {
   }
   close(sv[1]);
   uv_loop_t loop;
-  uv_loop_init(&loop);
   seen s;
-  memset(&s, 0, sizeof s);
-  lc_transport_cbs cbs = {on_open, on_message, on_close, &s, NULL};
-  lc_pipe_args a = {&loop, sv[0], 1024 * 1024};
-  char *err = NULL;
-  lc_transport *t = lc_pipe_open(&a, &cbs, &err);
-  CHECK(t != NULL);
+  lc_transport *t = open_on(&loop, sv[0], 1024 * 1024, &s, NULL);
   run_until_closed(&loop, &s);
   CHECK_INT(s.n, 1); /* the good one before it */
   CHECK_INT(s.closed, 1);
   CHECK(strstr(s.why, "larger than 1048576 bytes") != NULL);
   if (!strstr(s.why, "larger than")) fprintf(stderr, "  why: %s\n", s.why);
   CHECK(lc_transport_send(t, "{}", 2) < 0); /* a dead connection takes nothing */
-  lc_transport_close(t);                    /* the child's writes now fail: it exits 0 */
-  uv_run(&loop, UV_RUN_DEFAULT);
-  CHECK_INT(uv_loop_close(&loop), 0);
-  int st = 0;
-  CHECK_INT(waitpid(child, &st, 0), child);
-  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  close_and_reap(t, &loop, child);          /* the child's writes now fail: it exits 0 */
 }
 
 /* With on_oversize, a message over the cap is dropped as it arrives (the buffer never grows to
@@ -188,14 +189,8 @@ TEST(test_message_over_cap_dropped) {
   }
   close(sv[1]);
   uv_loop_t loop;
-  uv_loop_init(&loop);
   seen s;
-  memset(&s, 0, sizeof s);
-  lc_transport_cbs cbs = {on_open, on_message, on_close, &s, on_oversize};
-  lc_pipe_args a = {&loop, sv[0], 1024 * 1024};
-  char *err = NULL;
-  lc_transport *t = lc_pipe_open(&a, &cbs, &err);
-  CHECK(t != NULL);
+  lc_transport *t = open_on(&loop, sv[0], 1024 * 1024, &s, on_oversize);
   run_until_closed(&loop, &s); /* ends with the writer's EOF */
   CHECK_INT(s.oversize, 1);
   CHECK_INT(s.over_total, big);
@@ -204,26 +199,15 @@ TEST(test_message_over_cap_dropped) {
   CHECK_STR(s.heads[0], "{\"ok\":1}");
   CHECK_STR(s.heads[1], "{\"after\":1}");
   CHECK(strstr(s.why, "closed the pipe") != NULL); /* not the cap */
-  lc_transport_close(t);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  CHECK_INT(uv_loop_close(&loop), 0);
-  int st = 0;
-  CHECK_INT(waitpid(child, &st, 0), child);
-  CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  close_and_reap(t, &loop, child);
 }
 
 TEST(test_send_and_close) {
   int sv[2];
   CHECK_INT(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
   uv_loop_t loop;
-  uv_loop_init(&loop);
   seen s;
-  memset(&s, 0, sizeof s);
-  lc_transport_cbs cbs = {on_open, on_message, on_close, &s, NULL};
-  lc_pipe_args a = {&loop, sv[0], 0};
-  char *err = NULL;
-  lc_transport *t = lc_pipe_open(&a, &cbs, &err);
-  CHECK(t != NULL);
+  lc_transport *t = open_on(&loop, sv[0], 0, &s, NULL);
   CHECK_INT(lc_transport_send(t, "{\"id\":1}", 8), 0);
   CHECK_INT(lc_transport_send(t, "a\0b", 3), -EINVAL); /* a NUL would split it in two */
   CHECK_INT(lc_transport_send(t, "{\"id\":2}", 8), 0);
