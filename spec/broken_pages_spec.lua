@@ -15,6 +15,38 @@ local function until_broken(page)
 end
 ]]
 
+-- A job whose first request opens session "s" in a way `opener` makes it be killed at its
+-- deadline, and whose second opens it again and navigates; check_reopen: the second worked,
+-- promptly.
+local function reopen_job(opener)
+  return [[
+return { start = { P .. "/_/page?id=1", P .. "/_/page?id=2" },
+  concurrency = 1, retries = 0, timeout_ms = 4000,
+  handle = function(page, req, job)
+    if req.url:find("id=1") then
+]] .. opener .. [[      job:emit { check = "not_killed" }
+    else
+      local t0 = core.now()
+      local s, err = job:session("s")
+      local res, nerr
+      if s then res, nerr = s:navigate(req.url) end
+      job:emit { check = "reopen", ok = s ~= nil, err = err or nerr, ms = core.now() - t0,
+                 status = res and res.status }
+    end
+  end }]]
+end
+
+local function check_reopen(r, msg)
+    local c = H.checks(r)
+    assert.is_nil(c.not_killed)
+    assert.is_table(c.reopen, msg .. ": " .. r.stderr)
+    assert.is_true(c.reopen.ok, tostring(c.reopen.err))
+    assert.equals(200, c.reopen.status)
+    assert.is_true(c.reopen.ms < 2500, "the open took " .. tostring(c.reopen.ms) .. " ms")
+    assert.equals(1, r.stats.pages_failed)
+    assert.equals(1, r.stats.pages_ok)
+end
+
 describe("broken pages", function()
   local srv
   before_each(function() srv = H.server() end)
@@ -108,62 +140,23 @@ page_api.prepare = function(...)
   if stall then stall = false; core.sleep(60000) end
   return real_prepare(...)
 end
-return { start = { P .. "/_/page?id=1", P .. "/_/page?id=2" },
-  concurrency = 1, retries = 0, timeout_ms = 4000,
-  handle = function(page, req, job)
-    if req.url:find("id=1") then
+]] .. reopen_job [[
       stall = true
       job:session("s") -- killed at its deadline while the page is prepared
-      job:emit { check = "not_killed" }
-    else
-      local t0 = core.now()
-      local s, err = job:session("s")
-      local res, nerr
-      if s then res, nerr = s:navigate(req.url) end
-      job:emit { check = "reopen", ok = s ~= nil, err = err or nerr, ms = core.now() - t0,
-                 status = res and res.status }
-    end
-  end }]], { timeout = 120, allow_failed = true })
-    local c = H.checks(r)
-    assert.is_nil(c.not_killed)
-    assert.is_table(c.reopen, "the second open waited until its own deadline: " .. r.stderr)
-    assert.is_true(c.reopen.ok, tostring(c.reopen.err))
-    assert.equals(200, c.reopen.status)
-    assert.is_true(c.reopen.ms < 2500, "the open took " .. tostring(c.reopen.ms) .. " ms")
-    assert.equals(1, r.stats.pages_failed)
-    assert.equals(1, r.stats.pages_ok)
+]], { timeout = 120, allow_failed = true })
+    check_reopen(r, "the second open waited until its own deadline")
   end)
 
   -- A guard for the other stage where an opener waits: the browser (context and page
   -- creation). This one held before the fix too (the pending handle is released when its
   -- task is killed); the wedge was in the preparation, above.
   it("a session opener killed while the browser is stopped: the next open works once it answers", function()
-    local r = H.run_job(srv, PRELUDE .. [[
-return { start = { P .. "/_/page?id=1", P .. "/_/page?id=2" },
-  concurrency = 1, retries = 0, timeout_ms = 4000,
-  handle = function(page, req, job)
-    if req.url:find("id=1") then
+    local r = H.run_job(srv, PRELUDE .. reopen_job [[
       local pid = job:stats().browser_pid
       -- Stopped for 5 s: this open is killed at its deadline while it waits for the browser.
       os.execute("kill -STOP " .. pid .. "; (sleep 5; kill -CONT " .. pid .. ") >/dev/null 2>&1 &")
       job:session("s")
-      job:emit { check = "not_killed" }
-    else
-      local t0 = core.now()
-      local s, err = job:session("s")
-      local res, nerr
-      if s then res, nerr = s:navigate(req.url) end
-      job:emit { check = "reopen", ok = s ~= nil, err = err or nerr, ms = core.now() - t0,
-                 status = res and res.status }
-    end
-  end }]], { timeout = 120, allow_failed = true })
-    local c = H.checks(r)
-    assert.is_nil(c.not_killed)
-    assert.is_table(c.reopen, "the second open did not end well: " .. r.stderr)
-    assert.is_true(c.reopen.ok, tostring(c.reopen.err))
-    assert.equals(200, c.reopen.status)
-    assert.is_true(c.reopen.ms < 2500, "the open took " .. tostring(c.reopen.ms) .. " ms")
-    assert.equals(1, r.stats.pages_failed)
-    assert.equals(1, r.stats.pages_ok)
+]], { timeout = 120, allow_failed = true })
+    check_reopen(r, "the second open did not end well")
   end)
 end)
