@@ -54,7 +54,7 @@ bench: build
 	@bash bench/run.sh
 
 format:
-	@clang-format -i engine/*.c engine/*.h spec/c/*.c spec/c/*.h
+	@clang-format -i engine/*.[ch] engine/*/*.[ch] spec/c/*.[ch]
 
 clean:
 	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ)

@@ -13,7 +13,6 @@
 #include "browser.h"
 #include "cdp.h"
 #include "ctxcache.h"
-#include "task.h"
 #include "ws.h"
 
 typedef struct lc_bpool lc_bpool;
@@ -118,9 +117,18 @@ void lc_enpage_nav_decide(lc_bpool *p, lc_enpage *pg, const char *request_id, in
 #define LC_ENPAGE_MAX_EVENT_BYTES (8u * 1024 * 1024)
 /* Forget buffered events (a new navigation, a reuse). */
 void lc_enpage_clear_events(lc_enpage *pg);
-/* Async for a task: the next buffered event (method, params JSON), or nil, err on timeout or
- * when the page breaks. At most one waiter per page. Stack effect on the task thread: pushes
- * the results (via lc_task_op_complete). */
-int lc_enpage_next_event(lua_State *L, lc_task *t, lc_bpool *p, lc_enpage *pg, int timeout_ms);
+/* Take the oldest buffered event: 1 and the caller owns *method and *params (free both), or
+ * 0 when none is buffered. */
+int lc_enpage_take_event(lc_enpage *pg, char **method, char **params, size_t *len);
+/* Called once when a wait ends: with the event (err NULL; the strings are the pool's, valid
+ * during the call) or with err ("timeout", or why the page broke). Runs in a loop callback:
+ * it must not run Lua. */
+typedef void (*lc_enpage_event_fn)(void *ud, const char *method, const char *params, size_t len,
+                                   const char *err);
+/* Wait for the next event (call when none is buffered and the page is not broken). One wait
+ * per page: -EBUSY if another is pending, -ENOMEM. */
+int lc_enpage_wait_event(lc_enpage *pg, int timeout_ms, lc_enpage_event_fn fn, void *ud);
+/* Drop the wait registered with `ud`, if it is still pending: fn is then never called. */
+void lc_enpage_cancel_wait(lc_enpage *pg, void *ud);
 
 #endif

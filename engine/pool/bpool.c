@@ -2,7 +2,7 @@
  * implementation of the context cache's backend (see bpool.h). */
 #include "bpool.h"
 
-#include <lauxlib.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,7 +57,8 @@ struct lc_enpage {
   pev *head, *tail;
   int n_events;
   size_t event_bytes; /* params bytes of the queued events */
-  lc_task *waiter;
+  lc_enpage_event_fn waiter; /* the one wait for an event, or NULL */
+  void *waiter_ud;
   uv_timer_t *timer; /* malloc'ed; freed in its close callback */
   int guard;         /* main-frame document requests go to on_nav_paused */
   char **block;      /* block_urls patterns, failed at once even for documents */
@@ -114,17 +115,17 @@ void lc_enpage_clear_events(lc_enpage *pg) {
   while (pg->head) page_drop_oldest(pg);
 }
 
-/* Wake the waiting task with nil, why. */
-static void page_fail_waiter(lc_enpage *pg, const char *why) {
-  lc_task *t = pg->waiter;
-  if (!t) return;
+/* End the wait: the waiter is called once, with an event or with why there is none. */
+static void page_wake(lc_enpage *pg, const char *method, const char *params, size_t len,
+                      const char *err) {
+  lc_enpage_event_fn fn = pg->waiter;
+  if (!fn) return;
   pg->waiter = NULL;
   if (pg->timer) uv_timer_stop(pg->timer);
-  lua_State *co = lc_task_thread(t);
-  lua_pushnil(co);
-  lua_pushstring(co, why);
-  lc_task_op_complete(t, 2);
+  fn(pg->waiter_ud, method, params, len, err);
 }
+
+static void page_fail_waiter(lc_enpage *pg, const char *why) { page_wake(pg, NULL, NULL, 0, why); }
 
 static void page_break(lc_enpage *pg, const char *why) {
   if (!pg->broken[0]) snprintf(pg->broken, sizeof pg->broken, "%s", why);
@@ -327,13 +328,7 @@ static int guard_paused(lc_bpool *p, lc_enpage *pg, const char *params, size_t l
 
 static void page_push_event(lc_enpage *pg, const char *method, const char *params, size_t len) {
   if (pg->waiter) {
-    lc_task *t = pg->waiter;
-    pg->waiter = NULL;
-    if (pg->timer) uv_timer_stop(pg->timer);
-    lua_State *co = lc_task_thread(t);
-    lua_pushstring(co, method);
-    lua_pushlstring(co, params, len);
-    lc_task_op_complete(t, 2);
+    page_wake(pg, method, params, len, NULL);
     return;
   }
   lc_bpool *p = pg->pool;
@@ -375,49 +370,43 @@ static void page_push_event(lc_enpage *pg, const char *method, const char *param
 
 static void event_timeout_cb(uv_timer_t *h) {
   lc_enpage *pg = h->data;
-  if (!pg || !pg->waiter) return;
-  lc_task *t = pg->waiter;
-  pg->waiter = NULL;
-  lua_State *co = lc_task_thread(t);
-  lua_pushnil(co);
-  lua_pushliteral(co, "timeout");
-  lc_task_op_complete(t, 2);
+  if (pg) page_fail_waiter(pg, "timeout");
 }
 
-static void event_cancel(lc_task *t, void *data) {
-  lc_enpage *pg = data;
-  /* The page may have been freed since: look it up by identity in the pool first. */
-  (void)t;
-  if (pg->waiter == t) {
+int lc_enpage_take_event(lc_enpage *pg, char **method, char **params, size_t *len) {
+  pev *e = pg->head;
+  if (!e) return 0;
+  pg->head = e->next;
+  if (!pg->head) pg->tail = NULL;
+  pg->n_events--;
+  pg->event_bytes -= e->len;
+  pg->pool->stats.events_queued_bytes -= e->len;
+  *method = e->method;
+  *params = e->params;
+  *len = e->len;
+  free(e);
+  return 1;
+}
+
+int lc_enpage_wait_event(lc_enpage *pg, int timeout_ms, lc_enpage_event_fn fn, void *ud) {
+  if (pg->waiter) return -EBUSY;
+  if (!pg->timer) {
+    pg->timer = malloc(sizeof *pg->timer);
+    if (!pg->timer) return -ENOMEM;
+    uv_timer_init(pg->pool->loop, pg->timer);
+    pg->timer->data = pg;
+  }
+  pg->waiter = fn;
+  pg->waiter_ud = ud;
+  uv_timer_start(pg->timer, event_timeout_cb, (uint64_t)(timeout_ms > 0 ? timeout_ms : 1), 0);
+  return 0;
+}
+
+void lc_enpage_cancel_wait(lc_enpage *pg, void *ud) {
+  if (pg->waiter && pg->waiter_ud == ud) {
     pg->waiter = NULL;
     if (pg->timer) uv_timer_stop(pg->timer);
   }
-}
-
-int lc_enpage_next_event(lua_State *L, lc_task *t, lc_bpool *p, lc_enpage *pg, int timeout_ms) {
-  if (pg->head) {
-    pev *e = pg->head;
-    lua_pushstring(L, e->method);
-    lua_pushlstring(L, e->params, e->len);
-    page_drop_oldest(pg);
-    return 2;
-  }
-  if (pg->broken[0]) {
-    lua_pushnil(L);
-    lua_pushstring(L, pg->broken);
-    return 2;
-  }
-  if (pg->waiter) return luaL_error(L, "two tasks wait for events of one page");
-  if (!pg->timer) {
-    pg->timer = malloc(sizeof *pg->timer);
-    if (!pg->timer) return luaL_error(L, "out of memory");
-    uv_timer_init(p->loop, pg->timer);
-    pg->timer->data = pg;
-  }
-  pg->waiter = t;
-  lc_task_op_begin(t, event_cancel, pg);
-  uv_timer_start(pg->timer, event_timeout_cb, (uint64_t)(timeout_ms > 0 ? timeout_ms : 1), 0);
-  return lc_task_op_await(L, t);
 }
 
 /* ---------------------------------------------------------------- generations */

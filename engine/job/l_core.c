@@ -6,6 +6,7 @@
  * Conventions (STYLE 4): misuse raises (luaL_argerror, or calling an async function outside a
  * task); runtime failure returns nil, message. Functions marked [async] yield the calling task.
  */
+#include <errno.h>
 #include <lauxlib.h>
 #include <lualib.h>
 #include <stdlib.h>
@@ -332,10 +333,43 @@ static int l_page_send(lua_State *L) {
   return cmd_await(L, e, t, pg, h->handle, 0, method, params, timeout, (size_t)max_reply);
 }
 
+/* One wait for a page event, for a task. The page is named by id: it may be freed before the
+ * wait is cancelled. */
+typedef struct event_op {
+  lc_task *t;
+  lc_bpool *pool;
+  uint64_t page_id;
+} event_op;
+
+static void event_done(void *ud, const char *method, const char *params, size_t len,
+                       const char *err) {
+  event_op *op = ud;
+  lua_State *co = lc_task_thread(op->t);
+  if (err) {
+    lua_pushnil(co);
+    lua_pushstring(co, err);
+  } else {
+    lua_pushstring(co, method);
+    lua_pushlstring(co, params, len);
+  }
+  lc_task *t = op->t;
+  free(op);
+  lc_task_op_complete(t, 2);
+}
+
+static void event_cancel(lc_task *t, void *data) {
+  event_op *op = data;
+  (void)t;
+  lc_enpage *pg = lc_bpool_page(op->pool, op->page_id);
+  if (pg) lc_enpage_cancel_wait(pg, op);
+  free(op);
+}
+
 /* page:_event(timeout_ms) [async] -> method, params_json | nil, err */
 static int l_page_event(lua_State *L) {
   lc_engine *e;
-  lc_enpage *pg = check_enpage(L, &e, NULL);
+  l_handle *h;
+  lc_enpage *pg = check_enpage(L, &e, &h);
   int timeout = (int)luaL_checkinteger(L, 2);
   lc_task *t = lc_task_check(L, "page methods");
   if (!pg) {
@@ -343,7 +377,31 @@ static int l_page_event(lua_State *L) {
     lua_pushliteral(L, "page is gone (its browser crashed or closed)");
     return 2;
   }
-  return lc_enpage_next_event(L, t, e->pool, pg, lc_task_remaining_ms(t, timeout));
+  char *method, *params;
+  size_t len;
+  if (lc_enpage_take_event(pg, &method, &params, &len)) {
+    lua_pushstring(L, method);
+    lua_pushlstring(L, params, len);
+    free(method);
+    free(params);
+    return 2;
+  }
+  const char *broken = lc_enpage_broken(pg);
+  if (broken) {
+    lua_pushnil(L);
+    lua_pushstring(L, broken);
+    return 2;
+  }
+  event_op *op = malloc(sizeof *op);
+  if (!op) return luaL_error(L, "out of memory");
+  *op = (event_op){.t = t, .pool = e->pool, .page_id = lc_cache_handle_page(e->cache, h->handle)};
+  int rc = lc_enpage_wait_event(pg, lc_task_remaining_ms(t, timeout), event_done, op);
+  if (rc < 0) {
+    free(op);
+    return luaL_error(L, rc == -EBUSY ? "two tasks wait for events of one page" : "out of memory");
+  }
+  lc_task_op_begin(t, event_cancel, op);
+  return lc_task_op_await(L, t);
 }
 
 static int l_page_clear_events(lua_State *L) {
