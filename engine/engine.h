@@ -1,25 +1,15 @@
-/* engine.h: one run of luacrawl: the loop, the Lua state, the browsers, the cache, the job.
- * Owns: everything below it, and the shutdown order (STYLE rule 12): stop accepting work,
- * cancel pending operations, release every owner's references, close contexts, close the
- * browsers, close Lua, close the remaining handles, and check that the loop closes.
- * The struct is shared with the job runtime and the Lua bindings (job.c, l_core.c); nothing
- * else includes this header but main.c. */
+/* engine.h: the engine: the loop, the browser pool, the context cache, the signals, and the
+ * jobs that share them. Owns: everything below it, and the shutdown order (stop accepting
+ * work, cancel pending operations, release every owner's references, close contexts, close
+ * the browsers, close each job's Lua, close the remaining handles, check that the loop
+ * closes). A job is a value (job.h): jobs are added, started, cancelled and removed while the
+ * engine runs. main.c uses lc_engine_run; tests drive the parts. */
 #ifndef LC_ENGINE_H
 #define LC_ENGINE_H
 
-#include <lua.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <uv.h>
+#include <stddef.h>
 
-#include "bpool.h"
-#include "ctxcache.h"
-#include "frontier.h"
-#include "output.h"
-#include "policy.h"
-#include "task.h"
-#include "window.h"
-#include "ws.h"
+#include "job.h"
 
 typedef struct lc_run_opts {
   const char *script;
@@ -41,143 +31,38 @@ enum {
   LC_EXIT_SIGTERM = 143,
 };
 
-typedef struct lc_host lc_host; /* per-host politeness state (job.c) */
+typedef struct lc_engine lc_engine;
 
-/* Output that the reader has not taken yet (a pipe, a terminal): above the soft mark the job
- * starts no new request until the backlog drains; the hard cap refuses a request's records
- * (all of them) rather than grow memory without bound. */
-#define LC_OUTPUT_SOFT_BACKLOG ((size_t)4 << 20)
-#define LC_OUTPUT_MAX_BACKLOG ((size_t)64 << 20)
-#define LC_OUTPUT_DRAIN_MS 10 /* how often a backlog is pushed */
-#define LC_OUTPUT_SIGNAL_WAIT_MS \
-  500 /* after SIGINT/SIGTERM, how long the end waits for the reader */
+typedef struct lc_engine_opts {
+  const char *browser; /* --browser PATH (NULL: find one) */
+  const char *connect; /* --connect URL: someone else's browser */
+  int stats;           /* --stats: browser memory peaks are wanted every second */
+} lc_engine_opts;
 
-typedef struct lc_job_cfg {
-  int concurrency;
-  int retries;
-  int64_t timeout_ms;
-  int64_t max_pages;
-  int max_depth;
-  int64_t delay_ms;
-  int per_host; /* requests in flight per host; 0: no cap */
-  int robots;
-  char user_agent_token[64];
-  int throttle_retries; /* 429/503 answers tolerated per request before it fails */
-} lc_job_cfg;
+/* A loop and what the jobs will share; no browser yet. NULL with err on bad input. */
+lc_engine *lc_engine_new(const lc_engine_opts *o, char *err, size_t errlen);
+/* Make a job in this engine (loaded and validated, not started). NULL with err. */
+lc_job *lc_engine_add_job(lc_engine *e, const lc_job_opts *o, char *err, size_t errlen);
+/* Create the cache with `policy` (NULL: defaults; its hook, if any, lives in the Lua state of
+ * `hook_job`), install the signal handlers and launch the browser. -1 with err. */
+int lc_engine_start(lc_engine *e, const lc_policy *policy, lc_job *hook_job, char *err,
+                    size_t errlen);
+/* Start a job added to a started engine: its requests begin when the browser is ready. */
+int lc_engine_start_job(lc_engine *e, lc_job *j, char *err, size_t errlen);
+/* Stop one job (its tasks end at the resume point; the others go on). */
+void lc_engine_cancel_job(lc_engine *e, lc_job *j);
+/* Free an ended job after giving back what it still holds. Its references must be 0. */
+void lc_engine_remove_job(lc_engine *e, lc_job *j);
+/* Turn the loop until done(ud) says so, the engine stops (a signal, a fatal browser error),
+ * or `ms` pass (ms <= 0: no limit). */
+void lc_engine_run_until(lc_engine *e, int (*done)(void *ud), void *ud, int ms);
+/* The whole shutdown, then free. Returns the references still outstanding (must be 0). */
+int lc_engine_free(lc_engine *e);
+/* Why the engine stopped for good (browser never started, crash loop), or NULL. */
+const char *lc_engine_failure(const lc_engine *e);
+lc_cache *lc_engine_cache(lc_engine *e);
 
-typedef struct lc_engine {
-  uv_loop_t loop;
-  lua_State *L;
-  lc_sched *sched;
-  lc_ws_ctx *ws;
-  lc_bpool *pool;
-  lc_cache *cache;
-  lc_frontier *frontier;
-  lc_sink *sink;
-  lc_policy policy;
-  lc_job_cfg cfg;
-  lc_run_opts opts;
-  char *browser_path;
-
-  uint64_t
-      job_owner;    /* owner id of job-level handles (sessions, contexts taken outside a request) */
-  int runner_ref;   /* Lua: function(req) run in each request task */
-  int on_error_ref; /* Lua: function(req, err) when a request failed for good */
-  int robots_ref;   /* Lua: function(origin) -> status, text */
-  int navcheck_ref; /* Lua: function(target, url, redirected) -> nil | refusal reason */
-
-  int gen;            /* current browser generation */
-  int starting_gen;   /* a generation being started for a recycle, or 0 */
-  uint64_t gen_pages; /* pages served by the current generation */
-  int restarts;       /* browser starts after crashes */
-  lc_window crashes;  /* when the current browsers crashed: a crash loop is fatal */
-  int started;        /* the crawl has begun (start URLs queued) */
-  int stopping;       /* no new work; finishing */
-  int stop_signal;    /* SIGINT/SIGTERM that stopped the run, or 0 */
-  int exit_code;
-  int fatal;          /* the run failed before its end */
-  int output_err;     /* errno of a failed output write: the run stops, nothing is retried */
-  int output_paused;  /* the pump stopped for the output backlog */
-  uint64_t signal_ms; /* when stop_signal arrived (loop ms) */
-  char fatal_msg[512];
-
-  int cleanup_due;       /* a cleanup pass is to run at the resume point */
-  uint64_t *gc_releases; /* handles whose userdata the GC collected: released at the resume point */
-  size_t n_gc_releases, cap_gc_releases;
-  int lua_closing;          /* lua_close is running: __gc releases nothing */
-  int in_flight;            /* request tasks running */
-  int aux_tasks;            /* on_error and robots tasks running */
-  int robots_in_flight;     /* robots tasks running: they count against the concurrency */
-  struct lc_hosttab *hosts; /* host key -> lc_host (job.c) */
-  struct lc_navcheck *navchecks, *navchecks_tail; /* paused navigations to decide (job.c) */
-
-  /* statistics */
-  uint64_t pages_ok, pages_failed, retries, emitted, robots_skipped, throttled;
-  int browser_recycles;
-  /* Browser memory, all generations (the last sample) and the current one alone. */
-  long browser_rss_peak_kb, browser_rss_kb, browser_pss_peak_kb, browser_pss_kb;
-  long gen_rss_kb, gen_pss_kb;
-  int64_t mem_sampled_ms; /* when the last sample was taken; 0: never */
-  int mem_samples;        /* how many were taken (each walks /proc) */
-  int64_t pss_sampled_ms; /* when PSS was last read with it */
-  uint64_t started_ms;
-  double engine_cpu_start;
-
-  uv_timer_t pump_timer; /* wakes the pump when a retry or host delay is due */
-  uv_timer_t tick_timer; /* cache tick, idle cleanup, RSS sampling, progress */
-  uv_timer_t stop_timer; /* bounds the shutdown */
-  uv_timer_t out_timer;  /* pushes the output backlog */
-  int progress_tty;
-  int progress_shown;
-  uint64_t last_progress_ms;
-} lc_engine;
-
-/* The one engine of this process (a service mode will hold several jobs, not engines). */
-lc_engine *lc_engine_get(lua_State *L);
-
-/* Run a job script to its end; returns the exit code. */
+/* Run one job script to its end: the CLI. Returns the exit code. */
 int lc_engine_run(const lc_run_opts *opts);
-
-/* Job runtime (job.c) */
-void lc_job_pump(lc_engine *e);
-void lc_job_after_release(lc_engine *e);
-/* Queue the release of a handle whose userdata was collected (from __gc). */
-void lc_job_release_later(lc_engine *e, uint64_t handle);
-/* The scheduler's stop callback (lc_sched_on_stop): marks the stopping task's pages bad. */
-void lc_job_task_stopping(void *ud, lc_task *t);
-/* The resume point's deferred work: queued releases, then a cleanup pass if one is due. */
-void lc_job_idle_work(void *ud);
-void lc_job_cleanup_pass(lc_engine *e, const char *why);
-int lc_job_enqueue(lc_engine *e, const char *url, int depth, const char *data_json,
-                   const char **why);
-void lc_job_stop(lc_engine *e, int sig);
-/* After records were written: keep pushing a backlog (timer), pause or resume the pump. */
-void lc_job_output_kick(lc_engine *e);
-/* The output failed (EPIPE: the reader went away): stop the run, exit 1, retry nothing. */
-void lc_job_output_failed(lc_engine *e, int rc);
-/* Politeness at the moment a request goes out: 0 if a navigation to `url` may start now (the
- * host's delay is then counted from now), else the milliseconds to wait before asking again. */
-int64_t lc_job_host_slot(lc_engine *e, const char *url);
-/* robots.txt's verdict on a URL: 1 allowed (or robots off), 0 disallowed, -1 not known yet
- * (its fetch is started when the job's concurrency leaves room). */
-int lc_job_robots_verdict(lc_engine *e, const char *url);
-/* bpool's on_nav_paused: queue the paused navigation for the resume point. */
-void lc_job_nav_paused(void *ud, uint64_t page_id, const char *request_id, const char *url,
-                       int redirected);
-/* Fail every queued navigation check (shutdown) and free the queue. */
-void lc_job_free_navchecks(lc_engine *e);
-void lc_job_tick(lc_engine *e);
-int lc_job_done(const lc_engine *e);
-void lc_job_free_hosts(lc_engine *e);
-void lc_job_progress(lc_engine *e, int final);
-int lc_job_write_stats(lc_engine *e, const char *path);
-int64_t lc_now(const lc_engine *e);
-/* Samples the browsers' memory (summed RSS of every process tree; PSS too every 5 s, or every
- * time when max_browser_pss_mb is set) unless the last sample is younger than a second.
- * Returns 1 if it sampled now. */
-int lc_engine_sample_mem(lc_engine *e);
-
-/* Lua bindings (l_core.c): opens luacrawl.core */
-int luaopen_luacrawl_core(lua_State *L);
 
 #endif

@@ -902,6 +902,16 @@ int lc_cache_owned(const lc_cache *c, uint64_t owner) {
   return n;
 }
 
+int lc_cache_owned_range(const lc_cache *c, uint64_t lo, uint64_t hi) {
+  if (!c) return 0;
+  int n = 0;
+  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
+    const cache_handle *h = (const cache_handle *)l;
+    if (h->live && h->owner >= lo && h->owner < hi) n++;
+  }
+  return n;
+}
+
 int lc_cache_page_mark_bad(lc_cache *c, uint64_t handle) {
   if (!c) return LC_CACHE_EINVAL;
   cache_handle *h = handle_find(c, handle);
@@ -927,6 +937,17 @@ int lc_cache_page_broken(lc_cache *c, uint64_t page_id, int64_t now_ms) {
 int lc_cache_page_in_use(const lc_cache *c, uint64_t page_id) {
   const cache_page *p = c ? page_find(c, page_id) : NULL;
   return p && p->handle != 0 && (p->state == PAGE_IN_USE || p->state == PAGE_CREATING);
+}
+
+uint64_t lc_cache_handle_owner(const lc_cache *c, uint64_t handle) {
+  const cache_handle *h = c ? handle_find(c, handle) : NULL;
+  return h && h->live ? h->owner : 0;
+}
+
+uint64_t lc_cache_page_owner(const lc_cache *c, uint64_t page_id) {
+  const cache_page *p = c ? page_find(c, page_id) : NULL;
+  if (!p || p->handle == 0) return 0;
+  return lc_cache_handle_owner(c, p->handle);
 }
 
 int lc_cache_handle_state(const lc_cache *c, uint64_t handle) {

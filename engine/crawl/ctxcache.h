@@ -177,6 +177,8 @@ int lc_cache_release_owner(lc_cache *c, uint64_t owner, int64_t now_ms);
 
 /* Live handles owned by `owner`. */
 int lc_cache_owned(const lc_cache *c, uint64_t owner);
+/* Live handles whose owner id is in [lo, hi): what one job's owners hold. */
+int lc_cache_owned_range(const lc_cache *c, uint64_t lo, uint64_t hi);
 
 /* Mark the page of a handle as not reusable (it timed out, crashed, or misbehaved): it is
  * closed at release instead of kept idle. */
@@ -204,6 +206,10 @@ int lc_cache_handle_live(const lc_cache *c, uint64_t handle);
 int lc_cache_handle_page_fresh(const lc_cache *c, uint64_t handle); /* 1 if newly created */
 /* 1 ready, 0 still waiting for its context or page, -1 failed, -2 not live. */
 int lc_cache_handle_state(const lc_cache *c, uint64_t handle);
+/* The owner of a live handle, or 0. */
+uint64_t lc_cache_handle_owner(const lc_cache *c, uint64_t handle);
+/* The owner of the handle that holds the page (in use or being created), or 0 when idle. */
+uint64_t lc_cache_page_owner(const lc_cache *c, uint64_t page_id);
 
 /* The refcount of context `ctx_id` in any state the cache still tracks (creating, open,
  * closing, failed, dead by crash), or LC_CACHE_ENOENT once it is gone. For tests and

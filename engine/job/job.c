@@ -1,4 +1,4 @@
-/* job.c: the crawl loop of one job.
+/* job.c: one job as a value, and its crawl loop.
  * Owns: taking requests from the frontier at the job's concurrency, per-host politeness
  * (in-flight cap, delay, Retry-After backoff, robots.txt), one task per request, and the one
  * finalizer every request task passes through: whatever the task acquired is released there,
@@ -12,8 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine.h"
+#include <lualib.h>
+#include <signal.h>
+
 #include "hosttab.h"
+#include "job_int.h"
 #include "json.h"
 #include "log.h"
 #include "proc.h"
@@ -34,35 +37,37 @@ struct lc_host {
 };
 
 typedef struct req_state {
-  lc_engine *e;
+  lc_job *j;
   lc_request req;
   lc_host *host;
-  int restarts_at_start; /* e->restarts when this attempt began */
+  int restarts_at_start; /* j->sh->restarts when this attempt began */
 } req_state;
 
 /* The loop's clock, brought up to date: deadlines computed after long synchronous work (a
  * big JSON decode, a slow hook) must not start from a stale time. */
-int64_t lc_now(const lc_engine *e) {
-  uv_update_time((uv_loop_t *)&e->loop);
-  return (int64_t)uv_now((uv_loop_t *)&e->loop);
+int64_t lc_now(const lc_shared *sh) {
+  uv_update_time(sh->loop);
+  return (int64_t)uv_now(sh->loop);
 }
+
+static void check_end(lc_job *j);
 
 /* ---------------------------------------------------------------- hosts */
 
 /* The politeness state of the URL's host, created on first use: O(1) expected (a hash
  * table, not a list scan: admission asks for every host pop considers). NULL when out of
  * memory or for a URL without a usable host. */
-static lc_host *host_get(lc_engine *e, const char *url) {
+static lc_host *host_get(lc_job *j, const char *url) {
   char name[256];
   if (lc_url_host(url, name, sizeof name) != 0) return NULL;
-  if (!e->hosts && !(e->hosts = lc_hosttab_new())) return NULL;
-  lc_host *h = lc_hosttab_find(e->hosts, name);
+  if (!j->hosts && !(j->hosts = lc_hosttab_new())) return NULL;
+  lc_host *h = lc_hosttab_find(j->hosts, name);
   if (h) return h;
   h = calloc(1, sizeof *h);
   if (!h) return NULL;
   snprintf(h->name, sizeof h->name, "%s", name);
   lc_url_origin(url, h->origin, sizeof h->origin);
-  if (lc_hosttab_put(e->hosts, h->name, h) != 0) {
+  if (lc_hosttab_put(j->hosts, h->name, h) != 0) {
     free(h);
     return NULL;
   }
@@ -76,29 +81,24 @@ static void host_free(void *value, void *ud) {
   free(h);
 }
 
-void lc_job_free_hosts(lc_engine *e) {
-  lc_hosttab_each(e->hosts, host_free, NULL);
-  lc_hosttab_free(e->hosts);
-  e->hosts = NULL;
-}
 
-static void start_robots(lc_engine *e, lc_host *h);
+static void start_robots(lc_job *j, lc_host *h);
 
 /* Requests and robots.txt fetches in flight: what the job's concurrency caps. */
-static int busy(const lc_engine *e) { return e->in_flight + e->robots_in_flight; }
+static int busy(const lc_job *j) { return j->in_flight + j->robots_in_flight; }
 
 /* The frontier's admission gate: may a request to this URL start now? A host whose robots.txt
  * is not known yet gets its robots.txt fetch started instead, when the job's concurrency and
  * the host's per_host leave room for it: that fetch counts against both, like a request. */
 static int admit(void *ud, const char *url) {
-  lc_engine *e = ud;
-  lc_host *h = host_get(e, url);
+  lc_job *j = ud;
+  lc_host *h = host_get(j, url);
   if (!h) return 1; /* cannot happen for a normalized URL; let the request fail visibly */
-  if (busy(e) >= e->cfg.concurrency) return 0; /* a robots fetch started in this pop */
-  if (e->cfg.per_host > 0 && h->in_flight >= e->cfg.per_host) return 0;
-  if (lc_now(e) < h->next_ok_ms) return 0;
-  if (e->cfg.robots) {
-    if (h->robots_state == 0) start_robots(e, h);
+  if (busy(j) >= j->cfg.concurrency) return 0; /* a robots fetch started in this pop */
+  if (j->cfg.per_host > 0 && h->in_flight >= j->cfg.per_host) return 0;
+  if (lc_now(j->sh) < h->next_ok_ms) return 0;
+  if (j->cfg.robots) {
+    if (h->robots_state == 0) start_robots(j, h);
     if (h->robots_state != 2) return 0;
   }
   return 1;
@@ -107,26 +107,26 @@ static int admit(void *ud, const char *url) {
 /* ---------------------------------------------------------------- robots.txt */
 
 typedef struct robots_op {
-  lc_engine *e;
+  lc_job *j;
   lc_host *host;
 } robots_op;
 
 static void robots_done(lc_task *t, int status, const char *err, void *ud) {
   robots_op *op = ud;
-  lc_engine *e = op->e;
+  lc_job *j = op->j;
   lc_host *h = op->host;
   lua_State *co = lc_task_thread(t);
-  e->aux_tasks--;
-  e->robots_in_flight--;
+  j->aux_tasks--;
+  j->robots_in_flight--;
   h->in_flight--;
-  lc_cache_release_owner(e->cache, lc_task_id(t), lc_now(e));
+  lc_cache_release_owner(j->sh->cache, lc_task_id(t), lc_now(j->sh));
   h->robots_state = 2;
   if (status == LC_TASK_OK && lua_gettop(co) >= 2 && lua_isinteger(co, -2)) {
     lua_Integer code = lua_tointeger(co, -2);
     size_t n = 0;
     const char *text = lua_tolstring(co, -1, &n);
     if (code >= 200 && code < 300 && text) {
-      h->robots = lc_robots_parse(text, n, e->cfg.user_agent_token);
+      h->robots = lc_robots_parse(text, n, j->cfg.user_agent_token);
       double delay = h->robots ? lc_robots_crawl_delay(h->robots) : -1;
       if (delay > 0) h->crawl_delay_ms = (int64_t)(delay * 1000);
     } else {
@@ -142,37 +142,37 @@ static void robots_done(lc_task *t, int status, const char *err, void *ud) {
             err ? err : "no answer");
   }
   free(op);
-  lc_job_after_release(e);
-  lc_job_pump(e);
+  lc_job_after_release(j);
+  lc_job_pump(j);
 }
 
-static void start_robots(lc_engine *e, lc_host *h) {
-  if (e->stopping || e->robots_ref == LUA_NOREF) return;
+static void start_robots(lc_job *j, lc_host *h) {
+  if (j->stopping || j->robots_ref == LUA_NOREF) return;
   robots_op *op = calloc(1, sizeof *op);
   if (!op) return;
-  op->e = e;
+  op->j = j;
   op->host = h;
   h->robots_state = 1;
-  lua_rawgeti(e->L, LUA_REGISTRYINDEX, e->robots_ref);
-  lua_pushstring(e->L, h->origin);
-  if (!lc_task_spawn(e->sched, 1, e->cfg.timeout_ms, robots_done, op)) {
+  lua_rawgeti(j->L, LUA_REGISTRYINDEX, j->robots_ref);
+  lua_pushstring(j->L, h->origin);
+  if (!lc_task_spawn(j->sched, 1, j->cfg.timeout_ms, robots_done, op)) {
     free(op);
     h->robots_state = 2;
     return;
   }
-  e->aux_tasks++;
-  e->robots_in_flight++; /* a slot of the job's concurrency and of the host's per_host */
+  j->aux_tasks++;
+  j->robots_in_flight++; /* a slot of the job's concurrency and of the host's per_host */
   h->in_flight++;
 }
 
-int lc_job_robots_verdict(lc_engine *e, const char *url) {
-  if (!e->cfg.robots) return 1;
-  lc_host *h = host_get(e, url);
+int lc_job_robots_verdict(lc_job *j, const char *url) {
+  if (!j->cfg.robots) return 1;
+  lc_host *h = host_get(j, url);
   if (!h) return 0;
   if (h->robots_state == 2) return !h->robots || lc_robots_allowed_url(h->robots, url) == 1;
-  if (h->robots_state == 0 && busy(e) < e->cfg.concurrency &&
-      (e->cfg.per_host <= 0 || h->in_flight < e->cfg.per_host))
-    start_robots(e, h);
+  if (h->robots_state == 0 && busy(j) < j->cfg.concurrency &&
+      (j->cfg.per_host <= 0 || h->in_flight < j->cfg.per_host))
+    start_robots(j, h);
   return -1;
 }
 
@@ -193,9 +193,8 @@ static void navcheck_free(struct lc_navcheck *c) {
   free(c);
 }
 
-void lc_job_nav_paused(void *ud, uint64_t page_id, const char *request_id, const char *url,
+void lc_job_nav_paused(lc_job *j, uint64_t page_id, const char *request_id, const char *url,
                        int redirected) {
-  lc_engine *e = ud;
   struct lc_navcheck *c = calloc(1, sizeof *c);
   if (c) {
     c->request_id = strdup(request_id);
@@ -204,27 +203,27 @@ void lc_job_nav_paused(void *ud, uint64_t page_id, const char *request_id, const
   if (!c || !c->request_id || !c->url) {
     if (c) navcheck_free(c);
     lc_error("out of memory queueing a navigation check: refusing %s", url);
-    lc_enpage *pg = lc_bpool_page(e->pool, page_id);
-    if (pg) lc_enpage_nav_decide(e->pool, pg, request_id, 0);
+    lc_enpage *pg = lc_bpool_page(j->sh->pool, page_id);
+    if (pg) lc_enpage_nav_decide(j->sh->pool, pg, request_id, 0);
     return;
   }
   c->page_id = page_id;
   c->redirected = redirected;
-  if (e->navchecks_tail)
-    e->navchecks_tail->next = c;
+  if (j->navchecks_tail)
+    j->navchecks_tail->next = c;
   else
-    e->navchecks = c;
-  e->navchecks_tail = c;
-  if (e->sched) lc_sched_poke(e->sched);
+    j->navchecks = c;
+  j->navchecks_tail = c;
+  if (j->sched) lc_sched_poke(j->sched);
 }
 
-void lc_job_free_navchecks(lc_engine *e) {
-  while (e->navchecks) {
-    struct lc_navcheck *c = e->navchecks;
-    e->navchecks = c->next;
+static void free_navchecks(lc_job *j) {
+  while (j->navchecks) {
+    struct lc_navcheck *c = j->navchecks;
+    j->navchecks = c->next;
     navcheck_free(c);
   }
-  e->navchecks_tail = NULL;
+  j->navchecks_tail = NULL;
 }
 
 static int nav_traceback(lua_State *L) {
@@ -234,19 +233,19 @@ static int nav_traceback(lua_State *L) {
 
 /* Decide the queued navigations: the job's check_navigation says nil (go on) or why not. A
  * check that fails refuses: the rules are not known to allow it. */
-static void run_navchecks(lc_engine *e) {
-  while (e->navchecks) {
-    struct lc_navcheck *c = e->navchecks;
-    e->navchecks = c->next;
-    if (!e->navchecks) e->navchecks_tail = NULL;
-    lc_enpage *pg = lc_bpool_page(e->pool, c->page_id);
+static void run_navchecks(lc_job *j) {
+  while (j->navchecks) {
+    struct lc_navcheck *c = j->navchecks;
+    j->navchecks = c->next;
+    if (!j->navchecks) j->navchecks_tail = NULL;
+    lc_enpage *pg = lc_bpool_page(j->sh->pool, c->page_id);
     if (pg) {
       int allow = 1;
-      if (e->navcheck_ref != LUA_NOREF && !e->lua_closing) {
-        lua_State *L = e->L;
+      if (j->navcheck_ref != LUA_NOREF && !j->lua_closing) {
+        lua_State *L = j->L;
         int top = lua_gettop(L);
         lua_pushcfunction(L, nav_traceback);
-        lua_rawgeti(L, LUA_REGISTRYINDEX, e->navcheck_ref);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, j->navcheck_ref);
         lua_pushstring(L, lc_enpage_target(pg));
         lua_pushstring(L, c->url);
         lua_pushboolean(L, c->redirected);
@@ -259,73 +258,65 @@ static void run_navchecks(lc_engine *e) {
         }
         lua_settop(L, top);
       }
-      lc_enpage_nav_decide(e->pool, pg, c->request_id, allow);
+      lc_enpage_nav_decide(j->sh->pool, pg, c->request_id, allow);
     }
     navcheck_free(c);
   }
 }
 
-/* ---------------------------------------------------------------- cleanup */
+/* ---------------------------------------------------------------- the resume point's work */
 
-void lc_job_cleanup_pass(lc_engine *e, const char *why) {
-  if (!e->cache) return;
-  uint64_t ids[64];
-  lc_cleanup_params p;
-  lc_policy_state st = {.browser_rss_mb = (double)e->browser_rss_kb / 1024.0,
-                        .browser_pss_mb = (double)e->browser_pss_kb / 1024.0,
-                        .pages_served = e->gen_pages};
-  lc_policy_decide(e->L, &e->policy, e->cache, lc_now(e), &st, &p, ids, 64);
-  int closed = lc_cache_cleanup(e->cache, &p, lc_now(e));
-  if (closed > 0) lc_debug("cleanup (%s) closed %d context(s)", why, closed);
+/* A release happened: the engine's cleanup pass is due. It may call the Lua policy hook, so
+ * it runs at the resume point, not inside whatever callback released. */
+void lc_job_after_release(lc_job *j) {
+  j->sh->cleanup_due = 1;
+  if (j->sched) lc_sched_poke(j->sched);
 }
 
-/* Cleanup runs after every release, but not inside whatever callback released: it may call
- * the Lua policy hook, so it runs at the resume point. */
-void lc_job_after_release(lc_engine *e) {
-  e->cleanup_due = 1;
-  if (e->sched) lc_sched_poke(e->sched);
+void lc_job_poke(lc_job *j) {
+  if (j->sched) lc_sched_poke(j->sched);
 }
 
 /* A task is being stopped (deadline, cancel), before its variables are closed: whatever
  * its pages are doing is not to be trusted, so each is closed when given back -- by a
  * `<close>` variable while the task unwinds, or by the finalizer after. */
-void lc_job_task_stopping(void *ud, lc_task *t) {
-  lc_engine *e = ud;
-  if (e->cache) lc_cache_owner_mark_bad(e->cache, lc_task_id(t));
+static void task_stopping(void *ud, lc_task *t) {
+  lc_job *j = ud;
+  if (j->sh->cache) lc_cache_owner_mark_bad(j->sh->cache, lc_task_id(t));
 }
 
-void lc_job_release_later(lc_engine *e, uint64_t handle) {
-  if (e->lua_closing || !e->sched) return;
-  if (e->n_gc_releases == e->cap_gc_releases) {
-    size_t cap = e->cap_gc_releases ? e->cap_gc_releases * 2 : 16;
-    uint64_t *p = realloc(e->gc_releases, cap * sizeof *p);
+void lc_job_release_later(lc_job *j, uint64_t handle) {
+  if (j->lua_closing || !j->sched) return;
+  if (j->n_gc_releases == j->cap_gc_releases) {
+    size_t cap = j->cap_gc_releases ? j->cap_gc_releases * 2 : 16;
+    uint64_t *p = realloc(j->gc_releases, cap * sizeof *p);
     if (!p) {
       lc_error("out of memory queueing a release; the request's finalizer will release it");
       return;
     }
-    e->gc_releases = p;
-    e->cap_gc_releases = cap;
+    j->gc_releases = p;
+    j->cap_gc_releases = cap;
   }
-  e->gc_releases[e->n_gc_releases++] = handle;
-  lc_sched_poke(e->sched);
+  j->gc_releases[j->n_gc_releases++] = handle;
+  lc_sched_poke(j->sched);
 }
 
-void lc_job_idle_work(void *ud) {
-  lc_engine *e = ud;
-  run_navchecks(e);
-  if (!e->cache) return;
-  for (size_t i = 0; i < e->n_gc_releases; i++) {
-    if (!lc_cache_handle_live(e->cache, e->gc_releases[i])) continue; /* its owner ended first */
+/* The resume point's deferred work, after the ready tasks ran: navigation checks, releases
+ * the GC queued, then the engine's (a cleanup pass when one is due). */
+static void idle_work(void *ud) {
+  lc_job *j = ud;
+  run_navchecks(j);
+  if (!j->sh->cache) return;
+  for (size_t i = 0; i < j->n_gc_releases; i++) {
+    if (!lc_cache_handle_live(j->sh->cache, j->gc_releases[i])) continue; /* its owner ended first */
     lc_debug("releasing handle %llu whose userdata was collected",
-             (unsigned long long)e->gc_releases[i]);
-    lc_cache_release(e->cache, e->gc_releases[i], lc_now(e));
-    e->cleanup_due = 1;
+             (unsigned long long)j->gc_releases[i]);
+    lc_cache_release(j->sh->cache, j->gc_releases[i], lc_now(j->sh));
+    j->sh->cleanup_due = 1;
   }
-  e->n_gc_releases = 0;
-  if (e->cleanup_due) {
-    e->cleanup_due = 0;
-    lc_job_cleanup_pass(e, "release");
-  }
+  j->n_gc_releases = 0;
+  j->sh->ops->idle_work(j->sh->ud, j);
+  check_end(j);
 }
 
 /* ---------------------------------------------------------------- requests */
@@ -347,34 +338,34 @@ static void push_request(lua_State *L, const lc_request *r) {
 }
 
 static void on_error_done(lc_task *t, int status, const char *err, void *ud) {
-  lc_engine *e = ud;
-  e->aux_tasks--;
+  lc_job *j = ud;
+  j->aux_tasks--;
   if (status != LC_TASK_OK && status != LC_TASK_CANCELLED)
     lc_warn("on_error failed: %s", err ? err : "unknown error");
-  lc_cache_release_owner(e->cache, lc_task_id(t), lc_now(e));
-  lc_job_after_release(e);
-  lc_job_pump(e);
+  lc_cache_release_owner(j->sh->cache, lc_task_id(t), lc_now(j->sh));
+  lc_job_after_release(j);
+  lc_job_pump(j);
 }
 
-static void request_failed_for_good(lc_engine *e, req_state *rs, const char *err) {
-  e->pages_failed++;
-  e->frontier->ops->done(e->frontier, rs->req.id, 0);
+static void request_failed_for_good(lc_job *j, req_state *rs, const char *err) {
+  j->n.pages_failed++;
+  j->frontier->ops->done(j->frontier, rs->req.id, 0);
   lc_warn("failed: %s: %s", rs->req.url, err);
-  if (e->on_error_ref != LUA_NOREF && !e->stopping) {
+  if (j->on_error_ref != LUA_NOREF && !j->stopping) {
     /* on_error gets the message; the traceback went to the log above. */
     const char *tb = strstr(err, "\nstack traceback:");
-    lua_rawgeti(e->L, LUA_REGISTRYINDEX, e->on_error_ref);
-    push_request(e->L, &rs->req);
-    lua_pushlstring(e->L, err, tb ? (size_t)(tb - err) : strlen(err));
-    if (lc_task_spawn(e->sched, 2, e->cfg.timeout_ms, on_error_done, e)) e->aux_tasks++;
+    lua_rawgeti(j->L, LUA_REGISTRYINDEX, j->on_error_ref);
+    push_request(j->L, &rs->req);
+    lua_pushlstring(j->L, err, tb ? (size_t)(tb - err) : strlen(err));
+    if (lc_task_spawn(j->sched, 2, j->cfg.timeout_ms, on_error_done, j)) j->aux_tasks++;
   }
 }
 
-static void retry_later(lc_engine *e, req_state *rs, int64_t delay_ms, int count_attempt) {
+static void retry_later(lc_job *j, req_state *rs, int64_t delay_ms, int count_attempt) {
   lc_request r = rs->req;
   memset(&rs->req, 0, sizeof rs->req); /* ownership of the strings moves to the frontier */
   if (!count_attempt) r.attempt--;     /* the frontier's retry counts one attempt itself */
-  if (e->frontier->ops->retry(e->frontier, &r, lc_now(e) + delay_ms) < 0) {
+  if (j->frontier->ops->retry(j->frontier, &r, lc_now(j->sh) + delay_ms) < 0) {
     lc_error("cannot queue a retry of %s", r.url);
     lc_request_clear(&r);
   }
@@ -382,19 +373,19 @@ static void retry_later(lc_engine *e, req_state *rs, int64_t delay_ms, int count
 
 static void request_done(lc_task *t, int status, const char *err, void *ud) {
   req_state *rs = ud;
-  lc_engine *e = rs->e;
+  lc_job *j = rs->j;
   lua_State *co = lc_task_thread(t);
-  e->in_flight--;
+  j->in_flight--;
   if (rs->host) rs->host->in_flight--;
 
   /* The finalizer: everything the request acquired goes back, on every path. Pages of a
    * request stopped at its deadline may still be busy (a script spinning, a load hanging):
    * lc_job_task_stopping marked them bad before the task unwound, so they are closed here,
    * not reused. */
-  int released = lc_cache_release_owner(e->cache, lc_task_id(t), lc_now(e));
+  int released = lc_cache_release_owner(j->sh->cache, lc_task_id(t), lc_now(j->sh));
   if (released > 0 && status == LC_TASK_OK)
     lc_debug("released %d handle(s) the handler of %s kept", released, rs->req.url);
-  int owned = lc_cache_owned(e->cache, lc_task_id(t));
+  int owned = lc_cache_owned(j->sh->cache, lc_task_id(t));
   if (owned != 0) lc_error("engine bug: request task still owns %d handle(s)", owned);
 
   char msg[2048];
@@ -407,13 +398,13 @@ static void request_done(lc_task *t, int status, const char *err, void *ud) {
       int64_t wait = top >= 2 && lua_isinteger(co, top) ? lua_tointeger(co, top) : 1000;
       if (wait < 0) wait = 0;
       if (wait > 10 * 60 * 1000) wait = 10 * 60 * 1000;
-      e->throttled++;
-      if (rs->host) rs->host->next_ok_ms = lc_now(e) + wait;
-      if (rs->req.throttles < e->cfg.throttle_retries && !e->stopping) {
+      j->n.throttled++;
+      if (rs->host) rs->host->next_ok_ms = lc_now(j->sh) + wait;
+      if (rs->req.throttles < j->cfg.throttle_retries && !j->stopping) {
         lc_info("%s answered 429/503: backing off %s for %" PRId64 " ms", rs->req.url,
                 rs->host ? rs->host->name : "the host", wait);
         rs->req.throttles++;
-        retry_later(e, rs, wait, 0);
+        retry_later(j, rs, wait, 0);
         goto out;
       }
       snprintf(msg, sizeof msg, "still throttled (429/503) after %d tries", rs->req.throttles + 1);
@@ -424,7 +415,7 @@ static void request_done(lc_task *t, int status, const char *err, void *ud) {
       result = msg;
     }
   } else if (status == LC_TASK_TIMEOUT) {
-    snprintf(msg, sizeof msg, "request deadline of %" PRId64 " ms passed", e->cfg.timeout_ms);
+    snprintf(msg, sizeof msg, "request deadline of %" PRId64 " ms passed", j->cfg.timeout_ms);
     result = msg;
   } else if (status == LC_TASK_CANCELLED) {
     /* Stopped by an interrupt: neither done nor failed; nothing already emitted is lost. */
@@ -436,9 +427,9 @@ static void request_done(lc_task *t, int status, const char *err, void *ud) {
 
   /* A browser crash during a failed attempt is named in the reason: a page that takes the
    * browser down each time it loads fails after its retries, saying so; the job goes on. */
-  if (result && e->restarts > rs->restarts_at_start) {
+  if (result && j->sh->restarts > rs->restarts_at_start) {
     rs->req.crashes++;
-    if (rs->req.attempt >= e->cfg.retries || e->stopping) {
+    if (rs->req.attempt >= j->cfg.retries || j->stopping) {
       char why[2048];
       snprintf(why, sizeof why,
                "the browser crashed during %d of its %d attempt%s (a page that takes the browser "
@@ -450,58 +441,61 @@ static void request_done(lc_task *t, int status, const char *err, void *ud) {
   }
   /* The output failed: the run ends; a request that did not get through is neither done nor
    * failed, and nothing is retried (its page would be fetched again for nothing). */
-  if (result && e->output_err) goto out;
+  if (result && j->output_err) goto out;
   if (!result) {
-    e->pages_ok++;
-    e->frontier->ops->done(e->frontier, rs->req.id, 1);
-  } else if (rs->req.attempt < e->cfg.retries && !e->stopping) {
-    e->retries++;
+    j->n.pages_ok++;
+    j->frontier->ops->done(j->frontier, rs->req.id, 1);
+  } else if (rs->req.attempt < j->cfg.retries && !j->stopping) {
+    j->n.retries++;
     int64_t backoff = 250LL << (rs->req.attempt < 7 ? rs->req.attempt : 7);
     if (backoff > MAX_BACKOFF_MS) backoff = MAX_BACKOFF_MS;
     lc_info("retrying %s in %" PRId64 " ms (attempt %d): %.300s", rs->req.url, backoff,
             rs->req.attempt + 2, result);
-    retry_later(e, rs, backoff, 1);
+    retry_later(j, rs, backoff, 1);
   } else {
-    request_failed_for_good(e, rs, result);
+    request_failed_for_good(j, rs, result);
   }
 out:
   lc_request_clear(&rs->req);
   free(rs);
-  lc_job_after_release(e);
-  lc_job_pump(e);
+  lc_job_after_release(j);
+  lc_job_pump(j);
 }
 
 static void pump_timer_cb(uv_timer_t *h) { lc_job_pump(h->data); }
 
-void lc_job_pump(lc_engine *e) {
-  if (!e->started || e->stopping) return;
-  while (busy(e) < e->cfg.concurrency) {
-    if (lc_sink_backlog(e->sink) > LC_OUTPUT_SOFT_BACKLOG) {
-      e->output_paused = 1; /* the output timer pumps again once the reader caught up */
+void lc_job_pump(lc_job *j) {
+  if (!j->started || j->stopping || !j->sh->cache) {
+    check_end(j);
+    return;
+  }
+  while (busy(j) < j->cfg.concurrency) {
+    if (lc_sink_backlog(j->sink) > LC_OUTPUT_SOFT_BACKLOG) {
+      j->output_paused = 1; /* the output timer pumps again once the reader caught up */
       break;
     }
     lc_request r;
     int64_t next_ms = -1;
     memset(&r, 0, sizeof r);
-    int got = e->frontier->ops->pop(e->frontier, lc_now(e), admit, e, &r, &next_ms);
+    int got = j->frontier->ops->pop(j->frontier, lc_now(j->sh), admit, j, &r, &next_ms);
     if (got <= 0) {
-      if (e->frontier->ops->pending(e->frontier) > 0) {
-        int64_t wait = next_ms >= 0 ? next_ms - lc_now(e) : PUMP_POLL_MS;
+      if (j->frontier->ops->pending(j->frontier) > 0) {
+        int64_t wait = next_ms >= 0 ? next_ms - lc_now(j->sh) : PUMP_POLL_MS;
         if (wait > PUMP_POLL_MS || wait < 1) wait = wait < 1 ? 1 : PUMP_POLL_MS;
-        uv_timer_start(&e->pump_timer, pump_timer_cb, (uint64_t)wait, 0);
+        uv_timer_start(j->pump_timer, pump_timer_cb, (uint64_t)wait, 0);
       }
       break;
     }
-    lc_host *h = host_get(e, r.url);
-    if (e->cfg.robots && h && h->robots) {
+    lc_host *h = host_get(j, r.url);
+    if (j->cfg.robots && h && h->robots) {
       /* Any length: a URL too long for a buffer is checked like any other (issue 9, item 7). */
       int verdict = lc_robots_allowed_url(h->robots, r.url);
       if (verdict < 0)
         lc_warn("cannot check %s against robots.txt (%d): skipping it", r.url, verdict);
       if (verdict != 1) {
         lc_info("robots.txt disallows %s", r.url);
-        e->robots_skipped++;
-        e->frontier->ops->done(e->frontier, r.id, 0);
+        j->n.robots_skipped++;
+        j->frontier->ops->done(j->frontier, r.id, 0);
         lc_request_clear(&r);
         continue;
       }
@@ -511,176 +505,183 @@ void lc_job_pump(lc_engine *e) {
       lc_request_clear(&r);
       break;
     }
-    rs->e = e;
+    rs->j = j;
     rs->req = r;
     rs->host = h;
-    rs->restarts_at_start = e->restarts;
+    rs->restarts_at_start = j->sh->restarts;
     if (h) h->in_flight++; /* the delay is taken when the request navigates (lc_job_host_slot) */
-    lua_rawgeti(e->L, LUA_REGISTRYINDEX, e->runner_ref);
-    push_request(e->L, &rs->req);
-    e->in_flight++;
-    if (!lc_task_spawn(e->sched, 1, e->cfg.timeout_ms, request_done, rs)) {
-      e->in_flight--;
+    lua_rawgeti(j->L, LUA_REGISTRYINDEX, j->runner_ref);
+    push_request(j->L, &rs->req);
+    j->in_flight++;
+    if (!lc_task_spawn(j->sched, 1, j->cfg.timeout_ms, request_done, rs)) {
+      j->in_flight--;
       if (h) h->in_flight--;
       lc_request_clear(&rs->req);
       free(rs);
       break;
     }
   }
-  if (lc_job_done(e)) uv_stop(&e->loop);
+  check_end(j);
 }
 
-int64_t lc_job_host_slot(lc_engine *e, const char *url) {
-  lc_host *h = host_get(e, url);
+int64_t lc_job_host_slot(lc_job *j, const char *url) {
+  lc_host *h = host_get(j, url);
   if (!h) return 0;
-  int64_t now = lc_now(e);
+  int64_t now = lc_now(j->sh);
   if (now < h->next_ok_ms) return h->next_ok_ms - now;
-  int64_t delay = e->cfg.delay_ms > h->crawl_delay_ms ? e->cfg.delay_ms : h->crawl_delay_ms;
+  int64_t delay = j->cfg.delay_ms > h->crawl_delay_ms ? j->cfg.delay_ms : h->crawl_delay_ms;
   if (delay > 0) h->next_ok_ms = now + delay;
   return 0;
 }
 
-int lc_job_done(const lc_engine *e) {
-  return e->started && e->in_flight == 0 && e->aux_tasks == 0 &&
-         (e->stopping || e->frontier->ops->pending(e->frontier) == 0);
+/* The job's end: nothing runs, and it was stopped or has nothing left to do. The engine
+ * hears of it once. */
+static void check_end(lc_job *j) {
+  if (j->ended || j->in_flight || j->aux_tasks) return;
+  if (!j->stopping && !(j->started && j->frontier->ops->pending(j->frontier) == 0)) return;
+  j->ended = 1;
+  uv_timer_stop(j->pump_timer);
+  j->sh->ops->job_ended(j->sh->ud, j);
 }
 
-int lc_job_enqueue(lc_engine *e, const char *url, int depth, const char *data_json,
+int lc_job_enqueue(lc_job *j, const char *url, int depth, const char *data_json,
                    const char **why) {
-  if (e->stopping) {
+  if (j->stopping) {
     *why = "the job is stopping";
     return 0;
   }
-  int rc = e->frontier->ops->push(e->frontier, url, depth, data_json, lc_now(e));
+  int rc = j->frontier->ops->push(j->frontier, url, depth, data_json, lc_now(j->sh));
   if (rc == 0)
     *why = "already seen";
   else if (rc == LC_FRONTIER_EFULL)
     *why = "max_pages reached";
   else if (rc < 0)
     *why = "cannot queue the URL";
-  if (rc > 0 && e->started) {
+  if (rc > 0 && j->started) {
     /* Start it on the next loop turn, not inside the handler that enqueued it. */
-    if (!uv_is_active((uv_handle_t *)&e->pump_timer))
-      uv_timer_start(&e->pump_timer, pump_timer_cb, 0, 0);
+    if (!uv_is_active((uv_handle_t *)j->pump_timer))
+      uv_timer_start(j->pump_timer, pump_timer_cb, 0, 0);
   }
   return rc > 0 ? 1 : rc;
 }
 
-void lc_job_stop(lc_engine *e, int sig) {
-  if (e->stopping) return;
-  e->stopping = 1;
-  if (sig) e->stop_signal = sig;
-  uv_timer_stop(&e->pump_timer);
-  lc_sched_kill_all(e->sched, sig ? "interrupted" : "stopping");
-  if (lc_job_done(e)) uv_stop(&e->loop);
+void lc_job_cancel(lc_job *j, int sig) {
+  if (sig && !j->stop_signal) j->stop_signal = sig; /* also when already ending: the exit says so */
+  if (j->stopping) return;
+  j->stopping = 1;
+  uv_timer_stop(j->pump_timer);
+  lc_sched_kill_all(j->sched, sig ? "interrupted" : "stopping");
+  check_end(j);
+}
+
+void lc_job_fail(lc_job *j, const char *msg) {
+  if (!j->failed) {
+    j->failed = 1;
+    snprintf(j->failure, sizeof j->failure, "%s", msg);
+  }
+  lc_job_cancel(j, 0);
 }
 
 /* ---------------------------------------------------------------- output */
 
 static void out_timer_cb(uv_timer_t *h) {
-  lc_engine *e = h->data;
-  int rc = lc_sink_drain(e->sink);
+  lc_job *j = h->data;
+  int rc = lc_sink_drain(j->sink);
   if (rc != 0 && rc != -EAGAIN) {
     uv_timer_stop(h);
-    lc_job_output_failed(e, rc);
+    lc_job_output_failed(j, rc);
     return;
   }
   if (rc == 0) uv_timer_stop(h);
-  if (e->output_paused && lc_sink_backlog(e->sink) <= LC_OUTPUT_SOFT_BACKLOG) {
-    e->output_paused = 0;
-    lc_job_pump(e);
+  if (j->output_paused && lc_sink_backlog(j->sink) <= LC_OUTPUT_SOFT_BACKLOG) {
+    j->output_paused = 0;
+    lc_job_pump(j);
   }
 }
 
-void lc_job_output_kick(lc_engine *e) {
-  if (e->output_err || lc_sink_backlog(e->sink) == 0) return;
-  if (!uv_is_active((uv_handle_t *)&e->out_timer))
-    uv_timer_start(&e->out_timer, out_timer_cb, LC_OUTPUT_DRAIN_MS, LC_OUTPUT_DRAIN_MS);
+void lc_job_output_kick(lc_job *j) {
+  if (j->output_err || lc_sink_backlog(j->sink) == 0) return;
+  if (!uv_is_active((uv_handle_t *)j->out_timer))
+    uv_timer_start(j->out_timer, out_timer_cb, LC_OUTPUT_DRAIN_MS, LC_OUTPUT_DRAIN_MS);
 }
 
-void lc_job_output_failed(lc_engine *e, int rc) {
-  if (e->output_err) return;
-  e->output_err = rc < 0 ? -rc : EIO;
-  uv_timer_stop(&e->out_timer);
+void lc_job_output_failed(lc_job *j, int rc) {
+  if (j->output_err) return;
+  j->output_err = rc < 0 ? -rc : EIO;
+  uv_timer_stop(j->out_timer);
   uint64_t records = 0;
-  lc_sink_count(e->sink, &records, NULL);
-  snprintf(e->fatal_msg, sizeof e->fatal_msg,
+  lc_sink_count(j->sink, &records, NULL);
+  char msg[256];
+  snprintf(msg, sizeof msg,
            "cannot write the output (%s) after %" PRIu64 " record%s; stopping the run",
-           strerror(e->output_err), records, records == 1 ? "" : "s");
-  e->fatal = 1;
-  lc_job_stop(e, 0);
-  uv_stop(&e->loop);
+           strerror(j->output_err), records, records == 1 ? "" : "s");
+  lc_job_fail(j, msg);
 }
 
 /* ---------------------------------------------------------------- progress and stats */
 
-static void progress_clear(void);
-static int progress_on_tty;
+/* The live progress line is the terminal's: one at a time, cleared before a log line. */
+static int progress_line_shown;
 
 static void progress_clear(void) {
-  if (progress_on_tty) fputs("\r\033[K", stderr);
+  if (progress_line_shown) fputs("\r\033[K", stderr);
+  progress_line_shown = 0;
 }
 
-void lc_job_progress(lc_engine *e, int final) {
-  int64_t now = lc_now(e);
-  double secs = (double)(now - (int64_t)e->started_ms) / 1000.0;
-  double rate = secs > 0 ? (double)(e->pages_ok + e->pages_failed) / secs : 0;
+void lc_job_progress(lc_job *j, int final) {
+  if (!j->opts.progress || !j->sh->cache) return;
+  int64_t now = lc_now(j->sh);
+  double secs = (double)(now - (int64_t)j->started_ms) / 1000.0;
+  double rate = secs > 0 ? (double)(j->n.pages_ok + j->n.pages_failed) / secs : 0;
   lc_cache_stats cs;
-  lc_cache_get_stats(e->cache, &cs);
-  int due =
-      final || (!e->opts.quiet && (progress_on_tty || now - (int64_t)e->last_progress_ms >= 5000));
+  lc_cache_get_stats(j->sh->cache, &cs);
+  int due = final || (!j->opts.quiet &&
+                      (j->progress_tty || now - (int64_t)j->last_progress_ms >= 5000));
   if (!due) return;
-  lc_engine_sample_mem(e); /* at most once a second; a no-op when the tick just sampled */
+  j->sh->ops->sample_mem(j->sh->ud); /* at most once a second */
   char line[512];
   snprintf(line, sizeof line,
            "%" PRIu64 " done, %" PRIu64
            " failed, %zu queued, %d in flight, %.1f pages/s, "
            "%d contexts open, %d idle pages, browser PSS %ld MB",
-           e->pages_ok, e->pages_failed, e->frontier->ops->pending(e->frontier), e->in_flight, rate,
-           cs.contexts_open, cs.idle_pages, e->browser_pss_kb / 1024);
+           j->n.pages_ok, j->n.pages_failed, j->frontier->ops->pending(j->frontier), j->in_flight,
+           rate, cs.contexts_open, cs.idle_pages, j->sh->browser_pss_kb / 1024);
   if (final) {
     progress_clear();
     fprintf(stderr,
             "luacrawl: %s: %" PRIu64 " pages ok, %" PRIu64 " failed, %" PRIu64 " retries, %" PRIu64
             " records in %.1f s (%.1f pages/s); contexts created %" PRIu64
             ", peak %d open; browser PSS peak %ld MB (RSS %ld MB)\n",
-            e->stop_signal ? "interrupted"
-            : e->fatal     ? "stopped"
+            j->stop_signal ? "interrupted"
+            : j->failed    ? "stopped"
                            : "done",
-            e->pages_ok, e->pages_failed, e->retries, e->emitted, secs, rate, cs.contexts_created,
-            cs.contexts_open_peak, e->browser_pss_peak_kb / 1024, e->browser_rss_peak_kb / 1024);
+            j->n.pages_ok, j->n.pages_failed, j->n.retries, j->n.emitted, secs, rate,
+            cs.contexts_created, cs.contexts_open_peak, j->sh->browser_pss_peak_kb / 1024,
+            j->sh->browser_rss_peak_kb / 1024);
     return;
   }
-  if (progress_on_tty) {
+  if (j->progress_tty) {
     fprintf(stderr, "\r\033[K%s", line);
-    e->progress_shown = 1;
-  } else if (now - (int64_t)e->last_progress_ms >= 5000) {
+    progress_line_shown = 1;
+  } else if (now - (int64_t)j->last_progress_ms >= 5000) {
     fprintf(stderr, "luacrawl: progress: %s\n", line);
-    e->last_progress_ms = (uint64_t)now;
+    j->last_progress_ms = (uint64_t)now;
   }
 }
 
-void lc_job_tick(lc_engine *e) {
-  static int init;
-  if (!init) {
-    init = 1;
-    progress_on_tty = isatty(2) && !e->opts.quiet;
-    e->progress_tty = progress_on_tty;
-    if (progress_on_tty) lc_log_set_clear_hook(progress_clear);
-  }
-  lc_cache_tick(e->cache, lc_now(e));
-  if (e->started && !e->stopping) lc_job_progress(e, 0);
+void lc_job_tick(lc_job *j) {
+  if (j->started && !j->stopping) lc_job_progress(j, 0);
 }
 
-int lc_job_write_stats(lc_engine *e, const char *path) {
+int lc_job_write_stats(lc_job *j, const char *path) {
   FILE *f = fopen(path, "w");
   if (!f) return -1;
   lc_cache_stats cs;
-  lc_cache_get_stats(e->cache, &cs);
+  lc_cache_get_stats(j->sh->cache, &cs);
   lc_bpool_stats bs;
-  lc_bpool_get_stats(e->pool, &bs);
-  lc_engine_sample_mem(e);
-  double secs = (double)(lc_now(e) - (int64_t)e->started_ms) / 1000.0;
+  lc_bpool_get_stats(j->sh->pool, &bs);
+  j->sh->ops->sample_mem(j->sh->ud);
+  double secs = (double)(lc_now(j->sh) - (int64_t)j->started_ms) / 1000.0;
   fprintf(f,
           "{\"contexts_created\":%" PRIu64 ",\"contexts_closed\":%" PRIu64
           ",\"contexts_lost\":%" PRIu64
@@ -696,12 +697,304 @@ int lc_job_write_stats(lc_engine *e, const char *path) {
           "\"browser_pss_mb\":%.1f,\"engine_rss_peak_mb\":%.1f,"
           "\"seconds\":%.3f,\"interrupted\":%s}\n",
           cs.contexts_created, cs.contexts_closed, cs.contexts_lost, cs.contexts_open_peak,
-          cs.contexts_open, cs.refs_outstanding, cs.bad_releases, e->pages_ok, e->pages_failed,
-          e->retries, e->throttled, e->robots_skipped, e->emitted, cs.pages_created,
+          cs.contexts_open, cs.refs_outstanding, cs.bad_releases, j->n.pages_ok, j->n.pages_failed,
+          j->n.retries, j->n.throttled, j->n.robots_skipped, j->n.emitted, cs.pages_created,
           cs.pages_reused, cs.pages_closed, cs.pages_evicted, cs.contexts_retired,
           cs.idle_ghost_hits, bs.browser_starts, bs.browser_crashes, bs.events_dropped,
-          e->browser_recycles, (double)e->browser_rss_peak_kb / 1024.0,
-          (double)e->browser_pss_peak_kb / 1024.0, (double)e->browser_pss_kb / 1024.0,
-          (double)lc_proc_self_peak_rss_kb() / 1024.0, secs, e->stop_signal ? "true" : "false");
+          j->sh->browser_recycles, (double)j->sh->browser_rss_peak_kb / 1024.0,
+          (double)j->sh->browser_pss_peak_kb / 1024.0, (double)j->sh->browser_pss_kb / 1024.0,
+          (double)lc_proc_self_peak_rss_kb() / 1024.0, secs, j->stop_signal ? "true" : "false");
   return fclose(f) == 0 ? 0 : -1;
+}
+
+/* ---------------------------------------------------------------- making a job */
+
+#define JOB_KEY "luacrawl.job"
+
+lc_job *lc_job_get(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, JOB_KEY);
+  lc_job *j = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  return j;
+}
+
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (!msg) msg = luaL_tolstring(L, 1, NULL);
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Where the job's Lua finds the library (LUACRAWL_LIB), luacrawl.core and the in-page
+ * JavaScript (LUACRAWL_JS). */
+static void set_paths(lua_State *L) {
+  const char *lib = getenv("LUACRAWL_LIB");
+  if (!lib || !*lib) lib = LC_LIB_DIR;
+  lua_getglobal(L, "package");
+  lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lib, lib);
+  lua_getfield(L, -2, "path");
+  lua_concat(L, 2);
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_luacrawl_core);
+  lua_setfield(L, -2, "luacrawl.core");
+  lua_pop(L, 1);
+  const char *js = getenv("LUACRAWL_JS");
+  lua_pushstring(L, js && *js ? js : LC_JS_DIR);
+  lua_setglobal(L, "LUACRAWL_JS_DIR");
+}
+
+/* Integer field of the config table at idx, with a default. stack: unchanged */
+static int64_t cfg_int(lua_State *L, int idx, const char *k, int64_t def) {
+  lua_getfield(L, idx, k);
+  int64_t v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : def;
+  lua_pop(L, 1);
+  return v;
+}
+
+static int cfg_ref(lua_State *L, int idx, const char *k) {
+  lua_getfield(L, idx, k);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    return LUA_NOREF;
+  }
+  return luaL_ref(L, LUA_REGISTRYINDEX);
+}
+
+/* The protected part of lc_job_new (lua_pcall'ed: every touch of the user's values may
+ * raise): load the script through luacrawl.boot, which validates the job table and fills in
+ * its defaults, then read it. Raises with a one-line message on bad input.
+ * stack: [job lightuserdata] -> [] */
+static int setup_protected(lua_State *L) {
+  lc_job *j = lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "luacrawl.boot");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "load");
+  lua_remove(L, -2);
+  lua_pushstring(L, j->opts.script);
+  lua_newtable(L);
+  for (const char *const *a = j->opts.args; a && *a; a++) {
+    const char *eq = strchr(*a, '=');
+    if (!eq) return luaL_error(L, "argument '%s' is not name=value", *a);
+    lua_pushlstring(L, *a, (size_t)(eq - *a));
+    lua_pushstring(L, eq + 1);
+    lua_settable(L, -3);
+  }
+  lua_call(L, 2, 2);
+  if (lua_isnil(L, -2)) return lua_error(L); /* boot's message */
+  lua_pop(L, 1);
+  int cfg = lua_gettop(L);
+  /* boot.lua validated and defaulted every field: these are its values. */
+  j->cfg.concurrency = (int)cfg_int(L, cfg, "concurrency", 8);
+  j->cfg.retries = (int)cfg_int(L, cfg, "retries", 2);
+  j->cfg.timeout_ms = cfg_int(L, cfg, "timeout_ms", 30000);
+  j->cfg.max_pages = cfg_int(L, cfg, "max_pages", 0);
+  j->cfg.max_depth = (int)cfg_int(L, cfg, "max_depth", -1);
+  j->cfg.delay_ms = cfg_int(L, cfg, "delay_ms", 0);
+  j->cfg.per_host = (int)cfg_int(L, cfg, "per_host", 0);
+  j->cfg.throttle_retries = (int)cfg_int(L, cfg, "throttle_retries", 5);
+  lua_getfield(L, cfg, "robots");
+  j->cfg.robots = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  lua_getfield(L, cfg, "user_agent_token");
+  snprintf(j->cfg.user_agent_token, sizeof j->cfg.user_agent_token, "%s",
+           lua_isstring(L, -1) ? lua_tostring(L, -1) : "luacrawl");
+  lua_pop(L, 1);
+  lc_policy_defaults(&j->policy);
+  j->policy.max_idle_pages = j->cfg.concurrency;
+  lua_getfield(L, cfg, "policy");
+  char err[400];
+  int rc = lc_policy_from_lua(L, -1, &j->policy, err, sizeof err);
+  lua_pop(L, 1);
+  if (rc < 0) return luaL_error(L, "%s", err);
+  j->runner_ref = cfg_ref(L, cfg, "run_request");
+  j->on_error_ref = cfg_ref(L, cfg, "on_error");
+  j->robots_ref = cfg_ref(L, cfg, "fetch_robots");
+  j->navcheck_ref = cfg_ref(L, cfg, "check_navigation");
+  if (j->runner_ref == LUA_NOREF) return luaL_error(L, "internal: the job has no request runner");
+  /* The start URLs stay in the registry until lc_job_start queues them. */
+  lua_getfield(L, cfg, "start");
+  lua_setfield(L, LUA_REGISTRYINDEX, "luacrawl.start");
+  lua_settop(L, 0);
+  return 0;
+}
+
+/* A Lua error outside any protected call: nothing can be unwound safely. Say so in one line
+ * and leave; the atexit handler and the parent-death signal take the browsers down. */
+static int at_panic(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  fprintf(stderr, "luacrawl: engine bug: a Lua error escaped every protected call: %s\n",
+          msg ? msg : "(not a string)");
+  fflush(stderr);
+  exit(70);
+}
+
+static void timer_free(uv_handle_t *h) { free(h); }
+
+static uv_timer_t *timer_new(lc_job *j) {
+  uv_timer_t *t = malloc(sizeof *t);
+  if (!t) return NULL;
+  uv_timer_init(j->sh->loop, t);
+  t->data = j;
+  return t;
+}
+
+lc_job *lc_job_new(lc_shared *sh, uint32_t id, const lc_job_opts *o, char *err, size_t errlen) {
+  lc_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  j->id = id;
+  j->sh = sh;
+  j->opts = *o;
+  j->runner_ref = j->on_error_ref = j->robots_ref = j->navcheck_ref = LUA_NOREF;
+  lc_policy_defaults(&j->policy);
+  j->pump_timer = timer_new(j);
+  j->out_timer = timer_new(j);
+  j->L = luaL_newstate();
+  if (!j->pump_timer || !j->out_timer || !j->L) {
+    snprintf(err, errlen, "out of memory");
+    lc_job_free(j);
+    return NULL;
+  }
+  lua_atpanic(j->L, at_panic);
+  luaL_openlibs(j->L);
+  lua_pushlightuserdata(j->L, j);
+  lua_setfield(j->L, LUA_REGISTRYINDEX, JOB_KEY);
+  j->sched = lc_sched_new(sh->loop, j->L);
+  if (!j->sched) {
+    snprintf(err, errlen, "out of memory");
+    lc_job_free(j);
+    return NULL;
+  }
+  /* This job's owners: tasks and the job itself, in the job's own id range. */
+  lc_sched_set_id_base(j->sched, (uint64_t)id << LC_JOB_ID_SHIFT);
+  j->owner = lc_sched_new_id(j->sched);
+  lc_sched_on_idle(j->sched, idle_work, j);
+  lc_sched_on_stop(j->sched, task_stopping, j);
+  set_paths(j->L);
+  lua_pushcfunction(j->L, traceback);
+  lua_pushcfunction(j->L, setup_protected);
+  lua_pushlightuserdata(j->L, j);
+  if (lua_pcall(j->L, 1, 0, 1) != LUA_OK) {
+    const char *m = lua_tostring(j->L, -1);
+    snprintf(err, errlen, "%s", m ? m : "bad job");
+    /* A traceback is for bugs; bad input is one line. */
+    char *tb = strstr(err, "\nstack traceback:");
+    if (tb) *tb = 0;
+    lc_job_free(j);
+    return NULL;
+  }
+  lua_settop(j->L, 0);
+  char *oerr = NULL;
+  j->frontier = lc_frontier_memory_new(j->cfg.max_pages > 0 ? (size_t)j->cfg.max_pages : 0);
+  j->sink = lc_sink_jsonl_open(o->output, &oerr);
+  if (!j->frontier || !j->sink) {
+    snprintf(err, errlen, "cannot open output %s: %s", o->output ? o->output : "-",
+             oerr ? oerr : "out of memory");
+    free(oerr);
+    lc_job_free(j);
+    return NULL;
+  }
+  /* A pipe or terminal is written through a bounded queue the loop drains: a reader that stops
+   * reading pauses the crawl instead of blocking the loop in write(2). */
+  lc_sink_jsonl_queue(j->sink, LC_OUTPUT_MAX_BACKLOG);
+  j->progress_tty = o->progress && !o->quiet && isatty(2);
+  if (j->progress_tty) lc_log_set_clear_hook(progress_clear);
+  return j;
+}
+
+/* stack: [job] -> []: queue the start URLs kept by setup_protected. */
+static int start_protected(lua_State *L) {
+  lc_job *j = lua_touserdata(L, 1);
+  lua_getfield(L, LUA_REGISTRYINDEX, "luacrawl.start");
+  lua_Integer n = (lua_Integer)lua_rawlen(L, -1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_rawgeti(L, -1, i);
+    const char *url = lua_tostring(L, -1);
+    const char *why = NULL;
+    if (url && lc_job_enqueue(j, url, 0, NULL, &why) <= 0 && why &&
+        strcmp(why, "already seen") != 0)
+      lc_warn("start URL %s not queued: %s", url, why);
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  lua_setfield(L, LUA_REGISTRYINDEX, "luacrawl.start");
+  return 0;
+}
+
+int lc_job_start(lc_job *j, char *err, size_t errlen) {
+  lua_pushcfunction(j->L, traceback);
+  lua_pushcfunction(j->L, start_protected);
+  lua_pushlightuserdata(j->L, j);
+  int rc = lua_pcall(j->L, 1, 0, 1);
+  if (rc != LUA_OK) snprintf(err, errlen, "%s", lua_tostring(j->L, -1));
+  lua_settop(j->L, 0);
+  return rc == LUA_OK ? 0 : -1;
+}
+
+void lc_job_browser_ready(lc_job *j) {
+  if (!j->started && !j->stopping) {
+    j->started = 1;
+    j->started_ms = uv_now(j->sh->loop);
+    j->last_progress_ms = j->started_ms; /* the first progress line comes after a while */
+  }
+  lc_job_pump(j);
+}
+
+void lc_job_release_all(lc_job *j) {
+  if (j->sh->cache) lc_cache_release_owner(j->sh->cache, j->owner, lc_now(j->sh));
+  free_navchecks(j);
+}
+
+void lc_job_free(lc_job *j) {
+  if (!j) return;
+  free_navchecks(j);
+  if (j->sched) lc_sched_free(j->sched); /* every task ended: lc_job_ended */
+  if (j->L) {
+    /* __gc releases nothing now: the job's owners were released (lc_job_release_all). */
+    lc_policy_release(j->L, &j->policy);
+    j->lua_closing = 1;
+    lua_close(j->L);
+  }
+  free(j->gc_releases);
+  if (j->frontier) j->frontier->ops->destroy(j->frontier);
+  if (j->sink) j->sink->ops->close(j->sink);
+  lc_hosttab_each(j->hosts, host_free, NULL);
+  lc_hosttab_free(j->hosts);
+  if (j->pump_timer) uv_close((uv_handle_t *)j->pump_timer, timer_free);
+  if (j->out_timer) uv_close((uv_handle_t *)j->out_timer, timer_free);
+  if (j->progress_tty) lc_log_set_clear_hook(NULL);
+  free(j);
+}
+
+/* ---------------------------------------------------------------- what others read */
+
+uint32_t lc_job_id(const lc_job *j) { return j->id; }
+const lc_policy *lc_job_policy(const lc_job *j) { return &j->policy; }
+lua_State *lc_job_lua(lc_job *j) { return j->L; }
+int lc_job_ended(const lc_job *j) { return j->ended; }
+int lc_job_started(const lc_job *j) { return j->started; }
+int lc_job_stopping(const lc_job *j) { return j->stopping; }
+int lc_job_tasks(const lc_job *j) { return j->sched ? lc_sched_count(j->sched) : 0; }
+size_t lc_job_pending(const lc_job *j) { return j->frontier->ops->pending(j->frontier); }
+const char *lc_job_failure(const lc_job *j) { return j->failed ? j->failure : NULL; }
+int lc_job_stop_signal(const lc_job *j) { return j->stop_signal; }
+void lc_job_get_counts(const lc_job *j, lc_job_counts *out) { *out = j->n; }
+size_t lc_job_backlog(const lc_job *j) { return j->sink ? lc_sink_backlog(j->sink) : 0; }
+int lc_job_output_failed_errno(const lc_job *j) { return j->output_err; }
+
+int lc_job_owns(const lc_job *j) {
+  if (!j->sh->cache) return 0;
+  return lc_cache_owned_range(j->sh->cache, (uint64_t)j->id << LC_JOB_ID_SHIFT,
+                              ((uint64_t)j->id + 1) << LC_JOB_ID_SHIFT);
+}
+
+int lc_job_owns_handle(const lc_job *j, uint64_t handle) {
+  uint64_t owner = j->sh->cache ? lc_cache_handle_owner(j->sh->cache, handle) : 0;
+  return owner && owner >> LC_JOB_ID_SHIFT == j->id;
 }

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "base64.h"
-#include "engine.h"
+#include "job_int.h"
 #include "json.h"
 #include "log.h"
 #include "proc.h"
@@ -21,7 +21,6 @@
 
 #define PAGE_MT "luacrawl.Page"
 #define CONTEXT_MT "luacrawl.Context"
-#define ENGINE_KEY "luacrawl.engine"
 
 typedef struct l_handle {
   uint64_t handle;
@@ -29,17 +28,10 @@ typedef struct l_handle {
   int released;
 } l_handle;
 
-lc_engine *lc_engine_get(lua_State *L) {
-  lua_getfield(L, LUA_REGISTRYINDEX, ENGINE_KEY);
-  lc_engine *e = lua_touserdata(L, -1);
-  lua_pop(L, 1);
-  return e;
-}
-
-static lc_engine *check_engine(lua_State *L) {
-  lc_engine *e = lc_engine_get(L);
-  if (!e || !e->cache) luaL_error(L, "the luacrawl engine is not running");
-  return e;
+static lc_job *check_job(lua_State *L) {
+  lc_job *j = lc_job_get(L);
+  if (!j || !j->sh->cache) luaL_error(L, "the luacrawl engine is not running");
+  return j;
 }
 
 /* stack: +1 userdata */
@@ -53,12 +45,14 @@ static l_handle *push_handle(lua_State *L, const char *mt, uint64_t handle, int 
 }
 
 /* A live handle of type mt at arg 1, or a raised error that says what is wrong. */
-static l_handle *check_live(lua_State *L, const char *mt, lc_engine **pe) {
+static l_handle *check_live(lua_State *L, const char *mt, lc_job **pj) {
   l_handle *h = luaL_checkudata(L, 1, mt);
-  lc_engine *e = check_engine(L);
-  if (h->released || !lc_cache_handle_live(e->cache, h->handle))
+  lc_job *j = check_job(L);
+  if (h->released || !lc_cache_handle_live(j->sh->cache, h->handle))
     luaL_error(L, "%s used after its release", mt[9] == 'P' ? "page" : "context");
-  *pe = e;
+  if (!lc_job_owns_handle(j, h->handle))
+    luaL_error(L, "this %s belongs to another job", mt[9] == 'P' ? "page" : "context");
+  *pj = j;
   return h;
 }
 
@@ -66,7 +60,7 @@ static l_handle *check_live(lua_State *L, const char *mt, lc_engine **pe) {
 
 typedef struct acq_op {
   lc_task *t;
-  lc_engine *e;
+  lc_job *j;
   uint64_t handle;
   const char *mt;
   int session;
@@ -80,7 +74,7 @@ static void acq_ready(void *ud, uint64_t handle, int err, const char *msg) {
     lua_pushstring(co, msg ? msg : "cannot open a browser context");
   } else {
     push_handle(co, op->mt, handle, op->session);
-    if (op->mt[9] == 'P') op->e->gen_pages++;
+    if (op->mt[9] == 'P') op->j->sh->gen_pages++;
     if (op->session) lua_pushboolean(co, 1); /* created */
   }
   lc_task *t = op->t;
@@ -93,29 +87,40 @@ static void acq_cancel(lc_task *t, void *data) {
   acq_op *op = data;
   (void)t;
   /* Releasing the pending handle cancels its ready callback for good. */
-  lc_engine *e = op->e;
-  lc_cache_release(e->cache, op->handle, lc_now(e));
+  lc_job *j = op->j;
+  lc_cache_release(j->sh->cache, op->handle, lc_now(j->sh));
   free(op);
-  lc_job_after_release(e);
+  lc_job_after_release(j);
 }
 
 /* Acquire for the running task: a page or context handle owned by the task, or (session
  * != NULL) the job's named session page. Stack: +1 handle (+ created for a session) | +2
  * nil, err. Nothing may follow the await: a yield without a continuation does not return. */
-static int acquire(lua_State *L, lc_engine *e, lc_task *t, const char *options, int want_page,
+static int acquire(lua_State *L, lc_job *j, lc_task *t, const char *options, int want_page,
                    const char *session) {
   acq_op *op = calloc(1, sizeof *op);
   if (!op) return luaL_error(L, "out of memory");
   op->t = t;
-  op->e = e;
+  op->j = j;
   op->mt = want_page ? PAGE_MT : CONTEXT_MT;
   op->session = session != NULL;
+  /* Contexts are the job's own: the job's id is part of the key (a member of the options
+   * object the backend ignores), so no cookie or cache of one job reaches another. */
+  size_t olen = strlen(options);
+  char *keyed = olen >= 2 && options[0] == '{' ? malloc(olen + 40) : NULL;
+  if (!keyed) {
+    free(op);
+    return luaL_error(L, olen >= 2 ? "out of memory" : "bad context options");
+  }
+  snprintf(keyed, olen + 40, "{\"partition\":\"job %u\"%s%s", (unsigned)j->id,
+           olen > 2 ? "," : "", options + 1);
   lc_task_op_begin(t, acq_cancel, op);
   int created = 0;
-  uint64_t handle = session ? lc_cache_session_open(e->cache, e->job_owner, session, options,
-                                                    lc_now(e), acq_ready, op, &created)
-                            : lc_cache_acquire(e->cache, lc_task_id(t), options, want_page,
-                                               lc_now(e), acq_ready, op);
+  uint64_t handle = session ? lc_cache_session_open(j->sh->cache, j->owner, session, keyed,
+                                                    lc_now(j->sh), acq_ready, op, &created)
+                            : lc_cache_acquire(j->sh->cache, lc_task_id(t), keyed, want_page,
+                                               lc_now(j->sh), acq_ready, op);
+  free(keyed);
   if (!handle) {
     lc_task_op_abort(t);
     free(op);
@@ -129,29 +134,29 @@ static int acquire(lua_State *L, lc_engine *e, lc_task *t, const char *options, 
 
 /* core.acquire(options_json, want_page) [async] -> Page|Context | nil, err */
 static int l_core_acquire(lua_State *L) {
-  lc_engine *e = check_engine(L);
+  lc_job *j = check_job(L);
   const char *options = luaL_checkstring(L, 1);
   int want_page = lua_toboolean(L, 2);
   lc_task *t = lc_task_check(L, want_page ? "opening a page" : "job:context()");
-  if (e->stopping) {
+  if (j->stopping) {
     lua_pushnil(L);
     lua_pushliteral(L, "the job is stopping");
     return 2;
   }
-  return acquire(L, e, t, options, want_page, NULL);
+  return acquire(L, j, t, options, want_page, NULL);
 }
 
 /* core.session(name, options_json) [async] -> Page, created | nil, err */
 static int l_core_session(lua_State *L) {
-  lc_engine *e = check_engine(L);
+  lc_job *j = check_job(L);
   const char *name = luaL_checkstring(L, 1);
   const char *options = luaL_checkstring(L, 2);
   lc_task *t = lc_task_check(L, "job:session()");
-  uint64_t existing = lc_cache_session_find(e->cache, e->job_owner, name);
+  uint64_t existing = lc_cache_session_find(j->sh->cache, j->owner, name);
   if (existing) {
-    int st = lc_cache_handle_state(e->cache, existing);
+    int st = lc_cache_handle_state(j->sh->cache, existing);
     lc_enpage *pg =
-        st == 1 ? lc_bpool_page(e->pool, lc_cache_handle_page(e->cache, existing)) : NULL;
+        st == 1 ? lc_bpool_page(j->sh->pool, lc_cache_handle_page(j->sh->cache, existing)) : NULL;
     if (st == 0) {
       /* Another request is opening it: the caller waits and asks again. */
       lua_pushnil(L);
@@ -164,28 +169,28 @@ static int l_core_session(lua_State *L) {
       return 2;
     }
     /* Failed to open, or its page died (a crash): replace it with a new one. */
-    lc_cache_session_close(e->cache, e->job_owner, name, lc_now(e));
-    lc_job_after_release(e);
+    lc_cache_session_close(j->sh->cache, j->owner, name, lc_now(j->sh));
+    lc_job_after_release(j);
   }
-  if (e->stopping) {
+  if (j->stopping) {
     lua_pushnil(L);
     lua_pushliteral(L, "the job is stopping");
     return 2;
   }
-  return acquire(L, e, t, options, 1, name);
+  return acquire(L, j, t, options, 1, name);
 }
 
 /* core.close_session(name) -> true | nil, err */
 static int l_core_close_session(lua_State *L) {
-  lc_engine *e = check_engine(L);
+  lc_job *j = check_job(L);
   const char *name = luaL_checkstring(L, 1);
-  int rc = lc_cache_session_close(e->cache, e->job_owner, name, lc_now(e));
+  int rc = lc_cache_session_close(j->sh->cache, j->owner, name, lc_now(j->sh));
   if (rc < 0) {
     lua_pushnil(L);
     lua_pushfstring(L, "no session named '%s'", name);
     return 2;
   }
-  lc_job_after_release(e);
+  lc_job_after_release(j);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -194,8 +199,8 @@ static int l_core_close_session(lua_State *L) {
 
 static int release_handle(lua_State *L, const char *mt, int quiet) {
   l_handle *h = luaL_checkudata(L, 1, mt);
-  lc_engine *e = lc_engine_get(L);
-  if (h->released || !e || !e->cache) {
+  lc_job *j = lc_job_get(L);
+  if (h->released || !j || !j->sh->cache) {
     if (quiet) return 0;
     lua_pushnil(L);
     lua_pushfstring(L, "%s already released", mt[9] == 'P' ? "page" : "context");
@@ -210,15 +215,15 @@ static int release_handle(lua_State *L, const char *mt, int quiet) {
     return 2;
   }
   h->released = 1;
-  if (!lc_cache_handle_live(e->cache, h->handle)) {
+  if (!lc_cache_handle_live(j->sh->cache, h->handle)) {
     /* Already given back by the engine (the request ended): nothing to do. */
     if (quiet) return 0;
     lua_pushnil(L);
     lua_pushfstring(L, "%s already released", mt[9] == 'P' ? "page" : "context");
     return 2;
   }
-  int rc = lc_cache_release(e->cache, h->handle, lc_now(e));
-  lc_job_after_release(e);
+  int rc = lc_cache_release(j->sh->cache, h->handle, lc_now(j->sh));
+  lc_job_after_release(j);
   if (quiet) return 0;
   if (rc < 0) {
     lua_pushnil(L);
@@ -233,10 +238,10 @@ static int release_handle(lua_State *L, const char *mt, int quiet) {
  * the release, which the resume point carries out (lc_job_idle_work). */
 static int collect_handle(lua_State *L, const char *mt) {
   l_handle *h = luaL_checkudata(L, 1, mt);
-  lc_engine *e = lc_engine_get(L);
-  if (h->released || h->session || !e || !e->cache) return 0;
+  lc_job *j = lc_job_get(L);
+  if (h->released || h->session || !j || !j->sh->cache) return 0;
   h->released = 1;
-  lc_job_release_later(e, h->handle);
+  lc_job_release_later(j, h->handle);
   return 0;
 }
 
@@ -247,9 +252,9 @@ static int l_context_release(lua_State *L) { return release_handle(L, CONTEXT_MT
 static int l_context_close(lua_State *L) { return release_handle(L, CONTEXT_MT, 1); }
 static int l_context_gc(lua_State *L) { return collect_handle(L, CONTEXT_MT); }
 
-static lc_enpage *check_enpage(lua_State *L, lc_engine **pe, l_handle **ph) {
-  l_handle *h = check_live(L, PAGE_MT, pe);
-  lc_enpage *pg = lc_bpool_page((*pe)->pool, lc_cache_handle_page((*pe)->cache, h->handle));
+static lc_enpage *check_enpage(lua_State *L, lc_job **pj, l_handle **ph) {
+  l_handle *h = check_live(L, PAGE_MT, pj);
+  lc_enpage *pg = lc_bpool_page((*pj)->sh->pool, lc_cache_handle_page((*pj)->sh->cache, h->handle));
   if (ph) *ph = h;
   return pg;
 }
@@ -257,7 +262,7 @@ static lc_enpage *check_enpage(lua_State *L, lc_engine **pe, l_handle **ph) {
 /* One CDP command for a task: a page's (handle != 0) or the browser's. */
 typedef struct cmd_op {
   lc_task *t;
-  lc_engine *e;
+  lc_job *j;
   uint64_t handle; /* the page handle, or 0 for a browser-level command */
   int gen;
   uint64_t id;
@@ -268,7 +273,7 @@ static void cmd_reply(void *ud, int err, char *r, size_t n) {
   lua_State *co = lc_task_thread(op->t);
   lc_task *t = op->t;
   if (err) {
-    if (err == LC_CDP_ETIMEOUT && op->handle) lc_cache_page_mark_bad(op->e->cache, op->handle);
+    if (err == LC_CDP_ETIMEOUT && op->handle) lc_cache_page_mark_bad(op->j->sh->cache, op->handle);
     lua_pushnil(co);
     lua_pushstring(co, r);
   } else {
@@ -281,27 +286,27 @@ static void cmd_reply(void *ud, int err, char *r, size_t n) {
 static void cmd_cancel(lc_task *t, void *data) {
   cmd_op *op = data;
   (void)t;
-  lc_bpool_cancel(op->e->pool, op->gen, op->id);
+  lc_bpool_cancel(op->j->sh->pool, op->gen, op->id);
   /* A page whose command was abandoned (deadline) is not trusted again. */
-  if (op->handle) lc_cache_page_mark_bad(op->e->cache, op->handle);
+  if (op->handle) lc_cache_page_mark_bad(op->j->sh->cache, op->handle);
   free(op);
 }
 
 /* Send on the page `pg` (or the browser of generation `gen` when pg is NULL) and await the
  * answer. stack: +1 result_json | +2 nil, err */
-static int cmd_await(lua_State *L, lc_engine *e, lc_task *t, lc_enpage *pg, uint64_t handle,
+static int cmd_await(lua_State *L, lc_job *j, lc_task *t, lc_enpage *pg, uint64_t handle,
                      int gen, const char *method, const char *params, int timeout,
                      size_t max_reply) {
   cmd_op *op = calloc(1, sizeof *op);
   if (!op) return luaL_error(L, "out of memory");
   op->t = t;
-  op->e = e;
+  op->j = j;
   op->handle = handle;
   op->gen = pg ? lc_enpage_gen(pg) : gen;
   lc_task_op_begin(t, cmd_cancel, op);
   int ms = lc_task_remaining_ms(t, timeout);
-  op->id = pg ? lc_enpage_send(e->pool, pg, method, params, ms, max_reply, cmd_reply, op)
-              : lc_bpool_send(e->pool, gen, method, params, ms, cmd_reply, op);
+  op->id = pg ? lc_enpage_send(j->sh->pool, pg, method, params, ms, max_reply, cmd_reply, op)
+              : lc_bpool_send(j->sh->pool, gen, method, params, ms, cmd_reply, op);
   if (!op->id) {
     lc_task_op_abort(t);
     free(op);
@@ -316,9 +321,9 @@ static int cmd_await(lua_State *L, lc_engine *e, lc_task *t, lc_enpage *pg, uint
  * max_reply: the longest reply message accepted, in bytes (engine-side; a longer one fails
  * this command with "reply exceeds max_bytes (N)"). Default: no cap beyond the transport's. */
 static int l_page_send(lua_State *L) {
-  lc_engine *e;
+  lc_job *j;
   l_handle *h;
-  lc_enpage *pg = check_enpage(L, &e, &h);
+  lc_enpage *pg = check_enpage(L, &j, &h);
   const char *method = luaL_checkstring(L, 2);
   const char *params = luaL_optstring(L, 3, "{}");
   int timeout = (int)luaL_optinteger(L, 4, 30000);
@@ -330,7 +335,7 @@ static int l_page_send(lua_State *L) {
     lua_pushstring(L, pg ? lc_enpage_broken(pg) : "page is gone (its browser crashed or closed)");
     return 2;
   }
-  return cmd_await(L, e, t, pg, h->handle, 0, method, params, timeout, (size_t)max_reply);
+  return cmd_await(L, j, t, pg, h->handle, 0, method, params, timeout, (size_t)max_reply);
 }
 
 /* One wait for a page event, for a task. The page is named by id: it may be freed before the
@@ -367,9 +372,9 @@ static void event_cancel(lc_task *t, void *data) {
 
 /* page:_event(timeout_ms) [async] -> method, params_json | nil, err */
 static int l_page_event(lua_State *L) {
-  lc_engine *e;
+  lc_job *j;
   l_handle *h;
-  lc_enpage *pg = check_enpage(L, &e, &h);
+  lc_enpage *pg = check_enpage(L, &j, &h);
   int timeout = (int)luaL_checkinteger(L, 2);
   lc_task *t = lc_task_check(L, "page methods");
   if (!pg) {
@@ -394,7 +399,7 @@ static int l_page_event(lua_State *L) {
   }
   event_op *op = malloc(sizeof *op);
   if (!op) return luaL_error(L, "out of memory");
-  *op = (event_op){.t = t, .pool = e->pool, .page_id = lc_cache_handle_page(e->cache, h->handle)};
+  *op = (event_op){.t = t, .pool = j->sh->pool, .page_id = lc_cache_handle_page(j->sh->cache, h->handle)};
   int rc = lc_enpage_wait_event(pg, lc_task_remaining_ms(t, timeout), event_done, op);
   if (rc < 0) {
     free(op);
@@ -405,8 +410,8 @@ static int l_page_event(lua_State *L) {
 }
 
 static int l_page_clear_events(lua_State *L) {
-  lc_engine *e;
-  lc_enpage *pg = check_enpage(L, &e, NULL);
+  lc_job *j;
+  lc_enpage *pg = check_enpage(L, &j, NULL);
   if (pg) lc_enpage_clear_events(pg);
   return 0;
 }
@@ -415,8 +420,8 @@ static int l_page_clear_events(lua_State *L) {
  * job's check_navigation (Fetch must be enabled with a Document pattern); block_patterns (a
  * list of Fetch URL patterns) fail documents at once. Raises on misuse or out of memory. */
 static int l_page_guard(lua_State *L) {
-  lc_engine *e;
-  lc_enpage *pg = check_enpage(L, &e, NULL);
+  lc_job *j;
+  lc_enpage *pg = check_enpage(L, &j, NULL);
   int on = lua_toboolean(L, 2);
   size_t n = 0;
   if (!lua_isnoneornil(L, 3)) {
@@ -444,16 +449,16 @@ static int l_page_guard(lua_State *L) {
 /* page:_expect(url | nil): the URL page:navigate is about to load; its first request is not
  * paused for the navigation guard. */
 static int l_page_expect(lua_State *L) {
-  lc_engine *e;
-  lc_enpage *pg = check_enpage(L, &e, NULL);
+  lc_job *j;
+  lc_enpage *pg = check_enpage(L, &j, NULL);
   const char *url = luaL_optstring(L, 2, NULL);
   if (pg) lc_enpage_expect(pg, url);
   return 0;
 }
 
 static int l_page_broken(lua_State *L) {
-  lc_engine *e;
-  lc_enpage *pg = check_enpage(L, &e, NULL);
+  lc_job *j;
+  lc_enpage *pg = check_enpage(L, &j, NULL);
   if (!pg) {
     lua_pushliteral(L, "page is gone (its browser crashed or closed)");
     return 1;
@@ -467,40 +472,40 @@ static int l_page_broken(lua_State *L) {
 }
 
 static int l_page_fresh(lua_State *L) {
-  lc_engine *e;
-  l_handle *h = check_live(L, PAGE_MT, &e);
-  lua_pushboolean(L, lc_cache_handle_page_fresh(e->cache, h->handle));
+  lc_job *j;
+  l_handle *h = check_live(L, PAGE_MT, &j);
+  lua_pushboolean(L, lc_cache_handle_page_fresh(j->sh->cache, h->handle));
   return 1;
 }
 
 static int l_page_mark_bad(lua_State *L) {
-  lc_engine *e;
-  l_handle *h = check_live(L, PAGE_MT, &e);
-  lc_cache_page_mark_bad(e->cache, h->handle);
+  lc_job *j;
+  l_handle *h = check_live(L, PAGE_MT, &j);
+  lc_cache_page_mark_bad(j->sh->cache, h->handle);
   return 0;
 }
 
 static int handle_info(lua_State *L, const char *mt) {
-  lc_engine *e;
-  l_handle *h = check_live(L, mt, &e);
+  lc_job *j;
+  l_handle *h = check_live(L, mt, &j);
   lua_createtable(L, 0, 6);
   lua_pushinteger(L, (lua_Integer)h->handle);
   lua_setfield(L, -2, "handle");
-  lua_pushinteger(L, (lua_Integer)lc_cache_handle_ctx(e->cache, h->handle));
+  lua_pushinteger(L, (lua_Integer)lc_cache_handle_ctx(j->sh->cache, h->handle));
   lua_setfield(L, -2, "context");
-  lua_pushstring(L, lc_cache_handle_signature(e->cache, h->handle));
+  lua_pushstring(L, lc_cache_handle_signature(j->sh->cache, h->handle));
   lua_setfield(L, -2, "signature");
-  const char *bctx = lc_cache_handle_browser_ctx(e->cache, h->handle);
+  const char *bctx = lc_cache_handle_browser_ctx(j->sh->cache, h->handle);
   if (bctx) {
     lua_pushstring(L, bctx);
     lua_setfield(L, -2, "browser_context");
   }
-  const char *target = lc_cache_handle_target(e->cache, h->handle);
+  const char *target = lc_cache_handle_target(j->sh->cache, h->handle);
   if (target) {
     lua_pushstring(L, target);
     lua_setfield(L, -2, "target");
   }
-  lua_pushinteger(L, lc_cache_handle_browser_gen(e->cache, h->handle));
+  lua_pushinteger(L, lc_cache_handle_browser_gen(j->sh->cache, h->handle));
   lua_setfield(L, -2, "browser");
   lua_pushboolean(L, h->session);
   lua_setfield(L, -2, "session");
@@ -512,9 +517,9 @@ static int l_context_info(lua_State *L) { return handle_info(L, CONTEXT_MT); }
 
 static int l_handle_live(lua_State *L) {
   l_handle *h = lua_touserdata(L, 1);
-  lc_engine *e = lc_engine_get(L);
+  lc_job *j = lc_job_get(L);
   int live = h && (luaL_testudata(L, 1, PAGE_MT) || luaL_testudata(L, 1, CONTEXT_MT)) &&
-             !h->released && e && e->cache && lc_cache_handle_live(e->cache, h->handle);
+             !h->released && j && j->sh->cache && lc_cache_handle_live(j->sh->cache, h->handle);
   lua_pushboolean(L, live);
   return 1;
 }
@@ -531,12 +536,12 @@ static int l_handle_tostring(lua_State *L) {
 
 /* core.enqueue(url, depth [, data_json]) -> true | false, reason */
 static int l_core_enqueue(lua_State *L) {
-  lc_engine *e = check_engine(L);
+  lc_job *j = check_job(L);
   const char *url = luaL_checkstring(L, 1);
   int depth = (int)luaL_checkinteger(L, 2);
   const char *data = luaL_optstring(L, 3, NULL);
   const char *why = NULL;
-  int rc = lc_job_enqueue(e, url, depth, data, &why);
+  int rc = lc_job_enqueue(j, url, depth, data, &why);
   lua_pushboolean(L, rc > 0);
   if (rc > 0) return 1;
   lua_pushstring(L, why ? why : "not added");
@@ -572,17 +577,17 @@ static int l_core_origin(lua_State *L) {
 
 /* core.host_slot(url) -> 0 to go now, else ms to wait (delay_ms, Crawl-delay, Retry-After) */
 static int l_core_host_slot(lua_State *L) {
-  lc_engine *e = check_engine(L);
+  lc_job *j = check_job(L);
   const char *url = luaL_checkstring(L, 1);
-  lua_pushinteger(L, lc_job_host_slot(e, url));
+  lua_pushinteger(L, lc_job_host_slot(j, url));
   return 1;
 }
 
 /* core.robots_verdict(url) -> true (allowed, or robots off) | false (disallowed) | nil (not
  * read yet; its fetch starts when the concurrency leaves room) */
 static int l_core_robots_verdict(lua_State *L) {
-  lc_engine *e = check_engine(L);
-  int v = lc_job_robots_verdict(e, luaL_checkstring(L, 1));
+  lc_job *j = check_job(L);
+  int v = lc_job_robots_verdict(j, luaL_checkstring(L, 1));
   if (v < 0)
     lua_pushnil(L);
   else
@@ -592,7 +597,7 @@ static int l_core_robots_verdict(lua_State *L) {
 
 /* Write one record, with lua-cjson's "\/" turned back into "/" (valid, but noisy in every URL).
  * Returns 0 or the sink's negative errno. */
-static int emit_line(lc_engine *e, const char *json, size_t n) {
+static int emit_line(lc_job *j, const char *json, size_t n) {
   char *line = malloc(n + 1);
   if (!line) return -ENOMEM;
   size_t o = 0;
@@ -609,23 +614,23 @@ static int emit_line(lc_engine *e, const char *json, size_t n) {
     }
     line[o++] = json[i];
   }
-  int rc = lc_sink_write(e->sink, line, o);
+  int rc = lc_sink_write(j->sink, line, o);
   free(line);
-  if (rc == 0) e->emitted++;
+  if (rc == 0) j->n.emitted++;
   return rc;
 }
 
 /* After a write: keep a backlog moving; a broken output stops the run (once). stack: +2 on
  * failure (nil, message), else unchanged */
-static int emit_result(lua_State *L, lc_engine *e, int rc) {
-  lc_job_output_kick(e);
+static int emit_result(lua_State *L, lc_job *j, int rc) {
+  lc_job_output_kick(j);
   if (rc == 0) return 0;
   if (rc == -ENOBUFS) {
     lua_pushnil(L);
     lua_pushliteral(L, "the output backlog is full (the reader is not keeping up)");
     return 2;
   }
-  if (rc != -EINVAL && rc != -ENOMEM) lc_job_output_failed(e, rc);
+  if (rc != -EINVAL && rc != -ENOMEM) lc_job_output_failed(j, rc);
   lua_pushnil(L);
   lua_pushfstring(L, "cannot write the record: %s", strerror(-rc));
   return 2;
@@ -633,15 +638,15 @@ static int emit_result(lua_State *L, lc_engine *e, int rc) {
 
 /* core.emit(json_line) -> true | nil, err */
 static int l_core_emit(lua_State *L) {
-  lc_engine *e = check_engine(L);
+  lc_job *j = check_job(L);
   size_t n;
   const char *json = luaL_checklstring(L, 1, &n);
-  if (!e->sink) {
+  if (!j->sink) {
     lua_pushnil(L);
     lua_pushliteral(L, "no output");
     return 2;
   }
-  int r = emit_result(L, e, emit_line(e, json, n));
+  int r = emit_result(L, j, emit_line(j, json, n));
   if (r) return r;
   lua_pushboolean(L, 1);
   return 1;
@@ -651,7 +656,7 @@ static int l_core_emit(lua_State *L) {
  * refused together when the output backlog cannot take them all, so a retried request never
  * writes some of them twice. Raises on a list that holds anything but strings. */
 static int l_core_emit_all(lua_State *L) {
-  lc_engine *e = check_engine(L);
+  lc_job *j = check_job(L);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
   size_t total = 0;
@@ -660,20 +665,20 @@ static int l_core_emit_all(lua_State *L) {
     total += lua_rawlen(L, -1) + 1;
     lua_pop(L, 1);
   }
-  if (n > 0 && !e->sink) {
+  if (n > 0 && !j->sink) {
     lua_pushnil(L);
     lua_pushliteral(L, "no output");
     return 2;
   }
-  size_t backlog = lc_sink_backlog(e->sink);
-  if (backlog > 0 && backlog + total > LC_OUTPUT_MAX_BACKLOG) return emit_result(L, e, -ENOBUFS);
+  size_t backlog = lc_sink_backlog(j->sink);
+  if (backlog > 0 && backlog + total > LC_OUTPUT_MAX_BACKLOG) return emit_result(L, j, -ENOBUFS);
   for (lua_Integer i = 1; i <= n; i++) {
     size_t len;
     lua_rawgeti(L, 1, i);
     const char *json = lua_tolstring(L, -1, &len);
-    int rc = emit_line(e, json, len);
+    int rc = emit_line(j, json, len);
     lua_pop(L, 1);
-    int r = emit_result(L, e, rc);
+    int r = emit_result(L, j, rc);
     if (r) return r;
   }
   lua_pushboolean(L, 1);
@@ -682,14 +687,14 @@ static int l_core_emit_all(lua_State *L) {
 
 /* core.cleanup(max_contexts, force) -> number of contexts closed */
 static int l_core_cleanup(lua_State *L) {
-  lc_engine *e = check_engine(L);
+  lc_job *j = check_job(L);
   lc_cleanup_params p;
   memset(&p, 0, sizeof p);
-  p.max_contexts = (int)luaL_optinteger(L, 1, e->policy.max_contexts);
+  p.max_contexts = (int)luaL_optinteger(L, 1, j->sh->policy.max_contexts);
   luaL_argcheck(L, p.max_contexts >= 0, 1, "max_contexts must be >= 0");
-  p.force = lua_isnoneornil(L, 2) ? e->policy.force : lua_toboolean(L, 2);
-  p.idle_ms = e->policy.idle_ms;
-  lua_pushinteger(L, lc_cache_cleanup(e->cache, &p, lc_now(e)));
+  p.force = lua_isnoneornil(L, 2) ? j->sh->policy.force : lua_toboolean(L, 2);
+  p.idle_ms = j->sh->policy.idle_ms;
+  lua_pushinteger(L, lc_cache_cleanup(j->sh->cache, &p, lc_now(j->sh)));
   return 1;
 }
 
@@ -706,8 +711,8 @@ static int l_core_sleep(lua_State *L) {
 }
 
 static int l_core_now(lua_State *L) {
-  lc_engine *e = check_engine(L);
-  lua_pushinteger(L, lc_now(e));
+  lc_job *j = check_job(L);
+  lua_pushinteger(L, lc_now(j->sh));
   return 1;
 }
 
@@ -729,11 +734,11 @@ static void set_int(lua_State *L, const char *k, lua_Integer v) {
 
 /* core.stats() -> table of counters */
 static int l_core_stats(lua_State *L) {
-  lc_engine *e = check_engine(L);
+  lc_job *j = check_job(L);
   lc_cache_stats cs;
-  lc_cache_get_stats(e->cache, &cs);
+  lc_cache_get_stats(j->sh->cache, &cs);
   lc_bpool_stats bs;
-  lc_bpool_get_stats(e->pool, &bs);
+  lc_bpool_get_stats(j->sh->pool, &bs);
   lua_createtable(L, 0, 24);
   set_int(L, "contexts_created", (lua_Integer)cs.contexts_created);
   set_int(L, "contexts_closed", (lua_Integer)cs.contexts_closed);
@@ -744,28 +749,28 @@ static int l_core_stats(lua_State *L) {
   set_int(L, "pages_reused", (lua_Integer)cs.pages_reused);
   set_int(L, "idle_pages", cs.idle_pages);
   set_int(L, "bad_releases", (lua_Integer)cs.bad_releases);
-  set_int(L, "pages_ok", (lua_Integer)e->pages_ok);
-  set_int(L, "pages_failed", (lua_Integer)e->pages_failed);
-  set_int(L, "retries", (lua_Integer)e->retries);
-  set_int(L, "records", (lua_Integer)e->emitted);
-  set_int(L, "throttled", (lua_Integer)e->throttled);
-  set_int(L, "robots_skipped", (lua_Integer)e->robots_skipped);
+  set_int(L, "pages_ok", (lua_Integer)j->n.pages_ok);
+  set_int(L, "pages_failed", (lua_Integer)j->n.pages_failed);
+  set_int(L, "retries", (lua_Integer)j->n.retries);
+  set_int(L, "records", (lua_Integer)j->n.emitted);
+  set_int(L, "throttled", (lua_Integer)j->n.throttled);
+  set_int(L, "robots_skipped", (lua_Integer)j->n.robots_skipped);
   set_int(L, "pages_closed", (lua_Integer)cs.pages_closed);
   set_int(L, "contexts_lost", (lua_Integer)cs.contexts_lost);
-  set_int(L, "in_flight", e->in_flight);
-  set_int(L, "queued", (lua_Integer)e->frontier->ops->pending(e->frontier));
+  set_int(L, "in_flight", j->in_flight);
+  set_int(L, "queued", (lua_Integer)j->frontier->ops->pending(j->frontier));
   set_int(L, "browser_starts", bs.browser_starts);
   set_int(L, "browser_crashes", bs.browser_crashes);
   set_int(L, "events_dropped", (lua_Integer)bs.events_dropped);
   set_int(L, "events_queued_bytes", (lua_Integer)bs.events_queued_bytes);
-  set_int(L, "browser_recycles", e->browser_recycles);
-  set_int(L, "browser", e->gen);
-  set_int(L, "browser_pid", (lua_Integer)lc_bpool_pid(e->pool, e->gen));
-  lc_engine_sample_mem(e);
-  set_int(L, "browser_rss_mb", e->browser_rss_kb / 1024);
-  set_int(L, "browser_rss_peak_mb", e->browser_rss_peak_kb / 1024);
-  set_int(L, "browser_pss_mb", e->browser_pss_kb / 1024);
-  set_int(L, "browser_pss_peak_mb", e->browser_pss_peak_kb / 1024);
+  set_int(L, "browser_recycles", j->sh->browser_recycles);
+  set_int(L, "browser", j->sh->gen);
+  set_int(L, "browser_pid", (lua_Integer)lc_bpool_pid(j->sh->pool, j->sh->gen));
+  j->sh->ops->sample_mem(j->sh->ud);
+  set_int(L, "browser_rss_mb", j->sh->browser_rss_kb / 1024);
+  set_int(L, "browser_rss_peak_mb", j->sh->browser_rss_peak_kb / 1024);
+  set_int(L, "browser_pss_mb", j->sh->browser_pss_kb / 1024);
+  set_int(L, "browser_pss_peak_mb", j->sh->browser_pss_peak_kb / 1024);
   set_int(L, "pages_evicted", (lua_Integer)cs.pages_evicted);
   set_int(L, "idle_target", cs.idle_target);
   set_int(L, "contexts_retired", (lua_Integer)cs.contexts_retired);
@@ -778,10 +783,10 @@ static int l_core_stats(lua_State *L) {
 
 /* core.contexts() -> the cache's view: { {id, signature, refcount, pages, ...}, ... } */
 static int l_core_contexts(lua_State *L) {
-  lc_engine *e = check_engine(L);
+  lc_job *j = check_job(L);
   lc_cache_ctx_info info[512];
   size_t total = 0;
-  size_t n = lc_cache_snapshot(e->cache, info, 512, &total, lc_now(e));
+  size_t n = lc_cache_snapshot(j->sh->cache, info, 512, &total, lc_now(j->sh));
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
     lua_createtable(L, 0, 9);
@@ -809,17 +814,17 @@ static int l_core_contexts(lua_State *L) {
 /* core.browser_send(method [, params_json]) [async] -> result_json | nil, err
  * A browser-level command on the current browser (Target.getBrowserContexts, ...). */
 static int l_core_browser_send(lua_State *L) {
-  lc_engine *e = check_engine(L);
+  lc_job *j = check_job(L);
   const char *method = luaL_checkstring(L, 1);
   const char *params = luaL_optstring(L, 2, "{}");
   lc_task *t = lc_task_check(L, "browser commands");
-  return cmd_await(L, e, t, NULL, 0, e->gen, method, params, 15000, 0);
+  return cmd_await(L, j, t, NULL, 0, j->sh->gen, method, params, 15000, 0);
 }
 
 /* core.kill_browser() -> true: SIGKILL the current browser (fault drills) */
 static int l_core_kill_browser(lua_State *L) {
-  lc_engine *e = check_engine(L);
-  lc_bpool_kill(e->pool, e->gen);
+  lc_job *j = check_job(L);
+  lc_bpool_kill(j->sh->pool, j->sh->gen);
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -34,6 +34,8 @@ struct lc_task {
   int timed_out;
   int stop_told;   /* the stop callback ran for it */
   int interrupted; /* stopped by the hook because a signal was pending */
+  int kill_status;  /* lc_task_kill stopped it: finished at the resume point with this status */
+  char kill_why[96];
   lc_task_done_fn done;
   void *done_ud;
   void *data;
@@ -270,7 +272,10 @@ static void idle_cb(uv_idle_t *h) {
     lc_task *t = s->rhead;
     s->rhead = t->rnext;
     if (!s->rhead) s->rtail = NULL;
-    resume_one(s, t);
+    if (t->kill_status)
+      task_finish(t, t->kill_status, t->kill_why); /* its __close handlers run here */
+    else
+      resume_one(s, t);
   }
   if (s->poked && s->idle_fn && !lc_interrupt_pending()) {
     s->poked = 0;
@@ -300,7 +305,8 @@ static void sweep_cb(uv_timer_t *h) {
   for (;;) {
     lc_task *hit = NULL;
     for (lc_task *t = s->all.next; t != &s->all; t = t->next) {
-      if (t->deadline && now >= t->deadline && (t->state == T_WAITING || t->state == T_READY)) {
+      if (t->deadline && now >= t->deadline && !t->kill_status &&
+          (t->state == T_WAITING || t->state == T_READY)) {
         hit = t;
         break;
       }
@@ -346,6 +352,10 @@ void lc_sched_free(lc_sched *s) {
 }
 
 uint64_t lc_sched_new_id(lc_sched *s) { return s->next_id++; }
+
+void lc_sched_set_id_base(lc_sched *s, uint64_t base) {
+  if (base > s->next_id) s->next_id = base;
+}
 
 lc_task *lc_task_spawn(lc_sched *s, int nargs, int64_t timeout_ms, lc_task_done_fn done, void *ud) {
   lua_State *L = s->L;
@@ -482,8 +492,12 @@ int lc_task_sleep(lua_State *L, lc_task *t, int ms) {
   return lc_task_op_await(L, t);
 }
 
+/* Stopping a task runs Lua (its to-be-closed variables, pending __close handlers), so it is
+ * finished at the resume point, never here: a kill comes from timers, signals and browser
+ * callbacks. Here its operation is cancelled (no completion can reach it any more), the stop
+ * callback runs (no Lua), and it is queued. */
 void lc_task_kill(lc_task *t, int status, const char *why) {
-  if (t->state == T_DONE || t->state == T_RUNNING) return;
+  if (t->state == T_DONE || t->state == T_RUNNING || t->kill_status) return;
   if (t->state == T_READY) unqueue(t);
   if (t->op.active) {
     t->op.active = 0;
@@ -491,14 +505,17 @@ void lc_task_kill(lc_task *t, int status, const char *why) {
     t->op.cancel = NULL;
   }
   if (status == LC_TASK_TIMEOUT) t->timed_out = 1;
-  task_finish(t, status, why);
+  t->kill_status = status;
+  snprintf(t->kill_why, sizeof t->kill_why, "%s", why ? why : "stopped");
+  tell_stop(t);
+  make_ready(t, 0);
 }
 
 void lc_sched_kill_all(lc_sched *s, const char *why) {
   for (;;) {
     lc_task *hit = NULL;
     for (lc_task *t = s->all.next; t != &s->all; t = t->next)
-      if (t->state != T_DONE && t->state != T_RUNNING) {
+      if (t->state != T_DONE && t->state != T_RUNNING && !t->kill_status) {
         hit = t;
         break;
       }

@@ -37,6 +37,9 @@ void lc_sched_free(lc_sched *s);
 
 /* A new owner id (tasks, jobs and sessions share one id space; ids are never reused). */
 uint64_t lc_sched_new_id(lc_sched *s);
+/* Issue ids from `base` on (never below ids already issued): a job's owners live in a range of
+ * their own, so an owner id names its job. */
+void lc_sched_set_id_base(lc_sched *s, uint64_t base);
 
 /* Spawn a task running the function below `nargs` arguments on top of L's stack (both are
  * popped). timeout_ms <= 0: no deadline. The task is queued to run; `done` fires once. */

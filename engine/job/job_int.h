@@ -1,0 +1,103 @@
+/* job_int.h: the inside of a job, shared by the crawl loop (job.c) and the job's Lua bindings
+ * (l_core.c). Nothing outside engine/job/ includes it. */
+#ifndef LC_JOB_INT_H
+#define LC_JOB_INT_H
+
+#include <lua.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "frontier.h"
+#include "job.h"
+#include "output.h"
+#include "task.h"
+
+/* Output that the reader has not taken yet (a pipe, a terminal): above the soft mark the job
+ * starts no new request until the backlog drains; the hard cap refuses a request's records
+ * (all of them) rather than grow memory without bound. */
+#define LC_OUTPUT_SOFT_BACKLOG ((size_t)4 << 20)
+#define LC_OUTPUT_MAX_BACKLOG ((size_t)64 << 20)
+#define LC_OUTPUT_DRAIN_MS 10 /* how often a backlog is pushed */
+
+typedef struct lc_job_cfg {
+  int concurrency;
+  int retries;
+  int64_t timeout_ms;
+  int64_t max_pages;
+  int max_depth;
+  int64_t delay_ms;
+  int per_host; /* requests in flight per host; 0: no cap */
+  int robots;
+  char user_agent_token[64];
+  int throttle_retries; /* 429/503 answers tolerated per request before it fails */
+} lc_job_cfg;
+
+typedef struct lc_host lc_host; /* per-host politeness state (job.c) */
+
+struct lc_job {
+  uint32_t id;
+  lc_shared *sh;
+  lc_job_opts opts;
+  lua_State *L;
+  lc_sched *sched;
+  lc_frontier *frontier;
+  lc_sink *sink;
+  lc_job_cfg cfg;
+  lc_policy policy; /* the job table's policy: the engine adopts it (its hook is in L) */
+
+  uint64_t owner;   /* owner id of job-level handles (sessions, contexts taken outside a task) */
+  int runner_ref;   /* Lua: function(req) run in each request task */
+  int on_error_ref; /* Lua: function(req, err) when a request failed for good */
+  int robots_ref;   /* Lua: function(origin) -> status, text */
+  int navcheck_ref; /* Lua: function(target, url, redirected) -> nil | refusal reason */
+
+  int started;     /* the crawl has begun (the browser was ready once) */
+  int stopping;    /* no new work; finishing */
+  int ended;       /* job_ended was called */
+  int stop_signal; /* SIGINT/SIGTERM that stopped the job, or 0 */
+  int failed;      /* the job could not run to its end */
+  int output_err;  /* errno of a failed output write: the job stops, nothing is retried */
+  int output_paused;
+  char failure[512];
+
+  uint64_t *gc_releases; /* handles whose userdata the GC collected: released at the resume point */
+  size_t n_gc_releases, cap_gc_releases;
+  int lua_closing;          /* lua_close is running: __gc releases nothing */
+  int in_flight;            /* request tasks running */
+  int aux_tasks;            /* on_error and robots tasks running */
+  int robots_in_flight;     /* robots tasks running: they count against the concurrency */
+  struct lc_hosttab *hosts; /* host key -> lc_host */
+  struct lc_navcheck *navchecks, *navchecks_tail; /* paused navigations to decide */
+
+  lc_job_counts n;
+  uint64_t started_ms;
+
+  uv_timer_t *pump_timer; /* malloc'ed: freed in their close callbacks */
+  uv_timer_t *out_timer;
+  int progress_tty;
+  uint64_t last_progress_ms;
+};
+
+/* The job whose Lua state L is (or a thread of it). */
+lc_job *lc_job_get(lua_State *L);
+
+void lc_job_pump(lc_job *j);
+/* Queue the release of a handle whose userdata was collected (from __gc). */
+void lc_job_release_later(lc_job *j, uint64_t handle);
+int lc_job_enqueue(lc_job *j, const char *url, int depth, const char *data_json,
+                   const char **why);
+/* The output failed (EPIPE: the reader went away): stop the job, retry nothing. */
+void lc_job_output_failed(lc_job *j, int rc);
+/* Politeness at the moment a request goes out: 0 if a navigation to `url` may start now (the
+ * host's delay is then counted from now), else the milliseconds to wait before asking again. */
+int64_t lc_job_host_slot(lc_job *j, const char *url);
+/* robots.txt's verdict on a URL: 1 allowed (or robots off), 0 disallowed, -1 not known yet
+ * (its fetch is started when the job's concurrency leaves room). */
+int lc_job_robots_verdict(lc_job *j, const char *url);
+/* Whether the handle is owned by this job (one of its tasks or the job itself). */
+int lc_job_owns_handle(const lc_job *j, uint64_t handle);
+
+/* The Lua bindings (l_core.c): opens luacrawl.core */
+int luaopen_luacrawl_core(lua_State *L);
+
+#endif
