@@ -764,8 +764,9 @@ static int cfg_ref(lua_State *L, int idx, const char *k) {
 
 /* The protected part of lc_job_new (lua_pcall'ed: every touch of the user's values may
  * raise): load the script through luacrawl.boot, which validates the job table and fills in
- * its defaults, then read it. Raises with a one-line message on bad input.
- * stack: [job lightuserdata] -> [] */
+ * its defaults, then read it. Returns boot's message (it may carry the script's own
+ * traceback) or nothing; raises on other bad input (a raising metamethod, a bad policy).
+ * stack: [job lightuserdata] -> [message?] */
 static int setup_protected(lua_State *L) {
   lc_job *j = lua_touserdata(L, 1);
   lua_settop(L, 0);
@@ -784,7 +785,7 @@ static int setup_protected(lua_State *L) {
     lua_settable(L, -3);
   }
   lua_call(L, 2, 2);
-  if (lua_isnil(L, -2)) return lua_error(L); /* boot's message */
+  if (lua_isnil(L, -2)) return 1; /* boot's message */
   lua_pop(L, 1);
   int cfg = lua_gettop(L);
   /* boot.lua validated and defaulted every field: these are its values. */
@@ -880,11 +881,12 @@ lc_job *lc_job_new(lc_shared *sh, uint32_t id, const lc_job_opts *o, char *err, 
   lua_pushcfunction(j->L, traceback);
   lua_pushcfunction(j->L, setup_protected);
   lua_pushlightuserdata(j->L, j);
-  if (lua_pcall(j->L, 1, 0, 1) != LUA_OK) {
+  int prc = lua_pcall(j->L, 1, 1, 1);
+  if (prc != LUA_OK || lua_isstring(j->L, -1)) {
     const char *m = lua_tostring(j->L, -1);
     snprintf(err, errlen, "%s", m ? m : "bad job");
-    /* A traceback is for bugs; bad input is one line. */
-    char *tb = strstr(err, "\nstack traceback:");
+    /* Our traceback is for bugs; bad input is one line. */
+    char *tb = prc != LUA_OK ? strstr(err, "\nstack traceback:") : NULL;
     if (tb) *tb = 0;
     lc_job_free(j);
     return NULL;
