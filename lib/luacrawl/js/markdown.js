@@ -517,6 +517,25 @@
       }
     });
 
+    /* A list ends with a blank line, unless it is the last thing in its
+     * list item (turndown's rule looks only at elements, and runs the text
+     * after "<li>a<ul>...</ul> text" into the nested list's last item); a
+     * list in an item starts on the next line. */
+    service.addRule('luacrawlList', {
+      filter: ['ul', 'ol'],
+      replacement: function (content, node) {
+        var last = true;
+        for (var next = node.nextSibling; next; next = next.nextSibling) {
+          if (next.nodeType === 1 || (next.nodeType === 3 && next.nodeValue.trim() !== '')) {
+            last = false;
+            break;
+          }
+        }
+        if (node.parentNode.nodeName === 'LI') return '\n' + content + (last ? '' : '\n\n');
+        return '\n\n' + content + '\n\n';
+      }
+    });
+
     /* A table holding another table lays out a page rather than data:
      * its cells become blocks of their own. A table whose cells hold blocks
      * (lists, headings, code blocks, quotes) has no pipe-table form; the GFM
@@ -613,6 +632,36 @@
       if (!a.parentElement || !a.parentElement.closest('a[href]')) linked += textOf(a).length;
     });
     return linked / total;
+  }
+
+  /* The length of root's text outside links. */
+  function plainTextLength(root) {
+    var linked = 0;
+    Array.prototype.forEach.call(root.querySelectorAll('a[href]'), function (a) {
+      if (!a.parentElement || !a.parentElement.closest('a[href]')) linked += textOf(a).length;
+    });
+    return Math.max(0, textOf(root).length - linked);
+  }
+
+  /* Whether body has, outside root and the chrome regions, a section of
+   * prose as high as root's highest: a heading of that level or above
+   * followed by a block with text of its own (not a box of links), or by
+   * code or a table. Readability then took one part of a page whose
+   * sections are siblings. */
+  function missesSections(root, body, regions) {
+    var top = 7;
+    Array.prototype.forEach.call(root.querySelectorAll('h1, h2, h3, h4, h5, h6'), function (h) {
+      top = Math.min(top, +h.nodeName.charAt(1));
+    });
+    var headings = body.querySelectorAll('h1, h2, h3, h4, h5, h6');
+    for (var i = 0; i < headings.length; i++) {
+      var h = headings[i];
+      if (+h.nodeName.charAt(1) > top || root.contains(h)) continue;
+      if (regions.some(function (r) { return r.contains(h); })) continue;
+      var next = h.nextElementSibling;
+      if (next && (next.matches('pre, table') || plainTextLength(next) >= 100)) return true;
+    }
+    return false;
   }
 
   /* The page regions of doc's body that CHROME_REGIONS names, outermost
@@ -747,14 +796,23 @@
     if (!body) return null;
     var choice = readabilityChoice(doc);
     var regions = chromeRegions(body);
-    var chromeText = regions.reduce(function (n, el) { return n + textOf(el).length; }, 0);
-    var bodyText = textOf(body).length - chromeText;
+    var inRegions = function (measure) {
+      return regions.reduce(function (n, el) { return n + measure(el); }, 0);
+    };
+    var bodyText = textOf(body).length - inRegions(function (el) { return textOf(el).length; });
+    var bodyPlain = plainTextLength(body) - inRegions(plainTextLength);
     var root = choice.element;
     if (root && root !== body && root !== doc.documentElement) {
       var size = textOf(root).length;
-      /* A poor choice: much less than the body's text, or mostly links
-       * (an index page whose content is its links; Readability takes a menu). */
-      if (size * 3 < bodyText || (linkDensity(root) > 0.5 && size * 3 < bodyText * 2)) root = null;
+      /* A poor choice: much less of the text outside links than the body
+       * has (the content is spread over the body, and Readability took one
+       * part), or mostly links (an index page whose content is its links,
+       * and Readability took a menu). */
+      if (plainTextLength(root) < bodyPlain * 0.7 ||
+          (linkDensity(root) > 0.5 && size < bodyText * 0.7) ||
+          missesSections(root, body, regions)) {
+        root = null;
+      }
     } else {
       root = null;
     }
