@@ -683,8 +683,9 @@
   /* The element of doc that Readability, run on a copy, takes its article
    * from: the lowest common ancestor of the original elements it kept, and
    * the title it found. Each element of doc is stamped with its index for
-   * the copy, and the stamps are removed again. Returns { element, title };
-   * element is null when Readability found nothing. */
+   * the copy, and the stamps are removed again. Returns { element, kept,
+   * title }: kept is the set of original elements Readability kept; element
+   * and kept are null when Readability found nothing. */
   function readabilityChoice(doc) {
     var STAMP = 'data-luacrawl-n';
     var all = Array.prototype.slice.call(doc.body.getElementsByTagName('*'));
@@ -699,13 +700,15 @@
     }
     all.forEach(function (el) { el.removeAttribute(STAMP); });
     if (!article || !article.content || !article.content.textContent.trim()) {
-      return { element: null, title: article && article.title ? article.title.trim() : '' };
+      return { element: null, kept: null,
+               title: article && article.title ? article.title.trim() : '' };
     }
     /* Each original element's share of the kept text (text Readability
      * kept directly in it or in its descendants); the container is the
      * deepest one that holds 90 % of it, so that a stray paragraph
      * Readability kept elsewhere does not widen it to the whole page. */
     var held = new Map();
+    var kept = new Set();
     var total = 0;
     Array.prototype.forEach.call(article.content.querySelectorAll('[' + STAMP + ']'), function (el) {
       var own = 0;
@@ -713,6 +716,7 @@
         if (n.nodeType === 3) own += n.nodeValue.replace(/\s+/g, ' ').trim().length;
       }
       var original = all[parseInt(el.getAttribute(STAMP), 10)];
+      if (original) kept.add(original);
       if (!own || !original) return;
       total += own;
       for (var up = original; up; up = up.parentElement) held.set(up, (held.get(up) || 0) + own);
@@ -725,38 +729,35 @@
       var d = depthOf(el);
       if (d > best) { best = d; common = el; }
     });
-    return { element: common, title: (article.title || '').trim() };
+    return { element: common, kept: kept, title: (article.title || '').trim() };
   }
 
   /* Whether el, a leading block of the content, is site chrome: a logo, a
-   * tagline, a menu. It has little text of its own (outside links), and
-   * either an image or at least three links to other documents; no code,
-   * no table, no top heading; and it is not a table of contents (links to
-   * places in this document). */
+   * tagline, a menu, a breadcrumb. It has little text outside links, and a
+   * linked image (a logo) or links to other documents: three or more, or
+   * fewer that are most of its text; no code, no table, no top heading;
+   * and it is not a table of contents (links to places in this document). */
   function isChromeBlock(el, here) {
-    if (el.matches('h1, h2, pre, table') || el.querySelector('h1, h2, pre, table, p')) {
-      if (!el.matches('div, ul, ol, nav, header, menu') || el.querySelector('h1, h2, pre, table')) {
-        return false;
-      }
-    }
+    if (el.matches('h1, h2, pre, table') || el.querySelector('h1, h2, pre, table')) return false;
     var own = textOf(el).length;
     var others = 0;
     var inPage = 0;
     var linked = 0;
+    var linkWords = 0;
+    var linkedImages = 0;
     var links = el.matches('a[href]') ? [el] : Array.prototype.slice.call(el.querySelectorAll('a[href]'));
     links.forEach(function (a) {
-      linked += textOf(a).length;
-      var href = a.getAttribute('href');
-      if (href.split('#')[0] === here) inPage++;
+      var text = textOf(a);
+      linked += text.length;
+      linkWords += wordCount(text);
+      linkedImages += a.querySelectorAll('img').length;
+      if (a.getAttribute('href').split('#')[0] === here) inPage++;
       else others++;
     });
-    var images = el.matches('img') ? 1 : el.querySelectorAll('img').length;
-    var plainWords = own === 0 ? 0 : wordCount(textOf(el)) - links.reduce(function (n, a) {
-      return n + wordCount(textOf(a));
-    }, 0);
-    if (inPage > others) return false;
-    if (plainWords > 15) return false;
-    return images > 0 || others >= 3 || (others >= 1 && own > 0 && linked / own > 0.5 && plainWords <= 4);
+    var plainWords = wordCount(textOf(el)) - linkWords;
+    if (inPage > others || plainWords > 15) return false;
+    return linkedImages > 0 || others >= 3 ||
+      (others >= 1 && own > 0 && linked / own > 0.5 && plainWords <= 4);
   }
 
   /* Removes from root the leading blocks of site chrome, looking into a
@@ -791,7 +792,7 @@
 
   /* The root of doc's main content, and the title to head it with:
    * { root, title }, or null when only the whole body is left. */
-  function mainContent(doc) {
+  function mainContent(doc, base) {
     var body = doc.body;
     if (!body) return null;
     var choice = readabilityChoice(doc);
@@ -816,12 +817,21 @@
     } else {
       root = null;
     }
-    if (!root) {
+    if (root) {
+      /* Chrome regions inside the choice that Readability kept nothing of
+       * (a sidebar in main) go; those it kept part of stay. */
+      regions.forEach(function (el) {
+        if (!root.contains(el) || el === root) return;
+        var any = choice.kept.has(el) ||
+          Array.prototype.some.call(el.getElementsByTagName('*'), function (d) { return choice.kept.has(d); });
+        if (!any && el.parentNode) el.parentNode.removeChild(el);
+      });
+    } else {
       regions.forEach(function (el) { if (el.parentNode) el.parentNode.removeChild(el); });
       if (textOf(body) === '') return null;
       root = body;
     }
-    stripLeadingChrome(root, doc.baseURI ? String(doc.baseURI).split('#')[0] : '');
+    stripLeadingChrome(root, String(base).split('#')[0]);
     return { root: root, title: headline(doc, choice.title || (doc.title || '').trim()) };
   }
 
@@ -856,7 +866,7 @@
       var root = null;
       var title = '';
       if (opts.main_only) {
-        var main = mainContent(doc);
+        var main = mainContent(doc, base);
         if (main) {
           root = main.root;
           title = main.title;
