@@ -167,6 +167,10 @@
     text = text.replace(MAYBE_ALL, '');
     text = text.replace(/[\\*_]/g, MAYBE + '$&');
     text = text.replace(ALWAYS, '\\$&');
+    /* "<cols>", "</x", "<!--", "<?": raw HTML or an autolink to CommonMark;
+     * "&copy;" and "&#38;": entity references. */
+    text = text.replace(/<(?=[A-Za-z\/!?])/g, '\\<');
+    text = text.replace(/&(?=#?[A-Za-z0-9]+;)/g, '\\&');
     /* Characters that start a block only at a line's start. */
     text = text.replace(/^(?=[-+=#>~])/, MAYBE);
     text = text.replace(/^(\d{1,9})(?=[.)](?:[ \t]|$))/, '$1' + MAYBE);
