@@ -155,8 +155,16 @@
   var ALWAYS = /[`\[\]]/g;
 
   /* What may stand before a block's first character on its line: spaces,
-   * quote markers and list markers (so an item's text is at a line start). */
-  var LINE_PREFIX = /^(?:[ \t]*(?:>|[-*+](?=[ \t])|\d{1,9}[.)](?=[ \t]))[ \t]?)*[ \t]*$/;
+   * quote markers and list markers (so an item's text is at a line start).
+   * Each space has one place in it (no backtracking blow-up), and lines are
+   * tested only up to PREFIX_MAX characters. */
+  var LINE_PREFIX = /^(?:[ \t]*(?:>|[-*+][ \t]|\d{1,9}[.)][ \t]))*[ \t]*$/;
+  var PREFIX_MAX = 200;
+
+  /* Whether out[from, to) is only a line prefix (see LINE_PREFIX). */
+  function isLinePrefix(out, from, to) {
+    return to - from <= PREFIX_MAX && LINE_PREFIX.test(out.slice(from, to));
+  }
 
   var ALNUM = /[\p{L}\p{N}]/u;
   var SPACE = /\s/;
@@ -178,23 +186,32 @@
   }
 
   /* md with each MAYBE turned into a backslash where CommonMark would read
-   * the character after it as syntax, and dropped elsewhere. */
+   * the character after it as syntax, and dropped elsewhere. The output is
+   * collected in parts (reading back from a growing string would flatten it
+   * at every step); line holds the current line's first PREFIX_MAX + 1
+   * characters, last the last character written. */
   function resolveEscapes(md) {
     if (md.indexOf(MAYBE) === -1) return md;
-    var out = '';
+    var parts = [];
+    var line = '';
+    var last = '\n';
+    function emit(text) {
+      if (text === '') return;
+      parts.push(text);
+      var nl = text.lastIndexOf('\n');
+      line = nl === -1 ? line + text.slice(0, PREFIX_MAX + 1) : text.slice(nl + 1, nl + 2 + PREFIX_MAX);
+      if (line.length > PREFIX_MAX) line = line.slice(0, PREFIX_MAX + 1);
+      last = text.charAt(text.length - 1);
+    }
     var i = 0;
-    var lineStart = 0;  /* index in out where the current line starts */
     while (i < md.length) {
-      var ch = md.charAt(i);
-      if (ch !== MAYBE) {
-        out += ch;
-        if (ch === '\n') lineStart = out.length;
-        i++;
-        continue;
-      }
+      var at = md.indexOf(MAYBE, i);
+      if (at === -1) { emit(md.slice(i)); break; }
+      emit(md.slice(i, at));
+      i = at;
       var c = md.charAt(i + 1);
-      var atLineStart = LINE_PREFIX.test(out.slice(lineStart));
-      var before = out.length > lineStart ? out.charAt(out.length - 1) : '\n';
+      var atLineStart = isLinePrefix(line, 0, line.length);
+      var before = line === '' ? '\n' : last;
       if (c === '_' || c === '*') {
         /* A run of the same character, each marked: judged as one. */
         var run = '';
@@ -211,7 +228,7 @@
         } else {
           keep = true;
         }
-        out += keep ? run.replace(/./g, '\\$&') : run;
+        emit(keep ? run.replace(/./g, '\\$&') : run);
         i = j;
         continue;
       }
@@ -219,30 +236,30 @@
       if (c === '\\') {
         /* A backslash escapes only ASCII punctuation, and ends a line as a
          * hard break. */
-        out += ASCII_PUNCT.test(next) || next === '\n' ? '\\\\' : '\\';
+        emit(ASCII_PUNCT.test(next) || next === '\n' ? '\\\\' : '\\');
       } else if (c === '-') {
-        out += atLineStart && (isSpace(next) || next === '-') ? '\\-' : '-';
+        emit(atLineStart && (isSpace(next) || next === '-') ? '\\-' : '-');
       } else if (c === '+') {
-        out += atLineStart && isSpace(next) ? '\\+' : '+';
+        emit(atLineStart && isSpace(next) ? '\\+' : '+');
       } else if (c === '~') {
-        out += atLineStart && md.substr(i + 1, 3) === '~~~' ? '\\~' : '~';
+        emit(atLineStart && md.substr(i + 1, 3) === '~~~' ? '\\~' : '~');
       } else if (c === '#') {
         var hashes = /^#{1,6}(?:[ \t\n]|$)/.test(md.substr(i + 1, 8).replace(MAYBE_ALL, ''));
-        out += atLineStart && hashes ? '\\#' : '#';
+        emit(atLineStart && hashes ? '\\#' : '#');
       } else if (c === '=' || c === '>') {
-        out += atLineStart ? '\\' + c : c;
+        emit(atLineStart ? '\\' + c : c);
       } else if (c === '.' || c === ')') {
         /* After a number that began the text: a list marker at a line start. */
-        var number = /\d{1,9}$/.exec(out);
-        var markerStart = number ? out.length - number[0].length : out.length;
-        out += LINE_PREFIX.test(out.slice(lineStart, markerStart)) && isSpace(next)
-          ? '\\' + c : c;
+        var number = line.length <= PREFIX_MAX ? /\d{1,9}$/.exec(line) : null;
+        var marker = number !== null && isLinePrefix(line, 0, line.length - number[0].length) &&
+          isSpace(next);
+        emit(marker ? '\\' + c : c);
       } else {
-        out += c;
+        emit(c);
       }
       i += 2;
     }
-    return out;
+    return parts.join('');
   }
 
   /* The first character of md at or after i that is not a MAYBE, '\n' at the
@@ -647,6 +664,23 @@
     return Math.max(0, textOf(root).length - linked);
   }
 
+  /* Whether el has at least min characters of text outside links (stops
+   * counting there). */
+  function hasPlainText(el, min) {
+    var count = 0;
+    var stack = [el];
+    while (stack.length) {
+      var node = stack.pop();
+      if (node.nodeType === 3) {
+        count += node.nodeValue.replace(/\s+/g, ' ').trim().length;
+        if (count >= min) return true;
+      } else if (node.nodeType === 1 && !(node.nodeName === 'A' && node.hasAttribute('href'))) {
+        for (var c = node.lastChild; c; c = c.previousSibling) stack.push(c);
+      }
+    }
+    return false;
+  }
+
   /* Whether body has, outside root and the chrome regions, a section of
    * prose as high as root's highest: a heading of that level or above
    * followed by a block with text of its own (not a box of links), or by
@@ -663,7 +697,7 @@
       if (+h.nodeName.charAt(1) > top || root.contains(h)) continue;
       if (regions.some(function (r) { return r.contains(h); })) continue;
       var next = h.nextElementSibling;
-      if (next && (next.matches('pre, table') || plainTextLength(next) >= 100)) return true;
+      if (next && (next.matches('pre, table') || hasPlainText(next, 100))) return true;
     }
     return false;
   }
