@@ -579,13 +579,13 @@ end
 
 -- ------------------------------------------------------------------ markdown
 
--- page:markdown([{ main_only = bool }]) -> text | nil, err
+-- page:markdown([{ main_only = bool, svg_text = bool }]) -> text | nil, err
 function Page.markdown(page, opts)
   opts = opts or {}
   -- The converter lives in the engine's world (none of it is visible to the page, nothing of
   -- the page's can reach it); it is loaded once per document.
   local call = "typeof window.__luacrawl_markdown === 'function' ? window.__luacrawl_markdown(" ..
-    json.encode { main_only = opts.main_only == true } .. ") : 'missing'"
+    json.encode { main_only = opts.main_only == true, svg_text = opts.svg_text == true } .. ") : 'missing'"
   local v, err = world_eval(page, call)
   if v == "missing" then
     local src, serr = inpage.script("markdown")

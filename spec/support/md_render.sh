@@ -5,8 +5,9 @@
 # window.__luacrawl_markdown on load, and writes the result into the DOM,
 # which --dump-dom prints.
 #
-#   spec/support/md_render.sh FIXTURE.html [main_only]
+#   spec/support/md_render.sh FIXTURE.html [main_only | svg_text]
 #
+# The second argument sets that option of page:markdown() to true.
 # Prints the markdown trimmed plus exactly one newline (the format of the
 # expected spec/fixtures/markdown/*.md files); exits 1 with the error on
 # stderr when the script is not installed or returned { ok = false }.
@@ -21,13 +22,15 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 chromium=${CHROMIUM:-/usr/lib/chromium/chromium-headless-shell}
 
-if [ $# -lt 1 ] || [ $# -gt 2 ] || { [ $# -eq 2 ] && [ "$2" != main_only ]; }; then
-  echo "usage: $0 FIXTURE.html [main_only]" >&2
+if [ $# -lt 1 ] || [ $# -gt 2 ] || { [ $# -eq 2 ] && [ "$2" != main_only ] && [ "$2" != svg_text ]; }; then
+  echo "usage: $0 FIXTURE.html [main_only | svg_text]" >&2
   exit 2
 fi
 fixture=$1
 main_only=false
-[ $# -eq 2 ] && main_only=true
+svg_text=false
+[ "${2:-}" = main_only ] && main_only=true
+[ "${2:-}" = svg_text ] && svg_text=true
 [ -f "$fixture" ] || { echo "$0: no such file: $fixture" >&2; exit 2; }
 
 tmp=$(mktemp -d)
@@ -49,7 +52,7 @@ LUACRAWL_JS=${LUACRAWL_JS:-$root/build/js} lua5.4 -e "
   local script, err = inpage.script('markdown')
   if not script then io.stderr:write(err, '\n') os.exit(1) end
   io.write(script)
-  io.open('$tmp/call.js', 'w'):write(inpage.call('markdown', { main_only = $main_only })):close()
+  io.open('$tmp/call.js', 'w'):write(inpage.call('markdown', { main_only = $main_only, svg_text = $svg_text })):close()
 " > "$tmp/inpage.js"
 
 # Loaded twice to exercise the guard; the call runs after the load event,
