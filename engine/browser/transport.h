@@ -4,7 +4,7 @@
  *     NUL-separated JSON on a socketpair): no port exists, nobody else can connect.
  *   - ws.c:   a browser someone else runs, over a WebSocket (--connect ws://HOST:PORT/...).
  * A transport delivers whole messages, in order, and reports the end of the connection once.
- * Its callbacks run from libuv/libwebsockets callbacks: they never run Lua (STYLE rule 7), and
+ * Its callbacks run from libuv/libwebsockets callbacks: they never run Lua (ARCHITECTURE.md, invariant 4), and
  * they never fire during the call that created the transport. */
 #ifndef LC_TRANSPORT_H
 #define LC_TRANSPORT_H

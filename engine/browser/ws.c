@@ -1,5 +1,5 @@
 /* ws.c: libwebsockets client glue on a foreign libuv loop (see ws.h).
- * Facts this relies on (shared/NOTES-chromium-cdp.md): no Origin header (Chromium refuses the
+ * Facts this relies on: no Origin header (Chromium refuses the
  * upgrade otherwise), messages arrive as one frame in rx_buffer_size chunks, one lws_write per
  * WRITEABLE callback, keepalive pings detect a hung (stopped) browser. */
 #include "ws.h"

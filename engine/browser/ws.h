@@ -2,7 +2,7 @@
  * for a browser someone else runs (--connect ws://HOST:PORT/devtools/browser/...).
  * Owns: the lws context (one per engine) and each connection's receive buffer and send queue.
  * Messages are delivered whole (lws hands them over in chunks; they are joined here).
- * Callbacks run from lws callbacks: they must not run Lua (STYLE rule 7). */
+ * Callbacks run from lws callbacks: they must not run Lua (ARCHITECTURE.md, invariant 4). */
 #ifndef LC_WS_H
 #define LC_WS_H
 
@@ -14,7 +14,7 @@
 typedef struct lc_ws_ctx lc_ws_ctx;
 
 /* One per engine, on a loop the caller owns. Destroyed by lc_ws_ctx_destroy, which must be
- * called twice around a final uv_run (see NOTES: lws teardown on a foreign loop). */
+ * called twice around a final uv_run (lws frees its loop resources in a second pass on a foreign loop). */
 lc_ws_ctx *lc_ws_ctx_new(uv_loop_t *loop, char **err);
 void lc_ws_ctx_destroy(lc_ws_ctx *ctx);
 void lc_ws_ctx_destroy_finish(lc_ws_ctx *ctx);

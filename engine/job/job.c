@@ -349,7 +349,7 @@ static void on_error_done(lc_task *t, int status, const char *err, void *ud) {
 
 static void request_failed_for_good(lc_job *j, req_state *rs, const char *err) {
   j->n.pages_failed++;
-  j->frontier->ops->done(j->frontier, rs->req.id, 0);
+  lc_frontier_done(j->frontier, rs->req.id, 0);
   lc_warn("failed: %s: %s", rs->req.url, err);
   if (j->on_error_ref != LUA_NOREF && !j->stopping) {
     /* on_error gets the message; the traceback went to the log above. */
@@ -365,7 +365,7 @@ static void retry_later(lc_job *j, req_state *rs, int64_t delay_ms, int count_at
   lc_request r = rs->req;
   memset(&rs->req, 0, sizeof rs->req); /* ownership of the strings moves to the frontier */
   if (!count_attempt) r.attempt--;     /* the frontier's retry counts one attempt itself */
-  if (j->frontier->ops->retry(j->frontier, &r, lc_now(j->sh) + delay_ms) < 0) {
+  if (lc_frontier_retry(j->frontier, &r, lc_now(j->sh) + delay_ms) < 0) {
     lc_error("cannot queue a retry of %s", r.url);
     lc_request_clear(&r);
   }
@@ -444,7 +444,7 @@ static void request_done(lc_task *t, int status, const char *err, void *ud) {
   if (result && j->output_err) goto out;
   if (!result) {
     j->n.pages_ok++;
-    j->frontier->ops->done(j->frontier, rs->req.id, 1);
+    lc_frontier_done(j->frontier, rs->req.id, 1);
   } else if (rs->req.attempt < j->cfg.retries && !j->stopping) {
     j->n.retries++;
     int64_t backoff = 250LL << (rs->req.attempt < 7 ? rs->req.attempt : 7);
@@ -477,9 +477,9 @@ void lc_job_pump(lc_job *j) {
     lc_request r;
     int64_t next_ms = -1;
     memset(&r, 0, sizeof r);
-    int got = j->frontier->ops->pop(j->frontier, lc_now(j->sh), admit, j, &r, &next_ms);
+    int got = lc_frontier_pop(j->frontier, lc_now(j->sh), admit, j, &r, &next_ms);
     if (got <= 0) {
-      if (j->frontier->ops->pending(j->frontier) > 0) {
+      if (lc_frontier_pending(j->frontier) > 0) {
         int64_t wait = next_ms >= 0 ? next_ms - lc_now(j->sh) : PUMP_POLL_MS;
         if (wait > PUMP_POLL_MS || wait < 1) wait = wait < 1 ? 1 : PUMP_POLL_MS;
         uv_timer_start(j->pump_timer, pump_timer_cb, (uint64_t)wait, 0);
@@ -495,7 +495,7 @@ void lc_job_pump(lc_job *j) {
       if (verdict != 1) {
         lc_info("robots.txt disallows %s", r.url);
         j->n.robots_skipped++;
-        j->frontier->ops->done(j->frontier, r.id, 0);
+        lc_frontier_done(j->frontier, r.id, 0);
         lc_request_clear(&r);
         continue;
       }
@@ -538,7 +538,7 @@ int64_t lc_job_host_slot(lc_job *j, const char *url) {
  * hears of it once. */
 static void check_end(lc_job *j) {
   if (j->ended || j->in_flight || j->aux_tasks) return;
-  if (!j->stopping && !(j->started && j->frontier->ops->pending(j->frontier) == 0)) return;
+  if (!j->stopping && !(j->started && lc_frontier_pending(j->frontier) == 0)) return;
   j->ended = 1;
   uv_timer_stop(j->pump_timer);
   j->sh->ops->job_ended(j->sh->ud, j);
@@ -550,7 +550,7 @@ int lc_job_enqueue(lc_job *j, const char *url, int depth, const char *data_json,
     *why = "the job is stopping";
     return 0;
   }
-  int rc = j->frontier->ops->push(j->frontier, url, depth, data_json, lc_now(j->sh));
+  int rc = lc_frontier_push(j->frontier, url, depth, data_json, lc_now(j->sh));
   if (rc == 0)
     *why = "already seen";
   else if (rc == LC_FRONTIER_EFULL)
@@ -644,7 +644,7 @@ void lc_job_progress(lc_job *j, int final) {
            "%" PRIu64 " done, %" PRIu64
            " failed, %zu queued, %d in flight, %.1f pages/s, "
            "%d contexts open, %d idle pages, browser PSS %ld MB",
-           j->n.pages_ok, j->n.pages_failed, j->frontier->ops->pending(j->frontier), j->in_flight,
+           j->n.pages_ok, j->n.pages_failed, lc_frontier_pending(j->frontier), j->in_flight,
            rate, cs.contexts_open, cs.idle_pages, j->sh->browser_pss_kb / 1024);
   if (final) {
     progress_clear();
@@ -964,8 +964,8 @@ void lc_job_free(lc_job *j) {
     lua_close(j->L);
   }
   free(j->gc_releases);
-  if (j->frontier) j->frontier->ops->destroy(j->frontier);
-  if (j->sink) j->sink->ops->close(j->sink);
+  if (j->frontier) lc_frontier_destroy(j->frontier);
+  if (j->sink) lc_sink_close(j->sink);
   lc_hosttab_each(j->hosts, host_free, NULL);
   lc_hosttab_free(j->hosts);
   if (j->pump_timer) uv_close((uv_handle_t *)j->pump_timer, timer_free);
@@ -983,7 +983,7 @@ int lc_job_ended(const lc_job *j) { return j->ended; }
 int lc_job_started(const lc_job *j) { return j->started; }
 int lc_job_stopping(const lc_job *j) { return j->stopping; }
 int lc_job_tasks(const lc_job *j) { return j->sched ? lc_sched_count(j->sched) : 0; }
-size_t lc_job_pending(const lc_job *j) { return j->frontier->ops->pending(j->frontier); }
+size_t lc_job_pending(const lc_job *j) { return lc_frontier_pending(j->frontier); }
 const char *lc_job_failure(const lc_job *j) { return j->failed ? j->failure : NULL; }
 int lc_job_stop_signal(const lc_job *j) { return j->stop_signal; }
 void lc_job_get_counts(const lc_job *j, lc_job_counts *out) { *out = j->n; }

@@ -3,7 +3,7 @@
  * id, so a released or foreign handle is an error, never a dangling pointer), and the async
  * operations they start. Lua modules in lib/luacrawl build the user-facing API on these.
  *
- * Conventions (STYLE 4): misuse raises (luaL_argerror, or calling an async function outside a
+ * Conventions: misuse raises (luaL_argerror, or calling an async function outside a
  * task); runtime failure returns nil, message. Functions marked [async] yield the calling task.
  */
 #include <errno.h>
@@ -758,7 +758,7 @@ static int l_core_stats(lua_State *L) {
   set_int(L, "pages_closed", (lua_Integer)cs.pages_closed);
   set_int(L, "contexts_lost", (lua_Integer)cs.contexts_lost);
   set_int(L, "in_flight", j->in_flight);
-  set_int(L, "queued", (lua_Integer)j->frontier->ops->pending(j->frontier));
+  set_int(L, "queued", (lua_Integer)lc_frontier_pending(j->frontier));
   set_int(L, "browser_starts", bs.browser_starts);
   set_int(L, "browser_crashes", bs.browser_crashes);
   set_int(L, "events_dropped", (lua_Integer)bs.events_dropped);

@@ -3,7 +3,7 @@
  * queue, and the deadline enforcement (a sweep for waiting tasks, a count hook for running
  * ones, re-armed so a pcall in the script cannot swallow the kill).
  *
- * The async shape (STYLE, after lua-nginx-module): a C binding checks its arguments, calls
+ * The async shape (after lua-nginx-module): a C binding checks its arguments, calls
  * lc_task_op_begin with a cancel function, starts the operation, and returns
  * lc_task_op_await(). The operation's completion (a libuv or lws callback) pushes its results
  * onto lc_task_thread() and calls lc_task_op_complete(); it never runs Lua itself. The task is

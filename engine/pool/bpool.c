@@ -20,9 +20,7 @@ enum { G_STARTING, G_READY, G_CLOSING, G_DEAD };
 
 typedef struct deferred {
   struct deferred *next;
-  int kind; /* 'C' create context, 'P' create page */
-  uint64_t id, ctx_id;
-  char *bctx;
+  uint64_t id; /* a context to create once the generation is ready */
   char *options;
 } deferred;
 
@@ -441,13 +439,7 @@ static void fail_deferred(gen_t *g, const char *why) {
   while (g->waiting) {
     deferred *d = g->waiting;
     g->waiting = d->next;
-    if (p->cache) {
-      if (d->kind == 'C')
-        lc_cache_context_created(p->cache, d->id, NULL, LC_CACHE_ELOST, why, now_ms(p));
-      else
-        lc_cache_page_created(p->cache, d->id, NULL, LC_CACHE_ELOST, why, now_ms(p));
-    }
-    free(d->bctx);
+    if (p->cache) lc_cache_context_created(p->cache, d->id, NULL, LC_CACHE_ELOST, why, now_ms(p));
     free(d->options);
     free(d);
   }
@@ -991,7 +983,6 @@ static void be_create_context(void *ud, uint64_t ctx_id, int gen, const char *op
       lc_cache_context_created(p->cache, ctx_id, NULL, LC_CACHE_ENOMEM, "out of memory", now_ms(p));
       return;
     }
-    d->kind = 'C';
     d->id = ctx_id;
     d->options = options ? strdup(options) : NULL;
     d->next = g->waiting;
@@ -1182,11 +1173,7 @@ static void run_deferred(gen_t *g) {
   while (rev) {
     deferred *d = rev;
     rev = d->next;
-    if (d->kind == 'C')
-      create_context_now(g, d->id, d->options);
-    else
-      create_page_now(g, d->id, d->bctx);
-    free(d->bctx);
+    create_context_now(g, d->id, d->options);
     free(d->options);
     free(d);
   }
