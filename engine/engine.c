@@ -16,6 +16,7 @@
 
 #include "browser.h"
 #include "interrupt.h"
+#include "l_policy.h"
 #include "log.h"
 #include "proc.h"
 #include "window.h"
@@ -356,7 +357,7 @@ lc_engine *lc_engine_new(const lc_engine_opts *o, char *err, size_t errlen) {
   e->sh.loop = &e->loop;
   e->sh.ops = &shared_ops;
   e->sh.ud = e;
-  lc_policy_defaults(&e->sh.policy);
+  lc_policy_defaults(&e->sh.policy, 0); /* lc_engine_start adopts a job's */
   return e;
 }
 

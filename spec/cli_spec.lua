@@ -85,6 +85,28 @@ describe("luacrawl CLI", function()
       "unknown resource type 'pictures'" },
     { "an unknown policy field", "return { start = 'http://127.0.0.1:1/', policy = { max_context = 2 }, handle = function() end }",
       "policy has an unknown field 'max_context'" },
+    -- The policy table is user Lua: its metamethods run inside a protected call, and a value
+    -- in a message is described without running its __tostring.
+    { "a policy table whose __index raises",
+      "return { start = 'http://127.0.0.1:1/', handle = function() end,\n" ..
+      "  policy = setmetatable({}, { __index = function(t, k) error('no ' .. k .. '\\nhere') end }) }",
+      "^luacrawl: policy: reading policy%.max_contexts raised an error: .*:2: no max_contexts here$" },
+    { "a policy table whose __index raises a non-string",
+      "return { start = 'http://127.0.0.1:1/', handle = function() end,\n" ..
+      "  policy = setmetatable({}, { __index = function() error(setmetatable({}, { __tostring = error })) end }) }",
+      "^luacrawl: policy: reading policy%.max_contexts raised an error: %(an error object that is a table%)$" },
+    { "a policy value whose __tostring raises",
+      "return { start = 'http://127.0.0.1:1/', handle = function() end,\n" ..
+      "  policy = { idle_ms = setmetatable({}, { __tostring = function() error('tostring ran') end }) } }",
+      "^luacrawl: policy%.idle_ms must be an integer from 0 to %d+ %(got a table%)$" },
+    { "a policy value that is a table whose __index raises",
+      "return { start = 'http://127.0.0.1:1/', handle = function() end,\n" ..
+      "  policy = { force = setmetatable({}, { __index = function() error('index ran') end }) } }",
+      "^luacrawl: policy%.force must be a boolean %(got a table%)$" },
+    { "a policy key that is not a name",
+      "return { start = 'http://127.0.0.1:1/', handle = function() end,\n" ..
+      "  policy = { [setmetatable({}, { __tostring = function() error('tostring ran') end })] = 1 } }",
+      "^luacrawl: policy has a key that is not a field name %(a table%)$" },
   }
   for _, case in ipairs(bad_jobs) do
     it("rejects " .. case[1] .. " before starting a browser", function()

@@ -75,4 +75,58 @@ return { start = { %q, %q }, retries = 0, timeout_ms = 1500, concurrency = 1,
     assert.equals(0, r.stats.refs_outstanding)
     assert.is_true(H.now() - t0 < 40, "the loop in __close was stopped")
   end)
+  -- The hook's answer is user Lua too: it is read inside the hook's protected call, so an
+  -- answer that raises when read is a failing hook (the table policy applies), and a bad
+  -- value is described without running its metamethods.
+  local function hook_job(answer)
+    return string.format([[
+local answer = %s
+return { start = { %q }, retries = 0,
+  policy = { max_contexts = 1, on_cleanup = function(state) return answer() end },
+  handle = function(page, req, job)
+    assert(page:navigate(req.url))
+    job:cleanup()
+    job:sleep(300) -- a tick's cleanup pass calls the hook too
+    job:emit { title = page:title() }
+  end }]], answer, srv.url("/"))
+  end
+
+  it("a hook whose answer raises on field access fails like a hook that raises", function()
+    local r = H.run_job(srv, hook_job([[function()
+  return setmetatable({}, { __index = function(t, k) error("answer has no " .. k) end })
+end]]))
+    assert.equals(1, #r.records)
+    assert.is_string(r.records[1].title)
+    assert.matches("policy hook failed, the table policy applies: reading its answer's max_contexts: "
+      .. "[^\n]*answer has no max_contexts", r.stderr)
+    assert.matches("stack traceback", r.stderr)
+  end)
+
+  it("a hook whose answer values raise when described is warned about, not obeyed", function()
+    local r = H.run_job(srv, hook_job([[function()
+  local boom = { __tostring = function() error("tostring ran") end,
+                 __index = function() error("index ran") end }
+  return { max_contexts = setmetatable({}, boom), force = setmetatable({}, boom),
+           close = { setmetatable({}, boom), 0, "x" } }
+end]]))
+    assert.equals(1, #r.records)
+    assert.matches("policy hook answered a bad value, ignored: policy%.max_contexts must be an integer "
+      .. "from 0 to 1000000 %(got a table%)", r.stderr)
+    assert.matches("policy hook answered a bad value, ignored: policy%.force must be a boolean %(got a table%)",
+      r.stderr)
+    assert.matches("policy hook asked to close a table, which is not a context id: ignored", r.stderr)
+    assert.matches("policy hook asked to close 0, which is not a context id: ignored", r.stderr)
+    assert.matches("policy hook asked to close 'x', which is not a context id: ignored", r.stderr)
+    assert.is_nil(r.stderr:find("tostring ran", 1, true))
+    assert.is_nil(r.stderr:find("index ran", 1, true))
+  end)
+
+  it("a hook that returns garbage is warned about and the table policy applies", function()
+    local r = H.run_job(srv, hook_job([[function()
+  return print
+end]]))
+    assert.equals(1, #r.records)
+    assert.matches("policy hook returned a function, not a table or nil: ignored", r.stderr)
+    assert.is_nil(r.stderr:find("policy hook failed", 1, true))
+  end)
 end)

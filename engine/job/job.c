@@ -18,6 +18,7 @@
 #include "hosttab.h"
 #include "job_int.h"
 #include "json.h"
+#include "l_policy.h"
 #include "log.h"
 #include "proc.h"
 #include "robots.h"
@@ -804,8 +805,7 @@ static int setup_protected(lua_State *L) {
   snprintf(j->cfg.user_agent_token, sizeof j->cfg.user_agent_token, "%s",
            lua_isstring(L, -1) ? lua_tostring(L, -1) : "luacrawl");
   lua_pop(L, 1);
-  lc_policy_defaults(&j->policy);
-  j->policy.max_idle_pages = j->cfg.concurrency;
+  lc_policy_defaults(&j->policy, j->cfg.concurrency);
   lua_getfield(L, cfg, "policy");
   char err[400];
   int rc = lc_policy_from_lua(L, -1, &j->policy, err, sizeof err);
@@ -853,7 +853,7 @@ lc_job *lc_job_new(lc_shared *sh, uint32_t id, const lc_job_opts *o, char *err, 
   j->sh = sh;
   j->opts = *o;
   j->runner_ref = j->on_error_ref = j->robots_ref = j->navcheck_ref = LUA_NOREF;
-  lc_policy_defaults(&j->policy);
+  lc_policy_defaults(&j->policy, 0); /* setup_protected sets it with the concurrency */
   j->pump_timer = timer_new(j);
   j->out_timer = timer_new(j);
   j->L = luaL_newstate();
