@@ -177,6 +177,10 @@ int lc_cache_release_owner(lc_cache *c, uint64_t owner, int64_t now_ms);
 
 /* Live handles owned by `owner`. */
 int lc_cache_owned(const lc_cache *c, uint64_t owner);
+/* The owner recorded on live handle `handle` (from acquire to release, ready or not), or 0
+ * when the handle is not live. So a caller can refuse a handle that another owner holds
+ * (owner 0 is then ambiguous: do not hand out 0 as an owner if that matters). */
+uint64_t lc_cache_handle_owner(const lc_cache *c, uint64_t handle);
 
 /* Mark the page of a handle as not reusable (it timed out, crashed, or misbehaved): it is
  * closed at release instead of kept idle. */
