@@ -5,10 +5,22 @@
  * cleanup. No global state: everything hangs off the lc_cache.
  *
  * Design
- *   Three intrusive doubly linked lists on the cache, scanned linearly (tens to hundreds
- *   of entries): contexts in LRU order (least recently released first), pages, and
- *   handles in acquire order. The "signature map" is the set of contexts that are
- *   creating or open, not detached, of the current generation; lookup is a scan.
+ *   Every lookup is a hash map (engine/base/idmap.h): live handles by id, pages by id
+ *   (until gone), contexts by id (until swept), owners by id, and the signature map, keyed
+ *   by the 64-bit FNV value the signature spells, holding exactly the contexts that are
+ *   creating or open, not detached (so of the current generation). Every set that a pass
+ *   walks is an intrusive doubly linked list, so joining or leaving it is O(1): contexts
+ *   in LRU order (least recently released first); the unused contexts (open, refcount 0)
+ *   in the same order; each context's pages, idle pages and waiting handles; the global
+ *   idle pool in idle order; closes in deadline order; closes not yet sent; handles that
+ *   failed and are not yet told; and what the sweep may free. So a cleanup pass costs the
+ *   contexts it examines (at most the unused ones holding idle pages, or being created,
+ *   besides those it closes) plus what it closes, release_owner costs the owner's handles,
+ *   tick costs the closes that are overdue, and the sweep costs what it frees. Only
+ *   lc_cache_check, the snapshot, lc_cache_gen_contexts, a generation change and a lost
+ *   browser walk everything. Timers assume now_ms never goes backwards: the idle, unused
+ *   and closing lists are then in time order, and a pass stops at the first entry not yet
+ *   due (a clock that did go back would make a timer fire late, never early).
  *   A session is a handle that carries a name, so releasing the handle by any path
  *   forgets the session. Every state change goes through ctx_set_state or page_set_state,
  *   which keep the counters in step; a counter that would drop below zero aborts (a
@@ -82,33 +94,44 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "idmap.h"
+
 /* ------------------------------------------------------------------------------ lists */
 
-/* An intrusive doubly linked list. Every listed struct starts with its link, so a link
- * pointer converts to its struct pointer. */
+/* An intrusive doubly linked list. A link that is in no list points to itself, so removing
+ * it again is harmless. CONTAINER turns a link back into the struct that embeds it. */
 typedef struct cache_link {
   struct cache_link *prev, *next;
 } cache_link;
 
-/* Makes `head` an empty list. */
+#define CONTAINER(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* Makes `head` an empty list (or `l` a link in no list). */
 static void link_init(cache_link *head) {
   head->prev = head;
   head->next = head;
 }
 
-/* Appends `l` at the tail of `head`. */
-static void link_append(cache_link *head, cache_link *l) {
-  l->prev = head->prev;
-  l->next = head;
-  head->prev->next = l;
-  head->prev = l;
+static int link_empty(const cache_link *head) { return head->next == head; }
+static int link_linked(const cache_link *l) { return l->next != l; }
+
+/* Inserts `l` after `at`. */
+static void link_insert_after(cache_link *at, cache_link *l) {
+  l->prev = at;
+  l->next = at->next;
+  at->next->prev = l;
+  at->next = l;
 }
 
-/* Unlinks `l` from whatever list holds it. */
+/* Appends `l` at the tail of `head`. */
+static void link_append(cache_link *head, cache_link *l) { link_insert_after(head->prev, l); }
+
+/* Unlinks `l` from whatever list holds it; a no-op for a link in no list. */
 static void link_remove(cache_link *l) {
   l->prev->next = l->next;
   l->next->prev = l->prev;
@@ -144,8 +167,17 @@ typedef enum {
 } handle_state;
 
 typedef struct cache_ctx {
-  cache_link link; /* in lc_cache.contexts, LRU order; must stay first */
+  cache_link link;         /* in lc_cache.contexts, LRU order; must stay first */
+  cache_link unused_link;  /* in lc_cache.unused while CTX_OPEN with refcount 0 */
+  cache_link closing_link; /* in lc_cache.closing_ctxs while CTX_CLOSING */
+  cache_link send_link;    /* in lc_cache.send_ctxs while CTX_CLOSING and not yet sent */
+  cache_link sweep_link;   /* in lc_cache.sweep_ctxs once it may be freeable */
+  cache_link page_list;    /* head: every page of it not yet swept (cache_page.ctx_link) */
+  cache_link idle_list;    /* head: its idle pages, least recently idled first */
+  cache_link handle_list;  /* head: its live handles (cache_handle.ctx_link) */
+  cache_link waiting;      /* head: its live handles in HANDLE_WAIT_CTX, in acquire order */
   uint64_t id;
+  uint64_t sig_key; /* the signature as a number: the signature map's key */
   char signature[LC_SIG_LEN];
   char *options;
   char *browser_ctx_id; /* NULL until created */
@@ -157,14 +189,18 @@ typedef struct cache_ctx {
   int idle_pages;     /* of those, PAGE_IDLE */
   int creating_pages; /* of those, PAGE_CREATING */
   uint64_t uses;
-  uint64_t page_uses; /* acquires that asked for a page */
-  int retired;        /* max_pages_per_context reached: detached, closed once unused */
-  int close_sent;     /* close_context called (state CTX_CLOSING) */
+  uint64_t page_uses;   /* acquires that asked for a page */
+  uint64_t release_seq; /* larger = released more recently: its place in the LRU order */
+  int retired;          /* max_pages_per_context reached: detached, closed once unused */
+  int close_sent;       /* close_context called (state CTX_CLOSING) */
   int64_t created_ms, idle_since_ms, close_deadline_ms;
 } cache_ctx;
 
 typedef struct cache_page {
-  cache_link link; /* in lc_cache.pages; must stay first */
+  cache_link link;          /* by state: lc_cache.idle, .closing_pages or .gone_pages; else none */
+  cache_link ctx_link;      /* in ctx->page_list until swept */
+  cache_link ctx_idle_link; /* in ctx->idle_list while PAGE_IDLE */
+  cache_link send_link;     /* in lc_cache.send_pages while PAGE_CLOSING and not yet sent */
   uint64_t id;
   cache_ctx *ctx;
   char *target_id; /* NULL until created */
@@ -176,9 +212,24 @@ typedef struct cache_page {
   int64_t idle_since_ms, close_deadline_ms;
 } cache_page;
 
+/* The live handles of one owner; freed by the sweep once it has none. */
+typedef struct cache_owner {
+  cache_link sweep_link; /* in lc_cache.sweep_owners while it has no handle */
+  cache_link handles;    /* head: its live handles (cache_handle.owner_link), acquire order */
+  cache_link sessions;   /* head: those of them that are sessions (cache_handle.session_link) */
+  uint64_t id;
+  int n; /* live handles */
+} cache_owner;
+
 typedef struct cache_handle {
-  cache_link link; /* in lc_cache.handles; must stay first */
+  cache_link link;         /* in lc_cache.handles while live, then lc_cache.dead_handles */
+  cache_link owner_link;   /* in own->handles while live */
+  cache_link session_link; /* in own->sessions while live, for a session */
+  cache_link ctx_link;     /* in ctx->handle_list while live */
+  cache_link wait_link;    /* in ctx->waiting while live and HANDLE_WAIT_CTX */
+  cache_link fail_link;    /* in lc_cache.failed while live, HANDLE_FAILED and not yet told */
   uint64_t id, owner;
+  cache_owner *own; /* valid while live */
   cache_ctx *ctx;   /* valid while live: the handle holds a reference */
   cache_page *page; /* the page it waits for or holds, or NULL */
   char *session;    /* the session name, or NULL */
@@ -188,18 +239,41 @@ typedef struct cache_handle {
   int live, want_page, fresh, bad, fired;
 } cache_handle;
 
+/* An old browser generation waiting for browser_drained, and how many of its contexts the
+ * browser still has (creating, open or closing). */
+typedef struct cache_retired {
+  int gen;
+  int alive;
+} cache_retired;
+
 struct lc_cache {
   lc_cache_backend be;
   lc_cache_config cfg;
-  cache_link contexts, pages, handles;
-  uint64_t next_handle, next_ctx, next_page, next_idle_seq;
-  int unanswered; /* closes of the current generation that timed out */
+  cache_link contexts;     /* every context not yet swept, LRU order */
+  cache_link unused;       /* open contexts with refcount 0, LRU order */
+  cache_link closing_ctxs; /* closing contexts, in the order they began closing */
+  cache_link send_ctxs;    /* closing contexts whose close_context is not yet sent */
+  cache_link sweep_ctxs;   /* finished contexts that may have nothing left: freed by the sweep */
+  cache_link idle;         /* the idle pool: idle pages, least recently idled first */
+  cache_link closing_pages, send_pages, gone_pages;
+  cache_link handles;      /* live handles, acquire order */
+  cache_link dead_handles; /* released handles: freed by the sweep */
+  cache_link failed;       /* live failed handles whose ready has not fired */
+  cache_link sweep_owners; /* owners without handles: freed by the sweep */
+  lc_idmap by_handle;      /* live handles */
+  lc_idmap by_page;        /* pages not PAGE_GONE */
+  lc_idmap by_ctx;         /* contexts not yet swept */
+  lc_idmap by_sig;         /* the signature map: sig_key of every context not detached */
+  lc_idmap by_owner;       /* owners not yet swept */
+  uint64_t next_handle, next_ctx, next_page, next_idle_seq, next_release_seq;
+  int open_current; /* creating or open contexts of the current generation */
+  int unanswered;   /* closes of the current generation that timed out */
   int gen;
   int gen_lost;     /* lc_cache_browser_lost was called for the current generation */
   int depth;        /* nesting of public calls; the outermost one sweeps */
   uint64_t *ghosts; /* adaptive_idle: contexts whose pages the pool let go, a ring */
   size_t n_ghosts, ghost_next;
-  int *retired; /* old generations still waiting for browser_drained, oldest first */
+  cache_retired *retired; /* old generations still waiting for browser_drained, oldest first */
   size_t n_retired, cap_retired;
   lc_cache_stats stats;
 };
@@ -243,87 +317,103 @@ static void cache_log(lc_cache *c, int level, const char *fmt, ...) {
 
 /* The live handle `id`, or NULL. */
 static cache_handle *handle_find(const lc_cache *c, uint64_t id) {
-  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
-    cache_handle *h = (cache_handle *)l;
-    if (h->id == id && h->live) return h;
-  }
-  return NULL;
+  return lc_idmap_get(&c->by_handle, id);
 }
 
 /* The context `id` in any state, or NULL once swept. */
-static cache_ctx *ctx_find(const lc_cache *c, uint64_t id) {
-  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
-    cache_ctx *x = (cache_ctx *)l;
-    if (x->id == id) return x;
-  }
-  return NULL;
-}
+static cache_ctx *ctx_find(const lc_cache *c, uint64_t id) { return lc_idmap_get(&c->by_ctx, id); }
 
 /* The page `id` unless gone, or NULL. */
 static cache_page *page_find(const lc_cache *c, uint64_t id) {
-  for (cache_link *l = c->pages.next; l != &c->pages; l = l->next) {
-    cache_page *p = (cache_page *)l;
-    if (p->id == id && p->state != PAGE_GONE) return p;
-  }
-  return NULL;
+  return lc_idmap_get(&c->by_page, id);
 }
 
-/* The context the signature map holds for `sig`, or NULL. */
-static cache_ctx *ctx_lookup(const lc_cache *c, const char *sig) {
-  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
-    cache_ctx *x = (cache_ctx *)l;
-    if (!x->detached && x->browser_gen == c->gen &&
-        (x->state == CTX_CREATING || x->state == CTX_OPEN) && strcmp(x->signature, sig) == 0)
-      return x;
-  }
-  return NULL;
+/* The owner record of `owner`, or NULL. */
+static cache_owner *owner_find(const lc_cache *c, uint64_t owner) {
+  return lc_idmap_get(&c->by_owner, owner);
 }
 
-/* The first page of `x` in state `s`; for PAGE_IDLE, the most recently idled one. */
-static cache_page *page_first_of(const lc_cache *c, const cache_ctx *x, page_state s) {
-  cache_page *best = NULL;
-  for (cache_link *l = c->pages.next; l != &c->pages; l = l->next) {
-    cache_page *p = (cache_page *)l;
-    if (p->ctx != x || p->state != s) continue;
-    if (s != PAGE_IDLE) return p;
-    if (!best || p->idle_seq > best->idle_seq) best = p;
-  }
-  return best;
+/* The context the signature map holds for `sig_key`, or NULL. */
+static cache_ctx *ctx_lookup(const lc_cache *c, uint64_t sig_key) {
+  return lc_idmap_get(&c->by_sig, sig_key);
+}
+
+/* The most recently idled page of `x`, or NULL. */
+static cache_page *ctx_newest_idle(const cache_ctx *x) {
+  return link_empty(&x->idle_list) ? NULL : CONTAINER(x->idle_list.prev, cache_page, ctx_idle_link);
 }
 
 /* The first live handle on `x` still waiting for `x` to be created. */
-static cache_handle *handle_first_waiting(const lc_cache *c, const cache_ctx *x) {
-  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
-    cache_handle *h = (cache_handle *)l;
-    if (h->live && h->ctx == x && h->state == HANDLE_WAIT_CTX) return h;
-  }
-  return NULL;
-}
-
-/* Creating or open contexts of the current generation: what max_contexts limits. */
-static int cache_open_current(const lc_cache *c) {
-  int n = 0;
-  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
-    const cache_ctx *x = (const cache_ctx *)l;
-    if (x->browser_gen == c->gen && (x->state == CTX_CREATING || x->state == CTX_OPEN)) n++;
-  }
-  return n;
+static cache_handle *handle_first_waiting(const cache_ctx *x) {
+  return link_empty(&x->waiting) ? NULL : CONTAINER(x->waiting.next, cache_handle, wait_link);
 }
 
 /* ----------------------------------------------------------------- state transitions */
 
 static int ctx_state_counts_open(ctx_state s) { return s == CTX_CREATING || s == CTX_OPEN; }
-
-/* Moves `x` to state `s`, keeping contexts_open and the signature map in step. */
-static void ctx_set_state(lc_cache *c, cache_ctx *x, ctx_state s) {
-  int was_open = ctx_state_counts_open(x->state), is_open = ctx_state_counts_open(s);
-  x->state = s;
-  if (!is_open) x->detached = 1;
-  if (was_open && !is_open) COUNT_DOWN(c->stats.contexts_open, "contexts_open below zero");
-  if (!was_open && is_open) cache_panic("a context reopened");
+/* What the browser still has: what browser_drained waits for. */
+static int ctx_state_alive(ctx_state s) { return ctx_state_counts_open(s) || s == CTX_CLOSING; }
+static int ctx_state_finished(ctx_state s) {
+  return s == CTX_CLOSED || s == CTX_FAILED || s == CTX_DEAD;
 }
 
-/* Moves `p` to state `s`, keeping the page counters of its context and the cache. */
+/* Takes `x` out of the signature map, once. */
+static void ctx_detach(lc_cache *c, cache_ctx *x) {
+  if (x->detached) return;
+  x->detached = 1;
+  if (lc_idmap_remove(&c->by_sig, x->sig_key) != x) cache_panic("signature map out of step");
+}
+
+/* Puts `x` in the unused list at its LRU place (by release_seq; almost always the tail). */
+static void unused_insert(lc_cache *c, cache_ctx *x) {
+  cache_link *at = c->unused.prev;
+  while (at != &c->unused && CONTAINER(at, cache_ctx, unused_link)->release_seq > x->release_seq)
+    at = at->prev;
+  link_insert_after(at, &x->unused_link);
+}
+
+/* Keeps `x` in the unused list exactly while it is open with refcount 0. */
+static void ctx_update_unused(lc_cache *c, cache_ctx *x) {
+  int unused = x->state == CTX_OPEN && x->refcount == 0;
+  if (unused && !link_linked(&x->unused_link)) unused_insert(c, x);
+  if (!unused) link_remove(&x->unused_link);
+}
+
+/* Queues `x` for the sweep once it is finished with no references and no pages. */
+static void ctx_maybe_dead(lc_cache *c, cache_ctx *x) {
+  if (ctx_state_finished(x->state) && x->refcount == 0 && x->pages == 0 &&
+      !link_linked(&x->sweep_link))
+    link_append(&c->sweep_ctxs, &x->sweep_link);
+}
+
+/* One context of generation `gen` left the browser: count it off a retired generation. */
+static void retired_count_down(lc_cache *c, int gen) {
+  for (size_t i = 0; i < c->n_retired; i++)
+    if (c->retired[i].gen == gen) COUNT_DOWN(c->retired[i].alive, "retired generation below zero");
+}
+
+/* Moves `x` to state `s`, keeping contexts_open, the signature map and the lists in step. */
+static void ctx_set_state(lc_cache *c, cache_ctx *x, ctx_state s) {
+  ctx_state old = x->state;
+  int was_open = ctx_state_counts_open(old), is_open = ctx_state_counts_open(s);
+  x->state = s;
+  if (!is_open) ctx_detach(c, x);
+  if (was_open && !is_open) {
+    COUNT_DOWN(c->stats.contexts_open, "contexts_open below zero");
+    if (x->browser_gen == c->gen) COUNT_DOWN(c->open_current, "open_current below zero");
+  }
+  if (!was_open && is_open) cache_panic("a context reopened");
+  if (ctx_state_alive(old) && !ctx_state_alive(s)) retired_count_down(c, x->browser_gen);
+  if (old == CTX_CLOSING) {
+    link_remove(&x->closing_link);
+    link_remove(&x->send_link);
+  }
+  if (s == CTX_CLOSING) link_append(&c->closing_ctxs, &x->closing_link);
+  ctx_update_unused(c, x);
+  ctx_maybe_dead(c, x);
+}
+
+/* Moves `p` to state `s`, keeping the page counters and lists of its context and the cache. */
 static void page_set_state(lc_cache *c, cache_page *p, page_state s) {
   cache_ctx *x = p->ctx;
   page_state old = p->state;
@@ -334,18 +424,51 @@ static void page_set_state(lc_cache *c, cache_page *p, page_state s) {
     COUNT_DOWN(c->stats.idle_pages, "idle_pages below zero");
   }
   if (old == PAGE_CREATING) COUNT_DOWN(x->creating_pages, "creating pages below zero");
-  if (s == PAGE_IDLE) {
-    x->idle_pages++;
-    c->stats.idle_pages++;
-  }
-  if (s == PAGE_GONE) COUNT_DOWN(x->pages, "pages of a context below zero");
+  link_remove(&p->link);
+  link_remove(&p->ctx_idle_link);
+  link_remove(&p->send_link);
   p->state = s;
+  switch (s) {
+    case PAGE_IDLE:
+      x->idle_pages++;
+      c->stats.idle_pages++;
+      link_append(&c->idle, &p->link);
+      link_append(&x->idle_list, &p->ctx_idle_link);
+      break;
+    case PAGE_CLOSING:
+      link_append(&c->closing_pages, &p->link);
+      break;
+    case PAGE_GONE:
+      COUNT_DOWN(x->pages, "pages of a context below zero");
+      if (lc_idmap_remove(&c->by_page, p->id) != p) cache_panic("page map out of step");
+      link_append(&c->gone_pages, &p->link);
+      ctx_maybe_dead(c, x);
+      break;
+    default:
+      break;
+  }
+}
+
+/* Moves `h` to state `s`, keeping the waiting and failed lists in step. */
+static void handle_set_state(lc_cache *c, cache_handle *h, handle_state s) {
+  h->state = s;
+  if (s != HANDLE_WAIT_CTX) link_remove(&h->wait_link);
+  if (s == HANDLE_FAILED && h->live && !h->fired) {
+    if (!link_linked(&h->fail_link)) link_append(&c->failed, &h->fail_link);
+  } else {
+    link_remove(&h->fail_link);
+  }
 }
 
 /* ------------------------------------------------------------------------- creation */
 
-/* A new context in state creating, at the MRU end; the caller calls create_context. */
-static cache_ctx *ctx_new(lc_cache *c, const char *sig, const char *options, int64_t now_ms) {
+/* A new context in state creating, at the MRU end, in the context and signature maps;
+ * the caller calls create_context. NULL when out of memory (nothing changed). */
+static cache_ctx *ctx_new(lc_cache *c, const char *sig, uint64_t sig_key, const char *options,
+                          int64_t now_ms) {
+  if (lc_idmap_reserve(&c->by_ctx, lc_idmap_count(&c->by_ctx) + 1) < 0 ||
+      lc_idmap_reserve(&c->by_sig, lc_idmap_count(&c->by_sig) + 1) < 0)
+    return NULL;
   cache_ctx *x = calloc(1, sizeof *x);
   if (!x) return NULL;
   x->options = cache_strdup(options);
@@ -353,15 +476,28 @@ static cache_ctx *ctx_new(lc_cache *c, const char *sig, const char *options, int
     free(x);
     return NULL;
   }
+  link_init(&x->link);
+  link_init(&x->unused_link);
+  link_init(&x->closing_link);
+  link_init(&x->send_link);
+  link_init(&x->sweep_link);
+  link_init(&x->page_list);
+  link_init(&x->idle_list);
+  link_init(&x->handle_list);
+  link_init(&x->waiting);
   x->id = ++c->next_ctx;
+  x->sig_key = sig_key;
   memcpy(x->signature, sig, LC_SIG_LEN);
   x->browser_gen = c->gen;
   x->state = CTX_CREATING;
   x->created_ms = now_ms;
   x->idle_since_ms = now_ms;
+  if (lc_idmap_put(&c->by_ctx, x->id, x) < 0 || lc_idmap_put(&c->by_sig, sig_key, x) < 0)
+    cache_panic("a reserved map slot failed");
   link_append(&c->contexts, &x->link);
   c->stats.contexts_created++;
   c->stats.contexts_open++;
+  c->open_current++;
   if (c->stats.contexts_open > c->stats.contexts_open_peak)
     c->stats.contexts_open_peak = c->stats.contexts_open;
   return x;
@@ -371,13 +507,22 @@ static cache_ctx *ctx_new(lc_cache *c, const char *sig, const char *options, int
 static cache_page *page_new(lc_cache *c, cache_ctx *x, uint64_t handle) {
   cache_page *p = calloc(1, sizeof *p);
   if (!p) return NULL;
-  p->id = ++c->next_page;
+  link_init(&p->link);
+  link_init(&p->ctx_link);
+  link_init(&p->ctx_idle_link);
+  link_init(&p->send_link);
+  p->id = c->next_page + 1;
+  if (lc_idmap_put(&c->by_page, p->id, p) < 0) {
+    free(p);
+    return NULL;
+  }
+  c->next_page++;
   p->ctx = x;
   p->state = PAGE_CREATING;
   p->handle = handle;
   x->pages++;
   x->creating_pages++;
-  link_append(&c->pages, &p->link);
+  link_append(&x->page_list, &p->ctx_link);
   c->stats.pages_created++;
   return p;
 }
@@ -385,28 +530,18 @@ static cache_page *page_new(lc_cache *c, cache_ctx *x, uint64_t handle) {
 /* ---------------------------------------------------------------------------- ready */
 
 /* Fires `h`'s ready callback, once, unless the handle was released. */
-static void handle_fire(cache_handle *h, int err, const char *msg) {
+static void handle_fire(lc_cache *c, cache_handle *h, int err, const char *msg) {
   if (!h->live || h->fired) return;
   h->fired = 1;
-  h->state = err ? HANDLE_FAILED : HANDLE_READY;
+  handle_set_state(c, h, err ? HANDLE_FAILED : HANDLE_READY);
   if (h->ready) h->ready(h->ready_ud, h->id, err, msg);
 }
 
 /* Fires ready with `err` for every live handle marked failed and not yet told. All are
  * marked before the first callback runs, so a callback sees a consistent cache. */
 static void handle_fire_failed(lc_cache *c, int err, const char *msg) {
-  for (;;) {
-    cache_handle *h = NULL;
-    for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
-      cache_handle *k = (cache_handle *)l;
-      if (k->live && !k->fired && k->state == HANDLE_FAILED) {
-        h = k;
-        break;
-      }
-    }
-    if (!h) return;
-    handle_fire(h, err, msg);
-  }
+  while (!link_empty(&c->failed))
+    handle_fire(c, CONTAINER(c->failed.next, cache_handle, fail_link), err, msg);
 }
 
 /* Moves a handle on for its now open context: fires ready, or takes an idle page (most
@@ -417,10 +552,10 @@ static void ghost_check(lc_cache *c, const cache_ctx *x);
 static void handle_proceed(lc_cache *c, cache_handle *h, int64_t now_ms) {
   cache_ctx *x = h->ctx;
   if (!h->want_page) {
-    handle_fire(h, 0, NULL);
+    handle_fire(c, h, 0, NULL);
     return;
   }
-  cache_page *p = page_first_of(c, x, PAGE_IDLE);
+  cache_page *p = ctx_newest_idle(x);
   if (p) {
     page_set_state(c, p, PAGE_IN_USE);
     p->handle = h->id;
@@ -428,18 +563,18 @@ static void handle_proceed(lc_cache *c, cache_handle *h, int64_t now_ms) {
     h->fresh = 0;
     c->stats.pages_reused++;
     if (x->detached) ctx_close_idle_pages(c, x, now_ms); /* retired by this acquire */
-    handle_fire(h, 0, NULL);
+    handle_fire(c, h, 0, NULL);
     return;
   }
   ghost_check(c, x);
   p = page_new(c, x, h->id);
   if (!p) {
-    handle_fire(h, LC_CACHE_ENOMEM, "out of memory creating a page");
+    handle_fire(c, h, LC_CACHE_ENOMEM, "out of memory creating a page");
     return;
   }
   h->page = p;
   h->fresh = 1;
-  h->state = HANDLE_WAIT_PAGE;
+  handle_set_state(c, h, HANDLE_WAIT_PAGE);
   c->be.create_page(c->be.ud, p->id, x->id, x->browser_ctx_id, x->browser_gen, x->options);
 }
 
@@ -457,12 +592,13 @@ static void page_begin_close(lc_cache *c, cache_page *p, int64_t now_ms) {
   p->handle = 0;
   p->close_sent = 0;
   p->close_deadline_ms = now_ms + c->cfg.close_timeout_ms;
+  link_append(&c->send_pages, &p->send_link);
 }
 
 /* Marks every idle page of `x` as closing. */
 static void ctx_close_idle_pages(lc_cache *c, cache_ctx *x, int64_t now_ms) {
   cache_page *p;
-  while ((p = page_first_of(c, x, PAGE_IDLE)) != NULL) page_begin_close(c, p, now_ms);
+  while ((p = ctx_newest_idle(x)) != NULL) page_begin_close(c, p, now_ms);
 }
 
 /* Marks `x` closing: out of the signature map at once, its idle pages closing too. The one
@@ -474,6 +610,7 @@ static void ctx_begin_close(lc_cache *c, cache_ctx *x, int64_t now_ms) {
   ctx_set_state(c, x, CTX_CLOSING);
   x->close_sent = 0;
   x->close_deadline_ms = now_ms + c->cfg.close_timeout_ms;
+  link_append(&c->send_ctxs, &x->send_link);
 }
 
 /* Sends every marked close the backend has not been told about: pages first, then
@@ -481,28 +618,16 @@ static void ctx_begin_close(lc_cache *c, cache_ctx *x, int64_t now_ms) {
  * (the backend may answer inside it). */
 static void cache_send_closes(lc_cache *c) {
   for (;;) {
-    cache_page *p = NULL;
-    for (cache_link *l = c->pages.next; l != &c->pages; l = l->next) {
-      cache_page *k = (cache_page *)l;
-      if (k->state == PAGE_CLOSING && !k->close_sent) {
-        p = k;
-        break;
-      }
-    }
-    if (p) {
+    if (!link_empty(&c->send_pages)) {
+      cache_page *p = CONTAINER(c->send_pages.next, cache_page, send_link);
+      link_remove(&p->send_link);
       p->close_sent = 1;
       c->be.close_page(c->be.ud, p->id, p->target_id, p->ctx->browser_gen);
       continue;
     }
-    cache_ctx *x = NULL;
-    for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
-      cache_ctx *k = (cache_ctx *)l;
-      if (k->state == CTX_CLOSING && !k->close_sent) {
-        x = k;
-        break;
-      }
-    }
-    if (!x) return;
+    if (link_empty(&c->send_ctxs)) return;
+    cache_ctx *x = CONTAINER(c->send_ctxs.next, cache_ctx, send_link);
+    link_remove(&x->send_link);
     if (x->refcount != 0) cache_panic("sending a close for a context in use");
     x->close_sent = 1;
     c->be.close_context(c->be.ud, x->id, x->browser_ctx_id, x->browser_gen);
@@ -515,8 +640,10 @@ static void ctx_finish_close(lc_cache *c, cache_ctx *x, int lost) {
   c->stats.contexts_closed++;
   if (lost) c->stats.contexts_lost++;
   if (lost && x->browser_gen == c->gen) c->unanswered++;
-  cache_page *p;
-  while ((p = page_first_of(c, x, PAGE_CLOSING)) != NULL) {
+  for (cache_link *l = x->page_list.next, *next; l != &x->page_list; l = next) {
+    next = l->next; /* a page going gone stays in page_list until the sweep */
+    cache_page *p = CONTAINER(l, cache_page, ctx_link);
+    if (p->state != PAGE_CLOSING) continue;
     page_set_state(c, p, PAGE_GONE);
     c->stats.pages_closed++;
   }
@@ -561,12 +688,7 @@ static void ghost_check(lc_cache *c, const cache_ctx *x) {
 
 /* The idle page of the whole cache idled longest ago, or NULL. */
 static cache_page *page_lru_idle(const lc_cache *c) {
-  cache_page *best = NULL;
-  for (cache_link *l = c->pages.next; l != &c->pages; l = l->next) {
-    cache_page *p = (cache_page *)l;
-    if (p->state == PAGE_IDLE && (!best || p->idle_seq < best->idle_seq)) best = p;
-  }
-  return best;
+  return link_empty(&c->idle) ? NULL : CONTAINER(c->idle.next, cache_page, link);
 }
 
 /* A page whose handle is gone: idle if healthy and its context can still be reused, closed
@@ -601,13 +723,28 @@ static void page_settle(lc_cache *c, cache_page *p, int bad, int64_t now_ms) {
 static void handle_release(lc_cache *c, cache_handle *h, int64_t now_ms) {
   cache_ctx *x = h->ctx;
   cache_page *p = h->page;
+  cache_owner *o = h->own;
   h->live = 0;
   h->page = NULL;
+  h->own = NULL;
+  if (lc_idmap_remove(&c->by_handle, h->id) != h) cache_panic("handle map out of step");
+  link_remove(&h->owner_link);
+  link_remove(&h->session_link);
+  link_remove(&h->ctx_link);
+  link_remove(&h->wait_link);
+  link_remove(&h->fail_link);
+  link_remove(&h->link);
+  link_append(&c->dead_handles, &h->link);
+  COUNT_DOWN(o->n, "owner's handles below zero");
+  if (o->n == 0) link_append(&c->sweep_owners, &o->sweep_link);
   COUNT_DOWN(x->refcount, "context refcount below zero");
   COUNT_DOWN(c->stats.refs_outstanding, "refs_outstanding below zero");
   link_remove(&x->link);
   link_append(&c->contexts, &x->link);
+  x->release_seq = ++c->next_release_seq;
   if (x->refcount == 0) x->idle_since_ms = now_ms;
+  ctx_update_unused(c, x);
+  ctx_maybe_dead(c, x);
   if (p) {
     switch (p->state) {
       case PAGE_CREATING: /* orphaned: lc_cache_page_created settles it */
@@ -629,26 +766,25 @@ static void handle_release(lc_cache *c, cache_handle *h, int64_t now_ms) {
 
 /* --------------------------------------------------------------- generations, sweep */
 
-/* Contexts of generation `gen` the browser still has: creating, open or closing. */
-static int gen_alive(const lc_cache *c, int gen) {
-  int n = 0;
-  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
-    const cache_ctx *x = (const cache_ctx *)l;
-    if (x->browser_gen == gen &&
-        (x->state == CTX_CREATING || x->state == CTX_OPEN || x->state == CTX_CLOSING))
-      n++;
-  }
-  return n;
-}
-
 /* Forgets generation `gen` in the retired list, if it is there. */
 static void retired_remove(lc_cache *c, int gen) {
   for (size_t i = 0; i < c->n_retired; i++) {
-    if (c->retired[i] != gen) continue;
+    if (c->retired[i].gen != gen) continue;
     memmove(&c->retired[i], &c->retired[i + 1], (c->n_retired - i - 1) * sizeof *c->retired);
     c->n_retired--;
     return;
   }
+}
+
+/* Contexts of generation `gen` the browser still has: creating, open or closing. A walk of
+ * every context: run once per generation change; ctx_set_state keeps the count after. */
+static int gen_alive(const lc_cache *c, int gen) {
+  int n = 0;
+  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
+    const cache_ctx *x = (const cache_ctx *)l;
+    if (x->browser_gen == gen && ctx_state_alive(x->state)) n++;
+  }
+  return n;
 }
 
 /* Adds generation `gen` to the retired list. Returns 0 or LC_CACHE_ENOMEM. */
@@ -656,12 +792,14 @@ static int retired_add(lc_cache *c, int gen) {
   retired_remove(c, gen);
   if (c->n_retired == c->cap_retired) {
     size_t cap = c->cap_retired ? c->cap_retired * 2 : 4;
-    int *r = realloc(c->retired, cap * sizeof *r);
+    cache_retired *r = realloc(c->retired, cap * sizeof *r);
     if (!r) return LC_CACHE_ENOMEM;
     c->retired = r;
     c->cap_retired = cap;
   }
-  c->retired[c->n_retired++] = gen;
+  c->retired[c->n_retired].gen = gen;
+  c->retired[c->n_retired].alive = gen_alive(c, gen);
+  c->n_retired++;
   return 0;
 }
 
@@ -669,8 +807,8 @@ static int retired_add(lc_cache *c, int gen) {
 static void drain_check(lc_cache *c) {
   size_t i = 0;
   while (i < c->n_retired) {
-    int gen = c->retired[i];
-    if (gen_alive(c, gen) > 0) {
+    int gen = c->retired[i].gen;
+    if (c->retired[i].alive > 0) {
       i++;
       continue;
     }
@@ -680,34 +818,55 @@ static void drain_check(lc_cache *c) {
   }
 }
 
-/* Frees every handle, page and context that has died. Only from the outermost call. */
+/* Frees a handle, a page, a context, an owner record: only from the sweep and lc_cache_free. */
+static void handle_free(cache_handle *h) {
+  free(h->session);
+  free(h);
+}
+
+static void page_free(cache_page *p) {
+  free(p->target_id);
+  free(p);
+}
+
+static void ctx_free(cache_ctx *x) {
+  free(x->options);
+  free(x->browser_ctx_id);
+  free(x);
+}
+
+/* Frees every handle, page, context and owner record that has died. Only from the
+ * outermost call; it walks only what died. */
 static void cache_sweep(lc_cache *c) {
-  cache_link *l, *next;
-  for (l = c->handles.next; l != &c->handles; l = next) {
-    cache_handle *h = (cache_handle *)l;
-    next = l->next;
-    if (h->live) continue;
-    link_remove(l);
-    free(h->session);
-    free(h);
+  while (!link_empty(&c->dead_handles)) {
+    cache_handle *h = CONTAINER(c->dead_handles.next, cache_handle, link);
+    link_remove(&h->link);
+    handle_free(h);
   }
-  for (l = c->pages.next; l != &c->pages; l = next) {
-    cache_page *p = (cache_page *)l;
-    next = l->next;
-    if (p->state != PAGE_GONE) continue;
-    link_remove(l);
-    free(p->target_id);
-    free(p);
+  while (!link_empty(&c->gone_pages)) {
+    cache_page *p = CONTAINER(c->gone_pages.next, cache_page, link);
+    link_remove(&p->link);
+    link_remove(&p->ctx_link);
+    page_free(p);
   }
-  for (l = c->contexts.next; l != &c->contexts; l = next) {
-    cache_ctx *x = (cache_ctx *)l;
-    next = l->next;
-    if (x->state != CTX_CLOSED && x->state != CTX_FAILED && x->state != CTX_DEAD) continue;
-    if (x->refcount > 0 || x->pages > 0) continue;
-    link_remove(l);
-    free(x->options);
-    free(x->browser_ctx_id);
-    free(x);
+  while (!link_empty(&c->sweep_ctxs)) {
+    cache_ctx *x = CONTAINER(c->sweep_ctxs.next, cache_ctx, sweep_link);
+    link_remove(&x->sweep_link);
+    if (!ctx_state_finished(x->state) || x->refcount > 0 || x->pages > 0) continue;
+    if (!link_empty(&x->page_list)) cache_panic("sweeping a context that still lists pages");
+    if (lc_idmap_remove(&c->by_ctx, x->id) != x) cache_panic("context map out of step");
+    link_remove(&x->link);
+    link_remove(&x->unused_link);
+    link_remove(&x->closing_link);
+    link_remove(&x->send_link);
+    ctx_free(x);
+  }
+  while (!link_empty(&c->sweep_owners)) {
+    cache_owner *o = CONTAINER(c->sweep_owners.next, cache_owner, sweep_link);
+    link_remove(&o->sweep_link);
+    if (o->n > 0) continue;
+    if (lc_idmap_remove(&c->by_owner, o->id) != o) cache_panic("owner map out of step");
+    free(o);
   }
 }
 
@@ -741,9 +900,16 @@ lc_cache *lc_cache_new(const lc_cache_backend *backend, const lc_cache_config *c
     free(c);
     return NULL;
   }
-  link_init(&c->contexts);
-  link_init(&c->pages);
-  link_init(&c->handles);
+  cache_link *heads[] = {&c->contexts,     &c->unused,     &c->closing_ctxs, &c->send_ctxs,
+                         &c->sweep_ctxs,    &c->idle,       &c->closing_pages, &c->send_pages,
+                         &c->gone_pages,    &c->handles,    &c->dead_handles, &c->failed,
+                         &c->sweep_owners};
+  for (size_t i = 0; i < sizeof heads / sizeof *heads; i++) link_init(heads[i]);
+  lc_idmap_init(&c->by_handle);
+  lc_idmap_init(&c->by_page);
+  lc_idmap_init(&c->by_ctx);
+  lc_idmap_init(&c->by_sig);
+  lc_idmap_init(&c->by_owner);
   return c;
 }
 
@@ -751,38 +917,52 @@ void lc_cache_free(lc_cache *c) {
   if (!c) return;
   assert(c->depth == 0 && "lc_cache_free from inside a cache callback");
   assert(c->stats.refs_outstanding == 0 && "lc_cache_free with live handles");
-  while (c->handles.next != &c->handles) {
-    cache_handle *h = (cache_handle *)c->handles.next;
-    link_remove(&h->link);
-    free(h->session);
-    free(h);
+  cache_sweep(c);
+  cache_link *lists[] = {&c->handles, &c->dead_handles};
+  for (size_t i = 0; i < 2; i++) {
+    while (!link_empty(lists[i])) {
+      cache_handle *h = CONTAINER(lists[i]->next, cache_handle, link);
+      link_remove(&h->link);
+      handle_free(h);
+    }
   }
-  while (c->pages.next != &c->pages) {
-    cache_page *p = (cache_page *)c->pages.next;
-    link_remove(&p->link);
-    free(p->target_id);
-    free(p);
-  }
-  while (c->contexts.next != &c->contexts) {
+  while (!link_empty(&c->contexts)) {
     cache_ctx *x = (cache_ctx *)c->contexts.next;
     link_remove(&x->link);
-    free(x->options);
-    free(x->browser_ctx_id);
-    free(x);
+    while (!link_empty(&x->page_list)) {
+      cache_page *p = CONTAINER(x->page_list.next, cache_page, ctx_link);
+      link_remove(&p->ctx_link);
+      page_free(p);
+    }
+    ctx_free(x);
   }
+  size_t pos = 0;
+  void *o;
+  while (lc_idmap_next(&c->by_owner, &pos, NULL, &o)) free(o);
+  lc_idmap_free(&c->by_handle);
+  lc_idmap_free(&c->by_page);
+  lc_idmap_free(&c->by_ctx);
+  lc_idmap_free(&c->by_sig);
+  lc_idmap_free(&c->by_owner);
   free(c->retired);
   free(c->ghosts);
   free(c);
 }
 
-void lc_cache_signature(const char *canonical_options, char out[LC_SIG_LEN]) {
-  static const char hex[] = "0123456789abcdef";
+/* FNV-1a 64 of a string: the number a signature spells, and the signature map's key. */
+static uint64_t cache_fnv1a(const char *canonical_options) {
   uint64_t h = UINT64_C(0xcbf29ce484222325);
   const unsigned char *s = (const unsigned char *)(canonical_options ? canonical_options : "");
   for (; *s; s++) {
     h ^= *s;
     h *= UINT64_C(0x100000001b3);
   }
+  return h;
+}
+
+/* Spells `h` as a signature: 16 lowercase hex digits. */
+static void cache_sig_format(uint64_t h, char out[LC_SIG_LEN]) {
+  static const char hex[] = "0123456789abcdef";
   for (int i = LC_SIG_LEN - 2; i >= 0; i--) {
     out[i] = hex[h & 0xf];
     h >>= 4;
@@ -790,7 +970,28 @@ void lc_cache_signature(const char *canonical_options, char out[LC_SIG_LEN]) {
   out[LC_SIG_LEN - 1] = '\0';
 }
 
+void lc_cache_signature(const char *canonical_options, char out[LC_SIG_LEN]) {
+  cache_sig_format(cache_fnv1a(canonical_options), out);
+}
+
 /* ----------------------------------------------------------------- acquire, release */
+
+/* The owner record of `owner`, made if it has none. NULL when out of memory. */
+static cache_owner *owner_get(lc_cache *c, uint64_t owner) {
+  cache_owner *o = owner_find(c, owner);
+  if (o) return o;
+  if (!(o = calloc(1, sizeof *o))) return NULL;
+  link_init(&o->sweep_link);
+  link_init(&o->handles);
+  link_init(&o->sessions);
+  o->id = owner;
+  if (lc_idmap_put(&c->by_owner, owner, o) < 0) {
+    free(o);
+    return NULL;
+  }
+  link_append(&c->sweep_owners, &o->sweep_link); /* until its first handle */
+  return o;
+}
 
 /* The acquire behind lc_cache_acquire and lc_cache_session_open. */
 static uint64_t cache_acquire(lc_cache *c, uint64_t owner, const char *options_json, int want_page,
@@ -802,30 +1003,51 @@ static uint64_t cache_acquire(lc_cache *c, uint64_t owner, const char *options_j
     free(h);
     return 0;
   }
-  char sig[LC_SIG_LEN];
-  lc_cache_signature(options_json, sig);
-  cache_ctx *x = ctx_lookup(c, sig);
+  /* Everything that can fail comes first; an owner record made for nothing is swept. */
+  cache_owner *o = NULL;
+  if (lc_idmap_reserve(&c->by_handle, lc_idmap_count(&c->by_handle) + 1) < 0 ||
+      !(o = owner_get(c, owner))) {
+    handle_free(h);
+    return 0;
+  }
+  uint64_t sig_key = cache_fnv1a(options_json);
+  cache_ctx *x = ctx_lookup(c, sig_key);
   int new_ctx = 0;
   if (!x) {
-    x = ctx_new(c, sig, options_json, now_ms);
+    char sig[LC_SIG_LEN];
+    cache_sig_format(sig_key, sig);
+    x = ctx_new(c, sig, sig_key, options_json, now_ms);
     if (!x) {
-      free(h->session);
-      free(h);
+      handle_free(h);
       return 0;
     }
     new_ctx = 1;
   }
+  link_init(&h->link);
+  link_init(&h->owner_link);
+  link_init(&h->session_link);
+  link_init(&h->ctx_link);
+  link_init(&h->wait_link);
+  link_init(&h->fail_link);
   h->id = ++c->next_handle;
   h->owner = owner;
+  h->own = o;
   h->ctx = x;
   h->ready = ready;
   h->ready_ud = ready_ud;
   h->want_page = want_page ? 1 : 0;
   h->live = 1;
   h->state = HANDLE_WAIT_CTX;
+  if (lc_idmap_put(&c->by_handle, h->id, h) < 0) cache_panic("a reserved map slot failed");
   link_append(&c->handles, &h->link);
+  link_append(&o->handles, &h->owner_link);
+  if (h->session) link_append(&o->sessions, &h->session_link);
+  if (o->n++ == 0) link_remove(&o->sweep_link);
+  link_append(&x->handle_list, &h->ctx_link);
+  link_append(&x->waiting, &h->wait_link);
   x->refcount++;
   x->uses++;
+  ctx_update_unused(c, x);
   c->stats.refs_outstanding++;
   if (want_page) x->page_uses++;
   if (want_page && c->cfg.max_pages_per_context > 0 &&
@@ -833,7 +1055,7 @@ static uint64_t cache_acquire(lc_cache *c, uint64_t owner, const char *options_j
     /* Worn out: this acquire is its last. Out of the signature map now, so the next acquire
      * of its key makes a fresh context; closed when its last reference comes back. */
     x->retired = 1;
-    x->detached = 1;
+    ctx_detach(c, x);
     c->stats.contexts_retired++;
   }
   uint64_t id = h->id;
@@ -875,17 +1097,9 @@ int lc_cache_release_owner(lc_cache *c, uint64_t owner, int64_t now_ms) {
   if (!c) return LC_CACHE_EINVAL;
   cache_enter(c);
   int n = 0;
-  for (;;) {
-    cache_handle *h = NULL;
-    for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
-      cache_handle *k = (cache_handle *)l;
-      if (k->live && k->owner == owner) {
-        h = k;
-        break;
-      }
-    }
-    if (!h) break;
-    handle_release(c, h, now_ms);
+  cache_owner *o = owner_find(c, owner);
+  while (o && !link_empty(&o->handles)) { /* a record with no handles stays till the sweep */
+    handle_release(c, CONTAINER(o->handles.next, cache_handle, owner_link), now_ms);
     n++;
   }
   cache_leave(c);
@@ -893,13 +1107,13 @@ int lc_cache_release_owner(lc_cache *c, uint64_t owner, int64_t now_ms) {
 }
 
 int lc_cache_owned(const lc_cache *c, uint64_t owner) {
-  if (!c) return 0;
-  int n = 0;
-  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
-    const cache_handle *h = (const cache_handle *)l;
-    if (h->live && h->owner == owner) n++;
-  }
-  return n;
+  const cache_owner *o = c ? owner_find(c, owner) : NULL;
+  return o ? o->n : 0;
+}
+
+uint64_t lc_cache_handle_owner(const lc_cache *c, uint64_t handle) {
+  const cache_handle *h = c ? handle_find(c, handle) : NULL;
+  return h ? h->owner : 0;
 }
 
 int lc_cache_owned_range(const lc_cache *c, uint64_t lo, uint64_t hi) {
@@ -939,11 +1153,6 @@ int lc_cache_page_in_use(const lc_cache *c, uint64_t page_id) {
   return p && p->handle != 0 && (p->state == PAGE_IN_USE || p->state == PAGE_CREATING);
 }
 
-uint64_t lc_cache_handle_owner(const lc_cache *c, uint64_t handle) {
-  const cache_handle *h = c ? handle_find(c, handle) : NULL;
-  return h && h->live ? h->owner : 0;
-}
-
 uint64_t lc_cache_page_owner(const lc_cache *c, uint64_t page_id) {
   const cache_page *p = c ? page_find(c, page_id) : NULL;
   if (!p || p->handle == 0) return 0;
@@ -961,9 +1170,10 @@ int lc_cache_handle_state(const lc_cache *c, uint64_t handle) {
 int lc_cache_owner_mark_bad(lc_cache *c, uint64_t owner) {
   if (!c) return LC_CACHE_EINVAL;
   int n = 0;
-  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
-    cache_handle *k = (cache_handle *)l;
-    if (k->live && k->owner == owner && k->want_page) {
+  cache_owner *o = owner_find(c, owner);
+  for (cache_link *l = o ? o->handles.next : NULL; o && l != &o->handles; l = l->next) {
+    cache_handle *k = CONTAINER(l, cache_handle, owner_link);
+    if (k->want_page) {
       k->bad = 1;
       n++;
     }
@@ -1040,7 +1250,7 @@ void lc_cache_context_created(lc_cache *c, uint64_t ctx_id, const char *browser_
     if (!msg) msg = "browser context creation failed";
     ctx_set_state(c, x, CTX_FAILED);
     cache_handle *h;
-    while ((h = handle_first_waiting(c, x)) != NULL) h->state = HANDLE_FAILED;
+    while ((h = handle_first_waiting(x)) != NULL) handle_set_state(c, h, HANDLE_FAILED);
     cache_log(c, LC_CACHE_LOG_WARN, "ctxcache: creating context %" PRIu64 " failed (%d): %s",
               ctx_id, err, msg);
     handle_fire_failed(c, LC_CACHE_ECREATE, msg);
@@ -1048,7 +1258,7 @@ void lc_cache_context_created(lc_cache *c, uint64_t ctx_id, const char *browser_
   }
   ctx_set_state(c, x, CTX_OPEN);
   cache_handle *h;
-  while (x->state == CTX_OPEN && (h = handle_first_waiting(c, x)) != NULL)
+  while (x->state == CTX_OPEN && (h = handle_first_waiting(x)) != NULL)
     handle_proceed(c, h, now_ms);
   ctx_maybe_retire(c, x, now_ms);
 out:
@@ -1087,15 +1297,15 @@ void lc_cache_page_created(lc_cache *c, uint64_t page_id, const char *target_id,
     page_set_state(c, p, PAGE_GONE);
     if (h) {
       h->page = NULL;
-      h->state = HANDLE_FAILED;
+      handle_set_state(c, h, HANDLE_FAILED);
     }
     cache_log(c, LC_CACHE_LOG_WARN,
               "ctxcache: creating page %" PRIu64 " in context %" PRIu64 " failed (%d): %s", page_id,
               x->id, err, msg);
-    if (h) handle_fire(h, LC_CACHE_ECREATE, msg);
+    if (h) handle_fire(c, h, LC_CACHE_ECREATE, msg);
   } else if (h) {
     page_set_state(c, p, PAGE_IN_USE);
-    handle_fire(h, 0, NULL);
+    handle_fire(c, h, 0, NULL);
   } else {
     page_settle(c, p, 0, now_ms); /* its handle was released while it was being created */
   }
@@ -1120,35 +1330,17 @@ void lc_cache_page_closed(lc_cache *c, uint64_t page_id, int err, int64_t now_ms
 
 /* -------------------------------------------------------------------------- cleanup */
 
-/* The first idle page idle for at least `idle_ms`. */
+/* The least recently idled page of the pool if it is idle for at least `idle_ms`: the pool
+ * is in idle order, so when it is not, no page is. */
 static cache_page *page_first_expired(const lc_cache *c, int64_t idle_ms, int64_t now_ms) {
-  for (cache_link *l = c->pages.next; l != &c->pages; l = l->next) {
-    cache_page *p = (cache_page *)l;
-    if (p->state == PAGE_IDLE && now_ms - p->idle_since_ms >= idle_ms) return p;
-  }
-  return NULL;
+  cache_page *p = page_lru_idle(c);
+  return p && now_ms - p->idle_since_ms >= idle_ms ? p : NULL;
 }
 
-/* The first open refcount-0 context without pages idle for at least `idle_ms`. */
-static cache_ctx *ctx_first_expired(const lc_cache *c, int64_t idle_ms, int64_t now_ms) {
-  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
-    cache_ctx *x = (cache_ctx *)l;
-    if (x->state == CTX_OPEN && x->refcount == 0 && x->idle_pages == 0 && x->creating_pages == 0 &&
-        now_ms - x->idle_since_ms >= idle_ms)
-      return x;
-  }
-  return NULL;
-}
-
-/* The least recently used context the LRU pass may close. */
-static cache_ctx *ctx_first_lru_candidate(const lc_cache *c, int force) {
-  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
-    cache_ctx *x = (cache_ctx *)l;
-    if (x->browser_gen == c->gen && !x->detached && x->state == CTX_OPEN && x->refcount == 0 &&
-        x->creating_pages == 0 && (x->idle_pages == 0 || force))
-      return x;
-  }
-  return NULL;
+/* Whether an unused context is one the LRU pass may close. */
+static int ctx_lru_candidate(const lc_cache *c, const cache_ctx *x, int force) {
+  return x->browser_gen == c->gen && !x->detached && x->creating_pages == 0 &&
+         (x->idle_pages == 0 || force);
 }
 
 int lc_cache_cleanup(lc_cache *c, const lc_cleanup_params *p, int64_t now_ms) {
@@ -1157,11 +1349,19 @@ int lc_cache_cleanup(lc_cache *c, const lc_cleanup_params *p, int64_t now_ms) {
   cache_enter(c);
   int started = 0;
   cache_ctx *x;
+  /* No pass below calls out (closes are only marked until cache_leave), so each walks its
+   * list once, keeping the next entry before it closes the current one. */
   if (p->idle_ms > 0) {
     cache_page *pg;
     while ((pg = page_first_expired(c, p->idle_ms, now_ms)) != NULL)
       page_begin_close(c, pg, now_ms);
-    while ((x = ctx_first_expired(c, p->idle_ms, now_ms)) != NULL) {
+    /* Open refcount-0 contexts without pages, unused this long: the unused list is in
+     * release order, which is idle_since order, so the walk stops at the first too recent. */
+    for (cache_link *l = c->unused.next, *next; l != &c->unused; l = next) {
+      next = l->next;
+      x = CONTAINER(l, cache_ctx, unused_link);
+      if (now_ms - x->idle_since_ms < p->idle_ms) break;
+      if (x->idle_pages > 0 || x->creating_pages > 0) continue;
       ctx_begin_close(c, x, now_ms);
       started++;
     }
@@ -1184,8 +1384,12 @@ int lc_cache_cleanup(lc_cache *c, const lc_cleanup_params *p, int64_t now_ms) {
     ctx_begin_close(c, x, now_ms);
     started++;
   }
-  while (cache_open_current(c) > p->max_contexts &&
-         (x = ctx_first_lru_candidate(c, p->force)) != NULL) {
+  /* The LRU pass: unused contexts, least recently used first, while too many are open. */
+  for (cache_link *l = c->unused.next, *next;
+       l != &c->unused && c->open_current > p->max_contexts; l = next) {
+    next = l->next;
+    x = CONTAINER(l, cache_ctx, unused_link);
+    if (!ctx_lru_candidate(c, x, p->force)) continue;
     ctx_begin_close(c, x, now_ms);
     started++;
   }
@@ -1193,22 +1397,18 @@ int lc_cache_cleanup(lc_cache *c, const lc_cleanup_params *p, int64_t now_ms) {
   return started;
 }
 
-/* The first page whose close is overdue. */
+/* The page whose close began first, if it is overdue (closes are in deadline order). */
 static cache_page *page_first_overdue(const lc_cache *c, int64_t now_ms) {
-  for (cache_link *l = c->pages.next; l != &c->pages; l = l->next) {
-    cache_page *p = (cache_page *)l;
-    if (p->state == PAGE_CLOSING && now_ms >= p->close_deadline_ms) return p;
-  }
-  return NULL;
+  if (link_empty(&c->closing_pages)) return NULL;
+  cache_page *p = CONTAINER(c->closing_pages.next, cache_page, link);
+  return now_ms >= p->close_deadline_ms ? p : NULL;
 }
 
-/* The first context whose close is overdue. */
+/* The context whose close began first, if it is overdue. */
 static cache_ctx *ctx_first_overdue(const lc_cache *c, int64_t now_ms) {
-  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
-    cache_ctx *x = (cache_ctx *)l;
-    if (x->state == CTX_CLOSING && now_ms >= x->close_deadline_ms) return x;
-  }
-  return NULL;
+  if (link_empty(&c->closing_ctxs)) return NULL;
+  cache_ctx *x = CONTAINER(c->closing_ctxs.next, cache_ctx, closing_link);
+  return now_ms >= x->close_deadline_ms ? x : NULL;
 }
 
 void lc_cache_tick(lc_cache *c, int64_t now_ms) {
@@ -1246,47 +1446,24 @@ void lc_cache_set_generation(lc_cache *c, int browser_gen, int64_t now_ms) {
   retired_remove(c, browser_gen);
   c->gen = browser_gen;
   c->gen_lost = 0;
+  c->open_current = 0;
   for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
     cache_ctx *x = (cache_ctx *)l;
-    if (x->browser_gen != browser_gen) x->detached = 1;
+    if (x->browser_gen != browser_gen) ctx_detach(c, x);
+    if (x->browser_gen == browser_gen && ctx_state_counts_open(x->state)) c->open_current++;
   }
-  for (;;) {
-    cache_ctx *x = NULL;
-    for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
-      if (ctx_needs_retire((cache_ctx *)l)) {
-        x = (cache_ctx *)l;
-        break;
-      }
-    }
-    if (!x) break;
-    ctx_maybe_retire(c, x, now_ms);
-  }
+  /* Retiring only marks closes (nothing calls out) and never reorders the LRU list. */
+  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next)
+    ctx_maybe_retire(c, (cache_ctx *)l, now_ms);
   cache_leave(c);
 }
 
 int lc_cache_generation(const lc_cache *c) { return c ? c->gen : 0; }
 
-void lc_cache_browser_lost(lc_cache *c, int browser_gen, int64_t now_ms) {
-  if (!c) return;
-  cache_enter(c);
-  int dropped = 0;
-  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
-    cache_ctx *x = (cache_ctx *)l;
-    if (x->browser_gen != browser_gen) continue;
-    if (ctx_state_counts_open(x->state)) {
-      ctx_set_state(c, x, CTX_DEAD);
-      c->stats.contexts_lost++;
-      dropped++;
-    } else if (x->state == CTX_CLOSING) {
-      ctx_set_state(c, x, CTX_CLOSED);
-      c->stats.contexts_lost++;
-      c->stats.contexts_closed++;
-      dropped++;
-    }
-  }
-  for (cache_link *l = c->pages.next; l != &c->pages; l = l->next) {
-    cache_page *p = (cache_page *)l;
-    if (p->ctx->browser_gen != browser_gen) continue;
+/* The browser holding `x` is gone: drop its pages without telling the backend. */
+static void ctx_drop_pages(lc_cache *c, cache_ctx *x) {
+  for (cache_link *l = x->page_list.next; l != &x->page_list; l = l->next) {
+    cache_page *p = CONTAINER(l, cache_page, ctx_link);
     switch (p->state) {
       case PAGE_CREATING: {
         cache_handle *h = p->handle ? handle_find(c, p->handle) : NULL;
@@ -1308,10 +1485,35 @@ void lc_cache_browser_lost(lc_cache *c, int browser_gen, int64_t now_ms) {
         break;
     }
   }
+}
+
+void lc_cache_browser_lost(lc_cache *c, int browser_gen, int64_t now_ms) {
+  if (!c) return;
+  cache_enter(c);
+  int dropped = 0;
+  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
+    cache_ctx *x = (cache_ctx *)l;
+    if (x->browser_gen != browser_gen) continue;
+    if (ctx_state_counts_open(x->state)) {
+      ctx_set_state(c, x, CTX_DEAD);
+      c->stats.contexts_lost++;
+      dropped++;
+    } else if (x->state == CTX_CLOSING) {
+      ctx_set_state(c, x, CTX_CLOSED);
+      c->stats.contexts_lost++;
+      c->stats.contexts_closed++;
+      dropped++;
+    }
+  }
+  for (cache_link *m = c->contexts.next; m != &c->contexts; m = m->next) {
+    cache_ctx *x = (cache_ctx *)m;
+    if (x->browser_gen == browser_gen) ctx_drop_pages(c, x);
+  }
   /* Every handle still waiting fails; mark them all before the first callback runs. */
   for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
     cache_handle *h = (cache_handle *)l;
-    if (h->live && !h->fired && h->ctx->browser_gen == browser_gen) h->state = HANDLE_FAILED;
+    if (h->live && !h->fired && h->ctx->browser_gen == browser_gen)
+      handle_set_state(c, h, HANDLE_FAILED);
   }
   retired_remove(c, browser_gen);
   if (browser_gen == c->gen) c->gen_lost = 1;
@@ -1396,27 +1598,34 @@ static int check_fail(char *why, size_t why_len, const char *fmt, ...) {
 
 /* Whether `x` is one of the contexts the cache lists. */
 static int check_ctx_listed(const lc_cache *c, const cache_ctx *x) {
-  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next)
-    if ((const cache_ctx *)l == x) return 1;
-  return 0;
+  return ctx_find(c, x->id) == x;
 }
 
-/* The checks on one page; see lc_cache_check. */
-static int check_page(const lc_cache *c, const cache_page *p, char *why, size_t why_len) {
-  const cache_ctx *x = p->ctx;
-  if (!check_ctx_listed(c, x))
-    return check_fail(why, why_len, "page %" PRIu64 " has an unlisted context", p->id);
-  int holders = 0;
-  const cache_handle *holder = NULL;
-  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
-    const cache_handle *h = (const cache_handle *)l;
-    if (h->live && h->page == p) {
-      holders++;
-      holder = h;
-    }
-  }
-  if (holders > 1)
-    return check_fail(why, why_len, "page %" PRIu64 " is held by %d handles", p->id, holders);
+/* The length of list `head`. */
+static size_t check_list_len(const cache_link *head) {
+  size_t n = 0;
+  for (const cache_link *l = head->next; l != head; l = l->next) n++;
+  return n;
+}
+
+/* The checks on one page of `x`; see lc_cache_check. */
+static int check_page(const lc_cache *c, const cache_ctx *x, const cache_page *p, char *why,
+                      size_t why_len) {
+  if (p->ctx != x)
+    return check_fail(why, why_len, "page %" PRIu64 " listed under another context", p->id);
+  if ((page_find(c, p->id) == p) != (p->state != PAGE_GONE))
+    return check_fail(why, why_len, "page %" PRIu64 " and the page map disagree", p->id);
+  /* Its holder: the live handle it names, if that handle names it back. A second handle
+   * holding it would have to be named by it too, so "at most one" follows from the handle
+   * checks (every live handle's page names that handle). */
+  const cache_handle *holder = p->handle ? handle_find(c, p->handle) : NULL;
+  if (holder && holder->page != p) holder = NULL;
+  int in_state_list = link_linked(&p->link), in_idle = link_linked(&p->ctx_idle_link);
+  if ((p->state == PAGE_IDLE || p->state == PAGE_CLOSING || p->state == PAGE_GONE) !=
+          in_state_list ||
+      (p->state == PAGE_IDLE) != in_idle ||
+      link_linked(&p->send_link) != (p->state == PAGE_CLOSING && !p->close_sent))
+    return check_fail(why, why_len, "page %" PRIu64 " is in the wrong lists", p->id);
   switch (p->state) {
     case PAGE_IN_USE:
     case PAGE_DEAD:
@@ -1436,10 +1645,8 @@ static int check_page(const lc_cache *c, const cache_page *p, char *why, size_t 
     case PAGE_CREATING:
       if (x->state != CTX_OPEN)
         return check_fail(why, why_len, "page %" PRIu64 " created in a context not open", p->id);
-      if (p->handle && (!holder || holder->id != p->handle || holder->state != HANDLE_WAIT_PAGE))
+      if (p->handle && (!holder || holder->state != HANDLE_WAIT_PAGE))
         return check_fail(why, why_len, "creating page %" PRIu64 " lost its handle", p->id);
-      if (!p->handle && holder)
-        return check_fail(why, why_len, "orphan page %" PRIu64 " is held", p->id);
       break;
     case PAGE_CLOSING:
       if (holder || p->handle)
@@ -1452,20 +1659,48 @@ static int check_page(const lc_cache *c, const cache_page *p, char *why, size_t 
   return 0;
 }
 
-/* The checks on one context; see lc_cache_check. */
-static int check_ctx(const lc_cache *c, const cache_ctx *x, char *why, size_t why_len) {
-  int live = 0, pages = 0, idle = 0, creating = 0, twins = 0;
-  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
-    const cache_handle *h = (const cache_handle *)l;
-    if (h->live && h->ctx == x) live++;
+/* What check_ctx counts over all contexts, for the cache-wide totals. */
+typedef struct check_totals {
+  size_t pages, closing_pages, unsent_pages, handles, mapped, unused, closing, unsent;
+  int open, open_current, idle;
+} check_totals;
+
+/* The checks on one context and its pages; see lc_cache_check. */
+static int check_ctx(const lc_cache *c, const cache_ctx *x, check_totals *t, char *why,
+                     size_t why_len) {
+  int live = 0, pages = 0, idle = 0, creating = 0;
+  if (!check_ctx_listed(c, x))
+    return check_fail(why, why_len, "context %" PRIu64 " missing from the context map", x->id);
+  for (const cache_link *l = x->handle_list.next; l != &x->handle_list; l = l->next) {
+    const cache_handle *h = CONTAINER(l, cache_handle, ctx_link);
+    if (!h->live || h->ctx != x)
+      return check_fail(why, why_len, "context %" PRIu64 " lists a handle not its own", x->id);
+    live++;
   }
-  for (cache_link *l = c->pages.next; l != &c->pages; l = l->next) {
-    const cache_page *p = (const cache_page *)l;
-    if (p->ctx != x || p->state == PAGE_GONE) continue;
+  for (const cache_link *l = x->waiting.next; l != &x->waiting; l = l->next) {
+    const cache_handle *h = CONTAINER(l, cache_handle, wait_link);
+    if (!h->live || h->ctx != x || h->state != HANDLE_WAIT_CTX)
+      return check_fail(why, why_len, "context %" PRIu64 " lists a handle not waiting", x->id);
+  }
+  for (const cache_link *l = x->page_list.next; l != &x->page_list; l = l->next) {
+    const cache_page *p = CONTAINER(l, cache_page, ctx_link);
+    if (check_page(c, x, p, why, why_len) < 0) return -1;
+    t->closing_pages += p->state == PAGE_CLOSING;
+    t->unsent_pages += p->state == PAGE_CLOSING && !p->close_sent;
+    if (p->state == PAGE_GONE) continue;
     pages++;
     idle += p->state == PAGE_IDLE;
     creating += p->state == PAGE_CREATING;
   }
+  uint64_t seq = 0;
+  for (const cache_link *l = x->idle_list.next; l != &x->idle_list; l = l->next) {
+    const cache_page *p = CONTAINER(l, cache_page, ctx_idle_link);
+    if (p->ctx != x || p->state != PAGE_IDLE || p->idle_seq <= seq)
+      return check_fail(why, why_len, "context %" PRIu64 " idle list out of order", x->id);
+    seq = p->idle_seq;
+  }
+  t->pages += (size_t)pages;
+  t->handles += (size_t)live;
   if (x->refcount < 0)
     return check_fail(why, why_len, "context %" PRIu64 " refcount %d", x->id, x->refcount);
   if (x->refcount != live)
@@ -1483,52 +1718,142 @@ static int check_ctx(const lc_cache *c, const cache_ctx *x, char *why, size_t wh
     return check_fail(why, why_len, "context %" PRIu64 " open without an id", x->id);
   if (x->retired && !x->detached)
     return check_fail(why, why_len, "retired context %" PRIu64 " still mapped", x->id);
-  if (x->browser_gen == c->gen && ctx_state_counts_open(x->state) && !x->detached) {
-    for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
-      const cache_ctx *y = (const cache_ctx *)l;
-      if (y->browser_gen == c->gen && ctx_state_counts_open(y->state) && !y->detached &&
-          strcmp(y->signature, x->signature) == 0)
-        twins++;
-    }
-    if (twins > 1)
-      return check_fail(why, why_len, "%d live contexts for signature %s", twins, x->signature);
+  /* The signature map holds exactly the mapped contexts, each under its own key, so no two
+   * mapped contexts share a signature; and a mapped context is of the current generation. */
+  if (!x->detached) {
+    if (x->browser_gen != c->gen)
+      return check_fail(why, why_len, "context %" PRIu64 " of an old generation mapped", x->id);
+    if (ctx_lookup(c, x->sig_key) != x)
+      return check_fail(why, why_len, "%s maps to another context than %" PRIu64,
+                        x->signature, x->id);
+    t->mapped++;
   }
+  char sig[LC_SIG_LEN];
+  cache_sig_format(x->sig_key, sig);
+  if (strcmp(sig, x->signature) != 0)
+    return check_fail(why, why_len, "context %" PRIu64 " key and signature differ", x->id);
+  if (link_linked(&x->unused_link) != (x->state == CTX_OPEN && x->refcount == 0) ||
+      link_linked(&x->closing_link) != (x->state == CTX_CLOSING) ||
+      link_linked(&x->send_link) != (x->state == CTX_CLOSING && !x->close_sent))
+    return check_fail(why, why_len, "context %" PRIu64 " is in the wrong lists", x->id);
+  t->unused += link_linked(&x->unused_link);
+  t->closing += x->state == CTX_CLOSING;
+  t->unsent += x->state == CTX_CLOSING && !x->close_sent;
+  t->open += ctx_state_counts_open(x->state);
+  t->open_current += x->browser_gen == c->gen && ctx_state_counts_open(x->state);
+  t->idle += x->idle_pages;
+  return 0;
+}
+
+/* The cache-wide lists: each in order and holding what it should. */
+static int check_lists(const lc_cache *c, const check_totals *t, char *why, size_t why_len) {
+  uint64_t seq = 0;
+  for (const cache_link *l = c->idle.next; l != &c->idle; l = l->next) {
+    const cache_page *p = CONTAINER(l, cache_page, link);
+    if (p->state != PAGE_IDLE || p->idle_seq <= seq)
+      return check_fail(why, why_len, "the idle pool is out of order at page %" PRIu64, p->id);
+    seq = p->idle_seq;
+  }
+  seq = 0;
+  for (const cache_link *l = c->unused.next; l != &c->unused; l = l->next) {
+    const cache_ctx *x = CONTAINER(l, cache_ctx, unused_link);
+    if (x->release_seq < seq)
+      return check_fail(why, why_len, "the unused list is out of order at %" PRIu64, x->id);
+    seq = x->release_seq;
+  }
+  if (check_list_len(&c->idle) != (size_t)t->idle || check_list_len(&c->unused) != t->unused ||
+      check_list_len(&c->closing_pages) != t->closing_pages ||
+      check_list_len(&c->send_pages) != t->unsent_pages ||
+      check_list_len(&c->closing_ctxs) != t->closing || check_list_len(&c->send_ctxs) != t->unsent)
+    return check_fail(why, why_len, "a cache-wide list has the wrong length");
+  for (const cache_link *l = c->failed.next; l != &c->failed; l = l->next) {
+    const cache_handle *h = CONTAINER(l, cache_handle, fail_link);
+    if (!h->live || h->fired || h->state != HANDLE_FAILED)
+      return check_fail(why, why_len, "handle %" PRIu64 " queued as failed", h->id);
+  }
+  if (lc_idmap_count(&c->by_page) != t->pages || lc_idmap_count(&c->by_sig) != t->mapped ||
+      lc_idmap_count(&c->by_ctx) != check_list_len(&c->contexts))
+    return check_fail(why, why_len, "a map holds %s entries than its lists",
+                      lc_idmap_count(&c->by_page) != t->pages ? "other page" : "other context");
+  for (size_t i = 0; i < c->n_retired; i++)
+    if (c->retired[i].alive != gen_alive(c, c->retired[i].gen))
+      return check_fail(why, why_len, "retired generation %d counts %d alive, found %d",
+                        c->retired[i].gen, c->retired[i].alive, gen_alive(c, c->retired[i].gen));
+  return 0;
+}
+
+/* The checks on one live handle; see lc_cache_check. */
+static int check_handle(const lc_cache *c, const cache_handle *h, char *why, size_t why_len) {
+  if (!h->live) return check_fail(why, why_len, "handle %" PRIu64 " listed live", h->id);
+  if (handle_find(c, h->id) != h)
+    return check_fail(why, why_len, "handle %" PRIu64 " missing from the handle map", h->id);
+  if (!check_ctx_listed(c, h->ctx))
+    return check_fail(why, why_len, "handle %" PRIu64 " has an unlisted context", h->id);
+  if (!h->own || owner_find(c, h->owner) != h->own || !link_linked(&h->owner_link) ||
+      !link_linked(&h->ctx_link) || link_linked(&h->session_link) != (h->session != NULL) ||
+      link_linked(&h->wait_link) != (h->state == HANDLE_WAIT_CTX) ||
+      link_linked(&h->fail_link) != (h->state == HANDLE_FAILED && !h->fired))
+    return check_fail(why, why_len, "handle %" PRIu64 " is in the wrong lists", h->id);
+  if (h->page && (h->page->ctx != h->ctx || h->page->handle != h->id))
+    return check_fail(why, why_len, "handle %" PRIu64 " and its page disagree", h->id);
+  if (h->state == HANDLE_WAIT_PAGE && !h->page)
+    return check_fail(why, why_len, "handle %" PRIu64 " waits for no page", h->id);
+  if (h->state == HANDLE_READY && h->want_page && !h->page)
+    return check_fail(why, why_len, "handle %" PRIu64 " ready without its page", h->id);
+  if (h->state == HANDLE_WAIT_CTX && !ctx_state_counts_open(h->ctx->state))
+    return check_fail(why, why_len, "handle %" PRIu64 " waits for a finished context", h->id);
+  return 0;
+}
+
+/* The owners: each lists its own live handles and sessions, with no session twice. */
+static int check_owners(const lc_cache *c, size_t live, char *why, size_t why_len) {
+  size_t pos = 0, total = 0;
+  void *v;
+  while (lc_idmap_next(&c->by_owner, &pos, NULL, &v)) {
+    const cache_owner *o = v;
+    int n = 0;
+    for (const cache_link *l = o->handles.next; l != &o->handles; l = l->next) {
+      const cache_handle *h = CONTAINER(l, cache_handle, owner_link);
+      if (!h->live || h->own != o || h->owner != o->id)
+        return check_fail(why, why_len, "owner %" PRIu64 " lists a handle not its own", o->id);
+      n++;
+    }
+    if (n != o->n || link_linked(&o->sweep_link) != (n == 0))
+      return check_fail(why, why_len, "owner %" PRIu64 " counts %d handles, lists %d", o->id,
+                        o->n, n);
+    total += (size_t)n;
+    for (const cache_link *l = o->sessions.next; l != &o->sessions; l = l->next) {
+      const cache_handle *h = CONTAINER(l, cache_handle, session_link);
+      if (!h->live || h->own != o || !h->session)
+        return check_fail(why, why_len, "owner %" PRIu64 " lists a session not its own", o->id);
+      for (const cache_link *m = l->next; m != &o->sessions; m = m->next)
+        if (strcmp(CONTAINER(m, cache_handle, session_link)->session, h->session) == 0)
+          return check_fail(why, why_len, "two handles for session %s", h->session);
+    }
+  }
+  if (total != live) return check_fail(why, why_len, "owners hold %zu handles of %zu", total, live);
   return 0;
 }
 
 int lc_cache_check(const lc_cache *c, char *why, size_t why_len) {
   if (!c) return check_fail(why, why_len, "no cache");
-  int open = 0, idle = 0, live = 0;
-  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next) {
-    const cache_ctx *x = (const cache_ctx *)l;
-    if (check_ctx(c, x, why, why_len) < 0) return -1;
-    open += ctx_state_counts_open(x->state);
-    idle += x->idle_pages;
-  }
-  for (cache_link *l = c->pages.next; l != &c->pages; l = l->next)
-    if (check_page(c, (const cache_page *)l, why, why_len) < 0) return -1;
+  check_totals t = {0};
+  for (cache_link *l = c->contexts.next; l != &c->contexts; l = l->next)
+    if (check_ctx(c, (const cache_ctx *)l, &t, why, why_len) < 0) return -1;
+  size_t live = 0;
   for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
-    const cache_handle *h = (const cache_handle *)l;
-    if (!h->live) continue;
+    if (check_handle(c, (const cache_handle *)l, why, why_len) < 0) return -1;
     live++;
-    if (!check_ctx_listed(c, h->ctx))
-      return check_fail(why, why_len, "handle %" PRIu64 " has an unlisted context", h->id);
-    if (h->page && (h->page->ctx != h->ctx || h->page->handle != h->id))
-      return check_fail(why, why_len, "handle %" PRIu64 " and its page disagree", h->id);
-    if (h->state == HANDLE_WAIT_PAGE && !h->page)
-      return check_fail(why, why_len, "handle %" PRIu64 " waits for no page", h->id);
-    if (h->state == HANDLE_READY && h->want_page && !h->page)
-      return check_fail(why, why_len, "handle %" PRIu64 " ready without its page", h->id);
-    if (h->state == HANDLE_WAIT_CTX && !ctx_state_counts_open(h->ctx->state))
-      return check_fail(why, why_len, "handle %" PRIu64 " waits for a finished context", h->id);
-    for (cache_link *m = l->next; h->session && m != &c->handles; m = m->next) {
-      const cache_handle *k = (const cache_handle *)m;
-      if (k->live && k->session && k->owner == h->owner && strcmp(k->session, h->session) == 0)
-        return check_fail(why, why_len, "two handles for session %s", h->session);
-    }
   }
-  if (open != c->stats.contexts_open)
-    return check_fail(why, why_len, "contexts_open %d, found %d", c->stats.contexts_open, open);
+  if (live != t.handles || live != lc_idmap_count(&c->by_handle))
+    return check_fail(why, why_len, "%zu live handles, %zu under contexts, %zu in the map", live,
+                      t.handles, lc_idmap_count(&c->by_handle));
+  if (check_owners(c, live, why, why_len) < 0 || check_lists(c, &t, why, why_len) < 0) return -1;
+  if (t.open != c->stats.contexts_open)
+    return check_fail(why, why_len, "contexts_open %d, found %d", c->stats.contexts_open, t.open);
+  if (t.open_current != c->open_current)
+    return check_fail(why, why_len, "open_current %d, found %d", c->open_current, t.open_current);
+  int idle = t.idle;
   if (idle != c->stats.idle_pages)
     return check_fail(why, why_len, "idle_pages %d, found %d", c->stats.idle_pages, idle);
   if (idle > c->cfg.max_idle_pages)
@@ -1540,8 +1865,8 @@ int lc_cache_check(const lc_cache *c, char *why, size_t why_len) {
   if (c->stats.idle_target < 0 || c->stats.idle_target > c->cfg.max_idle_pages)
     return check_fail(why, why_len, "idle target %d outside 0..%d", c->stats.idle_target,
                       c->cfg.max_idle_pages);
-  if (live != c->stats.refs_outstanding)
-    return check_fail(why, why_len, "refs_outstanding %d but %d live handles",
+  if ((int)live != c->stats.refs_outstanding)
+    return check_fail(why, why_len, "refs_outstanding %d but %zu live handles",
                       c->stats.refs_outstanding, live);
   return 0;
 }
@@ -1550,9 +1875,10 @@ int lc_cache_check(const lc_cache *c, char *why, size_t why_len) {
 
 /* The live handle of session (owner, name), or NULL. */
 static cache_handle *session_find(const lc_cache *c, uint64_t owner, const char *name) {
-  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
-    cache_handle *h = (cache_handle *)l;
-    if (h->live && h->session && h->owner == owner && strcmp(h->session, name) == 0) return h;
+  const cache_owner *o = owner_find(c, owner);
+  for (const cache_link *l = o ? o->sessions.next : NULL; o && l != &o->sessions; l = l->next) {
+    cache_handle *h = CONTAINER(l, cache_handle, session_link);
+    if (strcmp(h->session, name) == 0) return h;
   }
   return NULL;
 }
