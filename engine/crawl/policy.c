@@ -13,7 +13,7 @@ typedef struct field_slot {
 } field_slot;
 
 #define SLOT(name, kind, lo, hi, in_answer) \
-  {{#name, kind, lo, hi, in_answer}, offsetof(lc_policy, name), sizeof(((lc_policy *)0)->name)}
+  { {#name, kind, lo, hi, in_answer}, offsetof(lc_policy, name), sizeof(((lc_policy *)0)->name) }
 
 static const field_slot fields[] = {
     SLOT(max_contexts, LC_POLICY_INT, 0, 1000000, 1),

@@ -82,8 +82,7 @@ static void read_value(lua_State *L, const lc_policy_field *f, table_read *r) {
   switch (f->kind) {
     case LC_POLICY_INT:
       v = lua_tointegerx(L, -1, &isint);
-      if (!isint)
-        lc_policy_type_error(f, describe(L, -1, got, sizeof got), r->err, r->errlen);
+      if (!isint) lc_policy_type_error(f, describe(L, -1, got, sizeof got), r->err, r->errlen);
       r->bad = !isint || lc_policy_set_int(&r->p, f->name, (int64_t)v, r->err, r->errlen) != 0;
       break;
     case LC_POLICY_BOOL:

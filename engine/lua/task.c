@@ -344,7 +344,19 @@ static void sched_closed(uv_handle_t *h) {
 
 void lc_sched_free(lc_sched *s) {
   if (!s) return;
+  /* Tasks still alive are stopped and, since the resume point goes with the scheduler,
+   * finished here: their __close handlers run and `done` fires, so none is leaked with its
+   * thread, its registry reference and its sleep timer (which would keep the loop open). */
   lc_sched_kill_all(s, "shutting down");
+  while (s->rhead) {
+    lc_task *t = s->rhead;
+    s->rhead = t->rnext;
+    if (!s->rhead) s->rtail = NULL;
+    if (t->kill_status)
+      task_finish(t, t->kill_status, t->kill_why);
+    else /* spawned by a `done` callback just now */
+      lc_task_kill(t, LC_TASK_CANCELLED, "shutting down");
+  }
   *(tag **)lua_getextraspace(s->L) = NULL;
   s->closing = 2;
   uv_close((uv_handle_t *)&s->idle, sched_closed);

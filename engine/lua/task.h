@@ -31,7 +31,8 @@ typedef void (*lc_task_done_fn)(lc_task *t, int status, const char *err, void *u
 typedef void (*lc_op_cancel_fn)(lc_task *t, void *data);
 
 /* The scheduler of one Lua state. It stores itself in the main thread's extra space, so
- * create it before any thread. Freed by lc_sched_free after every task ended. */
+ * create it before any thread. Freed by lc_sched_free, which stops (LC_TASK_CANCELLED) and
+ * finishes any task still alive: its __close handlers run and `done` fires in the call. */
 lc_sched *lc_sched_new(uv_loop_t *loop, lua_State *L);
 void lc_sched_free(lc_sched *s);
 

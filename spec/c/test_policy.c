@@ -26,11 +26,16 @@ TEST(defaults) {
 }
 
 TEST(field_table) {
-  const char *names[] = {"max_contexts",       "force",
-                         "idle_ms",            "max_pages_per_browser",
-                         "max_browser_rss_mb", "max_browser_pss_mb",
-                         "max_pages_per_context", "max_idle_pages",
-                         "adaptive_idle_pages", "close_timeout_ms",
+  const char *names[] = {"max_contexts",
+                         "force",
+                         "idle_ms",
+                         "max_pages_per_browser",
+                         "max_browser_rss_mb",
+                         "max_browser_pss_mb",
+                         "max_pages_per_context",
+                         "max_idle_pages",
+                         "adaptive_idle_pages",
+                         "close_timeout_ms",
                          "on_cleanup"};
   size_t n = 0;
   while (lc_policy_field_at(n)) n++;
