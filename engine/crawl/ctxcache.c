@@ -900,9 +900,9 @@ lc_cache *lc_cache_new(const lc_cache_backend *backend, const lc_cache_config *c
     free(c);
     return NULL;
   }
-  cache_link *heads[] = {&c->contexts,     &c->unused,     &c->closing_ctxs, &c->send_ctxs,
-                         &c->sweep_ctxs,    &c->idle,       &c->closing_pages, &c->send_pages,
-                         &c->gone_pages,    &c->handles,    &c->dead_handles, &c->failed,
+  cache_link *heads[] = {&c->contexts,    &c->unused,  &c->closing_ctxs,  &c->send_ctxs,
+                         &c->sweep_ctxs,  &c->idle,    &c->closing_pages, &c->send_pages,
+                         &c->gone_pages,  &c->handles, &c->dead_handles,  &c->failed,
                          &c->sweep_owners};
   for (size_t i = 0; i < sizeof heads / sizeof *heads; i++) link_init(heads[i]);
   lc_idmap_init(&c->by_handle);
@@ -1111,18 +1111,15 @@ int lc_cache_owned(const lc_cache *c, uint64_t owner) {
   return o ? o->n : 0;
 }
 
-uint64_t lc_cache_handle_owner(const lc_cache *c, uint64_t handle) {
-  const cache_handle *h = c ? handle_find(c, handle) : NULL;
-  return h ? h->owner : 0;
-}
-
+/* O(owners with live handles): a job's range is far wider than the owners it has. */
 int lc_cache_owned_range(const lc_cache *c, uint64_t lo, uint64_t hi) {
   if (!c) return 0;
   int n = 0;
-  for (cache_link *l = c->handles.next; l != &c->handles; l = l->next) {
-    const cache_handle *h = (const cache_handle *)l;
-    if (h->live && h->owner >= lo && h->owner < hi) n++;
-  }
+  size_t pos = 0;
+  uint64_t id;
+  void *o;
+  while (lc_idmap_next(&c->by_owner, &pos, &id, &o))
+    if (id >= lo && id < hi) n += ((const cache_owner *)o)->n;
   return n;
 }
 
@@ -1151,6 +1148,11 @@ int lc_cache_page_broken(lc_cache *c, uint64_t page_id, int64_t now_ms) {
 int lc_cache_page_in_use(const lc_cache *c, uint64_t page_id) {
   const cache_page *p = c ? page_find(c, page_id) : NULL;
   return p && p->handle != 0 && (p->state == PAGE_IN_USE || p->state == PAGE_CREATING);
+}
+
+uint64_t lc_cache_handle_owner(const lc_cache *c, uint64_t handle) {
+  const cache_handle *h = c ? handle_find(c, handle) : NULL; /* the map holds live ones only */
+  return h ? h->owner : 0;
 }
 
 uint64_t lc_cache_page_owner(const lc_cache *c, uint64_t page_id) {
@@ -1385,8 +1387,8 @@ int lc_cache_cleanup(lc_cache *c, const lc_cleanup_params *p, int64_t now_ms) {
     started++;
   }
   /* The LRU pass: unused contexts, least recently used first, while too many are open. */
-  for (cache_link *l = c->unused.next, *next;
-       l != &c->unused && c->open_current > p->max_contexts; l = next) {
+  for (cache_link *l = c->unused.next, *next; l != &c->unused && c->open_current > p->max_contexts;
+       l = next) {
     next = l->next;
     x = CONTAINER(l, cache_ctx, unused_link);
     if (!ctx_lru_candidate(c, x, p->force)) continue;
@@ -1724,8 +1726,8 @@ static int check_ctx(const lc_cache *c, const cache_ctx *x, check_totals *t, cha
     if (x->browser_gen != c->gen)
       return check_fail(why, why_len, "context %" PRIu64 " of an old generation mapped", x->id);
     if (ctx_lookup(c, x->sig_key) != x)
-      return check_fail(why, why_len, "%s maps to another context than %" PRIu64,
-                        x->signature, x->id);
+      return check_fail(why, why_len, "%s maps to another context than %" PRIu64, x->signature,
+                        x->id);
     t->mapped++;
   }
   char sig[LC_SIG_LEN];
@@ -1819,8 +1821,8 @@ static int check_owners(const lc_cache *c, size_t live, char *why, size_t why_le
       n++;
     }
     if (n != o->n || link_linked(&o->sweep_link) != (n == 0))
-      return check_fail(why, why_len, "owner %" PRIu64 " counts %d handles, lists %d", o->id,
-                        o->n, n);
+      return check_fail(why, why_len, "owner %" PRIu64 " counts %d handles, lists %d", o->id, o->n,
+                        n);
     total += (size_t)n;
     for (const cache_link *l = o->sessions.next; l != &o->sessions; l = l->next) {
       const cache_handle *h = CONTAINER(l, cache_handle, session_link);

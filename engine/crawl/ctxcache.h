@@ -179,10 +179,6 @@ int lc_cache_release_owner(lc_cache *c, uint64_t owner, int64_t now_ms);
 int lc_cache_owned(const lc_cache *c, uint64_t owner);
 /* Live handles whose owner id is in [lo, hi): what one job's owners hold. */
 int lc_cache_owned_range(const lc_cache *c, uint64_t lo, uint64_t hi);
-/* The owner recorded on live handle `handle` (from acquire to release, ready or not), or 0
- * when the handle is not live. So a caller can refuse a handle that another owner holds
- * (owner 0 is then ambiguous: do not hand out 0 as an owner if that matters). */
-uint64_t lc_cache_handle_owner(const lc_cache *c, uint64_t handle);
 
 /* Mark the page of a handle as not reusable (it timed out, crashed, or misbehaved): it is
  * closed at release instead of kept idle. */
@@ -210,6 +206,8 @@ int lc_cache_handle_live(const lc_cache *c, uint64_t handle);
 int lc_cache_handle_page_fresh(const lc_cache *c, uint64_t handle); /* 1 if newly created */
 /* 1 ready, 0 still waiting for its context or page, -1 failed, -2 not live. */
 int lc_cache_handle_state(const lc_cache *c, uint64_t handle);
+/* The owner of a live handle, or 0. */
+uint64_t lc_cache_handle_owner(const lc_cache *c, uint64_t handle);
 /* The owner of the handle that holds the page (in use or being created), or 0 when idle. */
 uint64_t lc_cache_page_owner(const lc_cache *c, uint64_t page_id);
 
