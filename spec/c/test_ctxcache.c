@@ -1076,6 +1076,86 @@ TEST(test_release_owner_is_the_finalizer) {
   fake_free(f);
 }
 
+/* lc_cache_handle_owner names the owner of a live handle, pending or ready, and 0 after. */
+TEST(test_handle_owner) {
+  fake *f = fake_new(5000, 4);
+  int created = 0;
+  uint64_t a = acq(f, 11, OPT_A, 1);
+  CHECK_INT(lc_cache_handle_owner(f->c, a), 11); /* still waiting for its context */
+  fake_complete_all(f);
+  uint64_t b = acq(f, 12, OPT_A, 0);
+  uint64_t s = lc_cache_session_open(f->c, 13, "s", OPT_B, f->now, on_ready, f, &created);
+  fake_complete_all(f);
+  CHECK_INT(lc_cache_handle_owner(f->c, a), 11);
+  CHECK_INT(lc_cache_handle_owner(f->c, b), 12);
+  CHECK_INT(lc_cache_handle_owner(f->c, s), 13);
+  CHECK_INT(lc_cache_handle_owner(f->c, 9999), 0);
+  CHECK_INT(lc_cache_handle_owner(NULL, a), 0);
+  /* The page's owner is its holder's; the range counts handles of owners in [lo, hi). */
+  CHECK_INT(lc_cache_page_owner(f->c, lc_cache_handle_page(f->c, a)), 11);
+  CHECK_INT(lc_cache_page_owner(f->c, lc_cache_handle_page(f->c, s)), 13);
+  CHECK_INT(lc_cache_owned_range(f->c, 11, 13), 2);
+  CHECK_INT(lc_cache_owned_range(f->c, 0, UINT64_MAX), 3);
+  CHECK_INT(lc_cache_owned_range(f->c, 14, 100), 0);
+  uint64_t page_a = lc_cache_handle_page(f->c, a);
+  lc_cache_release(f->c, a, f->now);
+  CHECK_INT(lc_cache_handle_owner(f->c, a), 0);
+  CHECK_INT(lc_cache_page_owner(f->c, page_a), 0); /* idle now */
+  CHECK_INT(lc_cache_owned_range(f->c, 11, 13), 1);
+  CHECK_INT(lc_cache_release_owner(f->c, 13, f->now), 1);
+  CHECK_INT(lc_cache_handle_owner(f->c, s), 0);
+  CHECK_INT(lc_cache_handle_owner(f->c, b), 12);
+  /* An owner whose handles all went comes back with a new handle. */
+  uint64_t b2 = acq(f, 13, OPT_A, 0);
+  CHECK_INT(lc_cache_handle_owner(f->c, b2), 13);
+  CHECK_INT(lc_cache_owned(f->c, 13), 1);
+  CHECK_CACHE(f);
+  lc_cache_release(f->c, b, f->now);
+  lc_cache_release(f->c, b2, f->now);
+  CHECK_CACHE(f);
+  fake_free(f);
+}
+
+/* A context whose handles were all released while it was being created becomes unused when
+ * it opens, at the place in the LRU order its last release gave it: before contexts
+ * released after it. */
+TEST(test_context_opened_after_release_keeps_lru_place) {
+  fake *f = fake_new(5000, 4);
+  uint64_t ha = acq(f, 1, OPT_A, 0), hb = acq(f, 1, OPT_B, 0), hc = acq(f, 1, OPT_C, 0);
+  fake_complete_all(f);
+  uint64_t a = lc_cache_handle_ctx(f->c, ha), b = lc_cache_handle_ctx(f->c, hb),
+           c = lc_cache_handle_ctx(f->c, hc);
+  CHECK_INT(lc_cache_release(f->c, hb, f->now), 0);
+  f->now += 10;
+  CHECK_INT(lc_cache_release(f->c, hc, f->now), 0);
+  f->now += 10;
+  CHECK_INT(lc_cache_release(f->c, ha, f->now), 0);
+  /* Now a context D released while creating, then opened: its release came before E's. */
+  uint64_t hd = acq(f, 1, OPT_D, 0);
+  uint64_t d = fake_last(f, CALL_CREATE_CTX);
+  f->now += 10;
+  CHECK_INT(lc_cache_release(f->c, hd, f->now), 0); /* D: released while creating */
+  uint64_t he = acq(f, 1, "{\"locale\":\"nl-NL\"}", 0);
+  uint64_t e = fake_last(f, CALL_CREATE_CTX);
+  fake_complete(f, CALL_CREATE_CTX, e, 0);
+  f->now += 10;
+  CHECK_INT(lc_cache_release(f->c, he, f->now), 0); /* E: released after D */
+  fake_complete(f, CALL_CREATE_CTX, d, 0);          /* D opens last, unused at once */
+  CHECK_CACHE(f);
+  /* LRU: B, C, A, D, E. Keeping two closes B, C and A; keeping one closes D too. */
+  lc_cleanup_params p = {2, 0, 0, NULL, 0};
+  CHECK_INT(lc_cache_cleanup(f->c, &p, f->now), 3);
+  CHECK_INT(f->calls[f->n_calls - 3].id, b);
+  CHECK_INT(f->calls[f->n_calls - 2].id, c);
+  CHECK_INT(f->calls[f->n_calls - 1].id, a);
+  p.max_contexts = 1;
+  CHECK_INT(lc_cache_cleanup(f->c, &p, f->now), 1);
+  CHECK_INT(fake_last(f, CALL_CLOSE_CTX), d);
+  fake_complete_all(f);
+  CHECK_CACHE(f);
+  fake_free(f);
+}
+
 /* The idle pool is one budget across contexts: a release evicts the least recently idled
  * page of any context, and the context it leaves empty is closed by the next LRU pass. */
 TEST(test_idle_budget_is_global) {
@@ -1494,6 +1574,8 @@ int main(void) {
   RUN(test_release_of_pending_handle_cancels_ready);
   RUN(test_generation_recycle);
   RUN(test_release_owner_is_the_finalizer);
+  RUN(test_handle_owner);
+  RUN(test_context_opened_after_release_keeps_lru_place);
   RUN(test_idle_budget_is_global);
   RUN(test_adaptive_idle_pool);
   RUN(test_context_retires_after_max_pages);
