@@ -382,12 +382,18 @@ int lc_engine_start(lc_engine *e, const lc_policy *policy, lc_job *hook_job, cha
   if (policy) e->sh.policy = *policy;
   e->hook_job = e->sh.policy.hook_ref != LUA_NOREF ? hook_job : NULL;
   if (!e->hook_job) e->sh.policy.hook_ref = LUA_NOREF;
-  /* From here on a browser may run: every exit path must take it down. */
-  atexit(at_exit_kill);
-  signal(SIGSEGV, fatal_signal);
-  signal(SIGABRT, fatal_signal);
-  signal(SIGBUS, fatal_signal);
-  signal(SIGPIPE, SIG_IGN);
+  /* From here on a browser may run: every exit path must take it down. The handlers are the
+   * process's, installed once whatever the number of engines (the browser registry they read
+   * is the process's too: a signal handler has no other way to reach it). */
+  static int process_handlers;
+  if (!process_handlers) {
+    process_handlers = 1;
+    atexit(at_exit_kill);
+    signal(SIGSEGV, fatal_signal);
+    signal(SIGABRT, fatal_signal);
+    signal(SIGBUS, fatal_signal);
+    signal(SIGPIPE, SIG_IGN);
+  }
   int irc = lc_interrupt_start(&e->loop, on_signal, e, lc_browser_kill_all_now);
   if (irc < 0) {
     snprintf(err, errlen, "cannot install the signal handlers: %s", uv_strerror(irc));

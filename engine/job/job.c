@@ -1,9 +1,11 @@
-/* job.c: one job as a value, and its crawl loop.
- * Owns: taking requests from the frontier at the job's concurrency, per-host politeness
- * (in-flight cap, delay, Retry-After backoff, robots.txt), one task per request, and the one
- * finalizer every request task passes through: whatever the task acquired is released there,
- * whether it returned, raised, passed its deadline or was cancelled, and the engine checks that
- * the task owns nothing afterwards. Then retries, on_error, statistics, progress and the end. */
+/* job.c: one job as a value (job.h), and its crawl loop.
+ * Owns: making the job (its Lua state, its script and job table read in protected calls),
+ * taking requests from the frontier at the job's concurrency, per-host politeness (in-flight
+ * cap, delay, Retry-After backoff, robots.txt), one task per request, and the one finalizer
+ * every task (request, robots.txt, on_error) passes through: whatever it acquired is released
+ * there, whether it returned, raised, passed its deadline or was cancelled, and the job checks
+ * that the task owns nothing afterwards. Then retries, on_error, statistics, progress and the
+ * job's end, which the engine hears of. */
 #include <errno.h>
 #include <inttypes.h>
 #include <lauxlib.h>
@@ -37,12 +39,19 @@ struct lc_host {
   int64_t crawl_delay_ms;
 };
 
+/* What every task of the job carries: its kind and what its end must give back. */
+typedef enum { TASK_REQUEST, TASK_ROBOTS, TASK_ON_ERROR } task_kind;
+
 typedef struct req_state {
   lc_job *j;
-  lc_request req;
-  lc_host *host;
-  int restarts_at_start; /* j->sh->restarts when this attempt began */
+  task_kind kind;
+  lc_host *host;         /* the host whose in-flight slot the task holds, or NULL */
+  lc_request req;        /* TASK_REQUEST */
+  int restarts_at_start; /* TASK_REQUEST: sh->restarts when this attempt began */
 } req_state;
+
+static void task_done(lc_task *t, int status, const char *err, void *ud);
+static req_state *task_state_new(lc_job *j, task_kind kind, lc_host *h);
 
 /* The loop's clock, brought up to date: deadlines computed after long synchronous work (a
  * big JSON decode, a slow hook) must not start from a stale time. */
@@ -107,20 +116,8 @@ static int admit(void *ud, const char *url) {
 
 /* ---------------------------------------------------------------- robots.txt */
 
-typedef struct robots_op {
-  lc_job *j;
-  lc_host *host;
-} robots_op;
-
-static void robots_done(lc_task *t, int status, const char *err, void *ud) {
-  robots_op *op = ud;
-  lc_job *j = op->j;
-  lc_host *h = op->host;
-  lua_State *co = lc_task_thread(t);
-  j->aux_tasks--;
-  j->robots_in_flight--;
-  h->in_flight--;
-  lc_cache_release_owner(j->sh->cache, lc_task_id(t), lc_now(j->sh));
+/* The end of a robots.txt task (after the finalizer): the host's rules. */
+static void robots_result(lc_job *j, lc_host *h, lua_State *co, int status, const char *err) {
   h->robots_state = 2;
   if (status == LC_TASK_OK && lua_gettop(co) >= 2 && lua_isinteger(co, -2)) {
     lua_Integer code = lua_tointeger(co, -2);
@@ -142,28 +139,26 @@ static void robots_done(lc_task *t, int status, const char *err, void *ud) {
     lc_warn("cannot read robots.txt of %s (%s): not crawling that host", h->origin,
             err ? err : "no answer");
   }
-  free(op);
-  lc_job_after_release(j);
-  lc_job_pump(j);
 }
 
 static void start_robots(lc_job *j, lc_host *h) {
   if (j->stopping || j->robots_ref == LUA_NOREF) return;
-  robots_op *op = calloc(1, sizeof *op);
-  if (!op) return;
-  op->j = j;
-  op->host = h;
+  req_state *ts = task_state_new(j, TASK_ROBOTS, h);
+  if (!ts) return;
   h->robots_state = 1;
   lua_rawgeti(j->L, LUA_REGISTRYINDEX, j->robots_ref);
   lua_pushstring(j->L, h->origin);
-  if (!lc_task_spawn(j->sched, 1, j->cfg.timeout_ms, robots_done, op)) {
-    free(op);
-    h->robots_state = 2;
-    return;
-  }
+  /* A slot of the job's concurrency and of the host's per_host, like a request. */
   j->aux_tasks++;
-  j->robots_in_flight++; /* a slot of the job's concurrency and of the host's per_host */
+  j->robots_in_flight++;
   h->in_flight++;
+  if (!lc_task_spawn(j->sched, 1, j->cfg.timeout_ms, task_done, ts)) {
+    j->aux_tasks--;
+    j->robots_in_flight--;
+    h->in_flight--;
+    free(ts);
+    h->robots_state = 2;
+  }
 }
 
 int lc_job_robots_verdict(lc_job *j, const char *url) {
@@ -338,16 +333,6 @@ static void push_request(lua_State *L, const lc_request *r) {
   }
 }
 
-static void on_error_done(lc_task *t, int status, const char *err, void *ud) {
-  lc_job *j = ud;
-  j->aux_tasks--;
-  if (status != LC_TASK_OK && status != LC_TASK_CANCELLED)
-    lc_warn("on_error failed: %s", err ? err : "unknown error");
-  lc_cache_release_owner(j->sh->cache, lc_task_id(t), lc_now(j->sh));
-  lc_job_after_release(j);
-  lc_job_pump(j);
-}
-
 static void request_failed_for_good(lc_job *j, req_state *rs, const char *err) {
   j->n.pages_failed++;
   lc_frontier_done(j->frontier, rs->req.id, 0);
@@ -358,7 +343,16 @@ static void request_failed_for_good(lc_job *j, req_state *rs, const char *err) {
     lua_rawgeti(j->L, LUA_REGISTRYINDEX, j->on_error_ref);
     push_request(j->L, &rs->req);
     lua_pushlstring(j->L, err, tb ? (size_t)(tb - err) : strlen(err));
-    if (lc_task_spawn(j->sched, 2, j->cfg.timeout_ms, on_error_done, j)) j->aux_tasks++;
+    req_state *ts = task_state_new(j, TASK_ON_ERROR, NULL);
+    if (!ts) {
+      lua_pop(j->L, 3);
+      return;
+    }
+    j->aux_tasks++;
+    if (!lc_task_spawn(j->sched, 2, j->cfg.timeout_ms, task_done, ts)) {
+      j->aux_tasks--;
+      free(ts);
+    }
   }
 }
 
@@ -372,23 +366,8 @@ static void retry_later(lc_job *j, req_state *rs, int64_t delay_ms, int count_at
   }
 }
 
-static void request_done(lc_task *t, int status, const char *err, void *ud) {
-  req_state *rs = ud;
-  lc_job *j = rs->j;
-  lua_State *co = lc_task_thread(t);
-  j->in_flight--;
-  if (rs->host) rs->host->in_flight--;
-
-  /* The finalizer: everything the request acquired goes back, on every path. Pages of a
-   * request stopped at its deadline may still be busy (a script spinning, a load hanging):
-   * lc_job_task_stopping marked them bad before the task unwound, so they are closed here,
-   * not reused. */
-  int released = lc_cache_release_owner(j->sh->cache, lc_task_id(t), lc_now(j->sh));
-  if (released > 0 && status == LC_TASK_OK)
-    lc_debug("released %d handle(s) the handler of %s kept", released, rs->req.url);
-  int owned = lc_cache_owned(j->sh->cache, lc_task_id(t));
-  if (owned != 0) lc_error("engine bug: request task still owns %d handle(s)", owned);
-
+/* The end of a request task (after the finalizer): done, retried, or failed for good. */
+static void request_result(lc_job *j, req_state *rs, lua_State *co, int status, const char *err) {
   char msg[2048];
   const char *result = NULL;
   if (status == LC_TASK_OK) {
@@ -458,7 +437,55 @@ static void request_done(lc_task *t, int status, const char *err, void *ud) {
   }
 out:
   lc_request_clear(&rs->req);
-  free(rs);
+}
+
+static req_state *task_state_new(lc_job *j, task_kind kind, lc_host *h) {
+  req_state *ts = calloc(1, sizeof *ts);
+  if (!ts) return NULL;
+  ts->j = j;
+  ts->kind = kind;
+  ts->host = h;
+  ts->restarts_at_start = j->sh->restarts;
+  return ts;
+}
+
+/* The one finalizer, for every kind of task, on every path (return, error, deadline, cancel):
+ * the counts the task held are given back, then everything it acquired. Pages of a task that
+ * was stopped may still be busy (a script spinning, a load hanging): they were marked bad when
+ * the stop began (task_stopping), before its variables were closed, so they are closed here,
+ * never reused. Then the task owns nothing, and its kind decides what its end means. */
+static void task_done(lc_task *t, int status, const char *err, void *ud) {
+  req_state *ts = ud;
+  lc_job *j = ts->j;
+  if (ts->kind == TASK_REQUEST)
+    j->in_flight--;
+  else
+    j->aux_tasks--;
+  if (ts->kind == TASK_ROBOTS) j->robots_in_flight--;
+  if (ts->host) ts->host->in_flight--;
+
+  if (status == LC_TASK_TIMEOUT || status == LC_TASK_CANCELLED)
+    lc_cache_owner_mark_bad(j->sh->cache, lc_task_id(t));
+  int released = lc_cache_release_owner(j->sh->cache, lc_task_id(t), lc_now(j->sh));
+  if (released > 0 && status == LC_TASK_OK && ts->kind == TASK_REQUEST)
+    lc_debug("released %d handle(s) the handler of %s kept", released, ts->req.url);
+  int owned = lc_cache_owned(j->sh->cache, lc_task_id(t));
+  if (owned != 0) lc_error("engine bug: a finished task still owns %d handle(s)", owned);
+
+  lua_State *co = lc_task_thread(t);
+  switch (ts->kind) {
+  case TASK_REQUEST:
+    request_result(j, ts, co, status, err);
+    break;
+  case TASK_ROBOTS:
+    robots_result(j, ts->host, co, status, err);
+    break;
+  case TASK_ON_ERROR:
+    if (status != LC_TASK_OK && status != LC_TASK_CANCELLED)
+      lc_warn("on_error failed: %s", err ? err : "unknown error");
+    break;
+  }
+  free(ts);
   lc_job_after_release(j);
   lc_job_pump(j);
 }
@@ -501,20 +528,17 @@ void lc_job_pump(lc_job *j) {
         continue;
       }
     }
-    req_state *rs = calloc(1, sizeof *rs);
+    req_state *rs = task_state_new(j, TASK_REQUEST, h);
     if (!rs) {
       lc_request_clear(&r);
       break;
     }
-    rs->j = j;
     rs->req = r;
-    rs->host = h;
-    rs->restarts_at_start = j->sh->restarts;
     if (h) h->in_flight++; /* the delay is taken when the request navigates (lc_job_host_slot) */
     lua_rawgeti(j->L, LUA_REGISTRYINDEX, j->runner_ref);
     push_request(j->L, &rs->req);
     j->in_flight++;
-    if (!lc_task_spawn(j->sched, 1, j->cfg.timeout_ms, request_done, rs)) {
+    if (!lc_task_spawn(j->sched, 1, j->cfg.timeout_ms, task_done, rs)) {
       j->in_flight--;
       if (h) h->in_flight--;
       lc_request_clear(&rs->req);
@@ -674,40 +698,6 @@ void lc_job_tick(lc_job *j) {
   if (j->started && !j->stopping) lc_job_progress(j, 0);
 }
 
-int lc_job_write_stats(lc_job *j, const char *path) {
-  FILE *f = fopen(path, "w");
-  if (!f) return -1;
-  lc_cache_stats cs;
-  lc_cache_get_stats(j->sh->cache, &cs);
-  lc_bpool_stats bs;
-  lc_bpool_get_stats(j->sh->pool, &bs);
-  j->sh->ops->sample_mem(j->sh->ud);
-  double secs = (double)(lc_now(j->sh) - (int64_t)j->started_ms) / 1000.0;
-  fprintf(f,
-          "{\"contexts_created\":%" PRIu64 ",\"contexts_closed\":%" PRIu64
-          ",\"contexts_lost\":%" PRIu64
-          ",\"contexts_open_peak\":%d,\"contexts_open_at_exit\":%d,"
-          "\"refs_outstanding\":%d,\"bad_releases\":%" PRIu64 ",\"pages_ok\":%" PRIu64
-          ",\"pages_failed\":%" PRIu64 ",\"retries\":%" PRIu64 ",\"throttled\":%" PRIu64
-          ",\"robots_skipped\":%" PRIu64 ",\"records\":%" PRIu64 ",\"pages_created\":%" PRIu64
-          ",\"pages_reused\":%" PRIu64 ",\"pages_closed\":%" PRIu64 ",\"pages_evicted\":%" PRIu64
-          ",\"contexts_retired\":%" PRIu64 ",\"idle_ghost_hits\":%" PRIu64
-          ",\"browser_starts\":%d,\"browser_crashes\":%d,\"events_dropped\":%" PRIu64
-          ","
-          "\"browser_recycles\":%d,\"browser_rss_peak_mb\":%.1f,\"browser_pss_peak_mb\":%.1f,"
-          "\"browser_pss_mb\":%.1f,\"engine_rss_peak_mb\":%.1f,"
-          "\"seconds\":%.3f,\"interrupted\":%s}\n",
-          cs.contexts_created, cs.contexts_closed, cs.contexts_lost, cs.contexts_open_peak,
-          cs.contexts_open, cs.refs_outstanding, cs.bad_releases, j->n.pages_ok, j->n.pages_failed,
-          j->n.retries, j->n.throttled, j->n.robots_skipped, j->n.emitted, cs.pages_created,
-          cs.pages_reused, cs.pages_closed, cs.pages_evicted, cs.contexts_retired,
-          cs.idle_ghost_hits, bs.browser_starts, bs.browser_crashes, bs.events_dropped,
-          j->sh->browser_recycles, (double)j->sh->browser_rss_peak_kb / 1024.0,
-          (double)j->sh->browser_pss_peak_kb / 1024.0, (double)j->sh->browser_pss_kb / 1024.0,
-          (double)lc_proc_self_peak_rss_kb() / 1024.0, secs, j->stop_signal ? "true" : "false");
-  return fclose(f) == 0 ? 0 : -1;
-}
-
 /* ---------------------------------------------------------------- making a job */
 
 #define JOB_KEY "luacrawl.job"
@@ -746,10 +736,13 @@ static void set_paths(lua_State *L) {
   lua_setglobal(L, "LUACRAWL_JS_DIR");
 }
 
-/* Integer field of the config table at idx, with a default. stack: unchanged */
-static int64_t cfg_int(lua_State *L, int idx, const char *k, int64_t def) {
+/* Integer field of the config table at idx. The job's defaults and ranges have one owner,
+ * lib/luacrawl/boot.lua, which filled in every field: a missing one is an engine bug.
+ * stack: unchanged */
+static int64_t cfg_int(lua_State *L, int idx, const char *k) {
   lua_getfield(L, idx, k);
-  int64_t v = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : def;
+  if (!lua_isinteger(L, -1)) luaL_error(L, "internal: luacrawl.boot left job.%s unset", k);
+  int64_t v = lua_tointeger(L, -1);
   lua_pop(L, 1);
   return v;
 }
@@ -790,20 +783,20 @@ static int setup_protected(lua_State *L) {
   lua_pop(L, 1);
   int cfg = lua_gettop(L);
   /* boot.lua validated and defaulted every field: these are its values. */
-  j->cfg.concurrency = (int)cfg_int(L, cfg, "concurrency", 8);
-  j->cfg.retries = (int)cfg_int(L, cfg, "retries", 2);
-  j->cfg.timeout_ms = cfg_int(L, cfg, "timeout_ms", 30000);
-  j->cfg.max_pages = cfg_int(L, cfg, "max_pages", 0);
-  j->cfg.max_depth = (int)cfg_int(L, cfg, "max_depth", -1);
-  j->cfg.delay_ms = cfg_int(L, cfg, "delay_ms", 0);
-  j->cfg.per_host = (int)cfg_int(L, cfg, "per_host", 0);
-  j->cfg.throttle_retries = (int)cfg_int(L, cfg, "throttle_retries", 5);
+  j->cfg.concurrency = (int)cfg_int(L, cfg, "concurrency");
+  j->cfg.retries = (int)cfg_int(L, cfg, "retries");
+  j->cfg.timeout_ms = cfg_int(L, cfg, "timeout_ms");
+  j->cfg.max_pages = cfg_int(L, cfg, "max_pages");
+  j->cfg.delay_ms = cfg_int(L, cfg, "delay_ms");
+  j->cfg.per_host = (int)cfg_int(L, cfg, "per_host");
+  j->cfg.throttle_retries = (int)cfg_int(L, cfg, "throttle_retries");
   lua_getfield(L, cfg, "robots");
   j->cfg.robots = lua_toboolean(L, -1);
   lua_pop(L, 1);
   lua_getfield(L, cfg, "user_agent_token");
-  snprintf(j->cfg.user_agent_token, sizeof j->cfg.user_agent_token, "%s",
-           lua_isstring(L, -1) ? lua_tostring(L, -1) : "luacrawl");
+  if (lua_type(L, -1) != LUA_TSTRING)
+    return luaL_error(L, "internal: luacrawl.boot left job.user_agent_token unset");
+  snprintf(j->cfg.user_agent_token, sizeof j->cfg.user_agent_token, "%s", lua_tostring(L, -1));
   lua_pop(L, 1);
   lc_policy_defaults(&j->policy, j->cfg.concurrency);
   lua_getfield(L, cfg, "policy");

@@ -24,7 +24,6 @@ typedef struct lc_job_cfg {
   int retries;
   int64_t timeout_ms;
   int64_t max_pages;
-  int max_depth;
   int64_t delay_ms;
   int per_host; /* requests in flight per host; 0: no cap */
   int robots;
@@ -96,6 +95,20 @@ int64_t lc_job_host_slot(lc_job *j, const char *url);
 int lc_job_robots_verdict(lc_job *j, const char *url);
 /* Whether the handle is owned by this job (one of its tasks or the job itself). */
 int lc_job_owns_handle(const lc_job *j, uint64_t handle);
+
+/* The job's statistics (stats.c): every counter, where it goes and how it is written. */
+enum { LC_STAT_COUNT, LC_STAT_MB, LC_STAT_SECONDS, LC_STAT_BOOL };
+typedef struct lc_stat {
+  const char *name;
+  int where; /* 1: job:stats(), 2: the --stats file, 3: both */
+  int kind;  /* LC_STAT_*: job:stats() gives MB as whole numbers, the file with one decimal */
+  double value;
+} lc_stat;
+#define LC_JOB_MAX_STATS 64
+/* Fills up to cap entries; returns how many there are. Samples browser memory first (at most
+ * once a second). */
+size_t lc_job_stats(lc_job *j, lc_stat *out, size_t cap);
+int lc_job_stat_live(const lc_stat *s);
 
 /* The Lua bindings (l_core.c): opens luacrawl.core */
 int luaopen_luacrawl_core(lua_State *L);

@@ -732,52 +732,16 @@ static void set_int(lua_State *L, const char *k, lua_Integer v) {
   lua_setfield(L, -2, k);
 }
 
-/* core.stats() -> table of counters */
+/* core.stats() -> table of counters (the live ones of stats.c's list) */
 static int l_core_stats(lua_State *L) {
   lc_job *j = check_job(L);
-  lc_cache_stats cs;
-  lc_cache_get_stats(j->sh->cache, &cs);
-  lc_bpool_stats bs;
-  lc_bpool_get_stats(j->sh->pool, &bs);
-  lua_createtable(L, 0, 24);
-  set_int(L, "contexts_created", (lua_Integer)cs.contexts_created);
-  set_int(L, "contexts_closed", (lua_Integer)cs.contexts_closed);
-  set_int(L, "contexts_open", cs.contexts_open);
-  set_int(L, "contexts_open_peak", cs.contexts_open_peak);
-  set_int(L, "refs_outstanding", cs.refs_outstanding);
-  set_int(L, "pages_created", (lua_Integer)cs.pages_created);
-  set_int(L, "pages_reused", (lua_Integer)cs.pages_reused);
-  set_int(L, "idle_pages", cs.idle_pages);
-  set_int(L, "bad_releases", (lua_Integer)cs.bad_releases);
-  set_int(L, "pages_ok", (lua_Integer)j->n.pages_ok);
-  set_int(L, "pages_failed", (lua_Integer)j->n.pages_failed);
-  set_int(L, "retries", (lua_Integer)j->n.retries);
-  set_int(L, "records", (lua_Integer)j->n.emitted);
-  set_int(L, "throttled", (lua_Integer)j->n.throttled);
-  set_int(L, "robots_skipped", (lua_Integer)j->n.robots_skipped);
-  set_int(L, "pages_closed", (lua_Integer)cs.pages_closed);
-  set_int(L, "contexts_lost", (lua_Integer)cs.contexts_lost);
-  set_int(L, "in_flight", j->in_flight);
-  set_int(L, "queued", (lua_Integer)lc_frontier_pending(j->frontier));
-  set_int(L, "browser_starts", bs.browser_starts);
-  set_int(L, "browser_crashes", bs.browser_crashes);
-  set_int(L, "events_dropped", (lua_Integer)bs.events_dropped);
-  set_int(L, "events_queued_bytes", (lua_Integer)bs.events_queued_bytes);
-  set_int(L, "browser_recycles", j->sh->browser_recycles);
-  set_int(L, "browser", j->sh->gen);
-  set_int(L, "browser_pid", (lua_Integer)lc_bpool_pid(j->sh->pool, j->sh->gen));
-  j->sh->ops->sample_mem(j->sh->ud);
-  set_int(L, "browser_rss_mb", j->sh->browser_rss_kb / 1024);
-  set_int(L, "browser_rss_peak_mb", j->sh->browser_rss_peak_kb / 1024);
-  set_int(L, "browser_pss_mb", j->sh->browser_pss_kb / 1024);
-  set_int(L, "browser_pss_peak_mb", j->sh->browser_pss_peak_kb / 1024);
-  set_int(L, "pages_evicted", (lua_Integer)cs.pages_evicted);
-  set_int(L, "idle_target", cs.idle_target);
-  set_int(L, "contexts_retired", (lua_Integer)cs.contexts_retired);
-  set_int(L, "browser_log_bytes", (lua_Integer)bs.log_bytes);
-  set_int(L, "browser_log_kept", (lua_Integer)bs.log_kept_max);
-  set_int(L, "browsers_unsandboxed", bs.unsandboxed);
-  set_int(L, "engine_rss_mb", lc_proc_self_rss_kb() / 1024);
+  lc_stat st[LC_JOB_MAX_STATS];
+  size_t n = lc_job_stats(j, st, LC_JOB_MAX_STATS);
+  lua_createtable(L, 0, (int)n);
+  for (size_t i = 0; i < n && i < LC_JOB_MAX_STATS; i++) {
+    if (!lc_job_stat_live(&st[i])) continue;
+    set_int(L, st[i].name, (lua_Integer)st[i].value);
+  }
   return 1;
 }
 

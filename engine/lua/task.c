@@ -219,10 +219,29 @@ static void task_finish(lc_task *t, int status, const char *err) {
     lua_sethook(t->co, deadline_hook, LUA_MASKCOUNT, HOOK_COUNT);
     lc_task *was = s->running;
     s->running = t;
+    /* A thread that died of an error gives that error back from lua_resetthread even when its
+     * variables closed cleanly: keep it, to warn only about an error a __close raised. */
+    int died = lua_status(t->co) != LUA_OK && lua_status(t->co) != LUA_YIELD;
+    if (died && lua_checkstack(s->L, 2)) {
+      lua_pushvalue(t->co, -1);
+      lua_xmove(t->co, s->L, 1);
+    } else {
+      died = 0;
+    }
     int st = lua_resetthread(t->co);
     s->running = was;
     lua_sethook(t->co, NULL, 0, 0);
-    if (st != LUA_OK)
+    int same = 0;
+    if (died) {
+      if (st != LUA_OK) {
+        lua_pushvalue(t->co, -1);
+        lua_xmove(t->co, s->L, 1);
+        same = lua_rawequal(s->L, -1, -2);
+        lua_pop(s->L, 1);
+      }
+      lua_pop(s->L, 1);
+    }
+    if (st != LUA_OK && !same)
       lc_warn("closing the variables of task %llu: %s", (unsigned long long)t->id,
               lua_tostring(t->co, -1));
   }
