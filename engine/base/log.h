@@ -10,6 +10,9 @@ void lc_log_set_level(int level);
 int lc_log_level(void);
 /* Registers a function that clears the live progress line (NULL for none). */
 void lc_log_set_clear_hook(void (*clear)(void));
+/* The tag lines carry while a job's work runs ("job 2"), or NULL for none; returns the
+ * previous one, which the caller puts back. The string must outlive its use. */
+const char *lc_log_set_tag(const char *tag);
 void lc_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define lc_error(...) lc_log(LC_LOG_ERROR, __VA_ARGS__)

@@ -869,6 +869,7 @@ lc_job *lc_job_new(lc_shared *sh, uint32_t id, const lc_job_opts *o, char *err, 
   lc_sched_set_id_base(j->sched, (uint64_t)id << LC_JOB_ID_SHIFT);
   j->owner = lc_sched_new_id(j->sched);
   lc_sched_on_idle(j->sched, idle_work, j);
+  if (o->log_tag) lc_sched_set_log_tag(j->sched, o->log_tag);
   lc_sched_on_stop(j->sched, task_stopping, j);
   set_paths(j->L);
   lua_pushcfunction(j->L, traceback);

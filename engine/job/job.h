@@ -57,6 +57,7 @@ typedef struct lc_job_opts {
   const char *output;      /* NULL: stdout */
   int quiet;               /* no progress line */
   int progress;            /* this job draws the progress line and the summary on stderr */
+  const char *log_tag;     /* what its log lines carry ("job 2"), NULL: nothing (the CLI's one job) */
 } lc_job_opts;
 
 /* Make a job: a Lua state, the script loaded and its job table validated (with its policy

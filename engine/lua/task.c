@@ -54,6 +54,7 @@ struct lc_sched {
   lc_task all; /* sentinel */
   lc_task *rhead, *rtail;
   lc_task *running;
+  char log_tag[32]; /* what log lines written at this resume point carry, "" for nothing */
   int count;
   uint64_t next_id;
   uv_idle_t idle;
@@ -285,6 +286,7 @@ static void resume_one(lc_sched *s, lc_task *t) {
 /* The one resume point. */
 static void idle_cb(uv_idle_t *h) {
   lc_sched *s = h->data;
+  const char *was_tag = lc_log_set_tag(s->log_tag[0] ? s->log_tag : NULL);
   int budget = 256; /* yield to I/O now and then even when many tasks are ready */
   /* A pending signal: back to the loop, which takes it before anything else runs. */
   while (s->rhead && budget-- > 0 && !lc_interrupt_pending()) {
@@ -301,6 +303,11 @@ static void idle_cb(uv_idle_t *h) {
     s->idle_fn(s->idle_ud);
   }
   if (!s->rhead && !s->poked) uv_idle_stop(&s->idle);
+  lc_log_set_tag(was_tag);
+}
+
+void lc_sched_set_log_tag(lc_sched *s, const char *name) {
+  snprintf(s->log_tag, sizeof s->log_tag, "%s", name ? name : "");
 }
 
 void lc_sched_on_idle(lc_sched *s, void (*fn)(void *ud), void *ud) {

@@ -88,6 +88,9 @@ void lc_sched_poke(lc_sched *s);
  * `<close>` variable gives back is closed rather than reused. */
 void lc_sched_on_stop(lc_sched *s, void (*fn)(void *ud, lc_task *t), void *ud);
 
+/* Log lines written at this scheduler's resume point carry `name` (NULL: none). */
+void lc_sched_set_log_tag(lc_sched *s, const char *name);
+
 /* Stop every task. */
 void lc_sched_kill_all(lc_sched *s, const char *why);
 int lc_sched_count(const lc_sched *s);

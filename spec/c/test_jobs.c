@@ -73,9 +73,10 @@ static void write_job(const char *path, int first, int n) {
            "  handle = function(page, req, job)\n"
            "    local res = assert(page:navigate(req.url))\n"
            "    job:emit { url = req.url, status = res.status, title = page:title() }\n"
+           "    if req.url:match('id=%d$') then job:log('first page done') end\n"
            "  end,\n"
            "}\n",
-           first, first + n - 1, port);
+           first, first + n - 1, port, first);
   write_file(path, text);
 }
 
@@ -105,13 +106,22 @@ TEST(two_jobs_share_the_engine_and_one_is_cancelled) {
   write_job(ja, 1, 30);
   write_job(jb, 1001, 400);
 
+  /* Log lines go to stderr: keep them in a file to see which job wrote them. */
+  char logf[600];
+  snprintf(logf, sizeof logf, "%s/stderr.log", dir);
+  fflush(stderr);
+  int saved = dup(2), lfd = open(logf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (lfd >= 0) dup2(lfd, 2);
   lc_engine_opts eo = {0};
   lc_engine *e = lc_engine_new(&eo, err, sizeof err);
-  if (!e) fprintf(stderr, "  engine: %s\n", err);
+  if (!e) {
+    dup2(saved, 2);
+    fprintf(stderr, "  engine: %s\n", err);
+  }
   CHECK(e != NULL);
   if (!e) return;
-  lc_job_opts oa_ = {.script = ja, .output = oa, .quiet = 1};
-  lc_job_opts ob_ = {.script = jb, .output = ob, .quiet = 1};
+  lc_job_opts oa_ = {.script = ja, .output = oa, .quiet = 1, .log_tag = "job a"};
+  lc_job_opts ob_ = {.script = jb, .output = ob, .quiet = 1, .log_tag = "job b"};
   lc_job *a = lc_engine_add_job(e, &oa_, err, sizeof err);
   lc_job *b = a ? lc_engine_add_job(e, &ob_, err, sizeof err) : NULL;
   if (!a || !b) fprintf(stderr, "  job: %s\n", err);
@@ -155,6 +165,20 @@ TEST(two_jobs_share_the_engine_and_one_is_cancelled) {
     lc_engine_remove_job(e, a);
   }
   CHECK_INT(lc_engine_free(e), 0);
+  fflush(stderr);
+  if (lfd >= 0) {
+    dup2(saved, 2);
+    close(lfd);
+  }
+  close(saved);
+  /* Each job's lines carry its tag. */
+  FILE *lf = fopen(logf, "r");
+  char buf[1 << 16];
+  size_t got = lf ? fread(buf, 1, sizeof buf - 1, lf) : 0;
+  buf[got] = 0;
+  if (lf) fclose(lf);
+  CHECK(strstr(buf, "[job a] first page done") != NULL);
+  CHECK(strstr(buf, "[job b] first page done") != NULL);
   CHECK_INT(count_lines(oa), 30);
   int lb = count_lines(ob);
   CHECK(lb >= 4 && lb < 400);
