@@ -371,11 +371,11 @@ static void request_result(lc_job *j, req_state *rs, lua_State *co, int status, 
   char msg[2048];
   const char *result = NULL;
   if (status == LC_TASK_OK) {
-    int top = lua_gettop(co);
-    const char *kind = top >= 2 ? lua_tostring(co, top - 1) : NULL;
-    if (!kind) kind = top >= 1 ? lua_tostring(co, top) : "ok";
-    if (kind && strcmp(kind, "throttled") == 0) {
-      int64_t wait = top >= 2 && lua_isinteger(co, top) ? lua_tointeger(co, top) : 1000;
+    int isnum = 0;
+    lua_Integer kind = lua_gettop(co) >= 1 ? lua_tointegerx(co, 1, &isnum) : -1;
+    if (!isnum) kind = -1;
+    if (kind == LC_REQUEST_THROTTLED) {
+      int64_t wait = lua_isinteger(co, 2) ? lua_tointeger(co, 2) : 1000;
       if (wait < 0) wait = 0;
       if (wait > 10 * 60 * 1000) wait = 10 * 60 * 1000;
       j->n.throttled++;
@@ -389,9 +389,12 @@ static void request_result(lc_job *j, req_state *rs, lua_State *co, int status, 
       }
       snprintf(msg, sizeof msg, "still throttled (429/503) after %d tries", rs->req.throttles + 1);
       result = msg;
-    } else if (kind && strcmp(kind, "error") == 0) {
-      const char *m = lua_tostring(co, top);
+    } else if (kind == LC_REQUEST_FAILED) {
+      const char *m = lua_tostring(co, 2);
       snprintf(msg, sizeof msg, "%s", m ? m : "handler failed");
+      result = msg;
+    } else if (kind != LC_REQUEST_OK) {
+      snprintf(msg, sizeof msg, "engine bug: the request runner returned no core.REQUEST_* kind");
       result = msg;
     }
   } else if (status == LC_TASK_TIMEOUT) {

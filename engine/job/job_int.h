@@ -77,6 +77,11 @@ struct lc_job {
   uint64_t last_progress_ms;
 };
 
+/* What a request task's function (job.run_request, lib/luacrawl/job.lua) returns: one of
+ * these (core.REQUEST_*), then its value: nothing for OK, the message for FAILED, the
+ * milliseconds to back off for THROTTLED. */
+enum { LC_REQUEST_OK = 0, LC_REQUEST_FAILED = 1, LC_REQUEST_THROTTLED = 2 };
+
 /* The job whose Lua state L is (or a thread of it). */
 lc_job *lc_job_get(lua_State *L);
 

@@ -888,5 +888,12 @@ int luaopen_luacrawl_core(lua_State *L) {
   lua_setfield(L, -2, "INFO");
   lua_pushinteger(L, LC_LOG_DEBUG);
   lua_setfield(L, -2, "DEBUG");
+  /* What job.run_request returns: the kind, then its value (job_int.h). */
+  lua_pushinteger(L, LC_REQUEST_OK);
+  lua_setfield(L, -2, "REQUEST_OK");
+  lua_pushinteger(L, LC_REQUEST_FAILED);
+  lua_setfield(L, -2, "REQUEST_FAILED");
+  lua_pushinteger(L, LC_REQUEST_THROTTLED);
+  lua_setfield(L, -2, "REQUEST_THROTTLED");
   return 1;
 }

@@ -193,19 +193,21 @@ function M.new(spec, cfg)
     return v and v.browserContextIds or {}
   end
 
-  -- The code each request task runs. Returns "ok", "throttled", ms, or "error", message.
+  -- The code each request task runs. Returns core.REQUEST_OK, core.REQUEST_THROTTLED and the
+  -- milliseconds to back off, or core.REQUEST_FAILED and the message (the engine's job.c reads
+  -- them).
   function job.run_request(req)
     if req.data_json then req.data = json.plain(json.decode(req.data_json)) end
     req.data_json = nil
     current[coroutine.running()] = req
     local ok, c = pcall(context_for, req)
-    if not ok then return "error", c end
+    if not ok then return core.REQUEST_FAILED, c end
     local page, err = core.acquire(options.canonical(c), true)
-    if not page then return "error", "cannot open a page: " .. tostring(err) end
+    if not page then return core.REQUEST_FAILED, "cannot open a page: " .. tostring(err) end
     local pok, perr = page_api.prepare(page, c, { wait_until = cfg.wait_until, request = req })
     if not pok then
       page:mark_bad()
-      return "error", "cannot prepare the page: " .. tostring(perr)
+      return core.REQUEST_FAILED, "cannot prepare the page: " .. tostring(perr)
     end
     pending_records[req] = {}
     local hok, herr = xpcall(spec.handle, traceback, page, req, job)
@@ -213,18 +215,18 @@ function M.new(spec, cfg)
     pending_records[req] = nil
     if not hok then
       if type(herr) == "table" and herr.luacrawl_throttle then
-        return "throttled", herr.retry_after_ms
+        return core.REQUEST_THROTTLED, herr.retry_after_ms
       end
       if page:live() and page:broken() then page:mark_bad() end
-      return "error", herr
+      return core.REQUEST_FAILED, herr
     end
     if refused_requests[req] then
       if page:live() then page:mark_bad() end -- it was left on an error document
-      return "error", refused_requests[req]
+      return core.REQUEST_FAILED, refused_requests[req]
     end
     local ok, werr = core.emit_all(records)
-    if not ok then return "error", "cannot write a record: " .. tostring(werr) end
-    return "ok"
+    if not ok then return core.REQUEST_FAILED, "cannot write a record: " .. tostring(werr) end
+    return core.REQUEST_OK
   end
 
   -- Why the crawl's rules refuse a normalized URL reached by navigation, or nil. `scoped`:
