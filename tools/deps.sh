@@ -9,6 +9,7 @@ packages=(
   build-essential cmake pkg-config
   lua5.4 liblua5.4-dev lua-cjson lua-busted
   libuv1-dev libwebsockets-dev libwebsockets-evlib-uv liburiparser-dev
+  libsqlite3-dev sqlite3
   chromium-headless-shell chromium
   python3 nodejs npm
 )

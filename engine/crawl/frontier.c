@@ -93,7 +93,7 @@ static uint64_t mix64(uint64_t x) { /* splitmix64 finalizer */
 /* The 64-bit fingerprint the seen set keeps for a canonical URL (never 0): eight bytes at a
  * time through the splitmix64 finalizer, a bijection, with the length folded in. Two URLs
  * share one with a chance of about n / 2^64 per push; the later one is then taken as seen. */
-static uint64_t fingerprint(const char *s, size_t n) {
+uint64_t lc_frontier_fingerprint(const char *s, size_t n) {
   uint64_t h = 0x9e3779b97f4a7c15ULL ^ ((uint64_t)n * 0xff51afd7ed558ccdULL);
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -384,7 +384,7 @@ static int memory_push(lc_frontier *f, const char *url, int depth, const char *d
   size_t host_at, host_len;
   int rc = lc_url_normalize_host(NULL, url, &norm, &host_at, &host_len, NULL);
   if (rc < 0) return rc == LC_URL_ENOMEM ? LC_FRONTIER_ENOMEM : LC_FRONTIER_EURL;
-  uint64_t fp = fingerprint(norm, strlen(norm));
+  uint64_t fp = lc_frontier_fingerprint(norm, strlen(norm));
   if (seen_has(m, fp)) {
     free(norm);
     return 0;

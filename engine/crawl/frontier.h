@@ -28,6 +28,7 @@ enum {
   LC_FRONTIER_EURL = -3,   /* push: not a crawlable URL (lc_url_normalize says why) */
   LC_FRONTIER_ENOMEM = -4,
   LC_FRONTIER_ENOENT = -5, /* retry/done: that id is not handed out (double or unknown end) */
+  LC_FRONTIER_EIO = -6,    /* a durable backend could not read or write (store.h says why) */
 };
 
 typedef struct lc_request {
@@ -84,6 +85,10 @@ typedef struct lc_frontier_ops {
 struct lc_frontier {
   const lc_frontier_ops *ops;
 };
+
+/* The 64-bit fingerprint the seen set keeps for a canonical URL of `len` bytes (never 0). Every
+ * backend uses this one, so a URL is "seen" the same way in memory and on disk. */
+uint64_t lc_frontier_fingerprint(const char *url, size_t len);
 
 /* The in-memory backend: a hash set of accepted URLs, one FIFO per host, a heap of hosts by
  * their oldest ready request and a heap of retries by not_before_ms. Beyond parsing the URL,

@@ -45,18 +45,31 @@ typedef struct lc_store_opts {
   const char *job_hash; /* identity of the job (script + arguments), hex; NULL for read-only tools */
   int reuse;            /* --state-reuse: take over a file of another job_hash */
   int read_only;        /* luacrawl status / export: no lock, no writes */
+  /* The state file may not grow past this many bytes (PRAGMA max_page_count); 0: no limit. A
+   * write past it fails with LC_STORE_EIO exactly as a full disk does (the tests use it so). */
+  int64_t max_bytes;
+  /* Tests: the clocks in ms, wall (CLOCK_REALTIME) when `wall` is nonzero, else monotonic;
+   * NULL for the system's. */
+  int64_t (*clock_ms)(void *ud, int wall);
+  void *clock_ud;
 } lc_store_opts;
 
 /* Open (or create) the state file. On open, every leased request goes back to the queue with
  * its attempt count kept. NULL with a one-line message in err (and *code set to an
- * LC_STORE_E* code when code is not NULL). Released by lc_store_close (which flushes). */
+ * LC_STORE_E* code when code is not NULL). Released by lc_store_close (which flushes).
+ * With `reuse`, a file of another job_hash is taken over as it stands (its seen set, queue and
+ * records kept) and stamped with the new job_hash. A read-only open of a missing file is
+ * LC_STORE_ENOENT. The lock is a flock(2) on the state file itself (close-on-exec), released
+ * by close or by the death of the process. */
 lc_store *lc_store_open(const lc_store_opts *o, char *err, size_t errlen, int *code);
 int lc_store_close(lc_store *s); /* flushes; returns 0 or the flush's error */
 const char *lc_store_error(const lc_store *s); /* the last error's message */
 /* 1 if the file already held a crawl when opened (a resume), 0 if new. */
 int lc_store_resumed(const lc_store *s);
 
-/* Commit the open transaction (durable per the synchronous setting: NORMAL). */
+/* Commit the open transaction (durable per the synchronous setting: NORMAL). After a failed
+ * write (LC_STORE_EIO from any call) the open transaction is rolled back and every later write
+ * and flush fails with LC_STORE_EIO: what the last successful flush committed is the state. */
 int lc_store_flush(lc_store *s);
 /* Operations since the last flush (the caller flushes at a count or a time). */
 size_t lc_store_unflushed(const lc_store *s);
@@ -64,7 +77,10 @@ size_t lc_store_unflushed(const lc_store *s);
 /* The frontier over this store: the same interface and contract as the in-memory one
  * (frontier.h), the queue and the seen set on disk. pop leases; retry requeues (attempt + 1);
  * done(id, 0) marks failed; done(id, 1) marks done without records (use lc_store_commit to
- * attach records). Owned by the store: destroy() only detaches it. */
+ * attach records). Owned by the store: destroy() only detaches it. A failed write is
+ * LC_FRONTIER_EIO (lc_store_error says why). NULL for a read-only store. Calling it again
+ * returns the same frontier with the new max_pages; accepted() counts every URL the file
+ * ever accepted, so max_pages bounds the whole crawl across resumes. */
 lc_frontier *lc_store_frontier(lc_store *s, size_t max_pages);
 
 /* Mark a leased request done and append its records (n JSON lines without newline) in one
@@ -72,7 +88,9 @@ lc_frontier *lc_store_frontier(lc_store *s, size_t max_pages);
 int lc_store_commit(lc_store *s, uint64_t request_id, const char *const *lines,
                     const size_t *lens, size_t n);
 
-/* Committed records with seq > after_seq, in order: fn returns nonzero to stop. */
+/* Committed records with seq > after_seq, in order: fn returns nonzero to stop. Only flushed
+ * records are seen (one committed by lc_store_commit but not yet flushed could still vanish
+ * in a crash); fn must not call lc_store_each_record. */
 typedef int (*lc_store_record_fn)(void *ud, uint64_t seq, const char *line, size_t len);
 int lc_store_each_record(lc_store *s, uint64_t after_seq, lc_store_record_fn fn, void *ud);
 /* The output position: the last record seq written and the file's byte offset after it

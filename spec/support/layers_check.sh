@@ -22,5 +22,8 @@ try() { # name file line: copy the engine, add the line to the file, expect a re
 try "base including crawl" base/log.c '#include "ctxcache.h"'
 try "pool including lua" pool/bpool.h '#include "task.h"'
 try "crawl including lua.h" crawl/frontier.c '#include <lua.h>'
+try "crawl including sqlite3.h" crawl/frontier.c '#include <sqlite3.h>'
+try "store including uv.h" store/store.h '#include <uv.h>'
+try "crawl including store" crawl/robots.c '#include "store.h"'
 try "job including engine" job/job.c '#include "engine.h"'
 echo "layers: all refusals as expected"
