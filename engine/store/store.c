@@ -575,7 +575,9 @@ static int take(lc_store *s, shost *h, lc_request *out) {
   }
   st = s->q[Q_REQ_LEASE];
   sqlite3_bind_int64(st, 1, (int64_t)h->head_id);
-  if ((rc = run(s, st, "leasing a request")) < 0 || (rc = host_load_head(s, h)) < 0) {
+  if ((rc = run(s, st, "leasing a request")) == 0 && sqlite3_changes(s->db) != 1)
+    rc = fail(s, SQLITE_CORRUPT, "leasing a request (it was not queued)");
+  if (rc < 0 || (rc = host_load_head(s, h)) < 0) {
     lc_request_clear(out);
     return frontier_code(rc);
   }
@@ -603,9 +605,10 @@ static int store_pop(lc_frontier *f, int64_t now_ms, lc_frontier_admit_fn admit,
     if (admit) {
       sqlite3_stmt *st = s->q[Q_REQ_URL];
       sqlite3_bind_int64(st, 1, (int64_t)h->head_id);
-      if ((rc = row(s, st, "reading a request's URL")) <= 0) {
-        if (rc == 0) rc = fail(s, SQLITE_CORRUPT, "reading a queued request (it is missing)");
-        rc = frontier_code(rc);
+      int found = row(s, st, "reading a request's URL");
+      if (found <= 0) {
+        if (found == 0) found = fail(s, SQLITE_CORRUPT, "reading a queued request (it is missing)");
+        rc = frontier_code(found);
         break;
       }
       int ok = admit(ud, (const char *)sqlite3_column_text(st, 0));
