@@ -18,6 +18,8 @@ typedef struct lc_run_opts {
   const char *stats;       /* --stats FILE */
   const char *browser;     /* --browser PATH */
   const char *connect;     /* --connect ws://HOST:PORT/...: someone else's browser */
+  const char *state;       /* --state FILE: the crawl's durable state */
+  int state_reuse;         /* --state-reuse */
   int quiet;               /* no progress */
   int verbose;
 } lc_run_opts;

@@ -5,11 +5,14 @@
 #include <string.h>
 
 #include "engine.h"
+#include "store.h"
 #include "ws.h"
 
 static void usage(FILE *f) {
   fputs(
       "usage: luacrawl run SCRIPT [name=value ...] [options]\n"
+      "       luacrawl status STATE_FILE [--json]\n"
+      "       luacrawl export STATE_FILE [-o FILE]\n"
       "       luacrawl --help | --version\n"
       "\n"
       "Runs a crawl job written in Lua. name=value pairs reach the script as `args`.\n"
@@ -18,6 +21,10 @@ static void usage(FILE *f) {
       "options:\n"
       "  -o, --output FILE   write records to FILE instead of stdout\n"
       "  --stats FILE        write run statistics (a JSON object) to FILE at the end\n"
+      "  --state FILE        keep the crawl's state in FILE (SQLite): the same command\n"
+      "                      resumes it after any stop, kill -9 included\n"
+      "  --state-reuse       let --state take over a file made by another script or\n"
+      "                      other arguments\n"
       "  --browser PATH      Chromium binary (default: $LUACRAWL_CHROMIUM, then\n"
       "                      chromium-headless-shell, then /usr/lib/chromium/chromium)\n"
       "  --connect URL       attach to a browser someone else runs, at its DevTools URL\n"
@@ -37,6 +44,94 @@ static int bad(const char *before, const char *what, const char *after) {
   return LC_EXIT_BADINPUT;
 }
 
+/* luacrawl status FILE [--json] and luacrawl export FILE [-o OUT]: read-only tools. */
+static lc_store *open_state_read(const char *path) {
+  char err[512];
+  lc_store_opts so = {.path = path, .read_only = 1};
+  lc_store *st = lc_store_open(&so, err, sizeof err, NULL);
+  if (!st) fprintf(stderr, "luacrawl: %s: %s\n", path, err);
+  return st;
+}
+
+static int cmd_status(int argc, char **argv) {
+  const char *path = NULL;
+  int json = 0;
+  for (int i = 2; i < argc; i++) {
+    if (!strcmp(argv[i], "--json"))
+      json = 1;
+    else if (argv[i][0] == '-')
+      return bad("unknown option '", argv[i], "'");
+    else if (!path)
+      path = argv[i];
+    else
+      return bad("status takes one STATE_FILE, not '", argv[i], "'");
+  }
+  if (!path) return bad("status needs a STATE_FILE", "", "");
+  lc_store *st = open_state_read(path);
+  if (!st) return LC_EXIT_BADINPUT;
+  lc_store_status s;
+  int rc = lc_store_get_status(st, &s);
+  lc_store_close(st);
+  if (rc != 0) {
+    fprintf(stderr, "luacrawl: %s: cannot read the crawl's state\n", path);
+    return LC_EXIT_FAILED;
+  }
+  const char *where = s.queued == 0 && s.leased == 0 ? "done" : "unfinished";
+  if (json) {
+    printf("{\"state\":\"%s\",\"queued\":%lld,\"leased\":%lld,\"done\":%lld,\"failed\":%lld,"
+           "\"records\":%lld,\"started\":%lld,\"last_activity\":%lld,\"job\":\"%s\"}\n",
+           where, (long long)s.queued, (long long)s.leased, (long long)s.done, (long long)s.failed,
+           (long long)s.records, (long long)s.started_ms, (long long)s.last_activity_ms,
+           s.job_hash);
+  } else {
+    printf("%s: %s: %lld done, %lld failed, %lld queued, %lld in progress when it stopped; "
+           "%lld records\n",
+           path, where, (long long)s.done, (long long)s.failed, (long long)s.queued,
+           (long long)s.leased, (long long)s.records);
+  }
+  return 0;
+}
+
+static int export_one(void *ud, uint64_t seq, const char *line, size_t len) {
+  (void)seq;
+  FILE *f = ud;
+  return fwrite(line, 1, len, f) != len || fputc('\n', f) == EOF;
+}
+
+static int cmd_export(int argc, char **argv) {
+  const char *path = NULL, *out = NULL;
+  for (int i = 2; i < argc; i++) {
+    if (!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) {
+      if (i + 1 >= argc) return bad("option '", argv[i], "' needs a value");
+      out = argv[++i];
+    } else if (argv[i][0] == '-') {
+      return bad("unknown option '", argv[i], "'");
+    } else if (!path) {
+      path = argv[i];
+    } else {
+      return bad("export takes one STATE_FILE, not '", argv[i], "'");
+    }
+  }
+  if (!path) return bad("export needs a STATE_FILE", "", "");
+  lc_store *st = open_state_read(path);
+  if (!st) return LC_EXIT_BADINPUT;
+  FILE *f = out && strcmp(out, "-") != 0 ? fopen(out, "w") : stdout;
+  if (!f) {
+    fprintf(stderr, "luacrawl: cannot open %s for writing\n", out);
+    lc_store_close(st);
+    return LC_EXIT_BADINPUT;
+  }
+  int rc = lc_store_each_record(st, 0, export_one, f);
+  int werr = ferror(f) || fflush(f) != 0;
+  if (f != stdout) werr |= fclose(f) != 0;
+  lc_store_close(st);
+  if (rc < 0 || werr) {
+    fprintf(stderr, "luacrawl: export of %s failed%s\n", path, werr ? " (cannot write)" : "");
+    return LC_EXIT_FAILED;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     usage(stderr);
@@ -51,6 +146,8 @@ int main(int argc, char **argv) {
     printf("luacrawl %s\n", LC_VERSION);
     return 0;
   }
+  if (strcmp(argv[1], "status") == 0) return cmd_status(argc, argv);
+  if (strcmp(argv[1], "export") == 0) return cmd_export(argc, argv);
   if (strcmp(argv[1], "run") != 0) {
     return bad(argv[1][0] == '-' ? "unknown option '" : "unknown command '", argv[1], "'");
   }
@@ -70,6 +167,8 @@ int main(int argc, char **argv) {
       slot = &o.browser;
     else if (!strcmp(a, "--connect"))
       slot = &o.connect;
+    else if (!strcmp(a, "--state"))
+      slot = &o.state;
     if (slot) {
       if (i + 1 >= argc) {
         free(args);
@@ -80,6 +179,8 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
       o.quiet = 1;
+    } else if (!strcmp(a, "--state-reuse")) {
+      o.state_reuse = 1;
     } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
       o.verbose = 1;
     } else if (a[0] == '-' && a[1] != 0) {
@@ -97,6 +198,10 @@ int main(int argc, char **argv) {
   if (!o.script) {
     free(args);
     return bad("run needs a SCRIPT", "", "");
+  }
+  if (o.state_reuse && !o.state) {
+    free(args);
+    return bad("--state-reuse needs --state FILE", "", "");
   }
   const char *why = NULL;
   if (o.connect && lc_ws_url_check(o.connect, &why) != 0) {

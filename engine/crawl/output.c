@@ -257,6 +257,50 @@ lc_sink *lc_sink_jsonl_open(const char *path, char **err) {
   return &s->base;
 }
 
+lc_sink *lc_sink_jsonl_open_at(const char *path, int64_t offset, char **err) {
+  if (err) *err = NULL;
+  if (!path || strcmp(path, "-") == 0 || offset < 0) return lc_sink_jsonl_open(path, err);
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) < 0) {
+    if (err) *err = describe("cannot open", path, errno);
+    if (fd >= 0) close(fd);
+    return NULL;
+  }
+  if (!S_ISREG(st.st_mode) || st.st_size < offset) {
+    if (err) {
+      char why[600];
+      snprintf(why, sizeof why,
+               "%s holds %lld bytes, fewer than the %lld the state file says were written: it "
+               "was changed since (remove the state file to start again)",
+               path, (long long)st.st_size, (long long)offset);
+      *err = strdup(why);
+    }
+    close(fd);
+    return NULL;
+  }
+  /* Lines written after the last commit are written again from the committed records. */
+  if (st.st_size > offset && ftruncate(fd, offset) != 0) {
+    if (err) *err = describe("cannot truncate", path, errno);
+    close(fd);
+    return NULL;
+  }
+  jsonl_sink *s = calloc(1, sizeof *s);
+  if (!s) {
+    if (err) *err = describe("cannot open", path, ENOMEM);
+    close(fd);
+    return NULL;
+  }
+  s->base.ops = &jsonl_ops;
+  s->io = default_io;
+  s->fd = fd;
+  s->owns_fd = 1;
+  s->regular = 1;
+  s->rollback = 1;
+  s->size = offset;
+  return &s->base;
+}
+
 int lc_sink_jsonl_queue(lc_sink *base, size_t max_backlog) {
   jsonl_sink *s = (jsonl_sink *)base;
   if (!s || s->base.ops != &jsonl_ops || max_backlog == 0) return -EINVAL;

@@ -58,6 +58,12 @@ struct lc_sink {
  * the path, which the caller frees. Released by lc_sink_close(). */
 lc_sink *lc_sink_jsonl_open(const char *path, char **err);
 
+/* Like lc_sink_jsonl_open, for a resumed crawl: a file is not truncated to empty but to
+ * `offset` (the bytes of committed records written before), and appended to. A file shorter
+ * than offset, or not a regular file, is refused with a message. stdout (path NULL or "-") or
+ * offset < 0 open as lc_sink_jsonl_open does. */
+lc_sink *lc_sink_jsonl_open_at(const char *path, int64_t offset, char **err);
+
 /* Queued mode, for a sink on a pipe, socket or terminal that the engine's loop drives: write
  * appends the whole record to a queue of at most `max_backlog` bytes (one record bigger than
  * that is taken when the queue is empty) and pushes what the fd takes without blocking (poll

@@ -48,6 +48,8 @@ typedef struct req_state {
   lc_host *host;         /* the host whose in-flight slot the task holds, or NULL */
   lc_request req;        /* TASK_REQUEST */
   int restarts_at_start; /* TASK_REQUEST: sh->restarts when this attempt began */
+  char **held;           /* --state: the request's records, committed with its acknowledgement */
+  size_t *held_len, n_held, cap_held;
 } req_state;
 
 static void task_done(lc_task *t, int status, const char *err, void *ud);
@@ -61,6 +63,15 @@ int64_t lc_now(const lc_shared *sh) {
 }
 
 static void check_end(lc_job *j);
+static void durable_flush(lc_job *j);
+static uv_timer_t *timer_new(lc_job *j);
+
+/* Wall-clock ms: what the state file keeps (the loop's clock means nothing after a restart). */
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ---------------------------------------------------------------- hosts */
 
@@ -81,7 +92,17 @@ static lc_host *host_get(lc_job *j, const char *url) {
     free(h);
     return NULL;
   }
+  if (j->store) {
+    /* A resumed crawl keeps a host's pause (delay, Retry-After) across the restart. */
+    int64_t wall = lc_store_host_get(j->store, h->name), now = wall_ms();
+    if (wall > now) h->next_ok_ms = lc_now(j->sh) + (wall - now);
+  }
   return h;
+}
+
+/* --state: a host's pause, in wall-clock time. */
+static void host_persist(lc_job *j, const lc_host *h) {
+  if (j->store) lc_store_host_set(j->store, h->name, wall_ms() + (h->next_ok_ms - lc_now(j->sh)));
 }
 
 static void host_free(void *value, void *ud) {
@@ -117,12 +138,8 @@ static int admit(void *ud, const char *url) {
 /* ---------------------------------------------------------------- robots.txt */
 
 /* The end of a robots.txt task (after the finalizer): the host's rules. */
-static void robots_result(lc_job *j, lc_host *h, lua_State *co, int status, const char *err) {
-  h->robots_state = 2;
-  if (status == LC_TASK_OK && lua_gettop(co) >= 2 && lua_isinteger(co, -2)) {
-    lua_Integer code = lua_tointeger(co, -2);
-    size_t n = 0;
-    const char *text = lua_tolstring(co, -1, &n);
+/* A robots.txt answer (code, text) becomes the host's rules. */
+static void robots_apply(lc_job *j, lc_host *h, lua_Integer code, const char *text, size_t n) {
     if (code >= 200 && code < 300 && text) {
       h->robots = lc_robots_parse(text, n, j->cfg.user_agent_token);
       double delay = h->robots ? lc_robots_crawl_delay(h->robots) : -1;
@@ -133,6 +150,17 @@ static void robots_result(lc_job *j, lc_host *h, lua_State *co, int status, cons
       if (h->robots && code >= 429)
         lc_warn("robots.txt of %s answered %d: not crawling that host", h->origin, (int)code);
     }
+}
+
+static void robots_result(lc_job *j, lc_host *h, lua_State *co, int status, const char *err) {
+  h->robots_state = 2;
+  if (status == LC_TASK_OK && lua_gettop(co) >= 2 && lua_isinteger(co, -2)) {
+    lua_Integer code = lua_tointeger(co, -2);
+    size_t n = 0;
+    const char *text = lua_tolstring(co, -1, &n);
+    robots_apply(j, h, code, text, n);
+    /* --state: kept for 24 hours (RFC 9309 2.4), so a resumed crawl asks again only then. */
+    if (j->store) lc_store_robots_put(j->store, h->origin, (int)code, text ? text : "", n);
   } else if (status != LC_TASK_CANCELLED) {
     /* Unreachable means disallowed (RFC 9309 2.3.1.4): the browser could not fetch it. */
     h->robots = lc_robots_for_status(0);
@@ -143,6 +171,15 @@ static void robots_result(lc_job *j, lc_host *h, lua_State *co, int status, cons
 
 static void start_robots(lc_job *j, lc_host *h) {
   if (j->stopping || j->robots_ref == LUA_NOREF) return;
+  int code = 0;
+  char *text = NULL;
+  size_t len = 0;
+  if (j->store && lc_store_robots_get(j->store, h->origin, &code, &text, &len) == 1) {
+    h->robots_state = 2;
+    robots_apply(j, h, code, text, len);
+    free(text);
+    return;
+  }
   req_state *ts = task_state_new(j, TASK_ROBOTS, h);
   if (!ts) return;
   h->robots_state = 1;
@@ -379,7 +416,10 @@ static void request_result(lc_job *j, req_state *rs, lua_State *co, int status, 
       if (wait < 0) wait = 0;
       if (wait > 10 * 60 * 1000) wait = 10 * 60 * 1000;
       j->n.throttled++;
-      if (rs->host) rs->host->next_ok_ms = lc_now(j->sh) + wait;
+      if (rs->host) {
+        rs->host->next_ok_ms = lc_now(j->sh) + wait;
+        host_persist(j, rs->host);
+      }
       if (rs->req.throttles < j->cfg.throttle_retries && !j->stopping) {
         lc_info("%s answered 429/503: backing off %s for %" PRId64 " ms", rs->req.url,
                 rs->host ? rs->host->name : "the host", wait);
@@ -425,7 +465,20 @@ static void request_result(lc_job *j, req_state *rs, lua_State *co, int status, 
   /* The output failed: the run ends; a request that did not get through is neither done nor
    * failed, and nothing is retried (its page would be fetched again for nothing). */
   if (result && j->output_err) goto out;
-  if (!result) {
+  if (!result && j->store) {
+    /* Done only now, with its records, in one step of the state file's transaction. */
+    int rc = lc_store_commit(j->store, rs->req.id, (const char *const *)rs->held, rs->held_len,
+                             rs->n_held);
+    if (rc < 0) {
+      char why[600];
+      snprintf(why, sizeof why, "cannot commit %s to the state file: %s", rs->req.url,
+               lc_store_error(j->store));
+      lc_job_fail(j, why);
+      goto out;
+    }
+    j->n.pages_ok++;
+    j->n.emitted += rs->n_held;
+  } else if (!result) {
     j->n.pages_ok++;
     lc_frontier_done(j->frontier, rs->req.id, 1);
   } else if (rs->req.attempt < j->cfg.retries && !j->stopping) {
@@ -440,6 +493,42 @@ static void request_result(lc_job *j, req_state *rs, lua_State *co, int status, 
   }
 out:
   lc_request_clear(&rs->req);
+}
+
+static void task_state_free(req_state *ts) {
+  for (size_t i = 0; i < ts->n_held; i++) free(ts->held[i]);
+  free(ts->held);
+  free(ts->held_len);
+  free(ts);
+}
+
+int lc_job_hold_record(lc_job *j, lc_task *t, const char *line, size_t len) {
+  req_state *ts = t ? lc_task_data(t) : NULL;
+  if (!ts || ts->j != j || ts->kind != TASK_REQUEST) return -ENOENT;
+  if (ts->n_held == ts->cap_held) {
+    size_t cap = ts->cap_held ? ts->cap_held * 2 : 4;
+    char **h = realloc(ts->held, cap * sizeof *h);
+    if (!h) return -ENOMEM;
+    ts->held = h;
+    size_t *l = realloc(ts->held_len, cap * sizeof *l);
+    if (!l) return -ENOMEM;
+    ts->held_len = l;
+    ts->cap_held = cap;
+  }
+  char *copy = malloc(len + 1);
+  if (!copy) return -ENOMEM;
+  memcpy(copy, line, len);
+  copy[len] = 0;
+  ts->held[ts->n_held] = copy;
+  ts->held_len[ts->n_held++] = len;
+  return 0;
+}
+
+int lc_job_commit_record(lc_job *j, const char *line, size_t len) {
+  const char *lines[1] = {line};
+  int rc = lc_store_commit(j->store, 0, lines, &len, 1);
+  if (rc == 0) j->n.emitted++;
+  return rc;
 }
 
 static req_state *task_state_new(lc_job *j, task_kind kind, lc_host *h) {
@@ -488,7 +577,7 @@ static void task_done(lc_task *t, int status, const char *err, void *ud) {
       lc_warn("on_error failed: %s", err ? err : "unknown error");
     break;
   }
-  free(ts);
+  task_state_free(ts);
   lc_job_after_release(j);
   lc_job_pump(j);
 }
@@ -541,13 +630,15 @@ void lc_job_pump(lc_job *j) {
     lua_rawgeti(j->L, LUA_REGISTRYINDEX, j->runner_ref);
     push_request(j->L, &rs->req);
     j->in_flight++;
-    if (!lc_task_spawn(j->sched, 1, j->cfg.timeout_ms, task_done, rs)) {
+    lc_task *t = lc_task_spawn(j->sched, 1, j->cfg.timeout_ms, task_done, rs);
+    if (!t) {
       j->in_flight--;
       if (h) h->in_flight--;
       lc_request_clear(&rs->req);
-      free(rs);
+      task_state_free(rs);
       break;
     }
+    lc_task_set_data(t, rs);
   }
   check_end(j);
 }
@@ -558,7 +649,10 @@ int64_t lc_job_host_slot(lc_job *j, const char *url) {
   int64_t now = lc_now(j->sh);
   if (now < h->next_ok_ms) return h->next_ok_ms - now;
   int64_t delay = j->cfg.delay_ms > h->crawl_delay_ms ? j->cfg.delay_ms : h->crawl_delay_ms;
-  if (delay > 0) h->next_ok_ms = now + delay;
+  if (delay > 0) {
+    h->next_ok_ms = now + delay;
+    host_persist(j, h);
+  }
   return 0;
 }
 
@@ -569,6 +663,10 @@ static void check_end(lc_job *j) {
   if (!j->stopping && !(j->started && lc_frontier_pending(j->frontier) == 0)) return;
   j->ended = 1;
   uv_timer_stop(j->pump_timer);
+  if (j->store) {
+    uv_timer_stop(j->flush_timer);
+    durable_flush(j);
+  }
   j->sh->ops->job_ended(j->sh->ud, j);
 }
 
@@ -699,6 +797,119 @@ void lc_job_progress(lc_job *j, int final) {
 
 void lc_job_tick(lc_job *j) {
   if (j->started && !j->stopping) lc_job_progress(j, 0);
+}
+
+/* ---------------------------------------------------------------- the state file */
+
+#define FLUSH_MS 200 /* how often the state file's transaction is committed */
+
+static void counter_sync(lc_job *j, const char *name, uint64_t now, uint64_t *stored) {
+  if (now != *stored) lc_store_counter_add(j->store, name, (int64_t)(now - *stored));
+  *stored = now;
+}
+
+/* Write committed records after out_seq to the output. stack: none */
+static int write_committed(void *ud, uint64_t seq, const char *line, size_t len) {
+  lc_job *j = ud;
+  int rc = lc_sink_write(j->sink, line, len);
+  if (rc != 0) {
+    lc_job_output_failed(j, rc);
+    return 1;
+  }
+  j->out_seq = seq;
+  return 0;
+}
+
+/* Commit the state file's transaction, then write what it committed, then note (for the next
+ * commit) how far the output got: a kill between the two leaves lines the next run truncates
+ * and writes again, never a line twice or half a line. A failed commit (a full disk) stops the
+ * job; what was committed before stays. */
+static void durable_flush(lc_job *j) {
+  if (!j->store || j->failed_store) return;
+  counter_sync(j, "pages_ok", j->n.pages_ok, &j->stored.pages_ok);
+  counter_sync(j, "pages_failed", j->n.pages_failed, &j->stored.pages_failed);
+  counter_sync(j, "retries", j->n.retries, &j->stored.retries);
+  counter_sync(j, "robots_skipped", j->n.robots_skipped, &j->stored.robots_skipped);
+  counter_sync(j, "throttled", j->n.throttled, &j->stored.throttled);
+  if (lc_store_flush(j->store) != 0) {
+    char why[600];
+    snprintf(why, sizeof why, "cannot commit to the state file %s: %s", j->opts.state,
+             lc_store_error(j->store));
+    j->failed_store = 1;
+    lc_job_fail(j, why);
+    return;
+  }
+  uint64_t before = j->out_seq;
+  lc_store_each_record(j->store, j->out_seq, write_committed, j);
+  if (j->out_seq != before) {
+    uint64_t bytes = 0;
+    lc_sink_count(j->sink, NULL, &bytes);
+    lc_store_set_output(j->store, j->out_seq,
+                        j->out_base >= 0 ? j->out_base + (int64_t)bytes : -1);
+    lc_job_output_kick(j);
+  }
+}
+
+static void flush_timer_cb(uv_timer_t *h) { durable_flush(h->data); }
+
+/* A hash of the job: the script's bytes and its arguments. A state file belongs to one. */
+static void job_hash(const lc_job_opts *o, char out[17]) {
+  uint64_t h = 1469598103934665603ull;
+  FILE *f = fopen(o->script, "rb");
+  int c;
+  while (f && (c = fgetc(f)) != EOF) h = (h ^ (uint64_t)(unsigned char)c) * 1099511628211ull;
+  if (f) fclose(f);
+  for (const char *const *a = o->args; a && *a; a++)
+    for (const char *p = *a;; p++) {
+      h = (h ^ (uint64_t)(unsigned char)*p) * 1099511628211ull; /* the NUL separates them */
+      if (!*p) break;
+    }
+  snprintf(out, 17, "%016llx", (unsigned long long)h);
+}
+
+/* --state: open the state file and take its frontier, counters and output position. */
+static int open_state(lc_job *j, char *err, size_t errlen) {
+  char hash[17];
+  job_hash(&j->opts, hash);
+  lc_store_opts so = {.path = j->opts.state, .job_hash = hash, .reuse = j->opts.state_reuse};
+  char why[512];
+  j->store = lc_store_open(&so, why, sizeof why, NULL);
+  if (!j->store) {
+    snprintf(err, errlen, "--state %s: %s", j->opts.state, why);
+    return -1;
+  }
+  j->frontier = lc_store_frontier(j->store, j->cfg.max_pages > 0 ? (size_t)j->cfg.max_pages : 0);
+  j->n.pages_ok = j->stored.pages_ok = (uint64_t)lc_store_counter(j->store, "pages_ok");
+  j->n.pages_failed = j->stored.pages_failed = (uint64_t)lc_store_counter(j->store, "pages_failed");
+  j->n.retries = j->stored.retries = (uint64_t)lc_store_counter(j->store, "retries");
+  j->n.robots_skipped = j->stored.robots_skipped =
+      (uint64_t)lc_store_counter(j->store, "robots_skipped");
+  j->n.throttled = j->stored.throttled = (uint64_t)lc_store_counter(j->store, "throttled");
+  lc_store_status st;
+  if (lc_store_get_status(j->store, &st) == 0) j->n.emitted = (uint64_t)st.records;
+  uint64_t seq = 0;
+  int64_t offset = 0;
+  lc_store_get_output(j->store, &seq, &offset);
+  j->out_seq = seq;
+  int to_file = j->opts.output && strcmp(j->opts.output, "-") != 0;
+  j->out_base = to_file ? (offset > 0 ? offset : 0) : -1;
+  char *oerr = NULL;
+  j->sink = lc_sink_jsonl_open_at(j->opts.output, to_file ? j->out_base : -1, &oerr);
+  if (!j->sink) {
+    snprintf(err, errlen, "%s", oerr ? oerr : "cannot open the output");
+    free(oerr);
+    return -1;
+  }
+  if (lc_store_resumed(j->store))
+    lc_info("resuming the crawl in %s: %llu done, %llu records", j->opts.state,
+            (unsigned long long)j->n.pages_ok, (unsigned long long)j->n.emitted);
+  j->flush_timer = timer_new(j);
+  if (!j->flush_timer) {
+    snprintf(err, errlen, "out of memory");
+    return -1;
+  }
+  uv_timer_start(j->flush_timer, flush_timer_cb, FLUSH_MS, FLUSH_MS);
+  return 0;
 }
 
 /* ---------------------------------------------------------------- making a job */
@@ -890,8 +1101,15 @@ lc_job *lc_job_new(lc_shared *sh, uint32_t id, const lc_job_opts *o, char *err, 
   }
   lua_settop(j->L, 0);
   char *oerr = NULL;
-  j->frontier = lc_frontier_memory_new(j->cfg.max_pages > 0 ? (size_t)j->cfg.max_pages : 0);
-  j->sink = lc_sink_jsonl_open(o->output, &oerr);
+  if (o->state) {
+    if (open_state(j, err, errlen) != 0) {
+      lc_job_free(j);
+      return NULL;
+    }
+  } else {
+    j->frontier = lc_frontier_memory_new(j->cfg.max_pages > 0 ? (size_t)j->cfg.max_pages : 0);
+    j->sink = lc_sink_jsonl_open(o->output, &oerr);
+  }
   if (!j->frontier || !j->sink) {
     snprintf(err, errlen, "cannot open output %s: %s", o->output ? o->output : "-",
              oerr ? oerr : "out of memory");
@@ -962,11 +1180,16 @@ void lc_job_free(lc_job *j) {
   }
   free(j->gc_releases);
   if (j->frontier) lc_frontier_destroy(j->frontier);
+  if (j->store) {
+    durable_flush(j);
+    if (lc_store_close(j->store) != 0) lc_error("cannot close the state file %s", j->opts.state);
+  }
   if (j->sink) lc_sink_close(j->sink);
   lc_hosttab_each(j->hosts, host_free, NULL);
   lc_hosttab_free(j->hosts);
   if (j->pump_timer) uv_close((uv_handle_t *)j->pump_timer, timer_free);
   if (j->out_timer) uv_close((uv_handle_t *)j->out_timer, timer_free);
+  if (j->flush_timer) uv_close((uv_handle_t *)j->flush_timer, timer_free);
   if (j->progress_tty) lc_log_set_clear_hook(NULL);
   free(j);
 }

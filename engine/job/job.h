@@ -58,6 +58,8 @@ typedef struct lc_job_opts {
   int quiet;               /* no progress line */
   int progress;            /* this job draws the progress line and the summary on stderr */
   const char *log_tag;     /* what its log lines carry ("job 2"), NULL: nothing (the CLI's one job) */
+  const char *state;       /* --state FILE: the crawl's durable state (store.h), NULL: in memory */
+  int state_reuse;         /* --state-reuse: take over a state file of another job */
 } lc_job_opts;
 
 /* Make a job: a Lua state, the script loaded and its job table validated (with its policy

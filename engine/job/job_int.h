@@ -10,6 +10,7 @@
 #include "frontier.h"
 #include "job.h"
 #include "output.h"
+#include "store.h"
 #include "task.h"
 
 /* Output that the reader has not taken yet (a pipe, a terminal): above the soft mark the job
@@ -71,6 +72,15 @@ struct lc_job {
   lc_job_counts n;
   uint64_t started_ms;
 
+  /* --state: the durable state. Records of a request are held until its acknowledgement,
+   * which commits them with it; output is written from committed records only. */
+  lc_store *store;
+  uint64_t out_seq;      /* the last committed record written to the output */
+  int64_t out_base;      /* the output file's size when this run opened it (-1: a stream) */
+  lc_job_counts stored;  /* what the state file's counters already hold */
+  uv_timer_t *flush_timer;
+  int failed_store; /* a commit failed: nothing more is written to it */
+
   uv_timer_t *pump_timer; /* malloc'ed: freed in their close callbacks */
   uv_timer_t *out_timer;
   int progress_tty;
@@ -98,6 +108,12 @@ int64_t lc_job_host_slot(lc_job *j, const char *url);
 /* robots.txt's verdict on a URL: 1 allowed (or robots off), 0 disallowed, -1 not known yet
  * (its fetch is started when the job's concurrency leaves room). */
 int lc_job_robots_verdict(lc_job *j, const char *url);
+/* --state: hold a record of the running request task `t` until its acknowledgement (the
+ * store commits both at once). 0, or -ENOENT when t is not a request task, -ENOMEM. */
+int lc_job_hold_record(lc_job *j, lc_task *t, const char *line, size_t len);
+/* --state: commit a record that belongs to no request (job:emit outside a handler). */
+int lc_job_commit_record(lc_job *j, const char *line, size_t len);
+
 /* Whether the handle is owned by this job (one of its tasks or the job itself). */
 int lc_job_owns_handle(const lc_job *j, uint64_t handle);
 

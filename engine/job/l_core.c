@@ -597,7 +597,7 @@ static int l_core_robots_verdict(lua_State *L) {
 
 /* Write one record, with lua-cjson's "\/" turned back into "/" (valid, but noisy in every URL).
  * Returns 0 or the sink's negative errno. */
-static int emit_line(lc_job *j, const char *json, size_t n) {
+static int emit_line(lua_State *L, lc_job *j, const char *json, size_t n) {
   char *line = malloc(n + 1);
   if (!line) return -ENOMEM;
   size_t o = 0;
@@ -614,9 +614,17 @@ static int emit_line(lc_job *j, const char *json, size_t n) {
     }
     line[o++] = json[i];
   }
-  int rc = lc_sink_write(j->sink, line, o);
+  int rc;
+  if (j->store) {
+    /* --state: a request's records wait for its acknowledgement, which commits them; a
+     * record of no request is committed at once. Output is written from commits only. */
+    rc = lc_job_hold_record(j, lc_task_current(L), line, o);
+    if (rc == -ENOENT) rc = lc_job_commit_record(j, line, o) < 0 ? -EIO : 0;
+  } else {
+    rc = lc_sink_write(j->sink, line, o);
+    if (rc == 0) j->n.emitted++;
+  }
   free(line);
-  if (rc == 0) j->n.emitted++;
   return rc;
 }
 
@@ -646,7 +654,7 @@ static int l_core_emit(lua_State *L) {
     lua_pushliteral(L, "no output");
     return 2;
   }
-  int r = emit_result(L, j, emit_line(j, json, n));
+  int r = emit_result(L, j, emit_line(L, j, json, n));
   if (r) return r;
   lua_pushboolean(L, 1);
   return 1;
@@ -676,7 +684,7 @@ static int l_core_emit_all(lua_State *L) {
     size_t len;
     lua_rawgeti(L, 1, i);
     const char *json = lua_tolstring(L, -1, &len);
-    int rc = emit_line(j, json, len);
+    int rc = emit_line(L, j, json, len);
     lua_pop(L, 1);
     int r = emit_result(L, j, rc);
     if (r) return r;

@@ -1023,7 +1023,7 @@ int lc_store_commit(lc_store *s, uint64_t request_id, const char *const *lines,
   if (!s || (n && (!lines || !lens))) return LC_STORE_EINVAL;
   for (size_t i = 0; i < n; i++)
     if (!lines[i] || lens[i] > INT_MAX) return LC_STORE_EINVAL;
-  int rc = end_request(s, request_id, ST_DONE);
+  int rc = request_id ? end_request(s, request_id, ST_DONE) : 0; /* 0: records of no request */
   if (rc < 0) return rc;
   sqlite3_stmt *st = s->q[Q_REC_ADD];
   for (size_t i = 0; i < n; i++) {

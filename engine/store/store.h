@@ -84,7 +84,8 @@ size_t lc_store_unflushed(const lc_store *s);
 lc_frontier *lc_store_frontier(lc_store *s, size_t max_pages);
 
 /* Mark a leased request done and append its records (n JSON lines without newline) in one
- * step of the open transaction. LC_FRONTIER_ENOENT if the id is not leased. */
+ * step of the open transaction. LC_FRONTIER_ENOENT if the id is not leased. request_id 0
+ * appends records that belong to no request (job:emit outside a handler). */
 int lc_store_commit(lc_store *s, uint64_t request_id, const char *const *lines,
                     const size_t *lens, size_t n);
 

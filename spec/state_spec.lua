@@ -1,0 +1,130 @@
+-- state_spec.lua: --state FILE: a crawl killed with SIGKILL at any moment resumes with the same
+-- command, and in the end every page is written exactly once, as whole JSON lines, with every
+-- reference given back. Also the tools around the state file and its bad input.
+local H = require("support.helpers")
+local cjson = require("cjson")
+
+local PAGES = 300
+local JOB = [[
+return {
+  start = { args.base .. "/_/links?n=]] .. PAGES .. [[" },
+  max_depth = 1, concurrency = 4, retries = 3,
+  handle = function(page, req, job)
+    local res = assert(page:navigate(req.url))
+    job:emit { url = req.url, status = res.status, title = page:title() }
+    for _, link in ipairs(page:links()) do job:enqueue(link) end
+  end,
+}
+]]
+
+local function status(db)
+  local r = H.run({ "status", db, "--json" }, { timeout = 30 })
+  assert.equals(0, r.code, r.stderr)
+  return cjson.decode(r.stdout)
+end
+
+describe("--state", function()
+  after_each(function() H.cleanup() end)
+
+  it("survives SIGKILL at 10 moments (some with Chromium killed too): every page once", function()
+    local srv = H.server()
+    local dir = H.tmpdir()
+    local db, out = dir .. "/crawl.db", dir .. "/out.jsonl"
+    local script = H.script(JOB)
+    local args = { "run", script, "base=" .. srv.url(""), "--state", db, "-o", out, "-q" }
+    -- Kill moments spread over a run that takes a few seconds: early (before or during the
+    -- first commits) to late.
+    local moments = { 0.3, 0.8, 1.2, 1.6, 2.0, 0.5, 1.0, 1.4, 2.4, 3.0 }
+    for i, t in ipairs(moments) do
+      local run = H.spawn(args, { timeout = 120 })
+      H.sleep(t)
+      if i % 3 == 0 then
+        -- The browser dies first, then the engine: both by SIGKILL.
+        os.execute("pkill -KILL -f " .. string.format("%q", run.profile_root) .. " 2>/dev/null")
+      end
+      run.signal("KILL")
+      assert.is_not_nil(run.wait(30), "the killed run did not end")
+      -- Every line in the output so far is whole JSON.
+      local _, bad = H.decode_lines(H.read(out) or "")
+      assert.equals(0, #bad, "a torn or bad line after kill " .. i .. ": " .. table.concat(bad, "|"))
+      local st = status(db)
+      if st.state == "done" then break end
+    end
+    -- The kills landed mid-crawl: some records were committed and written, not all.
+    local before = H.decode_lines(H.read(out) or "")
+    assert.is_true(#before > 0 and #before < PAGES + 1,
+      "the kills did not land mid-crawl (" .. #before .. " records before the last run)")
+    -- The last run, undisturbed, finishes the crawl.
+    local r = H.run(args, { stats = true, timeout = 180 })
+    assert.equals(0, r.code, r.stderr)
+    assert.equals(0, r.stats.refs_outstanding)
+    assert.equals(0, #H.chromium_left(r.profile_root))
+    local records, bad = H.decode_lines(H.read(out) or "")
+    assert.equals(0, #bad, "lines that are not JSON")
+    local seen, dups = {}, {}
+    for _, rec in ipairs(records) do
+      if seen[rec.url] then dups[#dups + 1] = rec.url end
+      seen[rec.url] = true
+    end
+    assert.same({}, dups, "pages written twice")
+    local n = 0
+    for _ in pairs(seen) do n = n + 1 end
+    assert.equals(PAGES + 1, n, "every page exactly once")
+    local st = status(db)
+    assert.equals("done", st.state)
+    assert.equals(PAGES + 1, st.done)
+    assert.equals(0, st.queued)
+    assert.equals(0, st.leased)
+    assert.equals(PAGES + 1, st.records)
+    -- --stats after a resume covers the whole crawl.
+    assert.equals(PAGES + 1, r.stats.pages_ok)
+    assert.equals(PAGES + 1, r.stats.records)
+    -- export gives the committed records, the same set.
+    local e = H.run({ "export", db }, { timeout = 30 })
+    assert.equals(0, e.code, e.stderr)
+    assert.equals(PAGES + 1, #e.records)
+  end)
+
+  it("refuses a state file of another job, a file that is not one, and a locked one", function()
+    local srv = H.server()
+    local dir = H.tmpdir()
+    local db = dir .. "/crawl.db"
+    local small = H.script([[
+return { start = { args.base .. "/_/page?id=1" }, max_depth = 0,
+  handle = function(page, req, job) assert(page:navigate(req.url)); job:emit { url = req.url } end }
+]])
+    local r = H.run({ "run", small, "base=" .. srv.url(""), "--state", db, "-q" }, { timeout = 60 })
+    assert.equals(0, r.code, r.stderr)
+    assert.equals(1, #r.records)
+    -- The same command again: the crawl is done, nothing is written twice.
+    r = H.run({ "run", small, "base=" .. srv.url(""), "--state", db, "-q" }, { timeout = 60 })
+    assert.equals(0, r.code, r.stderr)
+    assert.equals(0, #r.records)
+    -- Other arguments: another job.
+    r = H.run({ "run", small, "base=" .. srv.url("") .. "/x", "--state", db }, { timeout = 30 })
+    assert.equals(2, r.code)
+    assert.matches("state%-reuse", r.stderr)
+    assert.is_true(H.dir_empty(r.profile_root), "a browser started")
+    -- Not a state file.
+    local junk = H.write(dir .. "/junk.db", "this is not SQLite\n")
+    r = H.run({ "run", small, "base=" .. srv.url(""), "--state", junk }, { timeout = 30 })
+    assert.equals(2, r.code)
+    assert.matches("^luacrawl: %-%-state", r.stderr)
+    r = H.run({ "status", junk }, { timeout = 30 })
+    assert.is_not.equals(0, r.code)
+    -- Held by a running luacrawl.
+    local slow = H.script([[
+return { start = { args.base .. "/_/slow?ms=20000" }, max_depth = 0, timeout_ms = 60000,
+  handle = function(page, req, job) page:navigate(req.url) end }
+]])
+    local db2 = dir .. "/held.db"
+    local run = H.spawn({ "run", slow, "base=" .. srv.url(""), "--state", db2, "-q" }, { timeout = 60 })
+    assert.is_truthy(H.wait_until(function() return H.exists(db2) end, 20, 0.05))
+    H.sleep(0.5)
+    r = H.run({ "run", slow, "base=" .. srv.url(""), "--state", db2 }, { timeout = 30 })
+    assert.equals(2, r.code)
+    assert.matches("luacrawl: %-%-state", r.stderr)
+    run.signal("INT")
+    run.wait(30)
+  end)
+end)
