@@ -251,8 +251,10 @@ int lc_cache_unanswered_closes(const lc_cache *c);
  * stay live and are released exactly once later, without error. */
 void lc_cache_browser_lost(lc_cache *c, int browser_gen, int64_t now_ms);
 
-/* Snapshot of open contexts for the policy hook, LRU first. Returns the count written
- * (at most `cap`); `*total` gets the full count. */
+/* Snapshot of open contexts (the policy hook's state.contexts, job:contexts()), LRU first.
+ * Returns the count written (at most `cap`); `*total` gets the full count. Callers list at
+ * most LC_CACHE_SNAPSHOT_MAX contexts. */
+#define LC_CACHE_SNAPSHOT_MAX 512
 size_t lc_cache_snapshot(const lc_cache *c, lc_cache_ctx_info *out, size_t cap, size_t *total,
                          int64_t now_ms);
 

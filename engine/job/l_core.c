@@ -15,6 +15,7 @@
 #include "base64.h"
 #include "job_int.h"
 #include "json.h"
+#include "l_cache.h"
 #include "log.h"
 #include "proc.h"
 #include "url.h"
@@ -745,33 +746,10 @@ static int l_core_stats(lua_State *L) {
   return 1;
 }
 
-/* core.contexts() -> the cache's view: { {id, signature, refcount, pages, ...}, ... } */
+/* core.contexts() -> the cache's view, the policy hook's state.contexts shape (l_cache.h) */
 static int l_core_contexts(lua_State *L) {
   lc_job *j = check_job(L);
-  lc_cache_ctx_info info[512];
-  size_t total = 0;
-  size_t n = lc_cache_snapshot(j->sh->cache, info, 512, &total, lc_now(j->sh));
-  lua_createtable(L, (int)n, 0);
-  for (size_t i = 0; i < n; i++) {
-    lua_createtable(L, 0, 9);
-    set_int(L, "id", (lua_Integer)info[i].id);
-    lua_pushstring(L, info[i].signature);
-    lua_setfield(L, -2, "signature");
-    set_int(L, "refcount", info[i].refcount);
-    set_int(L, "pages", info[i].pages);
-    set_int(L, "idle_pages", info[i].idle_pages);
-    set_int(L, "browser", info[i].browser_gen);
-    set_int(L, "page_uses", (lua_Integer)info[i].page_uses);
-    lua_pushboolean(L, info[i].retired);
-    lua_setfield(L, -2, "retired");
-    lua_pushboolean(L, info[i].creating);
-    lua_setfield(L, -2, "creating");
-    if (info[i].browser_ctx[0]) {
-      lua_pushstring(L, info[i].browser_ctx);
-      lua_setfield(L, -2, "browser_context");
-    }
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
+  lc_l_cache_push_contexts(L, j->sh->cache, lc_now(j->sh));
   return 1;
 }
 
