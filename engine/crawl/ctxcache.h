@@ -277,5 +277,11 @@ uint64_t lc_cache_session_open(lc_cache *c, uint64_t owner, const char *name,
                                void *ready_ud, int *created);
 uint64_t lc_cache_session_find(const lc_cache *c, uint64_t owner, const char *name);
 int lc_cache_session_close(lc_cache *c, uint64_t owner, const char *name, int64_t now_ms);
+/* Whether the session's opener has prepared its page (emulation, blocking): only then do other
+ * openers get it. The mark goes with the session's handle, whichever way it is released.
+ * set_prepared returns 0, LC_CACHE_ENOENT (no such session) or LC_CACHE_EINVAL (its page is
+ * not ready). */
+int lc_cache_session_set_prepared(lc_cache *c, uint64_t owner, const char *name);
+int lc_cache_session_prepared(const lc_cache *c, uint64_t owner, const char *name);
 
 #endif

@@ -65,7 +65,15 @@ typedef struct acq_op {
   uint64_t handle;
   const char *mt;
   int session;
+  char *session_name; /* malloc'ed, for a session: its waiters are woken when this ends */
 } acq_op;
+
+static void session_wake(lc_job *j, const char *name);
+
+static void acq_free(acq_op *op) {
+  free(op->session_name);
+  free(op);
+}
 
 static void acq_ready(void *ud, uint64_t handle, int err, const char *msg) {
   acq_op *op = ud;
@@ -80,17 +88,20 @@ static void acq_ready(void *ud, uint64_t handle, int err, const char *msg) {
   }
   lc_task *t = op->t;
   int n = err || op->session ? 2 : 1;
-  free(op);
+  if (op->session_name) session_wake(op->j, op->session_name);
+  acq_free(op);
   lc_task_op_complete(t, n);
 }
 
 static void acq_cancel(lc_task *t, void *data) {
   acq_op *op = data;
   (void)t;
-  /* Releasing the pending handle cancels its ready callback for good. */
+  /* Releasing the pending handle cancels its ready callback for good (and forgets the
+   * session: those waiting for it look again). */
   lc_job *j = op->j;
   lc_cache_release(j->sh->cache, op->handle, lc_now(j->sh));
-  free(op);
+  if (op->session_name) session_wake(j, op->session_name);
+  acq_free(op);
   lc_job_after_release(j);
 }
 
@@ -105,12 +116,16 @@ static int acquire(lua_State *L, lc_job *j, lc_task *t, const char *options, int
   op->j = j;
   op->mt = want_page ? PAGE_MT : CONTEXT_MT;
   op->session = session != NULL;
+  if (session && !(op->session_name = strdup(session))) {
+    free(op);
+    return luaL_error(L, "out of memory");
+  }
   /* Contexts are the job's own: the job's id is part of the key (a member of the options
    * object the backend ignores), so no cookie or cache of one job reaches another. */
   size_t olen = strlen(options);
   char *keyed = olen >= 2 && options[0] == '{' ? malloc(olen + 40) : NULL;
   if (!keyed) {
-    free(op);
+    acq_free(op);
     return luaL_error(L, olen >= 2 ? "out of memory" : "bad context options");
   }
   snprintf(keyed, olen + 40, "{\"partition\":\"job %u\"%s%s", (unsigned)j->id,
@@ -124,7 +139,7 @@ static int acquire(lua_State *L, lc_job *j, lc_task *t, const char *options, int
   free(keyed);
   if (!handle) {
     lc_task_op_abort(t);
-    free(op);
+    acq_free(op);
     lua_pushnil(L);
     lua_pushstring(L, session ? "cannot open the session" : "out of memory");
     return 2;
@@ -147,7 +162,64 @@ static int l_core_acquire(lua_State *L) {
   return acquire(L, j, t, options, want_page, NULL);
 }
 
-/* core.session(name, options_json) [async] -> Page, created | nil, err */
+/* ------------------------------------------------------- waiting for another task's session */
+
+/* A task waiting while another task opens or prepares a session: woken (its core.session
+ * returns false: "look again") by any change of that session: its page became ready or
+ * failed, its opener prepared it, gave up or was stopped, or it was closed. The wait is
+ * the task's one pending operation; its cancel function unlinks it, so a killed waiter
+ * leaves nothing behind. */
+typedef struct lc_session_wait {
+  struct lc_session_wait *next, **prevp; /* in j->session_waits */
+  lc_task *t;
+  char name[];
+} lc_session_wait;
+
+static void session_wait_unlink(lc_session_wait *w) {
+  *w->prevp = w->next;
+  if (w->next) w->next->prevp = w->prevp;
+}
+
+static void session_wait_cancel(lc_task *t, void *data) {
+  lc_session_wait *w = data;
+  (void)t;
+  session_wait_unlink(w);
+  free(w);
+}
+
+/* Completes every wait for session `name` (from a callback or a binding: runs no Lua). */
+static void session_wake(lc_job *j, const char *name) {
+  for (lc_session_wait *w = j->session_waits, *next; w; w = next) {
+    next = w->next;
+    if (strcmp(w->name, name) != 0) continue;
+    session_wait_unlink(w);
+    lc_task *t = w->t;
+    free(w);
+    lua_pushboolean(lc_task_thread(t), 0);
+    lc_task_op_complete(t, 1);
+  }
+}
+
+/* Suspend the running task until session `name` changes. Stack: the await's results. */
+static int session_wait(lua_State *L, lc_job *j, lc_task *t, const char *name) {
+  size_t n = strlen(name);
+  lc_session_wait *w = malloc(sizeof *w + n + 1);
+  if (!w) return luaL_error(L, "out of memory");
+  memcpy(w->name, name, n + 1);
+  w->t = t;
+  w->next = j->session_waits;
+  w->prevp = &j->session_waits;
+  if (w->next) w->next->prevp = &w->next;
+  j->session_waits = w;
+  lc_task_op_begin(t, session_wait_cancel, w);
+  return lc_task_op_await(L, t);
+}
+
+/* core.session(name, options_json) [async] -> Page, created | nil, err | false
+ * The job's session page: created = true for the caller that opened it (it prepares the page,
+ * then calls core.session_prepared(name)); false: it was opened and prepared before. While
+ * another task opens or prepares it, the caller waits, and `false` alone means "something
+ * changed, ask again". */
 static int l_core_session(lua_State *L) {
   lc_job *j = check_job(L);
   const char *name = luaL_checkstring(L, 1);
@@ -158,12 +230,10 @@ static int l_core_session(lua_State *L) {
     int st = lc_cache_handle_state(j->sh->cache, existing);
     lc_enpage *pg =
         st == 1 ? lc_bpool_page(j->sh->pool, lc_cache_handle_page(j->sh->cache, existing)) : NULL;
-    if (st == 0) {
-      /* Another request is opening it: the caller waits and asks again. */
-      lua_pushnil(L);
-      lua_pushliteral(L, "pending");
-      return 2;
-    }
+    /* Another request is opening it, or preparing its page: wait for that. */
+    if (st == 0 || (pg && !lc_enpage_broken(pg) &&
+                    !lc_cache_session_prepared(j->sh->cache, j->owner, name)))
+      return session_wait(L, j, t, name);
     if (pg && !lc_enpage_broken(pg)) {
       push_handle(L, PAGE_MT, existing, 1);
       lua_pushboolean(L, 0);
@@ -181,11 +251,28 @@ static int l_core_session(lua_State *L) {
   return acquire(L, j, t, options, 1, name);
 }
 
+/* core.session_prepared(name) -> true | nil, err: the opener prepared the session's page;
+ * those waiting for it get it now. */
+static int l_core_session_prepared(lua_State *L) {
+  lc_job *j = check_job(L);
+  const char *name = luaL_checkstring(L, 1);
+  int rc = lc_cache_session_set_prepared(j->sh->cache, j->owner, name);
+  session_wake(j, name);
+  if (rc < 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "session '%s' is %s", name, rc == LC_CACHE_ENOENT ? "closed" : "not open");
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* core.close_session(name) -> true | nil, err */
 static int l_core_close_session(lua_State *L) {
   lc_job *j = check_job(L);
   const char *name = luaL_checkstring(L, 1);
   int rc = lc_cache_session_close(j->sh->cache, j->owner, name, lc_now(j->sh));
+  session_wake(j, name);
   if (rc < 0) {
     lua_pushnil(L);
     lua_pushfstring(L, "no session named '%s'", name);
@@ -807,6 +894,7 @@ static const luaL_Reg context_methods[] = {{"info", l_context_info},
 static const luaL_Reg core_funcs[] = {{"acquire", l_core_acquire},
                                       {"session", l_core_session},
                                       {"close_session", l_core_close_session},
+                                      {"session_prepared", l_core_session_prepared},
                                       {"enqueue", l_core_enqueue},
                                       {"normalize", l_core_normalize},
                                       {"origin", l_core_origin},
