@@ -504,31 +504,121 @@ static int l_page_clear_events(lua_State *L) {
   return 0;
 }
 
-/* page:_guard(on [, block_patterns]): send the page's main-frame document requests to the
- * job's check_navigation (Fetch must be enabled with a Document pattern); block_patterns (a
- * list of Fetch URL patterns) fail documents at once. Raises on misuse or out of memory. */
+/* Reads the list of Fetch patterns at `idx` ({ urlPattern =, resourceType =, requestStage = }
+ * each, as Fetch.enable takes them) into a malloc'ed array whose strings the list keeps alive
+ * (*out NULL when it is empty). Raises on misuse or out of memory. */
+static size_t check_patterns(lua_State *L, int idx, lc_fetch_pattern **out) {
+  *out = NULL;
+  if (lua_isnoneornil(L, idx)) return 0;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  size_t n = (size_t)lua_rawlen(L, idx);
+  if (n == 0) return 0;
+  lc_fetch_pattern *v = calloc(n, sizeof *v);
+  if (!v) luaL_error(L, "out of memory");
+  int top = lua_gettop(L);
+  for (size_t i = 0; i < n; i++) {
+    const char *bad = NULL;
+    if (lua_rawgeti(L, idx, (lua_Integer)i + 1) != LUA_TTABLE) bad = "patterns must be tables";
+    if (!bad && lua_getfield(L, -1, "urlPattern") != LUA_TNIL) {
+      if (lua_type(L, -1) != LUA_TSTRING) bad = "urlPattern must be a string";
+      v[i].url = lua_tostring(L, -1); /* the list keeps it */
+    }
+    if (!bad && lua_getfield(L, -2, "resourceType") != LUA_TNIL) {
+      if (lua_type(L, -1) != LUA_TSTRING) bad = "resourceType must be a string";
+      v[i].type = lua_tostring(L, -1);
+    }
+    if (!bad && lua_getfield(L, -3, "requestStage") != LUA_TNIL) {
+      const char *st = lua_tostring(L, -1);
+      if (lua_type(L, -1) != LUA_TSTRING || (strcmp(st, "Request") && strcmp(st, "Response")))
+        bad = "requestStage must be \"Request\" or \"Response\"";
+      else
+        v[i].response = strcmp(st, "Response") == 0;
+    }
+    lua_settop(L, top);
+    if (bad) {
+      free(v);
+      luaL_argerror(L, idx, bad);
+    }
+  }
+  *out = v;
+  return n;
+}
+/* page:_guard(on [, block_patterns]): the engine's Fetch rules of the page (bpool.h,
+ * lc_enpage_set_guard): with `on`, its main-frame document requests go to the job's
+ * check_navigation (Fetch must be enabled with a Document pattern); requests matching
+ * block_patterns (Fetch patterns) fail at once. Raises on misuse or out of memory. */
 static int l_page_guard(lua_State *L) {
   lc_job *j;
   lc_enpage *pg = check_enpage(L, &j, NULL);
   int on = lua_toboolean(L, 2);
-  size_t n = 0;
-  if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
-    n = (size_t)lua_rawlen(L, 3);
+  lc_fetch_pattern *v;
+  size_t n = check_patterns(L, 3, &v);
+  int rc = pg ? lc_enpage_set_guard(pg, on, v, n) : 0;
+  free(v);
+  if (rc != 0) return luaL_error(L, "out of memory");
+  return 0;
+}
+
+/* page:_script_fetch(patterns): the Fetch patterns the script enabled itself; what they pause
+ * (and the engine's rules let through) reaches the script as Fetch.requestPaused events.
+ * Raises on misuse or out of memory. */
+static int l_page_script_fetch(lua_State *L) {
+  lc_job *j;
+  lc_enpage *pg = check_enpage(L, &j, NULL);
+  lc_fetch_pattern *v;
+  size_t n = check_patterns(L, 2, &v);
+  int rc = pg ? lc_enpage_set_script_fetch(pg, v, n) : 0;
+  free(v);
+  if (rc != 0) return luaL_error(L, "out of memory");
+  return 0;
+}
+
+/* page:_engine_fetch() -> the engine's Fetch patterns of the page, as Fetch.enable takes them
+ * ({ urlPattern, resourceType, requestStage } each): what a script's own Fetch.enable is
+ * merged with. */
+static int l_page_engine_fetch(lua_State *L) {
+  lc_job *j;
+  lc_enpage *pg = check_enpage(L, &j, NULL);
+  size_t n = pg ? lc_enpage_engine_patterns(pg, NULL, 0) : 0;
+  /* A userdata buffer: a memory error while the list is built leaves nothing to free. */
+  lc_fetch_pattern *v = lua_newuserdatauv(L, (n ? n : 1) * sizeof *v, 0); /* stack: buf */
+  if (n) lc_enpage_engine_patterns(pg, v, n);
+  lua_createtable(L, (int)n, 0); /* stack: buf list */
+  for (size_t i = 0; i < n; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, v[i].url);
+    lua_setfield(L, -2, "urlPattern");
+    if (v[i].type) {
+      lua_pushstring(L, v[i].type);
+      lua_setfield(L, -2, "resourceType");
+    }
+    lua_pushstring(L, v[i].response ? "Response" : "Request");
+    lua_setfield(L, -2, "requestStage");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  if (!pg) return 0;
+  lua_remove(L, -2); /* stack: list */
+  return 1;
+}
+
+/* page:_subscribe(methods): the events the page buffers from now on (names, or prefixes
+ * ending in '.'); replaces the earlier set. Raises on misuse or out of memory. */
+static int l_page_subscribe(lua_State *L) {
+  lc_job *j;
+  lc_enpage *pg = check_enpage(L, &j, NULL);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  size_t n = (size_t)lua_rawlen(L, 2);
   const char **v = n ? calloc(n, sizeof *v) : NULL;
   if (n && !v) return luaL_error(L, "out of memory");
   for (size_t i = 0; i < n; i++) {
-    lua_rawgeti(L, 3, (lua_Integer)i + 1);
+    lua_rawgeti(L, 2, (lua_Integer)i + 1);
     v[i] = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL; /* the table keeps it */
     lua_pop(L, 1);
     if (!v[i]) {
       free(v);
-      return luaL_argerror(L, 3, "patterns must be strings");
+      return luaL_argerror(L, 2, "event methods must be strings");
     }
   }
-  int rc = lc_enpage_set_guard(pg, on, v, n);
+  int rc = pg ? lc_enpage_subscribe(pg, v, n) : 0;
   free(v);
   if (rc != 0) return luaL_error(L, "out of memory");
   return 0;
@@ -877,6 +967,9 @@ static const luaL_Reg page_methods[] = {{"_send", l_page_send},
                                         {"_event", l_page_event},
                                         {"_clear_events", l_page_clear_events},
                                         {"_guard", l_page_guard},
+                                        {"_script_fetch", l_page_script_fetch},
+                                        {"_subscribe", l_page_subscribe},
+                                        {"_engine_fetch", l_page_engine_fetch},
                                         {"_expect", l_page_expect},
                                         {"broken", l_page_broken},
                                         {"fresh", l_page_fresh},
