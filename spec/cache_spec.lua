@@ -177,6 +177,39 @@ return { start = { %q, %q, %q }, concurrency = 1,
     assert.equals(0, r.stats.refs_outstanding)
   end)
 
+  it("two requests opening one session at once: it opens once, the second waits without polling", function()
+    local s = H.script(string.format([[
+local core = require "luacrawl.core"
+-- Count every sleep: waiting for another task's session must not poll.
+local sleeps, real_sleep = 0, core.sleep
+core.sleep = function(ms) sleeps = sleeps + 1; return real_sleep(ms) end
+local arrived = 0
+return { start = { %q, %q }, concurrency = 2,
+  handle = function(page, req, job)
+    -- Both handlers call job:session in the same turn of the loop.
+    arrived = arrived + 1
+    while arrived < 2 do job:sleep(5) end
+    local before, t0 = sleeps, core.now()
+    local sess = assert(job:session("shared", { user_agent = "shared-session" }))
+    local at = core.now()
+    job:emit { target = sess:info().target, at = at, waited = at - t0, sleeps = sleeps - before,
+               ua = sess:eval("navigator.userAgent") }
+  end }]], srv.url("/_/page?id=1"), srv.url("/_/page?id=2")))
+    local r = H.run({ "run", s }, { stats = true })
+    assert.equals(0, r.code, r.stderr)
+    assert.equals(2, #r.records)
+    local a, b = r.records[1], r.records[2]
+    assert.equals(a.target, b.target) -- opened once
+    for _, rec in ipairs(r.records) do
+      assert.equals(0, rec.sleeps)
+      assert.equals("shared-session", rec.ua) -- nobody got it before it was prepared
+    end
+    -- The waiter resumed as soon as the opener had prepared the page.
+    assert.is_true(math.abs(a.at - b.at) < 250, "returned at " .. a.at .. " and " .. b.at)
+    assert.is_true(math.max(a.waited, b.waited) > 0)
+    assert.equals(0, r.stats.refs_outstanding)
+  end)
+
   it("a hook that raises is logged with its traceback and the table policy applies", function()
     local s = H.script(string.format([[
 return { start = { %q }, policy = { max_contexts = 1, on_cleanup = function(state) error("hook exploded") end },

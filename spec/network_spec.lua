@@ -115,6 +115,117 @@ return { start = { P .. "/_/image-page?step=blocked" }, retries = 0, timeout_ms 
     assert.equals(200, c.nav_end.a.status)
   end)
 
+  it("a script's own Fetch.enable: its requests reach it as events, block lists and the guard keep working", function()
+    local r = run(srv, PRELUDE .. [[
+local CSS = "Ym9keSB7IGJhY2tncm91bmQ6IHJnYigxLCAyLCAzKSB9"
+local HTML = "PGh0bWw+PGhlYWQ+PHRpdGxlPmZ1bGZpbGxlZDwvdGl0bGU+PC9oZWFkPjxib2R5PjxwPmZyb20gdGhlIHNjcmlwdDwvcD48L2JvZHk+PC9odG1sPg=="
+local OTHER = P:gsub("127%.0%.0%.1", "localhost")
+return { start = { P .. "/_/page?id=start" }, retries = 0, timeout_ms = 60000,
+  handle = function(_, req, job)
+    local check = checker(job)
+    -- A page the script drives itself: a refused navigation fails only its navigate call.
+    local ctx <close> = assert(job:context { block = { "font" }, block_urls = { "*/_/img?i=2" } })
+    local page = assert(ctx:page())
+    local seen = {}
+    page:on_event("Fetch.requestPaused", function(p)
+      local url = p.request.url
+      seen[#seen + 1] = { url = url:gsub("^https?://[^/]+", ""), type = p.resourceType,
+                          response = p.responseStatusCode ~= nil }
+      if url:find("/_/style.css", 1, true) then
+        -- At the Response stage: the server answered; the script replaces the body.
+        assert(page:send("Fetch.fulfillRequest", { requestId = p.requestId, responseCode = 200,
+          responseHeaders = { { name = "Content-Type", value = "text/css" } }, body = CSS }))
+      elseif url:find("img?i=3", 1, true) then
+        assert(page:send("Fetch.failRequest", { requestId = p.requestId, errorReason = "Failed" }))
+      elseif url:find("id=doc", 1, true) then
+        assert(page:send("Fetch.fulfillRequest", { requestId = p.requestId, responseCode = 200,
+          responseHeaders = { { name = "Content-Type", value = "text/html" } }, body = HTML }))
+      else
+        assert(page:send("Fetch.continueRequest", { requestId = p.requestId }))
+      end
+    end)
+    assert(page:send("Fetch.enable", { patterns = {
+      { urlPattern = "*/_/img?i=*" },                                  -- '?' is a Fetch wildcard
+      { urlPattern = "*", resourceType = "Font" },                     -- blocked by the engine first
+      { urlPattern = "*/_/style.css", requestStage = "Response" },
+      { urlPattern = "*/_/page?id=doc*", resourceType = "Document" },  -- the guard decides first
+    } }))
+    check("images", function() return image_page(page, P .. "/_/image-page?step=mine") end)
+    -- A navigation the page starts itself: its redirect hop passes the guard, then the script
+    -- fulfils it (the server never sees it). (While page:navigate waits for Page.navigate, the
+    -- main frame's documents are the engine's: the task cannot answer them then.)
+    check("doc", function()
+      page:eval("void (location.href = '/_/redirect?to=/_/page%3Fid%3Ddoc-1')")
+      local p = assert(page:wait_event("Fetch.requestPaused", { timeout_ms = 10000 }))
+      seen[#seen + 1] = { url = p.request.url:gsub("^https?://[^/]+", ""), type = p.resourceType }
+      assert(page:send("Fetch.fulfillRequest", { requestId = p.requestId, responseCode = 200,
+        responseHeaders = { { name = "Content-Type", value = "text/html" } }, body = HTML }))
+      assert(page:wait_for("document.title === 'fulfilled'", { js = true, timeout_ms = 10000 }))
+      return page:title()
+    end)
+    -- A hop the guard refuses (another origin) never reaches the script (nor the server).
+    check("denied", function()
+      return page:navigate(P .. "/_/redirect?to=" .. OTHER .. "/_/page%3Fid%3Ddoc-denied")
+    end)
+    check("seen", function() return seen end)
+
+    -- page:wait_event on a page of its own: a fetch() the script intercepts and fulfils.
+    local p2 = assert(ctx:page())
+    assert(p2:navigate(P .. "/_/page?id=xhr-host"))
+    assert(p2:send("Fetch.enable", { patterns = { { urlPattern = "*/_/page?id=xhr*" } } }))
+    p2:eval("void fetch('/_/page?id=xhr-1').then(function (r) { return r.text() }).then(function (t) { window.got = t })")
+    check("wait_event", function()
+      local p, method = p2:wait_event("Fetch.requestPaused", { timeout_ms = 10000 })
+      if not p then return nil, method end
+      assert(p2:send("Fetch.fulfillRequest", { requestId = p.requestId, responseCode = 200, body = "aGVsbG8=" }))
+      assert(p2:wait_for("window.got === 'hello'", { js = true, timeout_ms = 10000 }))
+      return method, p.request.url
+    end)
+    -- After the script's Fetch.disable, the engine's rules still hold and nothing else pauses.
+    assert(p2:send("Fetch.disable"))
+    check("after_disable", function()
+      return p2:eval("fetch('/_/page?id=xhr-2').then(function (r) { return r.status })")
+    end)
+  end }]])
+    local c = checks(r)
+    for _, name in ipairs { "images", "doc", "denied", "seen", "wait_event", "after_disable" } do
+      assert.is_true(c[name].ok, name .. ": " .. tostring(c[name].a))
+    end
+    -- Images: 1 continued by the script, 2 blocked by block_urls, 3 failed by the script;
+    -- the stylesheet fetched, then fulfilled with the script's body; the font blocked.
+    local images = c.images.a
+    assert.equals(200, images.status)
+    assert.same({ 4, 0, 0 }, images.widths)
+    assert.equals("rgb(1, 2, 3)", images.background)
+    local fetched = log_between(srv, "/_/image-page?step=mine", "/_/redirect?to=/_/page%3Fid%3Ddoc-1")
+    assert.is_true(contains(fetched, "/_/img?i=1"))
+    assert.is_false(contains(fetched, "/_/img?i=2"))
+    assert.is_false(contains(fetched, "/_/img?i=3"))
+    assert.is_true(contains(fetched, "/_/style.css"))
+    assert.is_false(contains(fetched, "/_/font.woff2"))
+    local paused = {}
+    for _, e in ipairs(c.seen.a) do paused[e.url] = e end
+    assert.is_truthy(paused["/_/img?i=1"])
+    assert.is_nil(paused["/_/img?i=2"])
+    assert.is_truthy(paused["/_/img?i=3"])
+    assert.is_true(paused["/_/style.css"].response)
+    assert.is_nil(paused["/_/font.woff2"])
+    assert.equals("Document", paused["/_/page?id=doc-1"].type)
+    assert.is_nil(paused["/_/page?id=doc-denied"])
+    -- The guard let the hop through and the script answered it.
+    assert.equals("fulfilled", c.doc.a, tostring(c.doc.b))
+    assert.equals(0, srv.count("/_/page?id=doc-1"))
+    assert.is_nil(c.denied.a)
+    assert.matches("refused: not same origin", c.denied.b)
+    assert.equals(0, srv.count("/_/page?id=doc-denied"))
+    -- wait_event
+    assert.equals("Fetch.requestPaused", c.wait_event.a, tostring(c.wait_event.b))
+    assert.matches("/_/page%?id=xhr%-1$", c.wait_event.b)
+    assert.equals(0, srv.count("/_/page?id=xhr-1"))
+    assert.equals(200, c.after_disable.a)
+    assert.equals(1, srv.count("/_/page?id=xhr-2"))
+  end)
+
   it("headers, user_agent, locale, timezone and viewport reach the server and the page", function()
     local UA = "luacrawl-spec/1.0 (+http://127.0.0.1/)"
     local r = run(srv, PRELUDE .. string.format([[

@@ -237,6 +237,7 @@ typedef struct cache_handle {
   void *ready_ud;
   handle_state state;
   int live, want_page, fresh, bad, fired;
+  int prepared; /* a session whose page its opener has prepared */
 } cache_handle;
 
 /* An old browser generation waiting for browser_drained, and how many of its contexts the
@@ -1903,6 +1904,19 @@ uint64_t lc_cache_session_find(const lc_cache *c, uint64_t owner, const char *na
   if (!c || !name) return 0;
   const cache_handle *h = session_find(c, owner, name);
   return h ? h->id : 0;
+}
+
+int lc_cache_session_set_prepared(lc_cache *c, uint64_t owner, const char *name) {
+  cache_handle *h = c && name ? session_find(c, owner, name) : NULL;
+  if (!h) return LC_CACHE_ENOENT;
+  if (h->state != HANDLE_READY) return LC_CACHE_EINVAL;
+  h->prepared = 1;
+  return 0;
+}
+
+int lc_cache_session_prepared(const lc_cache *c, uint64_t owner, const char *name) {
+  const cache_handle *h = c && name ? session_find(c, owner, name) : NULL;
+  return h && h->prepared;
 }
 
 int lc_cache_session_close(lc_cache *c, uint64_t owner, const char *name, int64_t now_ms) {

@@ -251,8 +251,10 @@ int lc_cache_unanswered_closes(const lc_cache *c);
  * stay live and are released exactly once later, without error. */
 void lc_cache_browser_lost(lc_cache *c, int browser_gen, int64_t now_ms);
 
-/* Snapshot of open contexts for the policy hook, LRU first. Returns the count written
- * (at most `cap`); `*total` gets the full count. */
+/* Snapshot of open contexts (the policy hook's state.contexts, job:contexts()), LRU first.
+ * Returns the count written (at most `cap`); `*total` gets the full count. Callers list at
+ * most LC_CACHE_SNAPSHOT_MAX contexts. */
+#define LC_CACHE_SNAPSHOT_MAX 512
 size_t lc_cache_snapshot(const lc_cache *c, lc_cache_ctx_info *out, size_t cap, size_t *total,
                          int64_t now_ms);
 
@@ -275,5 +277,11 @@ uint64_t lc_cache_session_open(lc_cache *c, uint64_t owner, const char *name,
                                void *ready_ud, int *created);
 uint64_t lc_cache_session_find(const lc_cache *c, uint64_t owner, const char *name);
 int lc_cache_session_close(lc_cache *c, uint64_t owner, const char *name, int64_t now_ms);
+/* Whether the session's opener has prepared its page (emulation, blocking): only then do other
+ * openers get it. The mark goes with the session's handle, whichever way it is released.
+ * set_prepared returns 0, LC_CACHE_ENOENT (no such session) or LC_CACHE_EINVAL (its page is
+ * not ready). */
+int lc_cache_session_set_prepared(lc_cache *c, uint64_t owner, const char *name);
+int lc_cache_session_prepared(const lc_cache *c, uint64_t owner, const char *name);
 
 #endif

@@ -68,6 +68,7 @@ struct lc_job {
   int robots_in_flight;     /* robots tasks running: they count against the concurrency */
   struct lc_hosttab *hosts; /* host key -> lc_host */
   struct lc_navcheck *navchecks, *navchecks_tail; /* paused navigations to decide */
+  struct lc_session_wait *session_waits; /* tasks waiting for another task's session (l_core.c) */
 
   lc_job_counts n;
   uint64_t started_ms;

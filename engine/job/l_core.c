@@ -15,6 +15,7 @@
 #include "base64.h"
 #include "job_int.h"
 #include "json.h"
+#include "l_cache.h"
 #include "log.h"
 #include "proc.h"
 #include "url.h"
@@ -64,7 +65,15 @@ typedef struct acq_op {
   uint64_t handle;
   const char *mt;
   int session;
+  char *session_name; /* malloc'ed, for a session: its waiters are woken when this ends */
 } acq_op;
+
+static void session_wake(lc_job *j, const char *name);
+
+static void acq_free(acq_op *op) {
+  free(op->session_name);
+  free(op);
+}
 
 static void acq_ready(void *ud, uint64_t handle, int err, const char *msg) {
   acq_op *op = ud;
@@ -79,17 +88,20 @@ static void acq_ready(void *ud, uint64_t handle, int err, const char *msg) {
   }
   lc_task *t = op->t;
   int n = err || op->session ? 2 : 1;
-  free(op);
+  if (op->session_name) session_wake(op->j, op->session_name);
+  acq_free(op);
   lc_task_op_complete(t, n);
 }
 
 static void acq_cancel(lc_task *t, void *data) {
   acq_op *op = data;
   (void)t;
-  /* Releasing the pending handle cancels its ready callback for good. */
+  /* Releasing the pending handle cancels its ready callback for good (and forgets the
+   * session: those waiting for it look again). */
   lc_job *j = op->j;
   lc_cache_release(j->sh->cache, op->handle, lc_now(j->sh));
-  free(op);
+  if (op->session_name) session_wake(j, op->session_name);
+  acq_free(op);
   lc_job_after_release(j);
 }
 
@@ -104,12 +116,16 @@ static int acquire(lua_State *L, lc_job *j, lc_task *t, const char *options, int
   op->j = j;
   op->mt = want_page ? PAGE_MT : CONTEXT_MT;
   op->session = session != NULL;
+  if (session && !(op->session_name = strdup(session))) {
+    free(op);
+    return luaL_error(L, "out of memory");
+  }
   /* Contexts are the job's own: the job's id is part of the key (a member of the options
    * object the backend ignores), so no cookie or cache of one job reaches another. */
   size_t olen = strlen(options);
   char *keyed = olen >= 2 && options[0] == '{' ? malloc(olen + 40) : NULL;
   if (!keyed) {
-    free(op);
+    acq_free(op);
     return luaL_error(L, olen >= 2 ? "out of memory" : "bad context options");
   }
   snprintf(keyed, olen + 40, "{\"partition\":\"job %u\"%s%s", (unsigned)j->id,
@@ -123,7 +139,7 @@ static int acquire(lua_State *L, lc_job *j, lc_task *t, const char *options, int
   free(keyed);
   if (!handle) {
     lc_task_op_abort(t);
-    free(op);
+    acq_free(op);
     lua_pushnil(L);
     lua_pushstring(L, session ? "cannot open the session" : "out of memory");
     return 2;
@@ -146,7 +162,64 @@ static int l_core_acquire(lua_State *L) {
   return acquire(L, j, t, options, want_page, NULL);
 }
 
-/* core.session(name, options_json) [async] -> Page, created | nil, err */
+/* ------------------------------------------------------- waiting for another task's session */
+
+/* A task waiting while another task opens or prepares a session: woken (its core.session
+ * returns false: "look again") by any change of that session: its page became ready or
+ * failed, its opener prepared it, gave up or was stopped, or it was closed. The wait is
+ * the task's one pending operation; its cancel function unlinks it, so a killed waiter
+ * leaves nothing behind. */
+typedef struct lc_session_wait {
+  struct lc_session_wait *next, **prevp; /* in j->session_waits */
+  lc_task *t;
+  char name[];
+} lc_session_wait;
+
+static void session_wait_unlink(lc_session_wait *w) {
+  *w->prevp = w->next;
+  if (w->next) w->next->prevp = w->prevp;
+}
+
+static void session_wait_cancel(lc_task *t, void *data) {
+  lc_session_wait *w = data;
+  (void)t;
+  session_wait_unlink(w);
+  free(w);
+}
+
+/* Completes every wait for session `name` (from a callback or a binding: runs no Lua). */
+static void session_wake(lc_job *j, const char *name) {
+  for (lc_session_wait *w = j->session_waits, *next; w; w = next) {
+    next = w->next;
+    if (strcmp(w->name, name) != 0) continue;
+    session_wait_unlink(w);
+    lc_task *t = w->t;
+    free(w);
+    lua_pushboolean(lc_task_thread(t), 0);
+    lc_task_op_complete(t, 1);
+  }
+}
+
+/* Suspend the running task until session `name` changes. Stack: the await's results. */
+static int session_wait(lua_State *L, lc_job *j, lc_task *t, const char *name) {
+  size_t n = strlen(name);
+  lc_session_wait *w = malloc(sizeof *w + n + 1);
+  if (!w) return luaL_error(L, "out of memory");
+  memcpy(w->name, name, n + 1);
+  w->t = t;
+  w->next = j->session_waits;
+  w->prevp = &j->session_waits;
+  if (w->next) w->next->prevp = &w->next;
+  j->session_waits = w;
+  lc_task_op_begin(t, session_wait_cancel, w);
+  return lc_task_op_await(L, t);
+}
+
+/* core.session(name, options_json) [async] -> Page, created | nil, err | false
+ * The job's session page: created = true for the caller that opened it (it prepares the page,
+ * then calls core.session_prepared(name)); false: it was opened and prepared before. While
+ * another task opens or prepares it, the caller waits, and `false` alone means "something
+ * changed, ask again". */
 static int l_core_session(lua_State *L) {
   lc_job *j = check_job(L);
   const char *name = luaL_checkstring(L, 1);
@@ -157,12 +230,10 @@ static int l_core_session(lua_State *L) {
     int st = lc_cache_handle_state(j->sh->cache, existing);
     lc_enpage *pg =
         st == 1 ? lc_bpool_page(j->sh->pool, lc_cache_handle_page(j->sh->cache, existing)) : NULL;
-    if (st == 0) {
-      /* Another request is opening it: the caller waits and asks again. */
-      lua_pushnil(L);
-      lua_pushliteral(L, "pending");
-      return 2;
-    }
+    /* Another request is opening it, or preparing its page: wait for that. */
+    if (st == 0 || (pg && !lc_enpage_broken(pg) &&
+                    !lc_cache_session_prepared(j->sh->cache, j->owner, name)))
+      return session_wait(L, j, t, name);
     if (pg && !lc_enpage_broken(pg)) {
       push_handle(L, PAGE_MT, existing, 1);
       lua_pushboolean(L, 0);
@@ -180,11 +251,28 @@ static int l_core_session(lua_State *L) {
   return acquire(L, j, t, options, 1, name);
 }
 
+/* core.session_prepared(name) -> true | nil, err: the opener prepared the session's page;
+ * those waiting for it get it now. */
+static int l_core_session_prepared(lua_State *L) {
+  lc_job *j = check_job(L);
+  const char *name = luaL_checkstring(L, 1);
+  int rc = lc_cache_session_set_prepared(j->sh->cache, j->owner, name);
+  session_wake(j, name);
+  if (rc < 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "session '%s' is %s", name, rc == LC_CACHE_ENOENT ? "closed" : "not open");
+    return 2;
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 /* core.close_session(name) -> true | nil, err */
 static int l_core_close_session(lua_State *L) {
   lc_job *j = check_job(L);
   const char *name = luaL_checkstring(L, 1);
   int rc = lc_cache_session_close(j->sh->cache, j->owner, name, lc_now(j->sh));
+  session_wake(j, name);
   if (rc < 0) {
     lua_pushnil(L);
     lua_pushfstring(L, "no session named '%s'", name);
@@ -416,31 +504,121 @@ static int l_page_clear_events(lua_State *L) {
   return 0;
 }
 
-/* page:_guard(on [, block_patterns]): send the page's main-frame document requests to the
- * job's check_navigation (Fetch must be enabled with a Document pattern); block_patterns (a
- * list of Fetch URL patterns) fail documents at once. Raises on misuse or out of memory. */
+/* Reads the list of Fetch patterns at `idx` ({ urlPattern =, resourceType =, requestStage = }
+ * each, as Fetch.enable takes them) into a malloc'ed array whose strings the list keeps alive
+ * (*out NULL when it is empty). Raises on misuse or out of memory. */
+static size_t check_patterns(lua_State *L, int idx, lc_fetch_pattern **out) {
+  *out = NULL;
+  if (lua_isnoneornil(L, idx)) return 0;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  size_t n = (size_t)lua_rawlen(L, idx);
+  if (n == 0) return 0;
+  lc_fetch_pattern *v = calloc(n, sizeof *v);
+  if (!v) luaL_error(L, "out of memory");
+  int top = lua_gettop(L);
+  for (size_t i = 0; i < n; i++) {
+    const char *bad = NULL;
+    if (lua_rawgeti(L, idx, (lua_Integer)i + 1) != LUA_TTABLE) bad = "patterns must be tables";
+    if (!bad && lua_getfield(L, -1, "urlPattern") != LUA_TNIL) {
+      if (lua_type(L, -1) != LUA_TSTRING) bad = "urlPattern must be a string";
+      v[i].url = lua_tostring(L, -1); /* the list keeps it */
+    }
+    if (!bad && lua_getfield(L, -2, "resourceType") != LUA_TNIL) {
+      if (lua_type(L, -1) != LUA_TSTRING) bad = "resourceType must be a string";
+      v[i].type = lua_tostring(L, -1);
+    }
+    if (!bad && lua_getfield(L, -3, "requestStage") != LUA_TNIL) {
+      const char *st = lua_tostring(L, -1);
+      if (lua_type(L, -1) != LUA_TSTRING || (strcmp(st, "Request") && strcmp(st, "Response")))
+        bad = "requestStage must be \"Request\" or \"Response\"";
+      else
+        v[i].response = strcmp(st, "Response") == 0;
+    }
+    lua_settop(L, top);
+    if (bad) {
+      free(v);
+      luaL_argerror(L, idx, bad);
+    }
+  }
+  *out = v;
+  return n;
+}
+/* page:_guard(on [, block_patterns]): the engine's Fetch rules of the page (bpool.h,
+ * lc_enpage_set_guard): with `on`, its main-frame document requests go to the job's
+ * check_navigation (Fetch must be enabled with a Document pattern); requests matching
+ * block_patterns (Fetch patterns) fail at once. Raises on misuse or out of memory. */
 static int l_page_guard(lua_State *L) {
   lc_job *j;
   lc_enpage *pg = check_enpage(L, &j, NULL);
   int on = lua_toboolean(L, 2);
-  size_t n = 0;
-  if (!lua_isnoneornil(L, 3)) {
-    luaL_checktype(L, 3, LUA_TTABLE);
-    n = (size_t)lua_rawlen(L, 3);
+  lc_fetch_pattern *v;
+  size_t n = check_patterns(L, 3, &v);
+  int rc = pg ? lc_enpage_set_guard(pg, on, v, n) : 0;
+  free(v);
+  if (rc != 0) return luaL_error(L, "out of memory");
+  return 0;
+}
+
+/* page:_script_fetch(patterns): the Fetch patterns the script enabled itself; what they pause
+ * (and the engine's rules let through) reaches the script as Fetch.requestPaused events.
+ * Raises on misuse or out of memory. */
+static int l_page_script_fetch(lua_State *L) {
+  lc_job *j;
+  lc_enpage *pg = check_enpage(L, &j, NULL);
+  lc_fetch_pattern *v;
+  size_t n = check_patterns(L, 2, &v);
+  int rc = pg ? lc_enpage_set_script_fetch(pg, v, n) : 0;
+  free(v);
+  if (rc != 0) return luaL_error(L, "out of memory");
+  return 0;
+}
+
+/* page:_engine_fetch() -> the engine's Fetch patterns of the page, as Fetch.enable takes them
+ * ({ urlPattern, resourceType, requestStage } each): what a script's own Fetch.enable is
+ * merged with. */
+static int l_page_engine_fetch(lua_State *L) {
+  lc_job *j;
+  lc_enpage *pg = check_enpage(L, &j, NULL);
+  size_t n = pg ? lc_enpage_engine_patterns(pg, NULL, 0) : 0;
+  /* A userdata buffer: a memory error while the list is built leaves nothing to free. */
+  lc_fetch_pattern *v = lua_newuserdatauv(L, (n ? n : 1) * sizeof *v, 0); /* stack: buf */
+  if (n) lc_enpage_engine_patterns(pg, v, n);
+  lua_createtable(L, (int)n, 0); /* stack: buf list */
+  for (size_t i = 0; i < n; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, v[i].url);
+    lua_setfield(L, -2, "urlPattern");
+    if (v[i].type) {
+      lua_pushstring(L, v[i].type);
+      lua_setfield(L, -2, "resourceType");
+    }
+    lua_pushstring(L, v[i].response ? "Response" : "Request");
+    lua_setfield(L, -2, "requestStage");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
-  if (!pg) return 0;
+  lua_remove(L, -2); /* stack: list */
+  return 1;
+}
+
+/* page:_subscribe(methods): the events the page buffers from now on (names, or prefixes
+ * ending in '.'); replaces the earlier set. Raises on misuse or out of memory. */
+static int l_page_subscribe(lua_State *L) {
+  lc_job *j;
+  lc_enpage *pg = check_enpage(L, &j, NULL);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  size_t n = (size_t)lua_rawlen(L, 2);
   const char **v = n ? calloc(n, sizeof *v) : NULL;
   if (n && !v) return luaL_error(L, "out of memory");
   for (size_t i = 0; i < n; i++) {
-    lua_rawgeti(L, 3, (lua_Integer)i + 1);
+    lua_rawgeti(L, 2, (lua_Integer)i + 1);
     v[i] = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : NULL; /* the table keeps it */
     lua_pop(L, 1);
     if (!v[i]) {
       free(v);
-      return luaL_argerror(L, 3, "patterns must be strings");
+      return luaL_argerror(L, 2, "event methods must be strings");
     }
   }
-  int rc = lc_enpage_set_guard(pg, on, v, n);
+  int rc = pg ? lc_enpage_subscribe(pg, v, n) : 0;
   free(v);
   if (rc != 0) return luaL_error(L, "out of memory");
   return 0;
@@ -753,33 +931,10 @@ static int l_core_stats(lua_State *L) {
   return 1;
 }
 
-/* core.contexts() -> the cache's view: { {id, signature, refcount, pages, ...}, ... } */
+/* core.contexts() -> the cache's view, the policy hook's state.contexts shape (l_cache.h) */
 static int l_core_contexts(lua_State *L) {
   lc_job *j = check_job(L);
-  lc_cache_ctx_info info[512];
-  size_t total = 0;
-  size_t n = lc_cache_snapshot(j->sh->cache, info, 512, &total, lc_now(j->sh));
-  lua_createtable(L, (int)n, 0);
-  for (size_t i = 0; i < n; i++) {
-    lua_createtable(L, 0, 9);
-    set_int(L, "id", (lua_Integer)info[i].id);
-    lua_pushstring(L, info[i].signature);
-    lua_setfield(L, -2, "signature");
-    set_int(L, "refcount", info[i].refcount);
-    set_int(L, "pages", info[i].pages);
-    set_int(L, "idle_pages", info[i].idle_pages);
-    set_int(L, "browser", info[i].browser_gen);
-    set_int(L, "page_uses", (lua_Integer)info[i].page_uses);
-    lua_pushboolean(L, info[i].retired);
-    lua_setfield(L, -2, "retired");
-    lua_pushboolean(L, info[i].creating);
-    lua_setfield(L, -2, "creating");
-    if (info[i].browser_ctx[0]) {
-      lua_pushstring(L, info[i].browser_ctx);
-      lua_setfield(L, -2, "browser_context");
-    }
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
+  lc_l_cache_push_contexts(L, j->sh->cache, lc_now(j->sh));
   return 1;
 }
 
@@ -820,6 +975,9 @@ static const luaL_Reg page_methods[] = {{"_send", l_page_send},
                                         {"_event", l_page_event},
                                         {"_clear_events", l_page_clear_events},
                                         {"_guard", l_page_guard},
+                                        {"_script_fetch", l_page_script_fetch},
+                                        {"_subscribe", l_page_subscribe},
+                                        {"_engine_fetch", l_page_engine_fetch},
                                         {"_expect", l_page_expect},
                                         {"broken", l_page_broken},
                                         {"fresh", l_page_fresh},
@@ -837,6 +995,7 @@ static const luaL_Reg context_methods[] = {{"info", l_context_info},
 static const luaL_Reg core_funcs[] = {{"acquire", l_core_acquire},
                                       {"session", l_core_session},
                                       {"close_session", l_core_close_session},
+                                      {"session_prepared", l_core_session_prepared},
                                       {"enqueue", l_core_enqueue},
                                       {"normalize", l_core_normalize},
                                       {"origin", l_core_origin},

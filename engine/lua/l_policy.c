@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "interrupt.h"
+#include "l_cache.h"
 #include "log.h"
 
 _Static_assert(LC_POLICY_NO_HOOK == LUA_NOREF, "policy.h's no-hook value must be LUA_NOREF");
@@ -203,35 +204,8 @@ static int traceback(lua_State *L) {
 /* stack: +1 state table */
 static void push_state(lua_State *L, const lc_cache *cache, int64_t now_ms,
                        const lc_policy_state *st) {
-  lc_cache_ctx_info info[256];
-  size_t total = 0;
-  size_t n = lc_cache_snapshot(cache, info, 256, &total, now_ms);
   lua_createtable(L, 0, 6);
-  lua_createtable(L, (int)n, 0);
-  for (size_t i = 0; i < n; i++) {
-    lua_createtable(L, 0, 10);
-    lua_pushinteger(L, (lua_Integer)info[i].id);
-    lua_setfield(L, -2, "id");
-    lua_pushstring(L, info[i].signature);
-    lua_setfield(L, -2, "signature");
-    lua_pushinteger(L, info[i].refcount);
-    lua_setfield(L, -2, "refcount");
-    lua_pushinteger(L, info[i].pages);
-    lua_setfield(L, -2, "pages");
-    lua_pushinteger(L, info[i].idle_pages);
-    lua_setfield(L, -2, "idle_pages");
-    lua_pushinteger(L, info[i].idle_ms);
-    lua_setfield(L, -2, "idle_ms");
-    lua_pushinteger(L, (lua_Integer)info[i].uses);
-    lua_setfield(L, -2, "uses");
-    lua_pushinteger(L, info[i].age_ms);
-    lua_setfield(L, -2, "age_ms");
-    lua_pushinteger(L, (lua_Integer)info[i].page_uses);
-    lua_setfield(L, -2, "page_uses");
-    lua_pushboolean(L, info[i].retired);
-    lua_setfield(L, -2, "retired");
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
+  lc_l_cache_push_contexts(L, cache, now_ms);
   lua_setfield(L, -2, "contexts");
   lua_pushnumber(L, st->browser_rss_mb);
   lua_setfield(L, -2, "browser_rss_mb");

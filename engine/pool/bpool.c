@@ -44,6 +44,22 @@ typedef struct pev {
   size_t len;
 } pev;
 
+/* A Fetch pattern the page owns (a copy of an lc_fetch_pattern). */
+typedef struct fpat {
+  char *url;
+  char *type; /* NULL: any resource type */
+  int response;
+} fpat;
+
+/* A paused document request the guard is deciding that a pattern of the script also matches:
+ * if the guard lets it through, it goes to the script as this event. */
+typedef struct held_req {
+  struct held_req *next;
+  char *request_id;
+  char *params;
+  size_t len;
+} held_req;
+
 struct lc_enpage {
   lc_enpage *next;
   lc_bpool *pool;
@@ -59,8 +75,13 @@ struct lc_enpage {
   void *waiter_ud;
   uv_timer_t *timer; /* malloc'ed; freed in its close callback */
   int guard;         /* main-frame document requests go to on_nav_paused */
-  char **block;      /* block_urls patterns, failed at once even for documents */
+  fpat *block;       /* the engine's block patterns (block, block_urls): failed at once */
   size_t n_block;
+  fpat *script;      /* the patterns the script enabled: its requests reach it as events */
+  size_t n_script;
+  held_req *held;    /* guarded documents that go to the script if the guard allows them */
+  char **subs;       /* the events the page buffers: names, or prefixes ending in '.' */
+  size_t n_subs;
   char *expect; /* normalized URL page:navigate asked for: its first request goes at once */
 };
 
@@ -154,6 +175,15 @@ static void page_free(lc_bpool *p, lc_enpage *pg, const char *why) {
   page_break(pg, why);
   lc_enpage_clear_events(pg);
   lc_enpage_set_guard(pg, 0, NULL, 0);
+  lc_enpage_set_script_fetch(pg, NULL, 0);
+  lc_enpage_subscribe(pg, NULL, 0);
+  while (pg->held) {
+    held_req *h = pg->held;
+    pg->held = h->next;
+    free(h->request_id);
+    free(h->params);
+    free(h);
+  }
   lc_enpage_expect(pg, NULL);
   if (pg->timer) {
     pg->timer->data = NULL;
@@ -192,29 +222,86 @@ uint64_t lc_enpage_send(lc_bpool *p, lc_enpage *pg, const char *method, const ch
   return lc_cdp_send_capped(g->cdp, pg->session, method, params, timeout_ms, max_reply, fn, ud);
 }
 
-static void free_block(lc_enpage *pg) {
-  for (size_t i = 0; i < pg->n_block; i++) free(pg->block[i]);
-  free(pg->block);
-  pg->block = NULL;
-  pg->n_block = 0;
+static void free_pats(fpat **v, size_t *n) {
+  for (size_t i = 0; i < *n; i++) {
+    free((*v)[i].url);
+    free((*v)[i].type);
+  }
+  free(*v);
+  *v = NULL;
+  *n = 0;
 }
 
-int lc_enpage_set_guard(lc_enpage *pg, int on, const char *const *block, size_t n) {
-  free_block(pg);
-  pg->guard = 0;
-  if (!on) return 0;
-  if (n > 0) {
-    pg->block = calloc(n, sizeof *pg->block);
-    if (!pg->block) return -1;
-    for (; pg->n_block < n; pg->n_block++) {
-      pg->block[pg->n_block] = strdup(block[pg->n_block]);
-      if (!pg->block[pg->n_block]) {
-        free_block(pg);
-        return -1;
-      }
+/* Copies `n` patterns into *v (replacing what it held). Returns 0, or -1 (then none). */
+static int copy_pats(fpat **v, size_t *nv, const lc_fetch_pattern *src, size_t n) {
+  free_pats(v, nv);
+  if (n == 0) return 0;
+  *v = calloc(n, sizeof **v);
+  if (!*v) return -1;
+  for (; *nv < n; (*nv)++) {
+    fpat *d = &(*v)[*nv];
+    d->url = strdup(src[*nv].url ? src[*nv].url : "*");
+    d->type = src[*nv].type ? strdup(src[*nv].type) : NULL;
+    d->response = src[*nv].response;
+    if (!d->url || (src[*nv].type && !d->type)) {
+      (*nv)++;
+      free_pats(v, nv);
+      return -1;
     }
   }
+  return 0;
+}
+
+int lc_enpage_set_guard(lc_enpage *pg, int on, const lc_fetch_pattern *block, size_t n) {
+  pg->guard = 0;
+  if (!on) {
+    free_pats(&pg->block, &pg->n_block);
+    return 0;
+  }
+  if (copy_pats(&pg->block, &pg->n_block, block, n) != 0) return -1;
   pg->guard = 1;
+  return 0;
+}
+
+size_t lc_enpage_engine_patterns(const lc_enpage *pg, lc_fetch_pattern *out, size_t cap) {
+  size_t n = 0;
+  for (size_t i = 0; i < pg->n_block; i++, n++)
+    if (n < cap) out[n] = (lc_fetch_pattern){pg->block[i].url, pg->block[i].type, 0};
+  if (pg->guard) {
+    if (n < cap) out[n] = (lc_fetch_pattern){"*", "Document", 0};
+    n++;
+  }
+  return n;
+}
+
+int lc_enpage_set_script_fetch(lc_enpage *pg, const lc_fetch_pattern *pats, size_t n) {
+  return copy_pats(&pg->script, &pg->n_script, pats, n);
+}
+
+int lc_enpage_subscribe(lc_enpage *pg, const char *const *methods, size_t n) {
+  for (size_t i = 0; i < pg->n_subs; i++) free(pg->subs[i]);
+  free(pg->subs);
+  pg->subs = NULL;
+  pg->n_subs = 0;
+  if (n == 0) return 0;
+  pg->subs = calloc(n, sizeof *pg->subs);
+  if (!pg->subs) return -1;
+  for (; pg->n_subs < n; pg->n_subs++) {
+    if (!(pg->subs[pg->n_subs] = strdup(methods[pg->n_subs]))) {
+      lc_enpage_subscribe(pg, NULL, 0);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* Whether the page buffers events named `method`. */
+static int subscribed(const lc_enpage *pg, const char *method) {
+  for (size_t i = 0; i < pg->n_subs; i++) {
+    const char *m = pg->subs[i];
+    size_t n = strlen(m);
+    if (n > 0 && m[n - 1] == '.' ? strncmp(method, m, n) == 0 : strcmp(method, m) == 0) return 1;
+  }
   return 0;
 }
 
@@ -233,8 +320,8 @@ static int is_expected(const lc_enpage *pg, const char *url) {
   return same;
 }
 
-/* A Fetch URL pattern: '*' matches any run, a backslash makes the next character literal.
- * Greedy with one backtrack point; the patterns are the script's own. */
+/* A Fetch URL pattern: '*' matches any run, '?' one character, a backslash makes the next
+ * character literal. Greedy with one backtrack point; the patterns are the script's own. */
 static int fetch_pattern_matches(const char *p, const char *s) {
   const char *star = NULL, *star_s = NULL;
   for (;;) {
@@ -245,7 +332,7 @@ static int fetch_pattern_matches(const char *p, const char *s) {
     }
     const char *lit = p;
     if (*lit == '\\' && lit[1]) lit++;
-    if (*p && *s && *lit == *s) {
+    if (*p && *s && (*lit == *s || (*p == '?' && lit == p))) {
       p = lit + 1;
       s++;
       continue;
@@ -278,67 +365,145 @@ static void nav_answer(lc_bpool *p, lc_enpage *pg, const char *request_id, size_
   lc_buf_free(&b);
 }
 
+static int page_push_event(lc_enpage *pg, const char *method, const char *params, size_t len);
+
+/* Whether one of the patterns `v` matches a paused request. */
+static int pats_match(const fpat *v, size_t n, const char *url, const char *type, int response) {
+  for (size_t i = 0; i < n; i++)
+    if (v[i].response == response && (!v[i].type || strcmp(v[i].type, type) == 0) &&
+        fetch_pattern_matches(v[i].url, url))
+      return 1;
+  return 0;
+}
+
+/* A paused request the engine's rules let through: the script's (`script`: one of its patterns
+ * matches) when the page takes the event, else continued. `id` is the requestId as a JSON
+ * string literal. */
+static void fetch_pass(lc_bpool *p, lc_enpage *pg, int script, const char *params, size_t len,
+                       const char *id, size_t id_len) {
+  if (script && subscribed(pg, "Fetch.requestPaused") &&
+      page_push_event(pg, "Fetch.requestPaused", params, len))
+    return;
+  nav_answer(p, pg, id, id_len, 1);
+}
+
+/* Keeps a guarded document request the script's patterns match, for when the guard allows
+ * it. Out of memory, it is not kept (allowed, it is continued). */
+static void hold_for_script(lc_enpage *pg, const char *request_id, const char *params,
+                            size_t len) {
+  held_req *h = calloc(1, sizeof *h);
+  if (!h) return;
+  h->request_id = strdup(request_id);
+  h->params = malloc(len + 1);
+  if (!h->request_id || !h->params) {
+    free(h->request_id);
+    free(h->params);
+    free(h);
+    return;
+  }
+  memcpy(h->params, params, len);
+  h->params[len] = 0;
+  h->len = len;
+  h->next = pg->held;
+  pg->held = h;
+}
+
 void lc_enpage_nav_decide(lc_bpool *p, lc_enpage *pg, const char *request_id, int allow) {
+  held_req *h = NULL;
+  for (held_req **hp = &pg->held; *hp; hp = &(*hp)->next) {
+    if (strcmp((*hp)->request_id, request_id) == 0) {
+      h = *hp;
+      *hp = h->next;
+      break;
+    }
+  }
   lc_buf b;
   lc_buf_init(&b);
   lc_buf_json_string(&b, request_id);
-  if (lc_buf_str(&b)) nav_answer(p, pg, b.p, b.n, allow);
-  lc_buf_free(&b);
-}
-
-/* Fetch.requestPaused of a guarded page's document: fail it if block_urls match, continue it
- * for a subframe, or hand it to the engine for the crawl's rules. Returns 0 when it is not
- * such a request (the caller fails it as blocked). */
-static int guard_paused(lc_bpool *p, lc_enpage *pg, const char *params, size_t len,
-                        lc_json_span id) {
-  lc_json_span v, req, u;
-  char type[32], frame[64];
-  if (!pg->guard || lc_json_member(params, len, "resourceType", &v) != 0 ||
-      lc_json_plain_string(v, type, sizeof type) != 0 || strcmp(type, "Document") != 0)
-    return 0;
-  if (lc_json_member(params, len, "request", &req) != 0 ||
-      lc_json_member(req.p, req.n, "url", &u) != 0)
-    return 0;
-  char *url = lc_json_string_dup(u);
-  char *rid = lc_json_string_dup(id);
-  if (!url || !rid) {
-    free(url);
-    free(rid);
-    return 0;
+  if (lc_buf_str(&b)) {
+    if (allow && h)
+      fetch_pass(p, pg, 1, h->params, h->len, b.p, b.n);
+    else
+      nav_answer(p, pg, b.p, b.n, allow);
   }
-  int blocked = 0;
-  for (size_t i = 0; i < pg->n_block && !blocked; i++)
-    blocked = fetch_pattern_matches(pg->block[i], url);
-  int main_frame = lc_json_member(params, len, "frameId", &v) == 0 &&
-                   lc_json_plain_string(v, frame, sizeof frame) == 0 &&
-                   strcmp(frame, pg->target) == 0;
-  int redirected = lc_json_member(params, len, "redirectedRequestId", &v) == 0;
-  /* The first request of page:navigate(url) is the script's choice and goes at once: a round
-   * trip through the resume point would only blur the politeness delay it just waited for. */
-  if (blocked || !main_frame || !p->cbs.on_nav_paused || (!redirected && is_expected(pg, url)))
-    nav_answer(p, pg, id.p, id.n, !blocked);
-  else
-    p->cbs.on_nav_paused(p->cbs.ud, pg->page_id, rid, url, redirected);
-  free(url);
-  free(rid);
-  return 1;
+  lc_buf_free(&b);
+  if (h) {
+    free(h->request_id);
+    free(h->params);
+    free(h);
+  }
 }
 
-static void page_push_event(lc_enpage *pg, const char *method, const char *params, size_t len) {
+/* A Fetch.requestPaused (see lc_enpage_set_guard in bpool.h for who answers it): the engine's
+ * block patterns fail it, the guard decides a main-frame document, the script gets what its
+ * own patterns match, and the rest continues. */
+static void fetch_paused(lc_bpool *p, lc_enpage *pg, const char *params, size_t len) {
+  lc_json_span id, v, req, u;
+  char type[32] = "", frame[64];
+  if (lc_json_member(params, len, "requestId", &id) != 0) return;
+  if (lc_json_member(params, len, "resourceType", &v) != 0 ||
+      lc_json_plain_string(v, type, sizeof type) != 0)
+    type[0] = 0;
+  char *url = lc_json_member(params, len, "request", &req) == 0 &&
+                      lc_json_member(req.p, req.n, "url", &u) == 0
+                  ? lc_json_string_dup(u)
+                  : NULL;
+  if (!url) { /* the engine's rules cannot be checked: refuse it */
+    nav_answer(p, pg, id.p, id.n, 0);
+    return;
+  }
+  int response = lc_json_member(params, len, "responseStatusCode", &v) == 0 ||
+                 lc_json_member(params, len, "responseErrorReason", &v) == 0;
+  int script = pats_match(pg->script, pg->n_script, url, type, response);
+  int main_frame = strcmp(type, "Document") == 0 && lc_json_member(params, len, "frameId", &v) == 0 &&
+                   lc_json_plain_string(v, frame, sizeof frame) == 0 && strcmp(frame, pg->target) == 0;
+  /* While page:navigate's Page.navigate is in flight (its reply waits for the main document),
+   * the task cannot read events: its main-frame documents are never the script's to answer. */
+  if (main_frame && pg->expect) script = 0;
+  if (!response && pats_match(pg->block, pg->n_block, url, type, 0)) {
+    nav_answer(p, pg, id.p, id.n, 0);
+    free(url);
+    return;
+  }
+  if (!response && pg->guard && main_frame && p->cbs.on_nav_paused) {
+    int redirected = lc_json_member(params, len, "redirectedRequestId", &v) == 0;
+    /* The first request of page:navigate(url) is the script's choice and goes at once: a
+     * round trip through the resume point would only blur the politeness delay it just
+     * waited for. Subframes are not guarded. */
+    if (redirected || !is_expected(pg, url)) {
+      char *rid = lc_json_string_dup(id);
+      if (!rid) {
+        nav_answer(p, pg, id.p, id.n, 0);
+        free(url);
+        return;
+      }
+      if (script) hold_for_script(pg, rid, params, len);
+      p->cbs.on_nav_paused(p->cbs.ud, pg->page_id, rid, url, redirected);
+      free(rid);
+      free(url);
+      return;
+    }
+  }
+  fetch_pass(p, pg, script, params, len, id.p, id.n);
+  free(url);
+}
+
+/* Hands the event to the page's waiter or buffers it. Returns 1, or 0 when it was dropped. */
+static int page_push_event(lc_enpage *pg, const char *method, const char *params, size_t len) {
   if (pg->waiter) {
     page_wake(pg, method, params, len, NULL);
-    return;
+    return 1;
   }
   lc_bpool *p = pg->pool;
   /* Nobody reads an idle page's events (its next use starts by clearing them): keep none. */
   if (p->cache && !lc_cache_page_in_use(p->cache, pg->page_id)) {
     p->stats.events_dropped += (uint64_t)pg->n_events + 1;
     lc_enpage_clear_events(pg);
-    return;
+    return 0;
   }
   if (len > LC_ENPAGE_MAX_EVENT_BYTES) {
     p->stats.events_dropped++;
-    return;
+    return 0;
   }
   while (pg->head && (pg->n_events >= LC_ENPAGE_MAX_EVENTS ||
                       pg->event_bytes + len > LC_ENPAGE_MAX_EVENT_BYTES)) {
@@ -346,12 +511,12 @@ static void page_push_event(lc_enpage *pg, const char *method, const char *param
     p->stats.events_dropped++;
   }
   pev *e = calloc(1, sizeof *e);
-  if (!e) return;
+  if (!e) return 0;
   e->method = strdup(method);
   e->params = malloc(len + 1);
   if (!e->method || !e->params) {
     pev_free(e);
-    return;
+    return 0;
   }
   memcpy(e->params, params, len);
   e->params[len] = 0;
@@ -364,6 +529,7 @@ static void page_push_event(lc_enpage *pg, const char *method, const char *param
   pg->n_events++;
   pg->event_bytes += len;
   p->stats.events_queued_bytes += len;
+  return 1;
 }
 
 static void event_timeout_cb(uv_timer_t *h) {
@@ -557,21 +723,7 @@ static void on_cdp_event(void *ud, const char *session, const char *method, char
     return;
   }
   if (strcmp(method, "Fetch.requestPaused") == 0) {
-    /* Fetch is enabled with patterns for blocked resources, which are all failed, and for
-     * documents, which the navigation guard decides. */
-    lc_json_span v;
-    if (lc_json_member(params, len, "requestId", &v) == 0 && guard_paused(p, pg, params, len, v))
-      return;
-    if (lc_json_member(params, len, "requestId", &v) == 0) {
-      lc_buf b;
-      lc_buf_init(&b);
-      lc_buf_puts(&b, "{\"requestId\":");
-      lc_buf_add(&b, v.p, v.n);
-      lc_buf_puts(&b, ",\"errorReason\":\"BlockedByClient\"}");
-      if (lc_buf_str(&b))
-        lc_cdp_send(g->cdp, session, "Fetch.failRequest", b.p, CMD_TIMEOUT_MS, reply_dialog, NULL);
-      lc_buf_free(&b);
-    }
+    fetch_paused(p, pg, params, len);
     return;
   }
   if (strcmp(method, "Page.javascriptDialogOpening") == 0) {
@@ -579,11 +731,8 @@ static void on_cdp_event(void *ud, const char *session, const char *method, char
     lc_cdp_send(g->cdp, session, "Page.handleJavaScriptDialog", "{\"accept\":true}", CMD_TIMEOUT_MS,
                 reply_dialog, NULL);
   }
-  if (strncmp(method, "Page.", 5) == 0 || strcmp(method, "Network.responseReceived") == 0 ||
-      strcmp(method, "Network.loadingFailed") == 0 ||
-      strcmp(method, "Network.requestWillBeSent") == 0 ||
-      strcmp(method, "Runtime.exceptionThrown") == 0)
-    page_push_event(pg, method, params, len);
+  /* What a page buffers is what its Lua asked for (lc_enpage_subscribe). */
+  if (subscribed(pg, method)) page_push_event(pg, method, params, len);
 }
 
 static void on_browser_ready(lc_browser *b, int err, const char *msg, void *ud) {

@@ -97,18 +97,42 @@ const char *lc_enpage_broken(const lc_enpage *pg);
  * it with LC_CDP_ETOOBIG. Returns 0 if it cannot be sent. */
 uint64_t lc_enpage_send(lc_bpool *p, lc_enpage *pg, const char *method, const char *params,
                         int timeout_ms, size_t max_reply, lc_cdp_reply_fn fn, void *ud);
-/* Guard (on) or stop guarding the page's main-frame navigations (Fetch must be enabled with a
- * Document pattern):
- * their paused requests go to on_nav_paused. `block` holds the page's Fetch URL patterns
- * (block_urls: '*' any run, '\\' escapes the next character), which fail a document at once, as
- * the C side fails every other paused request. Replaces earlier patterns.
- * Returns 0, or -1 when out of memory (the page is then not guarded). */
-int lc_enpage_set_guard(lc_enpage *pg, int on, const char *const *block, size_t n);
+/* One Fetch request pattern, as Fetch.enable takes it. */
+typedef struct lc_fetch_pattern {
+  const char *url;  /* urlPattern: '*' any run, '?' one character, '\\' escapes the next one */
+  const char *type; /* resourceType ("Document", "Script", ...), or NULL: any */
+  int response;     /* requestStage "Response" (else "Request") */
+} lc_fetch_pattern;
+
+/* Who answers a Fetch.requestPaused of a page (Fetch is enabled with the engine's patterns and
+ * the script's, merged): the engine's rules come first. A request at the Request stage that
+ * matches a `block` pattern is failed at once (BlockedByClient); with the guard on, a
+ * main-frame document request goes to on_nav_paused (and is answered by lc_enpage_nav_decide).
+ * What the engine lets through and a pattern the script enabled matches reaches the script as
+ * a Fetch.requestPaused event (the script continues, fulfils or fails it); if the page cannot
+ * take the event (it is idle, or not subscribed to it), or no pattern of the script matches,
+ * the request is continued. */
+/* The engine's rules (guard on/off, block patterns); replaces earlier ones. Returns 0, or -1
+ * when out of memory (the page then has no rules: nothing is blocked or guarded). */
+int lc_enpage_set_guard(lc_enpage *pg, int on, const lc_fetch_pattern *block, size_t n);
+/* The engine's patterns as Fetch.enable takes them (the block patterns, then the guard's
+ * Document pattern when it is on): writes up to `cap`, returns how many there are. The strings
+ * are the page's, valid until the next lc_enpage_set_guard. */
+size_t lc_enpage_engine_patterns(const lc_enpage *pg, lc_fetch_pattern *out, size_t cap);
+/* The patterns the script enabled itself (page:send("Fetch.enable")); replaces earlier ones.
+ * Returns 0, or -1 when out of memory (the page then has none). */
+int lc_enpage_set_script_fetch(lc_enpage *pg, const lc_fetch_pattern *pats, size_t n);
 /* The URL page:navigate is about to load (NULL: none): its first request is not paused for
  * the engine, whatever the guard. */
 void lc_enpage_expect(lc_enpage *pg, const char *url);
 /* Answer a paused navigation request: continue it (allow) or fail it as BlockedByClient. */
 void lc_enpage_nav_decide(lc_bpool *p, lc_enpage *pg, const char *request_id, int allow);
+
+/* The events the page buffers (its subscription): method names, or prefixes ending in '.'
+ * ("Page." is every Page event). Replaces the earlier set; a new page has none. The Lua page
+ * layer sets it when it prepares a page (lib/luacrawl/page.lua: M.EVENTS and what the script
+ * subscribes to). Returns 0, or -1 when out of memory (the set is then empty). */
+int lc_enpage_subscribe(lc_enpage *pg, const char *const *methods, size_t n);
 
 /* Events are buffered per page up to LC_ENPAGE_MAX_EVENTS events and LC_ENPAGE_MAX_EVENT_BYTES
  * bytes of params (the oldest are dropped first, and counted), and only while the cache has

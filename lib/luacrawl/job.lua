@@ -47,7 +47,6 @@ function M.new(spec, cfg)
   for _, u in ipairs(cfg.start) do origins[core.origin(u)] = true end
 
   local job = {}
-  local prepared = {} -- session names whose page is prepared
   local J = {}
   J.__index = J
   J.__name = "luacrawl.Job"
@@ -117,32 +116,31 @@ function M.new(spec, cfg)
     for k, v in pairs(c) do keyed[k] = v end
     keyed.session = name
     local canon = options.canonical(keyed)
-    local page, created = core.session(name, canon)
-    -- Another request is opening or preparing it: wait for that, never share it half done.
-    while (not page and created == "pending") or (page and not created and not prepared[name]) do
-      core.sleep(20)
-      page, created = core.session(name, canon)
-    end
+    -- While another request opens or prepares it, core.session waits (woken when that ends,
+    -- never by polling) and answers false: look again. A session is never shared half done.
+    local page, created
+    repeat page, created = core.session(name, canon) until page ~= false
     if not page then return nil, created end
     if created then
-      prepared[name] = nil
       -- If this task is stopped while it prepares the page (its deadline passes while the
       -- browser is slow), the session is closed as the task unwinds: a later open makes a
       -- new one instead of waiting for a preparation that will never finish.
+      local prepared = false
       local opener <close> = setmetatable({}, { __close = function()
-        if prepared[name] then return end
+        if prepared then return end
         if page:live() then page:mark_bad() end
         core.close_session(name)
       end })
       local pok, perr = page_api.prepare(page, c)
       if not pok then return nil, perr end -- closed by `opener`: never hand out an unprepared session
-      prepared[name] = true
+      prepared = true
+      local mok, merr = core.session_prepared(name)
+      if not mok then return nil, merr end
     end
     return page
   end
 
   function J.close_session(self, name)
-    prepared[name] = nil
     return core.close_session(name)
   end
 

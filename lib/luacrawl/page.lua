@@ -18,7 +18,20 @@ local DEFAULT_TIMEOUT = 30000
 -- connection's message cap even when every character takes 6 bytes of escaped JSON.
 local MAX_EVAL_BYTES = 64 * 1024 * 1024
 
--- Per-request state of a page (response handlers), dropped with the handle.
+-- The events every page buffers, for the engine's own reading (navigate's waits, scroll's
+-- requests in flight): method names, or prefixes ending in "." ("Page." is every Page event).
+-- This is the one list: the pool buffers what a page's subscription names (page:_subscribe),
+-- and a page's subscription is this list plus what its script asked for (page:on_event,
+-- page:wait_event, its own Fetch.enable).
+M.EVENTS = { "Page.", "Network.responseReceived", "Network.loadingFailed",
+             "Network.requestWillBeSent", "Runtime.exceptionThrown" }
+
+-- Events of the script's subscriptions that an engine wait read and no handler took, kept for
+-- page:wait_event (the oldest go first past this many).
+local MAX_BACKLOG = 1000
+
+-- Per-request state of a page (response and event handlers, the script's subscriptions),
+-- dropped with the handle.
 local per_use = setmetatable({}, { __mode = "k" })
 -- Per-target state that outlives a request: did a script change settings by hand?
 local dirty = {}
@@ -33,8 +46,47 @@ M.guard = {
 
 local function use_state(page)
   local s = per_use[page]
-  if not s then s = { on_response = {} }; per_use[page] = s end
+  if not s then
+    s = { on_response = {}, on_event = {}, subs = {}, backlog = {} }
+    per_use[page] = s
+  end
   return s
+end
+
+-- Whether an event method matches a subscription entry (a name, or a prefix ending in ".").
+local function method_matches(entry, method)
+  if entry:sub(-1) == "." then return method:sub(1, #entry) == entry end
+  return method == entry
+end
+
+-- Adds `method` to the script's subscriptions of this use and tells the pool.
+local function subscribe(page, s, method)
+  for _, m in ipairs(s.subs) do if m == method then return end end
+  s.subs[#s.subs + 1] = method
+  local all = {}
+  for i, m in ipairs(M.EVENTS) do all[i] = m end
+  for _, m in ipairs(s.subs) do all[#all + 1] = m end
+  page:_subscribe(all)
+end
+
+local function script_wants(s, method)
+  for _, m in ipairs(s.subs) do if method_matches(m, method) then return true end end
+  return false
+end
+
+-- An event an engine wait (navigate, scroll, wait_event) read: to the script's handlers for
+-- it, else, if the script subscribed to it, kept for page:wait_event.
+local function dispatch(page, s, method, params)
+  local handled = false
+  for _, h in ipairs(s.on_event) do
+    if method_matches(h.method, method) then
+      handled = true
+      h.fn(json.plain(json.decode(params)), method)
+    end
+  end
+  if handled or not script_wants(s, method) then return end
+  if #s.backlog >= MAX_BACKLOG then table.remove(s.backlog, 1) end
+  s.backlog[#s.backlog + 1] = { method = method, params = params }
 end
 
 local function timeout_of(opts)
@@ -173,11 +225,81 @@ end
 
 -- page:send(method [, params [, timeout_ms]]) -> result | nil, err
 -- A raw CDP command on the page's session. The page is reset before its next reuse.
+-- Fetch.enable replaces a session's patterns, so a script's own Fetch.enable (or Fetch.disable)
+-- is merged with the engine's patterns (block, block_urls, the navigation guard), which keep
+-- being answered by the engine; what the script's patterns pause reaches it as
+-- Fetch.requestPaused events (see bpool.h, lc_enpage_set_guard).
+local function script_fetch(page, params, timeout)
+  if params ~= nil and type(params) ~= "table" then error("page:send: Fetch.enable parameters must be a table", 3) end
+  local s = use_state(page)
+  local mine = {}
+  if params then
+    -- Without patterns, Fetch.enable pauses every request (at the Request stage).
+    for i, p in ipairs(params.patterns or { { urlPattern = "*" } }) do
+      if type(p) ~= "table" then error("page:send: Fetch.enable patterns must be tables", 3) end
+      mine[i] = { urlPattern = p.urlPattern or "*", resourceType = p.resourceType, requestStage = p.requestStage }
+    end
+  end
+  page:_script_fetch(mine)
+  if #mine > 0 then subscribe(page, s, "Fetch.requestPaused") end
+  local auth = params and params.handleAuthRequests or nil
+  if auth then subscribe(page, s, "Fetch.authRequired") end
+  local patterns = page:_engine_fetch()
+  for _, p in ipairs(mine) do patterns[#patterns + 1] = p end
+  return send(page, "Fetch.enable", { patterns = patterns, handleAuthRequests = auth }, timeout)
+end
+
+-- page:send(method [, params [, timeout_ms]]) -> result | nil, err
+-- A raw CDP command on the page's session. The page is reset before its next reuse.
 function Page.send(page, method, params, timeout_ms)
   if type(method) ~= "string" then error("page:send: method must be a string", 2) end
   local info = page:info()
   dirty[info.target] = true
+  if method == "Fetch.enable" then return script_fetch(page, params or {}, timeout_ms or timeout_of()) end
+  if method == "Fetch.disable" then return script_fetch(page, nil, timeout_ms or timeout_of()) end
   return send(page, method, params, timeout_ms or timeout_of())
+end
+
+-- page:on_event(method, fn): fn(params, method) for every event `method` (a CDP event name, or
+-- a prefix ending in ".") that arrives while a page method waits (navigate, scroll,
+-- wait_event) in this request. fn runs in the request's task: it may send commands.
+function Page.on_event(page, method, fn)
+  if type(method) ~= "string" or method == "" then error("page:on_event: method must be a non-empty string", 2) end
+  if type(fn) ~= "function" then error("page:on_event: expects a function", 2) end
+  local s = use_state(page)
+  s.on_event[#s.on_event + 1] = { method = method, fn = fn }
+  subscribe(page, s, method)
+end
+
+-- page:wait_event(method [, { timeout_ms }]) -> params, method | nil, err
+-- The next event `method` (a name, or a prefix ending in ".") not taken yet: one that arrived
+-- since the page was subscribed to it (by this call, page:on_event or a Fetch.enable of the
+-- script), or the next to come. Events of other methods read meanwhile go to their handlers.
+function Page.wait_event(page, method, opts)
+  if type(method) ~= "string" or method == "" then error("page:wait_event: method must be a non-empty string", 2) end
+  if opts ~= nil and type(opts) ~= "table" then error("page:wait_event: options must be a table", 2) end
+  check_yieldable()
+  local timeout = timeout_of(opts)
+  local s = use_state(page)
+  subscribe(page, s, method)
+  for i, e in ipairs(s.backlog) do
+    if method_matches(method, e.method) then
+      table.remove(s.backlog, i)
+      return json.plain(json.decode(e.params)), e.method
+    end
+  end
+  local deadline = core.now() + timeout
+  while true do
+    local left = deadline - core.now()
+    if left <= 0 then return nil, "timeout waiting for event " .. method end
+    local m, params = page:_event(left)
+    if not m then
+      if params == "timeout" then return nil, "timeout waiting for event " .. method end
+      return nil, params
+    end
+    if method_matches(method, m) then return json.plain(json.decode(params)), m end
+    dispatch(page, s, m, params)
+  end
 end
 
 -- A block_urls pattern ('*' is the only wildcard) as a Fetch pattern, where '?' is a wildcard
@@ -220,24 +342,23 @@ local function apply(page, c)
   end
   if c.headers then must(send(page, "Network.setExtraHTTPHeaders", { headers = c.headers })) end
   if c.javascript == false then must(send(page, "Emulation.setScriptExecutionDisabled", { value = true })) end
-  -- Blocking goes through the Fetch domain: the engine fails every request paused by these
-  -- patterns (BlockedByClient). Network.setBlockedURLs would not do for block_urls: Chromium
+  -- Blocking goes through the Fetch domain: the engine fails every request these patterns
+  -- match (BlockedByClient). Network.setBlockedURLs would not do for block_urls: Chromium
   -- applies it to subresources only, so a navigation to a blocked URL still loaded.
   local patterns = {}
   for _, t in ipairs(c.block or {}) do
     patterns[#patterns + 1] = { urlPattern = "*", resourceType = options.RESOURCE_TYPES[t], requestStage = "Request" }
   end
-  local block_docs = {}
   for _, u in ipairs(c.block_urls or {}) do
     patterns[#patterns + 1] = { urlPattern = fetch_pattern(u), requestStage = "Request" }
-    block_docs[#block_docs + 1] = fetch_pattern(u)
   end
-  -- The navigation guard: every document request pauses, and the engine applies the crawl's
-  -- rules (same_origin, allow, deny, robots.txt) to each main-frame navigation and each of
-  -- its redirect hops before it goes out. Documents matching block_urls are failed at once.
-  patterns[#patterns + 1] = { urlPattern = "*", resourceType = "Document", requestStage = "Request" }
-  page:_guard(true, block_docs)
-  must(send(page, "Fetch.enable", { patterns = patterns }))
+  -- The navigation guard: every document request pauses (the pool adds a Document pattern to
+  -- these), and the engine applies the crawl's rules (same_origin, allow, deny, robots.txt) to
+  -- each main-frame navigation and each of its redirect hops before it goes out. Requests
+  -- matching the block patterns, documents included, are failed at once.
+  page:_guard(true, patterns)
+  page:_script_fetch({})
+  must(send(page, "Fetch.enable", { patterns = page:_engine_fetch() }))
 end
 
 local function reset(page, c)
@@ -264,6 +385,8 @@ function M.prepare(page, c, use)
   M.guard.expect[target], M.guard.refused[target] = nil, nil
   M.guard.exempt[target] = use and use.unguarded or nil
   M.guard.request[target] = s.request
+  s.on_event, s.subs, s.backlog = {}, {}, {}
+  page:_subscribe(M.EVENTS)
   page:_clear_events()
   local ok, err = pcall(function()
     if page:fresh() then apply(page, c) else reset(page, c) end
@@ -401,6 +524,8 @@ function Page.navigate(page, url, opts)
         if type(p.frame.loaderId) == "string" then loader = p.frame.loaderId end
       end
     end
+    -- The script's own events (a request its Fetch patterns paused, ...) go to its handlers.
+    dispatch(page, s, method, params)
   end
   if guard.refused[target] then return refused() end
   if not res.status then
@@ -734,6 +859,7 @@ local function drain_network(page, inflight)
   while true do
     local method, params = page:_event(1)
     if not method then return end
+    dispatch(page, s, method, params)
     if method == "Network.requestWillBeSent" or method == "Network.responseReceived"
         or method == "Network.loadingFailed" then
       local p = json.decode(params)

@@ -577,6 +577,11 @@ TEST(test_reused_session_takes_and_releases_nothing) {
   CHECK_INT(s2, s1);
   CHECK_INT(created, 0);
   CHECK_INT(info_of(f, ctx).refcount, 1); /* unchanged */
+  CHECK_INT(lc_cache_session_prepared(f->c, 7, "main"), 0);
+  CHECK_INT(lc_cache_session_set_prepared(f->c, 7, "main"), 0);
+  CHECK_INT(lc_cache_session_prepared(f->c, 7, "main"), 1);
+  CHECK_INT(lc_cache_session_prepared(f->c, 8, "main"), 0);
+  CHECK_INT(lc_cache_session_set_prepared(f->c, 8, "main"), LC_CACHE_ENOENT);
   CHECK_INT(stats_of(f).refs_outstanding, 1);
   CHECK_INT(f->ready[s1].fired, 1);
   CHECK_INT(lc_cache_session_find(f->c, 7, "main"), s1);
@@ -588,9 +593,18 @@ TEST(test_reused_session_takes_and_releases_nothing) {
   CHECK_INT(lc_cache_session_close(f->c, 7, "main", f->now), LC_CACHE_ENOENT);
   CHECK_INT(stats_of(f).bad_releases, 0);
   CHECK_INT(info_of(f, ctx).refcount, 0);
+  CHECK_INT(lc_cache_session_prepared(f->c, 7, "main"), 0); /* gone with the handle */
   /* Released directly, the session's name goes with it. */
   uint64_t s3 = lc_cache_session_open(f->c, 7, "main", OPT_A, f->now, on_ready, f, &created);
   CHECK_INT(created, 1);
+  CHECK_INT(lc_cache_session_prepared(f->c, 7, "main"), 0); /* a new session starts unprepared */
+  /* A session whose context is still being created cannot be prepared yet. */
+  uint64_t s4 = lc_cache_session_open(f->c, 7, "other", OPT_B, f->now, on_ready, f, &created);
+  CHECK_INT(lc_cache_handle_state(f->c, s4), 0);
+  CHECK_INT(lc_cache_session_set_prepared(f->c, 7, "other"), LC_CACHE_EINVAL);
+  CHECK_INT(lc_cache_session_prepared(f->c, 7, "other"), 0);
+  CHECK_INT(lc_cache_session_close(f->c, 7, "other", f->now), 0);
+  fake_complete_all(f);
   CHECK(s3 != s1);
   CHECK_INT(lc_cache_release(f->c, s3, f->now), 0);
   CHECK_INT(lc_cache_session_find(f->c, 7, "main"), 0);
