@@ -110,9 +110,10 @@ static double pop_commit(lc_store *s, size_t m) {
 }
 
 static void report(const char *phase, size_t queued, size_t ops, double secs, const char *extra) {
-  printf("{\"phase\":\"%s\",\"queued\":%zu,\"ops\":%zu,\"ms\":%.1f,\"us_per_op\":%.2f,"
-         "\"ops_per_s\":%.0f%s}\n",
-         phase, queued, ops, secs * 1e3, secs * 1e6 / (double)ops, (double)ops / secs, extra);
+  printf(
+      "{\"phase\":\"%s\",\"queued\":%zu,\"ops\":%zu,\"ms\":%.1f,\"us_per_op\":%.2f,"
+      "\"ops_per_s\":%.0f%s}\n",
+      phase, queued, ops, secs * 1e3, secs * 1e6 / (double)ops, (double)ops / secs, extra);
   fprintf(stderr, "%-11s %8zu queued %8zu ops %9.1f ms %8.2f us/op %9.0f ops/s\n", phase, queued,
           ops, secs * 1e3, secs * 1e6 / (double)ops, (double)ops / secs);
   fflush(stdout);

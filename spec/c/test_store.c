@@ -800,8 +800,8 @@ TEST(full_disk_fails_loudly_and_keeps_what_was_flushed) {
   char path[300], err[512];
   int code = 0;
   new_path(path, sizeof path);
-  lc_store_opts o = {.path = path, .job_hash = "h1", .max_bytes = 160 * 1024,
-                     .clock_ms = fake_clock};
+  lc_store_opts o = {
+      .path = path, .job_hash = "h1", .max_bytes = 160 * 1024, .clock_ms = fake_clock};
   lc_store *s = lc_store_open(&o, err, sizeof err, &code);
   CHECK(s != NULL);
   if (!s) return;
@@ -887,8 +887,8 @@ static void kill_child(const char *path, int ready_fd, unsigned seed) {
         size_t lens[3];
         int n = rand() % 4;
         for (int j = 0; j < n; j++) {
-          lens[j] = (size_t)snprintf(lines[j], sizeof lines[j], "{\"id\":%" PRIu64 ",\"j\":%d,\"n\":%d}",
-                                     r.id, j, n);
+          lens[j] = (size_t)snprintf(lines[j], sizeof lines[j],
+                                     "{\"id\":%" PRIu64 ",\"j\":%d,\"n\":%d}", r.id, j, n);
           p[j] = lines[j];
         }
         if (lc_store_commit(s, r.id, p, lens, (size_t)n) != 0) _exit(5);
