@@ -35,6 +35,7 @@ describe("--state", function()
     -- Kill moments spread over a run that takes a few seconds: early (before or during the
     -- first commits) to late.
     local moments = { 0.3, 0.8, 1.2, 1.6, 2.0, 0.5, 1.0, 1.4, 2.4, 3.0 }
+    local mid = 0
     for i, t in ipairs(moments) do
       local run = H.spawn(args, { timeout = 120 })
       H.sleep(t)
@@ -48,12 +49,11 @@ describe("--state", function()
       local _, bad = H.decode_lines(H.read(out) or "")
       assert.equals(0, #bad, "a torn or bad line after kill " .. i .. ": " .. table.concat(bad, "|"))
       local st = status(db)
+      if st.records > 0 and st.state ~= "done" then mid = mid + 1 end
       if st.state == "done" then break end
     end
-    -- The kills landed mid-crawl: some records were committed and written, not all.
-    local before = H.decode_lines(H.read(out) or "")
-    assert.is_true(#before > 0 and #before < PAGES + 1,
-      "the kills did not land mid-crawl (" .. #before .. " records before the last run)")
+    -- Kills landed mid-crawl: after them some records were committed, not all.
+    assert.is_true(mid >= 3, "only " .. mid .. " kills landed mid-crawl")
     -- The last run, undisturbed, finishes the crawl.
     local r = H.run(args, { stats = true, timeout = 180 })
     assert.equals(0, r.code, r.stderr)

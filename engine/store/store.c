@@ -100,35 +100,43 @@ static const char *const query_sql[Q_COUNT] = {
     [Q_COMMIT] = "COMMIT",
     [Q_SEEN_ADD] = "INSERT OR IGNORE INTO seen(fp) VALUES(?1)",
     [Q_SEEN_HAS] = "SELECT 1 FROM seen WHERE fp = ?1",
-    [Q_REQ_ADD] = "INSERT INTO requests(id, url, host_id, depth, data, state, ord)"
-                  " VALUES(?1, ?2, ?3, ?4, ?5, 0, ?6)",
-    [Q_REQ_GET] = "SELECT url, data, depth, attempt, throttles, crashes, not_before_wall_ms"
-                  " FROM requests WHERE id = ?1",
+    [Q_REQ_ADD] =
+        "INSERT INTO requests(id, url, host_id, depth, data, state, ord)"
+        " VALUES(?1, ?2, ?3, ?4, ?5, 0, ?6)",
+    [Q_REQ_GET] =
+        "SELECT url, data, depth, attempt, throttles, crashes, not_before_wall_ms"
+        " FROM requests WHERE id = ?1",
     [Q_REQ_URL] = "SELECT url FROM requests WHERE id = ?1",
     [Q_REQ_LEASE] = "UPDATE requests SET state = 2 WHERE id = ?1 AND state = 0",
     [Q_REQ_END] = "UPDATE requests SET state = ?2 WHERE id = ?1 AND state = 2",
-    [Q_REQ_RETRY] = "UPDATE requests SET state = 1, attempt = ?2, throttles = ?3, crashes = ?4,"
-                    " not_before_wall_ms = ?5, ord = ?6 WHERE id = ?1 AND state = 2",
-    [Q_HOST_HEAD] = "SELECT id, ord FROM requests WHERE host_id = ?1 AND state = 0"
-                    " ORDER BY ord LIMIT 1",
-    [Q_DUE] = "SELECT id, host_id FROM requests WHERE state = 1 AND not_before_wall_ms <= ?1"
-              " ORDER BY not_before_wall_ms, ord",
+    [Q_REQ_RETRY] =
+        "UPDATE requests SET state = 1, attempt = ?2, throttles = ?3, crashes = ?4,"
+        " not_before_wall_ms = ?5, ord = ?6 WHERE id = ?1 AND state = 2",
+    [Q_HOST_HEAD] =
+        "SELECT id, ord FROM requests WHERE host_id = ?1 AND state = 0"
+        " ORDER BY ord LIMIT 1",
+    [Q_DUE] =
+        "SELECT id, host_id FROM requests WHERE state = 1 AND not_before_wall_ms <= ?1"
+        " ORDER BY not_before_wall_ms, ord",
     [Q_MAKE_READY] = "UPDATE requests SET state = 0, ord = ?2 WHERE id = ?1",
     [Q_MIN_WAIT] = "SELECT min(not_before_wall_ms) FROM requests WHERE state = 1",
     [Q_REC_ADD] = "INSERT INTO records(request_id, line) VALUES(?1, ?2)",
     [Q_REC_EACH] = "SELECT seq, line FROM records WHERE seq > ?1 AND seq <= ?2 ORDER BY seq",
-    [Q_META_SET] = "INSERT INTO meta(key, value) VALUES(?1, ?2)"
-                   " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+    [Q_META_SET] =
+        "INSERT INTO meta(key, value) VALUES(?1, ?2)"
+        " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
     [Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
-    [Q_META_ADD] = "INSERT INTO meta(key, value) VALUES(?1, ?2)"
-                   " ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
+    [Q_META_ADD] =
+        "INSERT INTO meta(key, value) VALUES(?1, ?2)"
+        " ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
     [Q_HOST_ADD] = "INSERT INTO hosts(key) VALUES(?1)",
     [Q_HOST_SET] = "UPDATE hosts SET next_ok_wall_ms = ?2 WHERE id = ?1",
     [Q_HOST_GET] = "SELECT next_ok_wall_ms FROM hosts WHERE key = ?1",
-    [Q_ROBOTS_PUT] = "INSERT INTO robots(origin, status, body, fetched_wall_ms)"
-                     " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(origin) DO UPDATE SET"
-                     " status = excluded.status, body = excluded.body,"
-                     " fetched_wall_ms = excluded.fetched_wall_ms",
+    [Q_ROBOTS_PUT] =
+        "INSERT INTO robots(origin, status, body, fetched_wall_ms)"
+        " VALUES(?1, ?2, ?3, ?4) ON CONFLICT(origin) DO UPDATE SET"
+        " status = excluded.status, body = excluded.body,"
+        " fetched_wall_ms = excluded.fetched_wall_ms",
     [Q_ROBOTS_GET] = "SELECT status, body, fetched_wall_ms FROM robots WHERE origin = ?1",
 };
 
@@ -399,7 +407,9 @@ static void host_ready(lc_store *s, shost *h, uint64_t id, int64_t ord) {
 
 /* ---- the frontier --------------------------------------------------------------------------- */
 
-static int frontier_code(int rc) { return rc == LC_STORE_EINVAL ? LC_FRONTIER_EINVAL : LC_FRONTIER_EIO; }
+static int frontier_code(int rc) {
+  return rc == LC_STORE_EINVAL ? LC_FRONTIER_EINVAL : LC_FRONTIER_EIO;
+}
 
 /* Make ready every waiting request whose time has come, earliest first (ties by ord). */
 static int release_due(lc_store *s, int64_t now_wall) {
@@ -715,8 +725,10 @@ static int lock_file(lc_store *s) {
   }
   if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK) {
-      set_err(s, "state file %s is in use by another luacrawl; wait for it to end or choose "
-                 "another --state file", s->path);
+      set_err(s,
+              "state file %s is in use by another luacrawl; wait for it to end or choose "
+              "another --state file",
+              s->path);
       return LC_STORE_ELOCKED;
     }
     set_err(s, "cannot lock state file %s: %s", s->path, strerror(errno));
@@ -752,8 +764,10 @@ static int open_fail(lc_store *s, int rc, const char *what) {
     return LC_STORE_ENOTDB;
   }
   if (code == SQLITE_CANTOPEN || code == SQLITE_READONLY || code == SQLITE_PERM) {
-    set_err(s, "cannot write state file %s or its -wal and -shm files beside it (%s: %s); the "
-               "file and its directory must be writable", s->path, what, sqlite3_errmsg(s->db));
+    set_err(s,
+            "cannot write state file %s or its -wal and -shm files beside it (%s: %s); the "
+            "file and its directory must be writable",
+            s->path, what, sqlite3_errmsg(s->db));
     return LC_STORE_EIO;
   }
   return fail(s, rc, what);
@@ -797,8 +811,7 @@ static int check_schema(lc_store *s, const lc_store_opts *o) {
     }
     char sql[160];
     snprintf(sql, sizeof sql,
-             "INSERT INTO meta(key, value) VALUES('schema_version', %d), ('started', %" PRId64
-             ")",
+             "INSERT INTO meta(key, value) VALUES('schema_version', %d), ('started', %" PRId64 ")",
              SCHEMA_VERSION, wall_now(s));
     if ((rc = exec(s, "BEGIN IMMEDIATE", "creating the schema")) < 0 ||
         (rc = exec(s, schema_sql, "creating the schema")) < 0 ||
@@ -813,8 +826,10 @@ static int check_schema(lc_store *s, const lc_store_opts *o) {
     if (rc != SQLITE_DONE) return open_fail(s, rc, "creating the schema");
     return exec(s, "COMMIT", "creating the schema");
   }
-  rc = sqlite3_prepare_v2(s->db, "SELECT key, value FROM meta WHERE key IN "
-                          "('schema_version', 'job_hash')", -1, &st, NULL);
+  rc = sqlite3_prepare_v2(s->db,
+                          "SELECT key, value FROM meta WHERE key IN "
+                          "('schema_version', 'job_hash')",
+                          -1, &st, NULL);
   if (rc != SQLITE_OK) {
     set_err(s, "%s is a SQLite database but not a luacrawl state file (no meta table)", s->path);
     return LC_STORE_ENOTDB;
@@ -842,13 +857,14 @@ static int check_schema(lc_store *s, const lc_store_opts *o) {
   s->resumed = 1;
   if (s->read_only || !o->job_hash || strcmp(hash, o->job_hash) == 0) return 0;
   if (!o->reuse) {
-    set_err(s, "state file %s belongs to another job (job hash %.16s, this one is %.16s): use "
-               "--state-reuse to take it over, or another --state file", s->path, hash,
-            o->job_hash);
+    set_err(s,
+            "state file %s belongs to another job (job hash %.16s, this one is %.16s): use "
+            "--state-reuse to take it over, or another --state file",
+            s->path, hash, o->job_hash);
     return LC_STORE_EOTHERJOB;
   }
-  rc = sqlite3_prepare_v2(s->db, "UPDATE meta SET value = ?1 WHERE key = 'job_hash'", -1, &st,
-                          NULL);
+  rc =
+      sqlite3_prepare_v2(s->db, "UPDATE meta SET value = ?1 WHERE key = 'job_hash'", -1, &st, NULL);
   if (rc != SQLITE_OK) return open_fail(s, rc, "taking the file over");
   sqlite3_bind_text(st, 1, o->job_hash, -1, SQLITE_STATIC);
   rc = sqlite3_step(st);
@@ -904,8 +920,7 @@ static int load_state(lc_store *s) {
 
 static int prepare_all(lc_store *s) {
   for (int i = 0; i < Q_COUNT; i++) {
-    int rc = sqlite3_prepare_v3(s->db, query_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->q[i],
-                                NULL);
+    int rc = sqlite3_prepare_v3(s->db, query_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->q[i], NULL);
     if (rc != SQLITE_OK) return open_fail(s, rc, "preparing statements");
   }
   return 0;
@@ -952,8 +967,7 @@ lc_store *lc_store_open(const lc_store_opts *o, char *err, size_t errlen, int *c
   sqlite3_busy_timeout(s->db, 2000); /* a reader's checkpoint or recovery, never a writer */
   char buf[256];
   if (!s->read_only) {
-    if ((rc = pragma_text(s, "PRAGMA journal_mode=WAL", buf, sizeof buf, "entering WAL mode")) <
-        0)
+    if ((rc = pragma_text(s, "PRAGMA journal_mode=WAL", buf, sizeof buf, "entering WAL mode")) < 0)
       goto out;
     if (strcmp(buf, "wal") != 0) {
       set_err(s, "state file %s: cannot use WAL mode (journal mode stays '%s')", s->path, buf);
@@ -969,8 +983,14 @@ lc_store *lc_store_open(const lc_store_opts *o, char *err, size_t errlen, int *c
     goto out;
   }
   if ((rc = check_schema(s, o)) < 0) goto out;
-  if ((rc = exec(s, "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-16384; "
-                    "PRAGMA temp_store=MEMORY",
+  /* A 32 MiB page cache and a checkpoint every 8,192 pages (32 MiB of WAL, truncated back to
+   * 64 MiB at most): the seen set's keys are random, so every flush dirties pages all over its
+   * B-tree, and checkpointing each flush's pages again at the default 1,000 cost a quarter of
+   * the push rate (bench/RESULTS.md, issue 11). */
+  if ((rc = exec(s,
+                 "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-32768; "
+                 "PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=8192; PRAGMA "
+                 "journal_size_limit=67108864",
                  "setting pragmas")) < 0)
     goto out;
   if (o->max_bytes > 0) {
@@ -1018,8 +1038,8 @@ size_t lc_store_unflushed(const lc_store *s) { return s ? s->unflushed : 0; }
 
 /* ---- records and the output position -------------------------------------------------------- */
 
-int lc_store_commit(lc_store *s, uint64_t request_id, const char *const *lines,
-                    const size_t *lens, size_t n) {
+int lc_store_commit(lc_store *s, uint64_t request_id, const char *const *lines, const size_t *lens,
+                    size_t n) {
   if (!s || (n && (!lines || !lens))) return LC_STORE_EINVAL;
   for (size_t i = 0; i < n; i++)
     if (!lines[i] || lens[i] > INT_MAX) return LC_STORE_EINVAL;
@@ -1118,8 +1138,7 @@ int64_t lc_store_host_get(lc_store *s, const char *host) {
   return v;
 }
 
-int lc_store_robots_put(lc_store *s, const char *origin, int status, const char *text,
-                        size_t len) {
+int lc_store_robots_put(lc_store *s, const char *origin, int status, const char *text, size_t len) {
   if (!s || !origin || (len && !text) || len > INT_MAX) return LC_STORE_EINVAL;
   int rc = tx(s);
   if (rc < 0) return rc;
@@ -1166,17 +1185,25 @@ int lc_store_get_status(lc_store *s, lc_store_status *out) {
   if (!s || !out) return LC_STORE_EINVAL;
   memset(out, 0, sizeof *out);
   sqlite3_stmt *st;
-  int rc = sqlite3_prepare_v2(s->db, "SELECT state, count(*) FROM requests GROUP BY state", -1,
-                              &st, NULL);
+  int rc = sqlite3_prepare_v2(s->db, "SELECT state, count(*) FROM requests GROUP BY state", -1, &st,
+                              NULL);
   if (rc != SQLITE_OK) return fail(s, rc, "reading the status");
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     int64_t n = sqlite3_column_int64(st, 1);
     switch (sqlite3_column_int(st, 0)) {
       case ST_READY:
-      case ST_WAITING: out->queued += n; break;
-      case ST_LEASED: out->leased += n; break;
-      case ST_DONE: out->done += n; break;
-      case ST_FAILED: out->failed += n; break;
+      case ST_WAITING:
+        out->queued += n;
+        break;
+      case ST_LEASED:
+        out->leased += n;
+        break;
+      case ST_DONE:
+        out->done += n;
+        break;
+      case ST_FAILED:
+        out->failed += n;
+        break;
     }
   }
   sqlite3_finalize(st);

@@ -606,10 +606,11 @@ TEST(resume_keeps_flushed_work_and_requeues_leases) {
     lc_frontier_push(f, "http://lost.com/1", 0, NULL, 0);
     lc_frontier_done(f, r[0].id, 1);
     lc_store_counter_add(s, "pages_ok", 1);
-    _exit(0); /* no close, no flush */
+    kill(getpid(), SIGKILL); /* a crash: no close, no flush */
+    _exit(4);
   }
   int status;
-  CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
   lc_store *s = open_store(path, "h1", &code, err, sizeof err);
   CHECK(s != NULL);
   if (!s) return;
@@ -799,8 +800,8 @@ TEST(full_disk_fails_loudly_and_keeps_what_was_flushed) {
   char path[300], err[512];
   int code = 0;
   new_path(path, sizeof path);
-  lc_store_opts o = {.path = path, .job_hash = "h1", .max_bytes = 160 * 1024,
-                     .clock_ms = fake_clock};
+  lc_store_opts o = {
+      .path = path, .job_hash = "h1", .max_bytes = 160 * 1024, .clock_ms = fake_clock};
   lc_store *s = lc_store_open(&o, err, sizeof err, &code);
   CHECK(s != NULL);
   if (!s) return;
@@ -886,8 +887,8 @@ static void kill_child(const char *path, int ready_fd, unsigned seed) {
         size_t lens[3];
         int n = rand() % 4;
         for (int j = 0; j < n; j++) {
-          lens[j] = (size_t)snprintf(lines[j], sizeof lines[j], "{\"id\":%" PRIu64 ",\"j\":%d,\"n\":%d}",
-                                     r.id, j, n);
+          lens[j] = (size_t)snprintf(lines[j], sizeof lines[j],
+                                     "{\"id\":%" PRIu64 ",\"j\":%d,\"n\":%d}", r.id, j, n);
           p[j] = lines[j];
         }
         if (lc_store_commit(s, r.id, p, lens, (size_t)n) != 0) _exit(5);
