@@ -127,4 +127,54 @@ return { start = { args.base .. "/_/slow?ms=20000" }, max_depth = 0, timeout_ms 
     run.signal("INT")
     run.wait(30)
   end)
+
+  it("a full disk stops the crawl (exit 1); what was committed survives and the next run resumes", function()
+    local dir = H.tmpdir()
+    local full = dir .. "/full"
+    os.execute("mkdir -p " .. full)
+    -- A 600 KiB file system: the state file fills it part way through the crawl. Mounting
+    -- needs root (make test runs as root on CI); elsewhere the case says so and stops.
+    if not os.execute("mount -t tmpfs -o size=600k tmpfs " .. full .. " 2>/dev/null") then
+      pending("cannot mount a small tmpfs here (needs root)")
+      return
+    end
+    local ok, err = pcall(function()
+      local srv = H.server()
+      local script = H.script([[
+return { start = { args.base .. "/_/links?n=300" }, max_depth = 1, concurrency = 4,
+  handle = function(page, req, job)
+    assert(page:navigate(req.url))
+    job:emit { url = req.url, pad = string.rep("x", 3000) }
+    for _, l in ipairs(page:links()) do job:enqueue(l) end
+  end }
+]])
+      local out = dir .. "/out.jsonl"
+      local r = H.run({ "run", script, "base=" .. srv.url(""), "--state", full .. "/c.db", "-o", out, "-q" },
+        { timeout = 120 })
+      assert.equals(1, r.code, r.stderr)
+      assert.matches("luacrawl: cannot commit to the state file .* full", r.stderr)
+      assert.equals(0, #H.chromium_left(r.profile_root))
+      local st = status(full .. "/c.db")
+      assert.is_true(st.done > 0 and st.done < 301, "done " .. st.done)
+      local first = H.decode_lines(H.read(out) or "")
+      assert.equals(st.records, #first, "the output holds exactly the committed records")
+      -- The disk grows (the file moves to a bigger one): the same crawl resumes and ends.
+      assert.is_true(os.execute("cp " .. full .. "/c.db* " .. dir .. "/"))
+      r = H.run({ "run", script, "base=" .. srv.url(""), "--state", dir .. "/c.db", "-o", out, "-q" },
+        { timeout = 120 })
+      assert.equals(0, r.code, r.stderr)
+      local recs, bad = H.decode_lines(H.read(out) or "")
+      assert.equals(0, #bad)
+      local seen, n = {}, 0
+      for _, rec in ipairs(recs) do
+        assert.is_nil(seen[rec.url], "written twice: " .. rec.url)
+        seen[rec.url] = true
+        n = n + 1
+      end
+      assert.equals(301, n)
+    end)
+    os.execute("umount " .. full .. " 2>/dev/null")
+    assert(ok, err)
+  end)
 end)
+

@@ -1182,7 +1182,9 @@ void lc_job_free(lc_job *j) {
   if (j->frontier) lc_frontier_destroy(j->frontier);
   if (j->store) {
     durable_flush(j);
-    if (lc_store_close(j->store) != 0) lc_error("cannot close the state file %s", j->opts.state);
+    /* After a failed commit the store refuses everything: that was reported once already. */
+    if (lc_store_close(j->store) != 0 && !j->failed_store)
+      lc_error("cannot close the state file %s: %s", j->opts.state, "its last commit failed");
   }
   if (j->sink) lc_sink_close(j->sink);
   lc_hosttab_each(j->hosts, host_free, NULL);
