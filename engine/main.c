@@ -45,11 +45,13 @@ static int bad(const char *before, const char *what, const char *after) {
 }
 
 /* luacrawl status FILE [--json] and luacrawl export FILE [-o OUT]: read-only tools. */
-static lc_store *open_state_read(const char *path) {
+static lc_store *open_state_read(const char *path, int *empty) {
   char err[512];
+  int code = 0;
   lc_store_opts so = {.path = path, .read_only = 1};
-  lc_store *st = lc_store_open(&so, err, sizeof err, NULL);
-  if (!st) fprintf(stderr, "luacrawl: %s: %s\n", path, err);
+  lc_store *st = lc_store_open(&so, err, sizeof err, &code);
+  *empty = !st && code == LC_STORE_EEMPTY;
+  if (!st && !*empty) fprintf(stderr, "luacrawl: %s: %s\n", path, err);
   return st;
 }
 
@@ -67,16 +69,19 @@ static int cmd_status(int argc, char **argv) {
       return bad("status takes one STATE_FILE, not '", argv[i], "'");
   }
   if (!path) return bad("status needs a STATE_FILE", "", "");
-  lc_store *st = open_state_read(path);
-  if (!st) return LC_EXIT_BADINPUT;
+  int empty = 0;
+  lc_store *st = open_state_read(path, &empty);
+  if (!st && !empty) return LC_EXIT_BADINPUT;
   lc_store_status s;
-  int rc = lc_store_get_status(st, &s);
-  lc_store_close(st);
+  memset(&s, 0, sizeof s);
+  int rc = st ? lc_store_get_status(st, &s) : 0;
+  if (st) lc_store_close(st);
   if (rc != 0) {
     fprintf(stderr, "luacrawl: %s: cannot read the crawl's state\n", path);
     return LC_EXIT_FAILED;
   }
-  const char *where = s.queued == 0 && s.leased == 0 ? "done" : "unfinished";
+  /* An empty file: its first run was killed before it committed anything. */
+  const char *where = empty ? "new" : s.queued == 0 && s.leased == 0 ? "done" : "unfinished";
   if (json) {
     printf("{\"state\":\"%s\",\"queued\":%lld,\"leased\":%lld,\"done\":%lld,\"failed\":%lld,"
            "\"records\":%lld,\"started\":%lld,\"last_activity\":%lld,\"job\":\"%s\"}\n",
@@ -113,7 +118,9 @@ static int cmd_export(int argc, char **argv) {
     }
   }
   if (!path) return bad("export needs a STATE_FILE", "", "");
-  lc_store *st = open_state_read(path);
+  int empty = 0;
+  lc_store *st = open_state_read(path, &empty);
+  if (empty) return 0; /* no record committed yet */
   if (!st) return LC_EXIT_BADINPUT;
   FILE *f = out && strcmp(out, "-") != 0 ? fopen(out, "w") : stdout;
   if (!f) {

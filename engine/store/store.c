@@ -806,8 +806,9 @@ static int check_schema(lc_store *s, const lc_store_opts *o) {
   if (rc != SQLITE_ROW) return open_fail(s, rc, "reading the schema");
   if (tables == 0) {
     if (s->read_only) {
-      set_err(s, "%s is an empty database, not a luacrawl state file", s->path);
-      return LC_STORE_ENOTDB;
+      /* Made by a run killed before its first commit: no crawl is recorded yet. */
+      set_err(s, "%s holds no crawl yet (its run stopped before the first commit)", s->path);
+      return LC_STORE_EEMPTY;
     }
     char sql[160];
     snprintf(sql, sizeof sql,

@@ -36,6 +36,7 @@ enum {
   LC_STORE_EOTHERJOB = -4,/* the file belongs to another job script or other arguments */
   LC_STORE_ENOTDB = -5,   /* not a SQLite file, or corrupt, or not a luacrawl state file */
   LC_STORE_ENOENT = -6,
+  LC_STORE_EEMPTY = -7,   /* read_only: an empty SQLite file (a run killed before its first commit) */
 };
 
 typedef struct lc_store lc_store;
