@@ -372,6 +372,10 @@ lc_job *lc_engine_add_job(lc_engine *e, const lc_job_opts *o, char *err, size_t 
     e->jobs = p;
     e->cap_jobs = cap;
   }
+  if (e->next_job_id >= (1u << (64 - LC_JOB_ID_SHIFT)) - 1) { /* owner ranges would collide */
+    snprintf(err, errlen, "too many jobs in one engine");
+    return NULL;
+  }
   lc_job *j = lc_job_new(&e->sh, ++e->next_job_id, o, err, errlen);
   if (j) e->jobs[e->n_jobs++] = j;
   return j;

@@ -82,6 +82,8 @@ static int cmd_status(int argc, char **argv) {
   }
   /* An empty file: its first run was killed before it committed anything. */
   const char *where = empty ? "new" : s.queued == 0 && s.leased == 0 ? "done" : "unfinished";
+  for (char *c = s.job_hash; *c; c++) /* ours are hex; a foreign file's may be anything */
+    if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'))) *c = '?';
   if (json) {
     printf("{\"state\":\"%s\",\"queued\":%lld,\"leased\":%lld,\"done\":%lld,\"failed\":%lld,"
            "\"records\":%lld,\"started\":%lld,\"last_activity\":%lld,\"job\":\"%s\"}\n",

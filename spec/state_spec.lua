@@ -79,6 +79,13 @@ describe("--state", function()
     -- --stats after a resume covers the whole crawl.
     assert.equals(PAGES + 1, r.stats.pages_ok)
     assert.equals(PAGES + 1, r.stats.records)
+    -- The output file gone (moved away, or a power loss cut it): the same command writes
+    -- every committed record again, once, and crawls nothing.
+    os.remove(out)
+    local again = H.run(args, { timeout = 120 })
+    assert.equals(0, again.code, again.stderr)
+    local rewritten = H.decode_lines(H.read(out) or "")
+    assert.equals(PAGES + 1, #rewritten)
     -- export gives the committed records, the same set.
     local e = H.run({ "export", db }, { timeout = 30 })
     assert.equals(0, e.code, e.stderr)

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lualib.h>
@@ -160,7 +161,9 @@ static void robots_result(lc_job *j, lc_host *h, lua_State *co, int status, cons
     const char *text = lua_tolstring(co, -1, &n);
     robots_apply(j, h, code, text, n);
     /* --state: kept for 24 hours (RFC 9309 2.4), so a resumed crawl asks again only then. */
-    if (j->store) lc_store_robots_put(j->store, h->origin, (int)code, text ? text : "", n);
+    /* A 5xx or 429 is transient: it is not kept, the next run asks again. */
+    if (j->store && code < 429)
+      lc_store_robots_put(j->store, h->origin, (int)code, text ? text : "", n);
   } else if (status != LC_TASK_CANCELLED) {
     /* Unreachable means disallowed (RFC 9309 2.3.1.4): the browser could not fetch it. */
     h->robots = lc_robots_for_status(0);
@@ -664,7 +667,7 @@ static void check_end(lc_job *j) {
   j->ended = 1;
   uv_timer_stop(j->pump_timer);
   if (j->store) {
-    uv_timer_stop(j->flush_timer);
+    if (j->flush_timer) uv_timer_stop(j->flush_timer);
     durable_flush(j);
   }
   j->sh->ops->job_ended(j->sh->ud, j);
@@ -758,7 +761,9 @@ void lc_job_progress(lc_job *j, int final) {
   if (!j->opts.progress || !j->sh->cache) return;
   int64_t now = lc_now(j->sh);
   double secs = (double)(now - (int64_t)j->started_ms) / 1000.0;
-  double rate = secs > 0 ? (double)(j->n.pages_ok + j->n.pages_failed) / secs : 0;
+  /* This run's pages: a resumed crawl's counters include the runs before it. */
+  uint64_t pages = j->n.pages_ok + j->n.pages_failed - j->at_open.pages_ok - j->at_open.pages_failed;
+  double rate = secs > 0 ? (double)pages / secs : 0;
   lc_cache_stats cs;
   lc_cache_get_stats(j->sh->cache, &cs);
   int due = final || (!j->opts.quiet &&
@@ -808,16 +813,48 @@ static void counter_sync(lc_job *j, const char *name, uint64_t now, uint64_t *st
   *stored = now;
 }
 
-/* Write committed records after out_seq to the output. stack: none */
+/* Write committed records after out_seq to the output. A full output queue (a slow reader)
+ * stops here; the next flush goes on. stack: none */
 static int write_committed(void *ud, uint64_t seq, const char *line, size_t len) {
   lc_job *j = ud;
   int rc = lc_sink_write(j->sink, line, len);
+  if (rc == -ENOBUFS) return 1;
   if (rc != 0) {
     lc_job_output_failed(j, rc);
     return 1;
   }
   j->out_seq = seq;
+  if (j->n_marks == j->cap_marks) {
+    size_t cap = j->cap_marks ? j->cap_marks * 2 : 64;
+    struct out_mark *m = realloc(j->marks, cap * sizeof *m);
+    if (!m) return 1; /* the position stays behind: those lines may come again, never lost */
+    j->marks = m;
+    j->cap_marks = cap;
+  }
+  uint64_t bytes = 0;
+  lc_sink_count(j->sink, NULL, &bytes);
+  j->marks[j->n_marks++] = (struct out_mark){seq, bytes};
   return 0;
+}
+
+/* The output position to store: the last record whose bytes left the sink's queue (a file
+ * has no queue: all of them). A record still queued when the run dies is written again by the
+ * resume, never lost. */
+static void store_output_position(lc_job *j) {
+  uint64_t bytes = 0;
+  lc_sink_count(j->sink, NULL, &bytes);
+  uint64_t out = bytes - lc_sink_backlog(j->sink);
+  size_t k = 0;
+  uint64_t seq = j->out_stored;
+  while (k < j->n_marks && j->marks[k].bytes_end <= out) seq = j->marks[k++].seq;
+  memmove(j->marks, j->marks + k, (j->n_marks - k) * sizeof *j->marks);
+  j->n_marks -= k;
+  if (seq == j->out_stored) return;
+  j->out_stored = seq;
+  /* The file's size after that record: the bytes this run wrote up to it, past its base. */
+  int64_t off = -1;
+  if (j->out_base >= 0) off = j->out_base + (int64_t)bytes; /* a file: nothing is queued */
+  lc_store_set_output(j->store, seq, off);
 }
 
 /* Commit the state file's transaction, then write what it committed, then note (for the next
@@ -825,7 +862,7 @@ static int write_committed(void *ud, uint64_t seq, const char *line, size_t len)
  * and writes again, never a line twice or half a line. A failed commit (a full disk) stops the
  * job; what was committed before stays. */
 static void durable_flush(lc_job *j) {
-  if (!j->store || j->failed_store) return;
+  if (!j->store || j->failed_store || !j->sink) return;
   counter_sync(j, "pages_ok", j->n.pages_ok, &j->stored.pages_ok);
   counter_sync(j, "pages_failed", j->n.pages_failed, &j->stored.pages_failed);
   counter_sync(j, "retries", j->n.retries, &j->stored.retries);
@@ -841,13 +878,8 @@ static void durable_flush(lc_job *j) {
   }
   uint64_t before = j->out_seq;
   lc_store_each_record(j->store, j->out_seq, write_committed, j);
-  if (j->out_seq != before) {
-    uint64_t bytes = 0;
-    lc_sink_count(j->sink, NULL, &bytes);
-    lc_store_set_output(j->store, j->out_seq,
-                        j->out_base >= 0 ? j->out_base + (int64_t)bytes : -1);
-    lc_job_output_kick(j);
-  }
+  if (j->out_seq != before) lc_job_output_kick(j);
+  store_output_position(j);
 }
 
 static void flush_timer_cb(uv_timer_t *h) { durable_flush(h->data); }
@@ -887,14 +919,25 @@ static int open_state(lc_job *j, char *err, size_t errlen) {
   j->n.throttled = j->stored.throttled = (uint64_t)lc_store_counter(j->store, "throttled");
   lc_store_status st;
   if (lc_store_get_status(j->store, &st) == 0) j->n.emitted = (uint64_t)st.records;
+  j->at_open = j->n;
   uint64_t seq = 0;
   int64_t offset = 0;
   lc_store_get_output(j->store, &seq, &offset);
-  j->out_seq = seq;
   int to_file = j->opts.output && strcmp(j->opts.output, "-") != 0;
-  j->out_base = to_file ? (offset > 0 ? offset : 0) : -1;
+  struct stat ost;
+  int regular = to_file && (stat(j->opts.output, &ost) != 0 || S_ISREG(ost.st_mode));
+  if (regular && (offset < 0 || stat(j->opts.output, &ost) != 0 || ost.st_size < offset)) {
+    /* The records written before went to stdout, or the file is missing or shorter than the
+     * committed size (moved, or cut by a power loss): write every committed record again. */
+    if (seq > 0) lc_info("writing all %llu committed records to %s again", (unsigned long long)seq,
+                         j->opts.output);
+    seq = 0;
+    offset = 0;
+  }
+  j->out_seq = j->out_stored = seq;
+  j->out_base = regular ? (offset > 0 ? offset : 0) : -1;
   char *oerr = NULL;
-  j->sink = lc_sink_jsonl_open_at(j->opts.output, to_file ? j->out_base : -1, &oerr);
+  j->sink = lc_sink_jsonl_open_at(j->opts.output, regular ? j->out_base : -1, &oerr);
   if (!j->sink) {
     snprintf(err, errlen, "%s", oerr ? oerr : "cannot open the output");
     free(oerr);
@@ -1151,10 +1194,12 @@ int lc_job_start(lc_job *j, char *err, size_t errlen) {
   int rc = lua_pcall(j->L, 1, 0, 1);
   if (rc != LUA_OK) snprintf(err, errlen, "%s", lua_tostring(j->L, -1));
   lua_settop(j->L, 0);
+  if (rc == LUA_OK) j->start_queued = 1;
   return rc == LUA_OK ? 0 : -1;
 }
 
 void lc_job_browser_ready(lc_job *j) {
+  if (!j->start_queued) return; /* added to the engine, not started yet */
   if (!j->started && !j->stopping) {
     j->started = 1;
     j->started_ms = uv_now(j->sh->loop);
@@ -1170,6 +1215,9 @@ void lc_job_release_all(lc_job *j) {
 
 void lc_job_free(lc_job *j) {
   if (!j) return;
+  /* Nothing in the teardown starts work or tells the engine of an end. */
+  j->ended = 1;
+  j->stopping = 1;
   free_navchecks(j);
   if (j->sched) lc_sched_free(j->sched); /* every task ended: lc_job_ended */
   if (j->L) {
@@ -1179,6 +1227,7 @@ void lc_job_free(lc_job *j) {
     lua_close(j->L);
   }
   free(j->gc_releases);
+  free(j->marks);
   if (j->frontier) lc_frontier_destroy(j->frontier);
   if (j->store) {
     durable_flush(j);

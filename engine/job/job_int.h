@@ -81,6 +81,13 @@ struct lc_job {
   lc_job_counts stored;  /* what the state file's counters already hold */
   uv_timer_t *flush_timer;
   int failed_store; /* a commit failed: nothing more is written to it */
+  /* Records handed to a queued output (a pipe) but maybe not out yet: (seq, the sink's byte
+   * count after it). The position stored is the last one whose bytes left the queue. */
+  struct out_mark { uint64_t seq, bytes_end; } *marks;
+  size_t n_marks, cap_marks;
+  uint64_t out_stored; /* the output position last given to the store */
+  int start_queued;    /* lc_job_start ran: the browser's readiness may start the crawl */
+  lc_job_counts at_open; /* counters the state file held when this run opened it */
 
   uv_timer_t *pump_timer; /* malloc'ed: freed in their close callbacks */
   uv_timer_t *out_timer;

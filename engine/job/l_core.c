@@ -796,7 +796,9 @@ static int emit_line(lua_State *L, lc_job *j, const char *json, size_t n) {
   if (j->store) {
     /* --state: a request's records wait for its acknowledgement, which commits them; a
      * record of no request is committed at once. Output is written from commits only. */
-    rc = lc_job_hold_record(j, lc_task_current(L), line, o);
+    lc_task *t = lc_task_current(L);
+    if (!t) t = lc_sched_running(j->sched); /* a coroutine the handler made */
+    rc = lc_job_hold_record(j, t, line, o);
     if (rc == -ENOENT) rc = lc_job_commit_record(j, line, o) < 0 ? -EIO : 0;
   } else {
     rc = lc_sink_write(j->sink, line, o);
@@ -856,7 +858,8 @@ static int l_core_emit_all(lua_State *L) {
     lua_pushliteral(L, "no output");
     return 2;
   }
-  size_t backlog = lc_sink_backlog(j->sink);
+  /* With --state the records go to the state file; output is written from it later. */
+  size_t backlog = j->store ? 0 : lc_sink_backlog(j->sink);
   if (backlog > 0 && backlog + total > LC_OUTPUT_MAX_BACKLOG) return emit_result(L, j, -ENOBUFS);
   for (lua_Integer i = 1; i <= n; i++) {
     size_t len;

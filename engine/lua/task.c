@@ -563,3 +563,5 @@ void lc_sched_kill_all(lc_sched *s, const char *why) {
 }
 
 int lc_sched_count(const lc_sched *s) { return s->count; }
+
+lc_task *lc_sched_running(const lc_sched *s) { return s ? s->running : NULL; }

@@ -48,6 +48,9 @@ lc_task *lc_task_spawn(lc_sched *s, int nargs, int64_t timeout_ms, lc_task_done_
 
 /* The task running on thread L, or NULL (the main thread, a nested coroutine). */
 lc_task *lc_task_current(lua_State *L);
+/* The task being resumed now, whichever coroutine of it runs (a nested one included), or NULL
+ * outside a resume. */
+lc_task *lc_sched_running(const lc_sched *s);
 /* Like lc_task_current, but raises a clear error when L is not a task's own coroutine. */
 lc_task *lc_task_check(lua_State *L, const char *what);
 
