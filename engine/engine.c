@@ -572,10 +572,13 @@ static void shutdown_rest(lc_engine *e) {
     }
   }
   uv_timer_stop(&e->stop_timer);
-  if (e->sh.pool) lc_bpool_free(e->sh.pool); /* fails anything still pending into the cache */
-  e->sh.pool = NULL;
+  /* The jobs (their Lua) go before the pool: a task that outlived the shutdown's wait is
+   * finished as its scheduler is freed, and its releases still reach a live pool. */
   while (e->n_jobs > 0) lc_job_free(e->jobs[--e->n_jobs]);
   free(e->jobs);
+  e->jobs = NULL;
+  if (e->sh.pool) lc_bpool_free(e->sh.pool); /* fails anything still pending into the cache */
+  e->sh.pool = NULL;
   if (e->sh.cache) lc_cache_free(e->sh.cache);
   e->sh.cache = NULL;
   if (e->ws) lc_ws_ctx_destroy(e->ws);
