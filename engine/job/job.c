@@ -847,8 +847,10 @@ static void store_output_position(lc_job *j) {
   size_t k = 0;
   uint64_t seq = j->out_stored;
   while (k < j->n_marks && j->marks[k].bytes_end <= out) seq = j->marks[k++].seq;
-  memmove(j->marks, j->marks + k, (j->n_marks - k) * sizeof *j->marks);
-  j->n_marks -= k;
+  if (k > 0) {
+    memmove(j->marks, j->marks + k, (j->n_marks - k) * sizeof *j->marks);
+    j->n_marks -= k;
+  }
   if (seq == j->out_stored) return;
   j->out_stored = seq;
   /* The file's size after that record: the bytes this run wrote up to it, past its base. */
