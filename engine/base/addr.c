@@ -104,12 +104,19 @@ int lc_addr_class_of_url(const char *url) {
 
 const char *lc_addr_class_name(int cls) {
   switch (cls) {
-  case LC_ADDR_NAME: return "host name";
-  case LC_ADDR_PUBLIC: return "public address";
-  case LC_ADDR_LOOPBACK: return "loopback address";
-  case LC_ADDR_PRIVATE: return "private address";
-  case LC_ADDR_LINKLOCAL: return "link-local address";
-  case LC_ADDR_SPECIAL: return "special-purpose address";
-  default: return "no host";
+    case LC_ADDR_NAME:
+      return "host name";
+    case LC_ADDR_PUBLIC:
+      return "public address";
+    case LC_ADDR_LOOPBACK:
+      return "loopback address";
+    case LC_ADDR_PRIVATE:
+      return "private address";
+    case LC_ADDR_LINKLOCAL:
+      return "link-local address";
+    case LC_ADDR_SPECIAL:
+      return "special-purpose address";
+    default:
+      return "no host";
   }
 }

@@ -33,7 +33,7 @@ typedef struct lc_job_cfg {
 } lc_job_cfg;
 
 /* The sandbox's state (sandbox.c). */
-#define LC_SANDBOX_MEMORY_MB 64            /* default cap of a sandboxed job's Lua heap */
+#define LC_SANDBOX_MEMORY_MB 64           /* default cap of a sandboxed job's Lua heap */
 #define LC_SANDBOX_INSTRUCTIONS 100000000 /* default Lua instructions per request */
 typedef struct lc_sandbox {
   int on;            /* the script runs in the sandbox */

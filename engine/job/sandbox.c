@@ -13,7 +13,8 @@
 #include "job_int.h"
 #include "log.h"
 
-#define MEM_GRACE ((size_t)16 << 20) /* what the engine may still allocate to unwind after a refusal */
+#define MEM_GRACE \
+  ((size_t)16 << 20) /* what the engine may still allocate to unwind after a refusal */
 
 /* The allocator of every job state (Lua's own l_alloc, counting): an allocation that would
  * take the heap past the cap returns NULL, which Lua turns into a memory error in the code
@@ -165,19 +166,20 @@ int l_core_host_refusal(lua_State *L) {
   int cls = lc_addr_class_of_url(url);
   int refuse = 0;
   switch (cls) {
-  case LC_ADDR_NAME:
-  case LC_ADDR_PUBLIC:
-    break;
-  case LC_ADDR_LOOPBACK:
-  case LC_ADDR_PRIVATE:
-    refuse = !(j && j->sb.allow_private);
-    break;
-  default:
-    refuse = 1;
+    case LC_ADDR_NAME:
+    case LC_ADDR_PUBLIC:
+      break;
+    case LC_ADDR_LOOPBACK:
+    case LC_ADDR_PRIVATE:
+      refuse = !(j && j->sb.allow_private);
+      break;
+    default:
+      refuse = 1;
   }
   if (!refuse) return 0;
-  lua_pushfstring(L, "%s (the sandbox refuses it%s)", lc_addr_class_name(cls),
-                  cls == LC_ADDR_LOOPBACK || cls == LC_ADDR_PRIVATE ? " without --allow-private" : "");
+  lua_pushfstring(
+      L, "%s (the sandbox refuses it%s)", lc_addr_class_name(cls),
+      cls == LC_ADDR_LOOPBACK || cls == LC_ADDR_PRIVATE ? " without --allow-private" : "");
   return 1;
 }
 

@@ -142,9 +142,11 @@ static void deadline_hook(lua_State *L, lua_Debug *ar) {
     /* Like the deadline: re-armed at every instruction, so a pcall cannot swallow it. */
     lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1);
     if (t && L != t->co) lua_sethook(t->co, deadline_hook, LUA_MASKCOUNT, 1);
-    if (t) tell_stop(t);
-    else s->budget_hit = 1;
-    luaL_error(L, "budget 'instructions' exceeded: more than %I Lua instructions %s", 
+    if (t)
+      tell_stop(t);
+    else
+      s->budget_hit = 1;
+    luaL_error(L, "budget 'instructions' exceeded: more than %I Lua instructions %s",
                (lua_Integer)s->insn_budget, t ? "in this request" : "outside a request");
   }
   if (!interrupt) {
