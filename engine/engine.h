@@ -20,6 +20,8 @@ typedef struct lc_run_opts {
   const char *connect;     /* --connect ws://HOST:PORT/...: someone else's browser */
   const char *state;       /* --state FILE: the crawl's durable state */
   int state_reuse;         /* --state-reuse */
+  int sandbox;             /* --sandbox: the script runs in the sandbox (docs/API.md, Sandbox) */
+  int allow_private;       /* --allow-private: the sandbox lets loopback and private addresses through */
   int quiet;               /* no progress */
   int verbose;
 } lc_run_opts;

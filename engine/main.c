@@ -30,6 +30,9 @@ static void usage(FILE *f) {
       "  --connect URL       attach to a browser someone else runs, at its DevTools URL\n"
       "                      ws://HOST:PORT/devtools/browser/ID (nothing is launched; the\n"
       "                      engine never kills it)\n"
+      "  --sandbox           run the script in the sandbox: an allow list of globals,\n"
+      "                      budgets, read-only CDP, http(s) to public addresses only\n"
+      "  --allow-private     in the sandbox, let loopback and private addresses through\n"
       "  -q, --quiet         no progress, warnings and errors only\n"
       "  -v, --verbose       debug logging\n"
       "\n"
@@ -190,6 +193,10 @@ int main(int argc, char **argv) {
       o.quiet = 1;
     } else if (!strcmp(a, "--state-reuse")) {
       o.state_reuse = 1;
+    } else if (!strcmp(a, "--sandbox")) {
+      o.sandbox = 1;
+    } else if (!strcmp(a, "--allow-private")) {
+      o.allow_private = 1;
     } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
       o.verbose = 1;
     } else if (a[0] == '-' && a[1] != 0) {

@@ -581,6 +581,7 @@ static void task_done(lc_task *t, int status, const char *err, void *ud) {
     break;
   }
   task_state_free(ts);
+  lc_job_sandbox_check(j);
   lc_job_after_release(j);
   lc_job_pump(j);
 }
@@ -801,6 +802,7 @@ void lc_job_progress(lc_job *j, int final) {
 }
 
 void lc_job_tick(lc_job *j) {
+  lc_job_sandbox_check(j);
   if (j->started && !j->stopping) lc_job_progress(j, 0);
 }
 
@@ -1108,7 +1110,8 @@ lc_job *lc_job_new(lc_shared *sh, uint32_t id, const lc_job_opts *o, char *err, 
   lc_policy_defaults(&j->policy, 0); /* setup_protected sets it with the concurrency */
   j->pump_timer = timer_new(j);
   j->out_timer = timer_new(j);
-  j->L = luaL_newstate();
+  j->sb.allow_private = o->allow_private;
+  j->L = lua_newstate(lc_job_alloc, &j->sb); /* counting: the sandbox caps it */
   if (!j->pump_timer || !j->out_timer || !j->L) {
     snprintf(err, errlen, "out of memory");
     lc_job_free(j);
@@ -1130,6 +1133,7 @@ lc_job *lc_job_new(lc_shared *sh, uint32_t id, const lc_job_opts *o, char *err, 
   lc_sched_on_idle(j->sched, idle_work, j);
   if (o->log_tag) lc_sched_set_log_tag(j->sched, o->log_tag);
   lc_sched_on_stop(j->sched, task_stopping, j);
+  if (o->sandbox) lc_job_sandbox_begin(j);
   set_paths(j->L);
   lua_pushcfunction(j->L, traceback);
   lua_pushcfunction(j->L, setup_protected);
@@ -1137,7 +1141,9 @@ lc_job *lc_job_new(lc_shared *sh, uint32_t id, const lc_job_opts *o, char *err, 
   int prc = lua_pcall(j->L, 1, 1, 1);
   if (prc != LUA_OK || lua_isstring(j->L, -1)) {
     const char *m = lua_tostring(j->L, -1);
-    snprintf(err, errlen, "%s", m ? m : "bad job");
+    char sbuf[200];
+    const char *budget = lc_job_sandbox_setup_failure(j, sbuf, sizeof sbuf);
+    snprintf(err, errlen, "%s", budget ? budget : m ? m : "bad job");
     /* Our traceback is for bugs; bad input is one line. */
     char *tb = prc != LUA_OK ? strstr(err, "\nstack traceback:") : NULL;
     if (tb) *tb = 0;

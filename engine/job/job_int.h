@@ -32,6 +32,18 @@ typedef struct lc_job_cfg {
   int throttle_retries; /* 429/503 answers tolerated per request before it fails */
 } lc_job_cfg;
 
+/* The sandbox's state (sandbox.c). */
+#define LC_SANDBOX_MEMORY_MB 64           /* default cap of a sandboxed job's Lua heap */
+#define LC_SANDBOX_INSTRUCTIONS 100000000 /* default Lua instructions per request */
+typedef struct lc_sandbox {
+  int on;            /* the script runs in the sandbox */
+  int allow_private; /* --allow-private */
+  size_t mem_used;   /* bytes of the job's Lua heap (counted always) */
+  size_t mem_cap;    /* 0: no cap */
+  int mem_hit;       /* an allocation was refused */
+  int64_t memory_mb, job_ms;
+} lc_sandbox;
+
 typedef struct lc_host lc_host; /* per-host politeness state (job.c) */
 
 struct lc_job {
@@ -72,6 +84,7 @@ struct lc_job {
 
   lc_job_counts n;
   uint64_t started_ms;
+  lc_sandbox sb;
 
   /* --state: the durable state. Records of a request are held until its acknowledgement,
    * which commits them with it; output is written from committed records only. */
@@ -138,6 +151,18 @@ typedef struct lc_stat {
  * once a second). */
 size_t lc_job_stats(lc_job *j, lc_stat *out, size_t cap);
 int lc_job_stat_live(const lc_stat *s);
+
+/* The sandbox (sandbox.c). */
+void *lc_job_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+void lc_job_sandbox_begin(lc_job *j);
+/* A job-level budget tripped: fail the job (call at a resume point or from a loop callback). */
+void lc_job_sandbox_check(lc_job *j);
+const char *lc_job_sandbox_setup_failure(lc_job *j, char *buf, size_t n);
+int l_core_sandbox(lua_State *L);
+int l_core_sandbox_apply(lua_State *L);
+int l_core_fail(lua_State *L);
+int l_core_host_refusal(lua_State *L);
+int l_core_memory(lua_State *L);
 
 /* The Lua bindings (l_core.c): opens luacrawl.core */
 int luaopen_luacrawl_core(lua_State *L);

@@ -1017,6 +1017,11 @@ static const luaL_Reg core_funcs[] = {{"acquire", l_core_acquire},
                                       {"b64decode", l_core_b64decode},
                                       {"host_slot", l_core_host_slot},
                                       {"robots_verdict", l_core_robots_verdict},
+                                      {"sandbox", l_core_sandbox},
+                                      {"sandbox_apply", l_core_sandbox_apply},
+                                      {"fail", l_core_fail},
+                                      {"host_refusal", l_core_host_refusal},
+                                      {"memory", l_core_memory},
                                       {NULL, NULL}};
 
 static void new_type(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc,

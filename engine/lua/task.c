@@ -34,6 +34,7 @@ struct lc_task {
   int timed_out;
   int stop_told;   /* the stop callback ran for it */
   int interrupted; /* stopped by the hook because a signal was pending */
+  int64_t insns;   /* Lua instructions run for this task (counted only with a budget) */
   int kill_status;  /* lc_task_kill stopped it: finished at the resume point with this status */
   char kill_why[96];
   lc_task_done_fn done;
@@ -65,6 +66,9 @@ struct lc_sched {
   void (*stop_fn)(void *ud, lc_task *t);
   void *stop_ud;
   int poked;
+  int64_t insn_budget; /* Lua instructions a task may run (0: no budget) */
+  int64_t free_insns;  /* instructions run outside any task since the last resume point */
+  int budget_hit;      /* code outside a task ran past the budget */
 };
 
 static void idle_cb(uv_idle_t *h);
@@ -126,6 +130,25 @@ static void deadline_hook(lua_State *L, lua_Debug *ar) {
   lc_sched *s = tg->sched;
   lc_task *t = s->running;
   int interrupt = lc_interrupt_pending();
+  int over = 0;
+  if (s->insn_budget > 0 && !interrupt) {
+    /* The hook fires every `count` instructions of this thread: charge them to the task being
+     * resumed (whichever coroutine runs them), or to the code outside tasks. */
+    int64_t *used = t ? &t->insns : &s->free_insns;
+    *used += lua_gethookcount(L);
+    over = *used > s->insn_budget;
+  }
+  if (over) {
+    /* Like the deadline: re-armed at every instruction, so a pcall cannot swallow it. */
+    lua_sethook(L, deadline_hook, LUA_MASKCOUNT, 1);
+    if (t && L != t->co) lua_sethook(t->co, deadline_hook, LUA_MASKCOUNT, 1);
+    if (t)
+      tell_stop(t);
+    else
+      s->budget_hit = 1;
+    luaL_error(L, "budget 'instructions' exceeded: more than %I Lua instructions %s",
+               (lua_Integer)s->insn_budget, t ? "in this request" : "outside a request");
+  }
   if (!interrupt) {
     int expired = 0;
     if (t && t->deadline) {
@@ -288,6 +311,7 @@ static void idle_cb(uv_idle_t *h) {
   lc_sched *s = h->data;
   const char *was_tag = lc_log_set_tag(s->log_tag[0] ? s->log_tag : NULL);
   int budget = 256; /* yield to I/O now and then even when many tasks are ready */
+  s->free_insns = 0; /* code outside tasks gets the instruction budget afresh at each resume point */
   /* A pending signal: back to the loop, which takes it before anything else runs. */
   while (s->rhead && budget-- > 0 && !lc_interrupt_pending()) {
     lc_task *t = s->rhead;
@@ -304,6 +328,19 @@ static void idle_cb(uv_idle_t *h) {
   }
   if (!s->rhead && !s->poked) uv_idle_stop(&s->idle);
   lc_log_set_tag(was_tag);
+}
+
+void lc_sched_set_instruction_budget(lc_sched *s, int64_t n) {
+  s->insn_budget = n > 0 ? n : 0;
+  s->free_insns = 0;
+  s->budget_hit = 0;
+}
+
+int lc_sched_budget_hit(const lc_sched *s) { return s->budget_hit; }
+
+void lc_sched_arm(lc_sched *s, lua_State *L) {
+  (void)s;
+  lua_sethook(L, deadline_hook, LUA_MASKCOUNT, HOOK_COUNT);
 }
 
 void lc_sched_set_log_tag(lc_sched *s, const char *name) {

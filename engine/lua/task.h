@@ -91,6 +91,17 @@ void lc_sched_poke(lc_sched *s);
  * `<close>` variable gives back is closed rather than reused. */
 void lc_sched_on_stop(lc_sched *s, void (*fn)(void *ud, lc_task *t), void *ud);
 
+/* The sandbox's instruction budget: a task that runs more than n Lua instructions (in any
+ * coroutine it resumes) raises "budget 'instructions' exceeded", re-armed at every instruction
+ * like the deadline so a pcall cannot swallow it; code outside tasks (the script's load, the
+ * navigation guard, the policy hook) gets n afresh at each resume point. n <= 0: none. */
+void lc_sched_set_instruction_budget(lc_sched *s, int64_t n);
+/* Whether code outside any task ran past the budget since it was set. */
+int lc_sched_budget_hit(const lc_sched *s);
+/* Put the count hook on L (the main thread): deadlines, signals and the budget reach the code
+ * that runs outside tasks too. */
+void lc_sched_arm(lc_sched *s, lua_State *L);
+
 /* Log lines written at this scheduler's resume point carry `name` (NULL: none). */
 void lc_sched_set_log_tag(lc_sched *s, const char *name);
 

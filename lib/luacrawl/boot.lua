@@ -5,6 +5,7 @@
 local core = require "luacrawl.core"
 local job_api = require "luacrawl.job"
 local options = require "luacrawl.options"
+local sandbox = require "luacrawl.sandbox"
 
 local M = {}
 
@@ -13,6 +14,7 @@ local FIELDS = {
   allow = true, deny = true, retries = true, timeout_ms = true, context = true, policy = true,
   handle = true, on_error = true, robots = true, delay_ms = true, per_host = true,
   user_agent_token = true, throttle_retries = true, name = true, wait_until = true,
+  sandbox = true, budgets = true,
 }
 
 local function bad(fmt, ...) error(string.format(fmt, ...), 0) end
@@ -61,9 +63,29 @@ local function closest(name)
 end
 
 -- Validate the job table; returns the engine's config table. Raises with a clear message.
-local function validate(job, script)
+-- `env`: the script's environment; `cli_sandbox`: --sandbox put the script in the sandbox.
+local function validate(job, script, env, cli_sandbox)
   if type(job) ~= "table" then
     bad("%s must return a job table (got %s)", script, type(job))
+  end
+  -- The sandbox first: what follows (the start function, the job's tables) runs under it.
+  if job.sandbox ~= nil and type(job.sandbox) ~= "boolean" then
+    bad("job.sandbox must be a boolean (got %s)", type(job.sandbox))
+  end
+  if cli_sandbox or job.sandbox then
+    local ok, b = pcall(sandbox.budgets, job.budgets, not cli_sandbox)
+    if not ok then bad("%s", b) end
+    if not cli_sandbox then
+      -- `sandbox = true` only turns it on: the script's globals fall back to the allow list
+      -- from now on (what its chunk captured while it loaded stays: no defense against the
+      -- script itself; --sandbox is).
+      sandbox.harden()
+      setmetatable(env, { __index = sandbox.globals(env.args) })
+    end
+    sandbox.apply(b)
+  elseif job.budgets ~= nil then
+    local ok, b = pcall(sandbox.budgets, job.budgets, true)
+    if not ok then bad("%s", b) end
   end
   for k in pairs(job) do
     if type(k) ~= "string" or not FIELDS[k] then
@@ -140,31 +162,40 @@ local function validate(job, script)
     if type(u) ~= "string" then bad("job.start[%d] must be a string (got %s)", i, type(u)) end
     local n, err = core.normalize(u)
     if not n then bad("start URL '%s' is not a crawlable URL: %s", u, err) end
+    local why = sandbox.active and core.host_refusal(n)
+    if why then bad("start URL '%s' refused: %s", u, why) end
     urls[#urls + 1] = n
   end
   cfg.start = urls
 
-  local api = job_api.new(job, {
+  local api, engine = job_api.new(job, {
     allow = allow, deny = deny, start = urls, max_depth = cfg.max_depth,
     same_origin = job.same_origin ~= false, wait_until = wait_until,
   })
-  cfg.run_request = api.run_request
-  cfg.on_error = job.on_error and api.run_on_error or nil
-  cfg.fetch_robots = api.fetch_robots
-  cfg.check_navigation = api.check_navigation
+  cfg.run_request = engine.run_request
+  cfg.on_error = job.on_error and engine.run_on_error or nil
+  cfg.fetch_robots = engine.fetch_robots
+  cfg.check_navigation = engine.check_navigation
   return cfg
 end
 
 -- Load SCRIPT with `args`; returns the config table, or nil and a message.
 function M.load(script, args)
-  local env = setmetatable({ args = args }, { __index = _G })
+  local cli_sandbox = core.sandbox()
+  local env
+  if cli_sandbox then
+    sandbox.apply(sandbox.budgets(nil)) -- the defaults while the chunk runs; the job's own later
+    env = sandbox.globals(args)
+  else
+    env = setmetatable({ args = args }, { __index = _G })
+  end
   local chunk, err = loadfile(script, "t", env)
   if not chunk then return nil, err end
   local ok, job = xpcall(chunk, function(e)
     return debug.traceback(tostring(e), 2)
   end)
   if not ok then return nil, "error in " .. script .. ": " .. job end
-  local ok2, cfg = pcall(validate, job, script)
+  local ok2, cfg = pcall(validate, job, script, env, cli_sandbox)
   if not ok2 then return nil, script .. ": " .. tostring(cfg) end
   return cfg
 end

@@ -6,6 +6,7 @@ local core = require "luacrawl.core"
 local json = require "luacrawl.json"
 local options = require "luacrawl.options"
 local page_api = require "luacrawl.page"
+local sandbox = require "luacrawl.sandbox"
 
 local M = {}
 
@@ -50,7 +51,12 @@ function M.new(spec, cfg)
   local J = {}
   J.__index = J
   J.__name = "luacrawl.Job"
+  if sandbox.active then J.__metatable = false end
   setmetatable(job, J)
+  -- What the engine calls (run_request, check_navigation, ...): never on the object the
+  -- script gets, so a script cannot call them itself.
+  local engine = {}
+  local wrap_page, wrap_context = sandbox.wrap_page, sandbox.wrap_context
 
   local function context_for(req)
     local o = spec.context
@@ -61,6 +67,8 @@ function M.new(spec, cfg)
     end
     local ok, c = pcall(options.check, o)
     if not ok then error(c, 0) end
+    local why = sandbox.active and c.proxy and core.host_refusal(c.proxy)
+    if why then error("context.proxy " .. c.proxy .. " refused: " .. why, 0) end
     return c
   end
 
@@ -73,6 +81,8 @@ function M.new(spec, cfg)
     local depth = req and req.depth + 1 or 0
     local n, err = core.normalize(url, base)
     if not n then return false, err end
+    local refused = sandbox.active and core.host_refusal(n)
+    if refused then return false, refused end
     if cfg.same_origin and not origins[core.origin(n)] then return false, "other origin" end
     if #cfg.allow > 0 and not in_list(n, cfg.allow) then return false, "not allowed" end
     if in_list(n, cfg.deny) then return false, "denied" end
@@ -83,7 +93,9 @@ function M.new(spec, cfg)
       data_json, e = json.encode(data)
       if not data_json then error("job:enqueue: data cannot be encoded as JSON: " .. e, 2) end
     end
-    return core.enqueue(n, depth, data_json)
+    local ok, why = core.enqueue(n, depth, data_json)
+    if ok then sandbox.charge("enqueued", 1) end
+    return ok, why
   end
 
   -- job:emit(record) -> true; raises on a record JSON cannot hold.
@@ -94,12 +106,14 @@ function M.new(spec, cfg)
     if type(record) ~= "table" then error("job:emit: record must be a table (got " .. type(record) .. ")", 2) end
     local line, err = json.encode(record)
     if not line then error("job:emit: cannot encode the record: " .. err, 2) end
+    sandbox.check_record(line)
     local req = current[coroutine.running()]
     local held = req and pending_records[req]
     if held then
       held[#held + 1] = line
       return true
     end
+    sandbox.charge("output_bytes", #line + 1)
     local ok, werr = core.emit(line)
     if not ok then error("job:emit: " .. werr, 2) end
     return true
@@ -110,6 +124,8 @@ function M.new(spec, cfg)
     if type(name) ~= "string" or name == "" then error("job:session: name must be a non-empty string", 2) end
     local ok, c = pcall(options.check, ctx or (type(spec.context) == "table" and spec.context or nil))
     if not ok then error("job:session: " .. c, 2) end
+    local why = sandbox.active and c.proxy and core.host_refusal(c.proxy)
+    if why then error("job:session: context.proxy " .. c.proxy .. " refused: " .. why, 2) end
     -- A session has a context of its own (its name is part of the key): what it logs into
     -- stays in it instead of reaching every request that happens to share its options.
     local keyed = {}
@@ -137,7 +153,7 @@ function M.new(spec, cfg)
       local mok, merr = core.session_prepared(name)
       if not mok then return nil, merr end
     end
-    return page
+    return wrap_page(page)
   end
 
   function J.close_session(self, name)
@@ -148,11 +164,13 @@ function M.new(spec, cfg)
   function J.context(self, o)
     local ok, c = pcall(options.check, o)
     if not ok then error("job:context: " .. c, 2) end
+    local why = sandbox.active and c.proxy and core.host_refusal(c.proxy)
+    if why then error("job:context: context.proxy " .. c.proxy .. " refused: " .. why, 2) end
     local canon = options.canonical(c)
     local ctx, err = core.acquire(canon, false)
     if not ctx then return nil, err end
     ctx_options[ctx] = canon
-    return ctx
+    return wrap_context(ctx)
   end
 
   -- job:cleanup{ max_contexts = n, force = b } -> contexts closed
@@ -185,6 +203,7 @@ function M.new(spec, cfg)
 
   -- job:browser_contexts() [async] -> ids of the contexts Chromium reports
   function J.browser_contexts(self)
+    if sandbox.active then error("job:browser_contexts is not available in the sandbox", 2) end
     local r, err = core.browser_send("Target.getBrowserContexts")
     if not r then return nil, err end
     local v = json.decode(r)
@@ -194,7 +213,7 @@ function M.new(spec, cfg)
   -- The code each request task runs. Returns core.REQUEST_OK, core.REQUEST_THROTTLED and the
   -- milliseconds to back off, or core.REQUEST_FAILED and the message (the engine's job.c reads
   -- them).
-  function job.run_request(req)
+  function engine.run_request(req)
     if req.data_json then req.data = json.plain(json.decode(req.data_json)) end
     req.data_json = nil
     current[coroutine.running()] = req
@@ -208,7 +227,7 @@ function M.new(spec, cfg)
       return core.REQUEST_FAILED, "cannot prepare the page: " .. tostring(perr)
     end
     pending_records[req] = {}
-    local hok, herr = xpcall(spec.handle, traceback, page, req, job)
+    local hok, herr = xpcall(spec.handle, traceback, wrap_page(page), req, job)
     local records = pending_records[req]
     pending_records[req] = nil
     if not hok then
@@ -221,6 +240,12 @@ function M.new(spec, cfg)
     if refused_requests[req] then
       if page:live() then page:mark_bad() end -- it was left on an error document
       return core.REQUEST_FAILED, refused_requests[req]
+    end
+    if sandbox.active then
+      local bytes = 0
+      for _, line in ipairs(records) do bytes = bytes + #line + 1 end
+      local bok, berr = pcall(sandbox.charge, "output_bytes", bytes)
+      if not bok then return core.REQUEST_FAILED, berr end
     end
     local ok, werr = core.emit_all(records)
     if not ok then return core.REQUEST_FAILED, "cannot write a record: " .. tostring(werr) end
@@ -246,14 +271,24 @@ function M.new(spec, cfg)
   -- pages a script drives itself (job:session, ctx:page), which log in and follow flows the
   -- crawl's scope does not list, same_origin and robots.txt do. Returns nil to let the
   -- request go, or the reason.
-  function job.check_navigation(target, url, redirected)
+  function engine.check_navigation(target, url, redirected)
     local g = page_api.guard
-    if g.exempt[target] then return nil end
     local n = core.normalize(url)
+    -- The sandbox's host rules hold for every paused document, the first request of
+    -- page:navigate and robots.txt redirects included.
+    local why = sandbox.active and (n and core.host_refusal(n) or (not n and "not an http(s) URL in the sandbox"))
+    if why then
+      local msg = (redirected and "redirect to " or "navigation to ") .. url .. " refused: " .. why
+      g.refused[target] = msg
+      local req = g.request[target]
+      if req then refused_requests[req] = msg end
+      return msg
+    end
+    if g.exempt[target] then return nil end
     if not n then return nil end -- data:, about:, blob: ...: not a crawl URL, no rule applies
     if not redirected and g.expect[target] == n then return nil end
     local req = g.request[target]
-    local why = refusal(n, req ~= nil)
+    why = refusal(n, req ~= nil)
     if not why then return nil end
     local msg = (redirected and "redirect to " or "navigation to ") .. url .. " refused: " .. why
     g.refused[target] = msg
@@ -261,7 +296,7 @@ function M.new(spec, cfg)
     return msg
   end
 
-  function job.run_on_error(req, err)
+  function engine.run_on_error(req, err)
     if req.data_json then req.data = json.plain(json.decode(req.data_json)) end
     req.data_json = nil
     current[coroutine.running()] = req
@@ -272,7 +307,7 @@ function M.new(spec, cfg)
   -- (job.context, called with a request for the robots.txt URL when it is a function): same
   -- proxy, user agent, headers and network stack, so the fetch reveals nothing the crawl's
   -- own requests would not.
-  function job.fetch_robots(origin)
+  function engine.fetch_robots(origin)
     local c = context_for({ url = origin .. "/robots.txt", depth = 0, attempt = 0, robots = true })
     local page, err = core.acquire(options.canonical(c), true)
     if not page then error(err, 0) end
@@ -289,7 +324,7 @@ function M.new(spec, cfg)
     return res.status, text
   end
 
-  return job
+  return job, engine
 end
 
 return M

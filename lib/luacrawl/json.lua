@@ -21,9 +21,11 @@ end
 
 -- lua-cjson 2.1.0 writes every empty table as {}. A table marked with M.array() is a list:
 -- when empty it is written as []. (Marked lists come from page:links(), page:query(), ...)
-local array_mt = { __name = "luacrawl.array" }
+-- Protected (getmetatable gives the tag), so no script can change what every marked list shares.
+local ARRAY_TAG = "luacrawl.array"
+local array_mt = { __name = "luacrawl.array", __metatable = ARRAY_TAG }
 function M.array(t) return setmetatable(t or {}, array_mt) end
-function M.is_array(t) return getmetatable(t) == array_mt end
+function M.is_array(t) return getmetatable(t) == ARRAY_TAG end
 
 local EMPTY = "\1luacrawl-empty-array\1"
 local EMPTY_JSON = codec.encode(EMPTY)
@@ -32,7 +34,7 @@ local EMPTY_JSON = codec.encode(EMPTY)
 local function mark_empty(v, depth)
   if type(v) ~= "table" then return v, false end
   if depth > 200 then error("value nested too deeply", 0) end
-  if next(v) == nil and getmetatable(v) == array_mt then return EMPTY, true end
+  if next(v) == nil and getmetatable(v) == ARRAY_TAG then return EMPTY, true end
   local out, changed = {}, false
   for k, x in pairs(v) do
     local y, c = mark_empty(x, depth + 1)
