@@ -3,6 +3,8 @@
 
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -100,6 +102,15 @@ int lc_addr_class_of_url(const char *url) {
     if (colon) *colon = 0;
   }
   return lc_addr_class(host);
+}
+
+int lc_addr_class_sockaddr(const struct sockaddr *sa) {
+  if (!sa) return LC_ADDR_SPECIAL;
+  if (sa->sa_family == AF_INET)
+    return class_v4(ntohl(((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr));
+  if (sa->sa_family == AF_INET6)
+    return class_v6(((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr.s6_addr);
+  return LC_ADDR_SPECIAL;
 }
 
 const char *lc_addr_class_name(int cls) {

@@ -21,6 +21,9 @@ enum {
 int lc_addr_class_of_url(const char *url);
 /* The class of a bare host ("127.0.0.1", "[::1]", "example.com"). */
 int lc_addr_class(const char *host);
+/* The class of a resolved address (AF_INET or AF_INET6; anything else is special-purpose). */
+struct sockaddr;
+int lc_addr_class_sockaddr(const struct sockaddr *sa);
 /* A short name of a class, for messages ("loopback", "link-local", ...). */
 const char *lc_addr_class_name(int cls);
 
