@@ -190,9 +190,10 @@ return { start = { %q }, sandbox = false, context = { %s },
   end)
 
   it("gives a legitimate job the same records with and without --sandbox", function()
+    -- No dead proxy here: the sandboxed run's pages connect through its network guard.
     local s = H.script(string.format([[
 local seen = {}
-return { start = { %q }, max_depth = 1, concurrency = 2, context = { %s },
+return { start = { %q }, max_depth = 1, concurrency = 2,
   handle = function(page, req, job)
     local res = assert(page:navigate(req.url))
     local title = page:title()
@@ -204,7 +205,7 @@ return { start = { %q }, max_depth = 1, concurrency = 2, context = { %s },
       h1 = h1 and h1.result and h1.result.value, n = select("#", 1, 2, 3), utf8 = utf8.len("héllo"),
       fmt = string.format("%%05.1f", math.pi), t = os.time{ year = 2020, month = 1, day = 1, hour = 0 } }
     for _, l in ipairs(page:links()) do job:enqueue(l) end
-  end }]], srv.url("/_/links?n=4"), PROXY))
+  end }]], srv.url("/_/links?n=4")))
     local plain = H.run({ "run", s }, { stats = true })
     local boxed = H.run({ "run", s, "--sandbox", "--allow-private" }, { stats = true })
     assert.equals(0, plain.code, plain.stderr)
@@ -218,6 +219,171 @@ return { start = { %q }, max_depth = 1, concurrency = 2, context = { %s },
     assert.same(by_url(plain.records), by_url(boxed.records))
     assert.equals(0, boxed.stats.refs_outstanding)
     assert.equals(0, boxed.stats.pages_failed)
+    assert.is_true(boxed.stats.net_connections >= 1, "the sandboxed run went through its guard")
+    assert.equals(0, plain.stats.net_connections)
     assert.same({}, H.chromium_left(boxed.profile_root))
+  end)
+end)
+
+-- A host name (not "localhost", which the rules know by name) that /etc/hosts maps to a
+-- loopback address: the network guard must resolve it to refuse it. nil when there is none.
+local function loopback_name()
+  local f = io.open("/etc/hosts")
+  if not f then return nil end
+  for line in f:lines() do
+    local addr, names = line:match("^%s*(127%.[%d.]+)%s+([^#]+)")
+    for name in (names or ""):gmatch("%S+") do
+      if name ~= "localhost" and not name:find("%.localhost$") and name:match("^[%w.-]+$") then
+        f:close()
+        return name, addr
+      end
+    end
+  end
+  f:close()
+  return nil
+end
+
+describe("the network guard (host rules on every connection)", function()
+  local srv
+  local NAME, NAME_ADDR = loopback_name()
+  setup(function() srv = H.server() end)
+  teardown(function() H.cleanup() end)
+  before_each(function() srv.clear_log() end)
+
+  local function served(path)
+    return srv.count(path) > 0
+  end
+
+  -- Everything the page at /_/embed?host=H reaches on H (see server.py).
+  local EMBEDDED = { "/_/img?i=91", "/_/page?id=92", "/_/page?id=93", "/_/page?id=94", "/_/ws95", "/_/img?i=96" }
+
+  local EMBED_JOB = [[
+return { start = { %q }, retries = 0, max_depth = 0, %s
+  handle = function(page, req, job)
+    local res, err = page:navigate(req.url)
+    if not res then job:emit { err = err } return end
+    page:wait_for("document.title === 'embed done'", { js = true, timeout_ms = 8000 })
+    job:sleep(500) -- the images, the iframe and the WebSocket have had their chance
+    job:emit { title = page:title(), status = res.status }
+  end }]]
+
+  it("lets through what the rules allow: every kind of request reaches an allowed host", function()
+    -- The control for the refusals below: with loopback allowed, each embedded request of
+    -- /_/embed arrives, so their absence there means the guard stopped them.
+    local host = (NAME or "localhost") .. ":" .. srv.port
+    local s = H.script(string.format(EMBED_JOB, srv.url("/_/embed?host=" .. host), ""))
+    local r = H.run({ "run", s, "--sandbox", "--allow-private" }, { stats = true })
+    assert.equals(0, r.code, r.stderr)
+    assert.same({ { title = "embed done", status = 200 } }, r.records)
+    for _, p in ipairs(EMBEDDED) do assert.is_true(served(p), p .. " never arrived: " .. r.stderr) end
+    assert.is_true(served("/_/img?i=1"))
+    assert.is_true(r.stats.net_connections >= 2, r.stderr)
+    assert.equals(0, r.stats.net_refused, r.stderr)
+    assert.equals(0, r.stats.refs_outstanding)
+  end)
+
+  it("refuses every request to a host off allowed_hosts: subresources, iframes, fetch, XHR, WebSockets, redirects", function()
+    local host = (NAME or "localhost") .. ":" .. srv.port
+    local s = H.script(string.format(EMBED_JOB, srv.url("/_/embed?host=" .. host), [[allowed_hosts = { "127.0.0.1" },]]))
+    local r = H.run({ "run", s, "--sandbox", "--allow-private" }, { stats = true })
+    assert.equals(0, r.code, r.stderr)
+    assert.same({ { title = "embed done", status = 200 } }, r.records)
+    assert.is_true(served("/_/img?i=1"), "the page's own image")
+    assert.is_true(served("/_/redirect?to=" .. "http%3A%2F%2F" .. host:gsub(":", "%%3A") .. "%2F_%2Fimg%3Fi%3D96"), r.stderr)
+    for _, p in ipairs(EMBEDDED) do assert.is_false(served(p), p .. " got through") end
+    assert.is_truthy(r.stderr:find((NAME or "localhost") .. " is not on the job's allowed_hosts", 1, true), r.stderr)
+    assert.is_true(r.stats.net_refused >= 5, "refused " .. r.stats.net_refused .. ": " .. r.stderr)
+    assert.equals(0, r.stats.refs_outstanding)
+    assert.same({}, H.chromium_left(r.profile_root))
+  end)
+
+  it("refuses a main-frame redirect off allowed_hosts, and a start URL off it", function()
+    local to = "http://localhost:" .. srv.port .. "/_/page?id=5"
+    local s = H.script(string.format([[
+return { start = { %q }, retries = 0, allowed_hosts = { "127.0.0.1" },
+  handle = function(page, req, job)
+    local res, err = page:navigate(req.url)
+    job:emit { ok = res ~= nil, err = err }
+  end }]], srv.url("/_/redirect?to=" .. to)))
+    local r = H.run({ "run", s, "--sandbox", "--allow-private" }, { stats = true })
+    assert.equals(0, r.code, r.stderr)
+    assert.same({}, r.records) -- a request whose navigation was refused fails
+    assert.equals(1, r.stats.pages_failed)
+    assert.matches("failed: [^\n]*: redirect to http://localhost:%d+/_/page%?id=5 refused: localhost is not on the job's allowed_hosts", r.stderr)
+    assert.is_false(served("/_/page?id=5"))
+    local off = H.script([[return { start = { "http://127.0.0.2:9/" }, allowed_hosts = { "127.0.0.1", "*.example.org" },
+      handle = function() end }]])
+    r = H.run({ "run", off, "--allow-private" })
+    assert.equals(2, r.code, r.stderr)
+    assert.matches("127.0.0.2 is not on the job's allowed_hosts", r.stderr)
+    local bad = H.script([[return { start = { "http://127.0.0.1:9/" }, allowed_hosts = { "a b" }, handle = function() end }]])
+    r = H.run({ "run", bad })
+    assert.equals(2, r.code, r.stderr)
+    assert.matches("allowed_hosts%[1%] 'a b' is not a host name", r.stderr)
+  end)
+
+  it("resolves a host name and refuses it by its address: navigation, fetch, XHR, WebSocket, img, iframe", function()
+    if not NAME then
+      pending("no name in /etc/hosts maps to 127.x besides localhost: the resolution case needs one")
+      return
+    end
+    local origin = "http://" .. NAME .. ":" .. srv.port
+    -- From about:blank (the page is loopback, refused without --allow-private), the page's own
+    -- requests: nothing may arrive.
+    local s = H.script(string.format([[
+return { start = { %q }, retries = 0,
+  handle = function(page, req, job)
+    local res, err = page:navigate(req.url)
+    job:emit { nav = err }
+    local blank = job:context():page()
+    local r = blank:eval(%q, { await = true })
+    job:emit { eval = r }
+  end }]], origin .. "/_/page?id=81", string.format([[
+      new Promise(done => {
+        const o = %q;
+        document.body.innerHTML = '<img src="' + o + '/_/img?i=82"><iframe src="' + o + '/_/page?id=83"></iframe>';
+        const x = new XMLHttpRequest(); x.open('GET', o + '/_/page?id=84'); x.send();
+        try { new WebSocket(o.replace('http', 'ws') + '/_/ws85'); } catch (e) {}
+        fetch(o + '/_/page?id=86', {mode: 'no-cors'}).then(() => done('fetched'), e => done('refused'));
+      })]], origin)))
+    local r = H.run({ "run", s, "--sandbox" }, { stats = true })
+    assert.equals(0, r.code, r.stderr)
+    local want = NAME .. " resolves to " .. NAME_ADDR .. ": loopback address (refused without --allow-private)"
+    assert.equals("navigation to " .. origin .. "/_/page?id=81 refused: connection to " .. NAME .. " refused: " .. want,
+      r.records[1].nav)
+    assert.equals("refused", r.records[2].eval)
+    H.sleep(0.5)
+    for _, p in ipairs { "/_/page?id=81", "/_/img?i=82", "/_/page?id=83", "/_/page?id=84", "/_/ws85", "/_/page?id=86" } do
+      assert.is_false(served(p), p .. " got through")
+    end
+    assert.is_truthy(r.stderr:find(want, 1, true), r.stderr)
+    assert.is_true(r.stats.net_refused >= 2, r.stderr)
+    assert.equals(0, r.stats.refs_outstanding)
+    assert.same({}, H.chromium_left(r.profile_root))
+  end)
+
+  it("holds outside the sandbox with host_rules = true", function()
+    local s = H.script(string.format([[
+return { start = { %q }, retries = 0, host_rules = true,
+  handle = function(page, req, job)
+    job:emit { io = type(io) }
+    local blank = job:context():page()
+    job:emit { eval = blank:eval(%q, { await = true }) }
+  end }]], "http://" .. (NAME or "localhost") .. ":" .. srv.port .. "/_/page?id=71",
+      string.format("fetch('http://127.0.0.1:%d/_/page?id=72', {mode: 'no-cors'}).then(() => 'fetched', () => 'refused')", srv.port)))
+    local r = H.run({ "run", s }, { stats = true })
+    if NAME then
+      assert.equals(0, r.code, r.stderr)
+      assert.same({ io = "table" }, r.records[1])
+      assert.equals("refused", r.records[2].eval)
+      assert.is_false(served("/_/page?id=72"))
+      assert.is_true(r.stats.net_refused >= 1, r.stderr)
+    else -- localhost is refused by name already, as a start URL
+      assert.equals(2, r.code, r.stderr)
+    end
+    local off = H.script([[return { start = { "http://127.0.0.1:9/" }, sandbox = true, host_rules = false, handle = function() end }]])
+    r = H.run({ "run", off })
+    assert.equals(2, r.code, r.stderr)
+    assert.matches("host_rules cannot be turned off in the sandbox", r.stderr)
   end)
 end)

@@ -1246,6 +1246,7 @@ void lc_job_free(lc_job *j) {
   if (j->sink) lc_sink_close(j->sink);
   lc_hosttab_each(j->hosts, host_free, NULL);
   lc_hosttab_free(j->hosts);
+  lc_job_sandbox_free(j);
   if (j->pump_timer) uv_close((uv_handle_t *)j->pump_timer, timer_free);
   if (j->out_timer) uv_close((uv_handle_t *)j->out_timer, timer_free);
   if (j->flush_timer) uv_close((uv_handle_t *)j->flush_timer, timer_free);

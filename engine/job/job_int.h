@@ -9,6 +9,7 @@
 
 #include "frontier.h"
 #include "job.h"
+#include "netguard.h"
 #include "output.h"
 #include "store.h"
 #include "task.h"
@@ -42,6 +43,10 @@ typedef struct lc_sandbox {
   size_t mem_cap;    /* 0: no cap */
   int mem_hit;       /* an allocation was refused */
   int64_t memory_mb, job_ms;
+  lc_netguard *guard;  /* the job's network guard (netguard.h), started at its first context */
+  char **allow_hosts;  /* the job's allowed_hosts (NULL-terminated), or NULL: any host */
+  int guard_failed;    /* it could not start: the sandbox's contexts are refused */
+  int rules;           /* the host rules are on: the sandbox, or the job's host_rules */
 } lc_sandbox;
 
 typedef struct lc_host lc_host; /* per-host politeness state (job.c) */
@@ -163,6 +168,13 @@ int l_core_sandbox_apply(lua_State *L);
 int l_core_fail(lua_State *L);
 int l_core_host_refusal(lua_State *L);
 int l_core_memory(lua_State *L);
+int l_core_net_refusal(lua_State *L);
+int l_core_set_host_rules(lua_State *L);
+int l_core_host_rules(lua_State *L);
+/* The job's network guard's proxy URL, started on first use; NULL if it cannot start. */
+const char *lc_job_netguard_url(lc_job *j);
+/* Close the guard and free the allow list (lc_job_free). */
+void lc_job_sandbox_free(lc_job *j);
 
 /* The Lua bindings (l_core.c): opens luacrawl.core */
 int luaopen_luacrawl_core(lua_State *L);

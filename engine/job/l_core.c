@@ -123,12 +123,28 @@ static int acquire(lua_State *L, lc_job *j, lc_task *t, const char *options, int
   /* Contexts are the job's own: the job's id is part of the key (a member of the options
    * object the backend ignores), so no cookie or cache of one job reaches another. */
   size_t olen = strlen(options);
-  char *keyed = olen >= 2 && options[0] == '{' ? malloc(olen + 40) : NULL;
+  /* Under the host rules (the sandbox's, or the job's host_rules), a context without a proxy
+   * of its own connects through the job's network guard (netguard.h): the rules hold for
+   * every connection its pages make. */
+  char guard[96] = "";
+  lc_json_span pv;
+  if (j->sb.rules && olen >= 2 && lc_json_member(options, olen, "proxy", &pv) != 0) {
+    const char *url = lc_job_netguard_url(j);
+    if (!url) {
+      acq_free(op);
+      lua_pushnil(L);
+      lua_pushstring(L, "the host rules' network guard could not start");
+      return 2;
+    }
+    snprintf(guard, sizeof guard, "\"proxy\":\"%s\",\"proxy_bypass\":\"<-loopback>\",", url);
+  }
+  size_t klen = olen + strlen(guard) + 40;
+  char *keyed = olen >= 2 && options[0] == '{' ? malloc(klen) : NULL;
   if (!keyed) {
     acq_free(op);
     return luaL_error(L, olen >= 2 ? "out of memory" : "bad context options");
   }
-  snprintf(keyed, olen + 40, "{\"partition\":\"job %u\"%s%s", (unsigned)j->id,
+  snprintf(keyed, klen, "{%s\"partition\":\"job %u\"%s%s", guard, (unsigned)j->id,
            olen > 2 ? "," : "", options + 1);
   lc_task_op_begin(t, acq_cancel, op);
   int created = 0;
@@ -1021,6 +1037,9 @@ static const luaL_Reg core_funcs[] = {{"acquire", l_core_acquire},
                                       {"sandbox_apply", l_core_sandbox_apply},
                                       {"fail", l_core_fail},
                                       {"host_refusal", l_core_host_refusal},
+                                      {"net_refusal", l_core_net_refusal},
+                                      {"set_host_rules", l_core_set_host_rules},
+                                      {"host_rules", l_core_host_rules},
                                       {"memory", l_core_memory},
                                       {NULL, NULL}};
 

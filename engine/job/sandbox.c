@@ -12,6 +12,7 @@
 #include "addr.h"
 #include "job_int.h"
 #include "log.h"
+#include "url.h"
 
 #define MEM_GRACE \
   ((size_t)16 << 20) /* what the engine may still allocate to unwind after a refusal */
@@ -45,6 +46,7 @@ void *lc_job_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
 void lc_job_sandbox_begin(lc_job *j) {
   lc_sandbox *sb = &j->sb;
   sb->on = 1;
+  sb->rules = 1;
   sb->mem_cap = (size_t)LC_SANDBOX_MEMORY_MB << 20;
   if (sb->mem_used + MEM_GRACE > sb->mem_cap) sb->mem_cap = sb->mem_used + MEM_GRACE;
   lc_sched_set_instruction_budget(j->sched, LC_SANDBOX_INSTRUCTIONS);
@@ -92,7 +94,92 @@ const char *lc_job_sandbox_setup_failure(lc_job *j, char *buf, size_t n) {
   return NULL;
 }
 
+/* The proxy URL of the job's network guard, started on first use; NULL if it cannot start. */
+const char *lc_job_netguard_url(lc_job *j) {
+  lc_sandbox *sb = &j->sb;
+  if (!sb->guard && !sb->guard_failed) {
+    char err[200], tag[80] = "";
+    if (j->opts.log_tag) snprintf(tag, sizeof tag, "[%s] ", j->opts.log_tag);
+    lc_netguard_opts o = {.allow_private = sb->allow_private,
+                          .allow_hosts = (const char *const *)sb->allow_hosts,
+                          .log_tag = tag};
+    sb->guard = lc_netguard_new(j->sh->loop, &o, err, sizeof err);
+    if (!sb->guard) {
+      sb->guard_failed = 1;
+      lc_error("%s", err);
+    }
+  }
+  return lc_netguard_url(sb->guard);
+}
+
+void lc_job_sandbox_free(lc_job *j) {
+  lc_netguard_close(j->sb.guard);
+  j->sb.guard = NULL;
+  if (j->sb.allow_hosts)
+    for (char **h = j->sb.allow_hosts; *h; h++) free(*h);
+  free(j->sb.allow_hosts);
+  j->sb.allow_hosts = NULL;
+}
+
 /* ---------------------------------------------------------------- bindings (luacrawl.core) */
+
+/* core.net_refusal(host) -> nil | why the network guard refused the last connection to host.
+ * core.net_refusal() -> refusals so far, and the newest one's host and reason. */
+int l_core_net_refusal(lua_State *L) {
+  lc_job *j = lc_job_get(L);
+  lc_netguard *g = j ? j->sb.guard : NULL;
+  if (lua_isnoneornil(L, 1)) {
+    lc_netguard_stats st;
+    lc_netguard_stats_get(g, &st);
+    const char *host = NULL, *why = lc_netguard_last_refusal(g, &host);
+    lua_pushinteger(L, (lua_Integer)st.refused);
+    if (!why) return 1;
+    lua_pushstring(L, host);
+    lua_pushstring(L, why);
+    return 3;
+  }
+  const char *why = lc_netguard_refusal(g, luaL_checkstring(L, 1));
+  if (!why) return 0;
+  lua_pushstring(L, why);
+  return 1;
+}
+
+/* core.set_host_rules([allowed_hosts]): the host rules on, with an allow list of hosts
+ * ("a.com", "*.b.org"; boot.lua has validated them) or none, before any context exists. */
+int l_core_set_host_rules(lua_State *L) {
+  lc_job *j = lc_job_get(L);
+  if (!j) return luaL_error(L, "internal: no job");
+  if (j->sb.guard) return luaL_error(L, "internal: host rules set after the guard started");
+  char **v = NULL;
+  if (!lua_isnoneornil(L, 1)) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_Integer n = luaL_len(L, 1);
+    if (!(v = calloc((size_t)n + 1, sizeof *v))) return luaL_error(L, "out of memory");
+    for (lua_Integer i = 1; i <= n; i++) {
+      lua_rawgeti(L, 1, i);
+      const char *h = lua_tostring(L, -1);
+      if (!h || !(v[i - 1] = strdup(h))) {
+        for (lua_Integer k = 0; k < i; k++) free(v[k]);
+        free(v);
+        return luaL_error(L, h ? "out of memory" : "internal: an allowed host is not a string");
+      }
+      lua_pop(L, 1);
+    }
+  }
+  if (j->sb.allow_hosts)
+    for (char **h = j->sb.allow_hosts; *h; h++) free(*h);
+  free(j->sb.allow_hosts);
+  j->sb.allow_hosts = v;
+  j->sb.rules = 1;
+  return 0;
+}
+
+/* core.host_rules() -> whether the host rules are on (the sandbox, or the job's host_rules) */
+int l_core_host_rules(lua_State *L) {
+  lc_job *j = lc_job_get(L);
+  lua_pushboolean(L, j && j->sb.rules);
+  return 1;
+}
 
 /* core.sandbox() -> on, allow_private */
 int l_core_sandbox(lua_State *L) {
@@ -121,6 +208,7 @@ int l_core_sandbox_apply(lua_State *L) {
   sb->memory_mb = budget_field(L, 1, "memory_mb");
   sb->job_ms = budget_field(L, 1, "job_ms");
   sb->on = 1;
+  sb->rules = 1; /* the host rules are on in the sandbox, always */
   sb->mem_cap = (size_t)sb->memory_mb << 20;
   if (sb->mem_used + MEM_GRACE > sb->mem_cap && sb->mem_hit) sb->mem_cap = sb->mem_used + MEM_GRACE;
   lc_sched_set_instruction_budget(j->sched, insns);
@@ -157,12 +245,26 @@ int l_core_fail(lua_State *L) {
   return 0;
 }
 
-/* core.host_refusal(url) -> nil | reason: the sandbox's host rules on a URL's address. Names
- * are not resolved (addr.h). Link-local and special-purpose addresses are refused even with
- * --allow-private: that is where cloud metadata endpoints live. */
+/* core.host_refusal(url) -> nil | reason: the host rules on a URL, before anything is sent:
+ * the job's allowed_hosts, then the class of an IP literal (addr.h; a name is resolved later,
+ * by the network guard, for every connection). Link-local and special-purpose addresses are
+ * refused even with --allow-private: that is where cloud metadata endpoints live. nil when the
+ * host rules are off. */
 int l_core_host_refusal(lua_State *L) {
   lc_job *j = lc_job_get(L);
   const char *url = luaL_checkstring(L, 1);
+  if (!j || !j->sb.rules) return 0;
+  char host[300];
+  if (j->sb.allow_hosts && lc_url_host(url, host, sizeof host) == 0) {
+    char *end = host[0] == '[' ? strchr(host, ']') : strchr(host, ':');
+    if (end) end[host[0] == '['] = 0;
+    lc_netguard_opts o = {.allow_private = 1, .allow_hosts = (const char *const *)j->sb.allow_hosts};
+    char why[200];
+    if (lc_netguard_decide(&o, host, NULL, why, sizeof why) != 0) {
+      lua_pushstring(L, why);
+      return 1;
+    }
+  }
   int cls = lc_addr_class_of_url(url);
   int refuse = 0;
   switch (cls) {
@@ -171,14 +273,14 @@ int l_core_host_refusal(lua_State *L) {
       break;
     case LC_ADDR_LOOPBACK:
     case LC_ADDR_PRIVATE:
-      refuse = !(j && j->sb.allow_private);
+      refuse = !j->sb.allow_private;
       break;
     default:
       refuse = 1;
   }
   if (!refuse) return 0;
   lua_pushfstring(
-      L, "%s (the sandbox refuses it%s)", lc_addr_class_name(cls),
+      L, "%s (the host rules refuse it%s)", lc_addr_class_name(cls),
       cls == LC_ADDR_LOOPBACK || cls == LC_ADDR_PRIVATE ? " without --allow-private" : "");
   return 1;
 }

@@ -18,6 +18,8 @@ size_t lc_job_stats(lc_job *j, lc_stat *out, size_t cap) {
   lc_bpool_stats bs = {0};
   if (j->sh->pool) lc_bpool_get_stats(j->sh->pool, &bs);
   j->sh->ops->sample_mem(j->sh->ud); /* at most once a second */
+  lc_netguard_stats ns;
+  lc_netguard_stats_get(j->sb.guard, &ns);
   const lc_shared *sh = j->sh;
   double secs = j->started ? (double)(lc_now(j->sh) - (int64_t)j->started_ms) / 1000.0 : 0;
   lc_stat all[] = {
@@ -61,6 +63,10 @@ size_t lc_job_stats(lc_job *j, lc_stat *out, size_t cap) {
       {"browser_log_bytes", LIVE, LC_STAT_COUNT, (double)bs.log_bytes},
       {"browser_log_kept", LIVE, LC_STAT_COUNT, (double)bs.log_kept_max},
       {"browsers_unsandboxed", LIVE, LC_STAT_COUNT, bs.unsandboxed},
+      {"net_connections", BOTH, LC_STAT_COUNT, (double)ns.connections},
+      {"net_refused", BOTH, LC_STAT_COUNT, (double)ns.refused},
+      {"net_failed", FILE_, LC_STAT_COUNT, (double)ns.failed},
+      {"net_bytes", FILE_, LC_STAT_COUNT, (double)ns.bytes},
       {"seconds", FILE_, LC_STAT_SECONDS, secs},
       {"interrupted", FILE_, LC_STAT_BOOL, j->stop_signal != 0},
   };

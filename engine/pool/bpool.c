@@ -1040,6 +1040,10 @@ static void create_context_now(gen_t *g, uint64_t ctx_id, const char *options) {
   if (options && lc_json_member(options, olen, "proxy", &v) == 0 && v.p[0] == '"') {
     lc_buf_puts(&b, ",\"proxyServer\":");
     lc_buf_add(&b, v.p, v.n);
+    if (lc_json_member(options, olen, "proxy_bypass", &v) == 0 && v.p[0] == '"') {
+      lc_buf_puts(&b, ",\"proxyBypassList\":");
+      lc_buf_add(&b, v.p, v.n);
+    }
   }
   lc_buf_puts(&b, "}");
   uint64_t id = lc_buf_str(&b) ? lc_cdp_send(g->cdp, NULL, "Target.createBrowserContext", b.p,

@@ -14,7 +14,7 @@ local FIELDS = {
   allow = true, deny = true, retries = true, timeout_ms = true, context = true, policy = true,
   handle = true, on_error = true, robots = true, delay_ms = true, per_host = true,
   user_agent_token = true, throttle_retries = true, name = true, wait_until = true,
-  sandbox = true, budgets = true,
+  sandbox = true, budgets = true, host_rules = true, allowed_hosts = true,
 }
 
 local function bad(fmt, ...) error(string.format(fmt, ...), 0) end
@@ -87,6 +87,28 @@ local function validate(job, script, env, cli_sandbox)
     local ok, b = pcall(sandbox.budgets, job.budgets, true)
     if not ok then bad("%s", b) end
   end
+  -- The host rules next: the start URLs below are checked by them.
+  if job.host_rules ~= nil and type(job.host_rules) ~= "boolean" then
+    bad("job.host_rules must be a boolean (got %s)", type(job.host_rules))
+  end
+  if job.host_rules == false and (cli_sandbox or job.sandbox) then
+    bad("job.host_rules cannot be turned off in the sandbox")
+  end
+  local hosts = nil
+  if job.allowed_hosts ~= nil then
+    hosts = {}
+    for i, h in ipairs(list_of_strings(job.allowed_hosts, "allowed_hosts")) do
+      local name = h:lower()
+      if not (name:match("^%*?%.?[%w%-%.]+$") or name:match("^%[[%x:%.]+%]$")) or name:match("^%*[^.]")
+          or name:find("..", 1, true) then
+        bad("job.allowed_hosts[%d] '%s' is not a host name, '*.domain' or an IP address", i, h)
+      end
+      hosts[#hosts + 1] = name
+    end
+    if #hosts == 0 then bad("job.allowed_hosts is empty: no host could be reached") end
+    if job.host_rules == false then bad("job.allowed_hosts needs the host rules (host_rules = false)") end
+  end
+  if cli_sandbox or job.sandbox or job.host_rules or hosts then core.set_host_rules(hosts) end
   for k in pairs(job) do
     if type(k) ~= "string" or not FIELDS[k] then
       local hint = type(k) == "string" and closest(k)
@@ -162,7 +184,7 @@ local function validate(job, script, env, cli_sandbox)
     if type(u) ~= "string" then bad("job.start[%d] must be a string (got %s)", i, type(u)) end
     local n, err = core.normalize(u)
     if not n then bad("start URL '%s' is not a crawlable URL: %s", u, err) end
-    local why = sandbox.active and core.host_refusal(n)
+    local why = core.host_refusal(n)
     if why then bad("start URL '%s' refused: %s", u, why) end
     urls[#urls + 1] = n
   end

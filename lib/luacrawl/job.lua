@@ -67,7 +67,7 @@ function M.new(spec, cfg)
     end
     local ok, c = pcall(options.check, o)
     if not ok then error(c, 0) end
-    local why = sandbox.active and c.proxy and core.host_refusal(c.proxy)
+    local why = c.proxy and core.host_refusal(c.proxy)
     if why then error("context.proxy " .. c.proxy .. " refused: " .. why, 0) end
     return c
   end
@@ -81,7 +81,7 @@ function M.new(spec, cfg)
     local depth = req and req.depth + 1 or 0
     local n, err = core.normalize(url, base)
     if not n then return false, err end
-    local refused = sandbox.active and core.host_refusal(n)
+    local refused = core.host_refusal(n)
     if refused then return false, refused end
     if cfg.same_origin and not origins[core.origin(n)] then return false, "other origin" end
     if #cfg.allow > 0 and not in_list(n, cfg.allow) then return false, "not allowed" end
@@ -124,7 +124,7 @@ function M.new(spec, cfg)
     if type(name) ~= "string" or name == "" then error("job:session: name must be a non-empty string", 2) end
     local ok, c = pcall(options.check, ctx or (type(spec.context) == "table" and spec.context or nil))
     if not ok then error("job:session: " .. c, 2) end
-    local why = sandbox.active and c.proxy and core.host_refusal(c.proxy)
+    local why = c.proxy and core.host_refusal(c.proxy)
     if why then error("job:session: context.proxy " .. c.proxy .. " refused: " .. why, 2) end
     -- A session has a context of its own (its name is part of the key): what it logs into
     -- stays in it instead of reaching every request that happens to share its options.
@@ -164,7 +164,7 @@ function M.new(spec, cfg)
   function J.context(self, o)
     local ok, c = pcall(options.check, o)
     if not ok then error("job:context: " .. c, 2) end
-    local why = sandbox.active and c.proxy and core.host_refusal(c.proxy)
+    local why = c.proxy and core.host_refusal(c.proxy)
     if why then error("job:context: context.proxy " .. c.proxy .. " refused: " .. why, 2) end
     local canon = options.canonical(c)
     local ctx, err = core.acquire(canon, false)
@@ -274,9 +274,9 @@ function M.new(spec, cfg)
   function engine.check_navigation(target, url, redirected)
     local g = page_api.guard
     local n = core.normalize(url)
-    -- The sandbox's host rules hold for every paused document, the first request of
-    -- page:navigate and robots.txt redirects included.
-    local why = sandbox.active and (n and core.host_refusal(n) or (not n and "not an http(s) URL in the sandbox"))
+    -- The host rules hold for every paused document, the first request of page:navigate and
+    -- robots.txt redirects included (and the network guard for every connection after).
+    local why = core.host_rules() and (n and core.host_refusal(n) or (not n and "not an http(s) URL (the host rules)"))
     if why then
       local msg = (redirected and "redirect to " or "navigation to ") .. url .. " refused: " .. why
       g.refused[target] = msg

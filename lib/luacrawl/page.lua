@@ -467,12 +467,22 @@ function Page.navigate(page, url, opts)
     return nil, guard.refused[target]
   end
   page:_expect(url)
+  local refusals = core.host_rules() and core.net_refusal()
   local nav, err = send(page, "Page.navigate", { url = url }, timeout)
   if page:live() then page:_expect(nil) end
   guard.expect[target] = nil
   if guard.refused[target] then return refused() end
   if not nav then return nil, err end
   if nav.errorText and nav.errorText ~= "" then
+    -- The network guard refused a connection while this navigation ran (the document's, or a
+    -- redirect hop's): say which and why, rather than Chromium's proxy error.
+    if refusals and nav.errorText:find("PROXY", 1, true) or refusals and nav.errorText:find("SOCKS", 1, true) then
+      local n, host, why = core.net_refusal()
+      if n > refusals then
+        guard.refused[target] = "navigation to " .. url .. " refused: connection to " .. host .. " refused: " .. why
+        return refused()
+      end
+    end
     return nil, "navigation to " .. url .. " failed: " .. nav.errorText
   end
   local frame = nav.frameId

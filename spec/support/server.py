@@ -91,6 +91,12 @@ Dynamic routes (query parameters in brackets are optional; defaults after "=")
                             href="/_/style.css">, whose @font-face loads /_/font.woff2 (used by
                             <p class="fancy">), to test resource blocking through the log.
   /_/img?i=N                a tiny PNG (4x4, a colour per N).
+  /_/embed?host=H[&via=V]   a page that reaches http://H (H: a host[:port] that resolves to loopback,
+                            else 400) with an <img src=/_/img?i=91>, an <iframe src=/_/page?id=92>,
+                            a fetch() of /_/page?id=93, an XHR of /_/page?id=94, a WebSocket to
+                            /_/ws95, and a same-origin <img> redirected (/_/redirect) to /_/img?i=96;
+                            plus its own <img src="/_/img?i=1"> as the control. Its <title> becomes
+                            "embed done" once the fetch and the XHR have settled.
   /_/style.css              the stylesheet of /_/image-page.
   /_/font.woff2             bytes served as font/woff2 (not a usable font: only the fetch matters).
   /_/cycle, /_/cycle2       pages linking to each other and themselves through variants that all
@@ -563,11 +569,44 @@ def route_status(h):
     h.respond(code, page("%d %s" % (code, phrase), '<h1 id="status">%d %s</h1>' % (code, phrase)))
 
 
+def resolves_to_loopback(host):
+    """Whether a host[:port] resolves to loopback only: a test page may name it."""
+    name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    try:
+        addrs = {a[4][0] for a in socket.getaddrinfo(name, None, socket.AF_INET)}
+    except OSError:
+        return False
+    return bool(addrs) and all(a.startswith("127.") for a in addrs)
+
+
+def route_embed(h):
+    host = h.query.get("host", "")
+    if not re.match(r"^[A-Za-z0-9.-]+(:\d+)?$", host) or not resolves_to_loopback(host):
+        return h.bad_request("host must be a host[:port] that resolves to loopback")
+    o = "http://" + host
+    redirect = "/_/redirect?" + urllib.parse.urlencode({"to": o + "/_/img?i=96"})
+    body = """<h1>Embed</h1>
+<img src="/_/img?i=1" alt="control">
+<img src="%(o)s/_/img?i=91" alt="other host">
+<img src="%(r)s" alt="redirected">
+<iframe src="%(o)s/_/page?id=92"></iframe>
+<script>
+const settle = p => p.then(() => 'ok', () => 'error');
+const xhr = new Promise((res, rej) => { const x = new XMLHttpRequest(); x.onload = res; x.onerror = rej;
+  x.open('GET', '%(o)s/_/page?id=94'); x.send(); });
+try { new WebSocket('ws://%(h)s/_/ws95'); } catch (e) {}
+Promise.all([settle(fetch('%(o)s/_/page?id=93', {mode: 'no-cors'})), settle(xhr)])
+  .then(r => { document.title = 'embed done'; window.embedResults = r; });
+</script>""" % {"o": o, "r": html.escape(redirect), "h": host}
+    h.respond(200, page("embed", body))
+
+
 def route_redirect(h):
     n = h.int_param("n", 1, 0, 100)
     to = h.query.get("to", "/")
     code = h.int_param("code", 302)
-    loopback = re.match(r"^http://(127\.0\.0\.1|localhost):\d+/", to)
+    m = re.match(r"^http://([A-Za-z0-9.-]+(:\d+)?)/", to)
+    loopback = m and resolves_to_loopback(m.group(1))
     if not loopback and (not to.startswith("/") or to.startswith("//") or to.startswith("/\\")):
         return h.bad_request("to must be a local absolute path or a loopback http URL")
     if code not in (301, 302, 303, 307, 308):
@@ -870,6 +909,7 @@ ROUTES = {
     "/_/noanswer": route_noanswer,
     "/_/status": route_status,
     "/_/redirect": route_redirect,
+    "/_/embed": route_embed,
     "/_/latin1": route_latin1,
     "/_/sjis": route_sjis,
     "/_/jsloop": route_jsloop,
