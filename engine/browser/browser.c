@@ -798,6 +798,8 @@ static const char *const base_flags[] = {
     "--disable-background-timer-throttling", "--disable-backgrounding-occluded-windows",
     "--disable-renderer-backgrounding",
     "--disable-features=Translate,MediaRouter,OptimizationHints", "--mute-audio",
+    /* WebRTC UDP does not go through a context's proxy (the host rules' guard): none at all. */
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
     "--hide-scrollbars", "--password-store=basic", "--use-mock-keychain",
     "--remote-debugging-pipe", /* CDP on fds 3 and 4: no port anyone could connect to */
 };
