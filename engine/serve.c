@@ -150,8 +150,8 @@ static int cfg_read(lua_State *L) {
         return luaL_error(L, "%s must be an integer (got %s)", k, luaL_typename(L, -1));
       int64_t v = lua_tointeger(L, -1);
       if (v < f->lo || v > f->hi)
-        return luaL_error(L, "%s must be in %lld..%lld (got %lld)", k, (long long)f->lo,
-                          (long long)f->hi, (long long)v);
+        return luaL_error(L, "%s must be in %I..%I (got %I)", k, (lua_Integer)f->lo,
+                          (lua_Integer)f->hi, (lua_Integer)v);
       if (!strcmp(k, "max_running")) c->max_running = (int)v;
       else if (!strcmp(k, "max_queue")) c->max_queue = (int)v;
       else if (!strcmp(k, "queue_timeout_ms")) c->queue_timeout_ms = v;
