@@ -40,6 +40,8 @@ struct lc_engine {
   char *browser_path;
   const char *connect;
   int want_stats;
+  void (*signal_hook)(void *ud, int sig);
+  void *signal_ud;
 
   lc_job **jobs;
   size_t n_jobs, cap_jobs;
@@ -309,6 +311,10 @@ static void tick_cb(uv_timer_t *h) {
  * does not get here in time, ends the process without waiting). */
 static void on_signal(int sig, void *ud) {
   lc_engine *e = ud;
+  if (e->signal_hook) { /* luacrawl serve: a graceful stop of its own */
+    e->signal_hook(e->signal_ud, sig);
+    return;
+  }
   e->stop_signal = sig;
   e->signal_ms = uv_now(&e->loop);
   lc_info("%s: stopping (releasing everything; interrupt again to kill)",
@@ -349,6 +355,8 @@ lc_engine *lc_engine_new(const lc_engine_opts *o, char *err, size_t errlen) {
   }
   e->connect = o->connect;
   e->want_stats = o->stats;
+  e->signal_hook = o->on_signal;
+  e->signal_ud = o->signal_ud;
   uv_loop_init(&e->loop);
   uv_timer_init(&e->loop, &e->tick_timer);
   e->tick_timer.data = e;
@@ -478,6 +486,8 @@ void lc_engine_run_until(lc_engine *e, int (*done)(void *ud), void *ud, int ms) 
 
 const char *lc_engine_failure(const lc_engine *e) { return e->fatal ? e->fatal_msg : NULL; }
 lc_cache *lc_engine_cache(lc_engine *e) { return e->sh.cache; }
+lc_shared *lc_engine_shared(lc_engine *e) { return &e->sh; }
+struct lc_ws_ctx *lc_engine_ws(lc_engine *e) { return e->ws; }
 
 /* ---------------------------------------------------------------- shutdown */
 

@@ -41,6 +41,10 @@ typedef struct lc_engine_opts {
   const char *browser; /* --browser PATH (NULL: find one) */
   const char *connect; /* --connect URL: someone else's browser */
   int stats;           /* --stats: browser memory peaks are wanted every second */
+  /* When set, the first SIGINT/SIGTERM is handed to this (on the loop) instead of cancelling
+   * every job and stopping the loop: the caller (luacrawl serve) stops on its own terms. */
+  void (*on_signal)(void *ud, int sig);
+  void *signal_ud;
 } lc_engine_opts;
 
 /* A loop and what the jobs will share; no browser yet. NULL with err on bad input. */
@@ -65,6 +69,12 @@ int lc_engine_free(lc_engine *e);
 /* Why the engine stopped for good (browser never started, crash loop), or NULL. */
 const char *lc_engine_failure(const lc_engine *e);
 lc_cache *lc_engine_cache(lc_engine *e);
+/* What the jobs share (loop, pool, cache, policy, browser counters): read by luacrawl serve
+ * for its metrics and health check. Owned by the engine. */
+lc_shared *lc_engine_shared(lc_engine *e);
+/* The engine's libwebsockets context (NULL before lc_engine_start): luacrawl serve adds its
+ * listening vhost to it, so one lws context on the one loop holds client and server. */
+struct lc_ws_ctx *lc_engine_ws(lc_engine *e);
 
 /* Run one job script to its end: the CLI. Returns the exit code. */
 int lc_engine_run(const lc_run_opts *opts);

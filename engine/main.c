@@ -5,12 +5,16 @@
 #include <string.h>
 
 #include "engine.h"
+#include "serve.h"
 #include "store.h"
 #include "ws.h"
 
 static void usage(FILE *f) {
   fputs(
       "usage: luacrawl run SCRIPT [name=value ...] [options]\n"
+      "       luacrawl serve [--listen 127.0.0.1:8080] [--config serve.lua]\n"
+      "                      [--token-file F] [--data-dir DIR] [--allow-private]\n"
+      "                      (an HTTP service: docs/SERVICE.md)\n"
       "       luacrawl status STATE_FILE [--json]\n"
       "       luacrawl export STATE_FILE [-o FILE]\n"
       "       luacrawl --help | --version\n"
@@ -160,6 +164,7 @@ int main(int argc, char **argv) {
   }
   if (strcmp(argv[1], "status") == 0) return cmd_status(argc, argv);
   if (strcmp(argv[1], "export") == 0) return cmd_export(argc, argv);
+  if (strcmp(argv[1], "serve") == 0) return lc_serve_main(argc - 1, argv + 1);
   if (strcmp(argv[1], "run") != 0) {
     return bad(argv[1][0] == '-' ? "unknown option '" : "unknown command '", argv[1], "'");
   }

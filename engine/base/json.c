@@ -88,6 +88,57 @@ int lc_json_member(const char *s, size_t n, const char *key, lc_json_span *out) 
   }
 }
 
+int lc_json_each_member(const char *s, size_t n, lc_json_member_fn fn, void *ud) {
+  const char *end = s + n;
+  s = skip_ws(s, end);
+  if (s >= end || *s != '{') return -2;
+  s = skip_ws(s + 1, end);
+  if (s < end && *s == '}') return skip_ws(s + 1, end) == end ? 0 : -2;
+  for (;;) {
+    if (s >= end || *s != '"') return -2;
+    const char *kend = skip_string(s, end);
+    if (!kend) return -2;
+    lc_json_span key = {s, (size_t)(kend - s)};
+    s = skip_ws(kend, end);
+    if (s >= end || *s != ':') return -2;
+    s = skip_ws(s + 1, end);
+    const char *vend = lc_json_skip(s, end);
+    if (!vend) return -2;
+    lc_json_span val = {s, (size_t)(vend - s)};
+    int rc = fn(ud, key, val);
+    if (rc) return rc;
+    s = skip_ws(vend, end);
+    if (s < end && *s == ',') {
+      s = skip_ws(s + 1, end);
+      continue;
+    }
+    if (s < end && *s == '}') return skip_ws(s + 1, end) == end ? 0 : -2;
+    return -2;
+  }
+}
+
+int lc_json_each_element(const char *s, size_t n, lc_json_element_fn fn, void *ud) {
+  const char *end = s + n;
+  s = skip_ws(s, end);
+  if (s >= end || *s != '[') return -2;
+  s = skip_ws(s + 1, end);
+  if (s < end && *s == ']') return skip_ws(s + 1, end) == end ? 0 : -2;
+  for (size_t i = 0;; i++) {
+    const char *vend = lc_json_skip(s, end);
+    if (!vend) return -2;
+    lc_json_span val = {s, (size_t)(vend - s)};
+    int rc = fn(ud, i, val);
+    if (rc) return rc;
+    s = skip_ws(vend, end);
+    if (s < end && *s == ',') {
+      s = skip_ws(s + 1, end);
+      continue;
+    }
+    if (s < end && *s == ']') return skip_ws(s + 1, end) == end ? 0 : -2;
+    return -2;
+  }
+}
+
 int lc_json_int(lc_json_span v, int64_t *out) {
   if (!v.p || v.n == 0 || v.n > 30) return -1;
   char tmp[32];

@@ -22,6 +22,16 @@ int lc_json_member(const char *s, size_t n, const char *key, lc_json_span *out);
  * NULL when malformed or truncated before end. */
 const char *lc_json_skip(const char *s, const char *end);
 
+/* Call fn for each top-level member of the object (key span with its quotes, raw value
+ * span) or each element of the array in s[0..n), which must hold that one value and nothing
+ * else but whitespace. Returns 0, fn's nonzero answer (iteration stops), or -2 when the text
+ * is not a well-formed object/array as far as scanned. (A scanner over lc_json_skip: the
+ * values themselves are not decoded.) */
+typedef int (*lc_json_member_fn)(void *ud, lc_json_span key, lc_json_span val);
+typedef int (*lc_json_element_fn)(void *ud, size_t index, lc_json_span val);
+int lc_json_each_member(const char *s, size_t n, lc_json_member_fn fn, void *ud);
+int lc_json_each_element(const char *s, size_t n, lc_json_element_fn fn, void *ud);
+
 /* A span holding a JSON integer as int64. Returns 0 or -1. */
 int lc_json_int(lc_json_span v, int64_t *out);
 /* Copy a JSON string span without its quotes, if it has no escapes; returns 0, or -1 when

@@ -183,6 +183,8 @@ void lc_ws_ctx_destroy(lc_ws_ctx *ctx) {
   if (ctx && ctx->lws) lws_context_destroy(ctx->lws);
 }
 
+struct lws_context *lc_ws_lws(lc_ws_ctx *ctx) { return ctx ? ctx->lws : NULL; }
+
 void lc_ws_ctx_destroy_finish(lc_ws_ctx *ctx) {
   if (!ctx) return;
   if (ctx->lws) lws_context_destroy(ctx->lws);

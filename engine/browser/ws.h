@@ -18,6 +18,9 @@ typedef struct lc_ws_ctx lc_ws_ctx;
 lc_ws_ctx *lc_ws_ctx_new(uv_loop_t *loop, char **err);
 void lc_ws_ctx_destroy(lc_ws_ctx *ctx);
 void lc_ws_ctx_destroy_finish(lc_ws_ctx *ctx);
+/* The lws context itself, for a server vhost on the same context (luacrawl serve). */
+struct lws_context;
+struct lws_context *lc_ws_lws(lc_ws_ctx *ctx);
 
 typedef struct lc_ws_args {
   lc_ws_ctx *ctx;
