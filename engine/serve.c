@@ -530,13 +530,14 @@ static int make_job(srv *s, sjob *j, char *err, size_t errlen) {
 }
 
 static void finish(srv *s, sjob *j, int state, const char *why) {
+  /* `why` may point into the job (lc_job_failure): copy it before the job is freed. */
+  if (why && !j->error[0]) snprintf(j->error, sizeof j->error, "%s", why);
   if (j->job) {
     lc_job_get_counts(j->job, &j->n);
     lc_engine_remove_job(s->e, j->job); /* every reference it held is given back */
     j->job = NULL;
   }
   j->state = state;
-  if (why && !j->error[0]) snprintf(j->error, sizeof j->error, "%s", why);
   j->ended_ms = now_ms(s);
   save_state(j);
   if (j->waiter) {
