@@ -10,6 +10,7 @@ packages=(
   lua5.4 liblua5.4-dev lua-cjson lua-busted
   libuv1-dev libwebsockets-dev libwebsockets-evlib-uv liburiparser-dev
   libsqlite3-dev sqlite3
+  redis-server libhiredis-dev curl
   chromium-headless-shell chromium
   python3 nodejs npm
 )
