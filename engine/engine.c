@@ -638,7 +638,8 @@ int lc_engine_run(const lc_run_opts *opts) {
   }
   lc_job_opts jo = {.script = opts->script, .args = opts->args, .output = opts->output,
                     .quiet = opts->quiet, .progress = 1, .state = opts->state,
-                    .state_reuse = opts->state_reuse, .sandbox = opts->sandbox,
+                    .state_reuse = opts->state_reuse, .frontier = opts->frontier,
+                    .sandbox = opts->sandbox,
                     .allow_private = opts->allow_private};
   lc_job *j = lc_engine_add_job(e, &jo, err, sizeof err);
   if (!j) {

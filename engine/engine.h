@@ -20,6 +20,7 @@ typedef struct lc_run_opts {
   const char *connect;     /* --connect ws://HOST:PORT/...: someone else's browser */
   const char *state;       /* --state FILE: the crawl's durable state */
   int state_reuse;         /* --state-reuse */
+  const char *frontier;    /* --frontier redis://HOST:PORT/DB?crawl=NAME: a shared crawl */
   int sandbox;             /* --sandbox: the script runs in the sandbox (docs/API.md, Sandbox) */
   int allow_private;       /* --allow-private: the sandbox lets loopback and private addresses through */
   int quiet;               /* no progress */

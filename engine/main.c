@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "rfrontier.h"
 #include "serve.h"
 #include "store.h"
 #include "ws.h"
@@ -15,8 +16,8 @@ static void usage(FILE *f) {
       "       luacrawl serve [--listen 127.0.0.1:8080] [--config serve.lua]\n"
       "                      [--token-file F] [--data-dir DIR] [--allow-private]\n"
       "                      (an HTTP service: docs/SERVICE.md)\n"
-      "       luacrawl status STATE_FILE [--json]\n"
-      "       luacrawl export STATE_FILE [-o FILE]\n"
+      "       luacrawl status STATE_FILE|redis://... [--json]\n"
+      "       luacrawl export STATE_FILE|redis://... [-o FILE]\n"
       "       luacrawl --help | --version\n"
       "\n"
       "Runs a crawl job written in Lua. name=value pairs reach the script as `args`.\n"
@@ -29,6 +30,10 @@ static void usage(FILE *f) {
       "                      resumes it after any stop, kill -9 included\n"
       "  --state-reuse       let --state take over a file made by another script or\n"
       "                      other arguments\n"
+      "  --frontier URL      share the crawl with other engines through Redis:\n"
+      "                      redis://HOST[:PORT][/DB]?crawl=NAME[&lease_ms=N]; engines naming\n"
+      "                      the same crawl share its queue, seen set, politeness and records\n"
+      "                      (docs/DISTRIBUTED.md); -o gets what this engine did\n"
       "  --browser PATH      Chromium binary (default: $LUACRAWL_CHROMIUM, then\n"
       "                      chromium-headless-shell, then /usr/lib/chromium/chromium)\n"
       "  --connect URL       attach to a browser someone else runs, at its DevTools URL\n"
@@ -62,6 +67,42 @@ static lc_store *open_state_read(const char *path, int *empty) {
   return st;
 }
 
+static int is_redis(const char *s) { return strncmp(s, "redis://", 8) == 0; }
+
+/* luacrawl status redis://...?crawl=NAME: the shared crawl's counts, on the server. */
+static int status_redis(const char *url, int json) {
+  lc_rfront_status s;
+  char err[512];
+  if (lc_rfront_get_status(url, &s, err, sizeof err) != 0) {
+    fprintf(stderr, "luacrawl: %s\n", err);
+    return LC_EXIT_BADINPUT;
+  }
+  int64_t queued = s.queued + s.delayed;
+  const char *where = s.accepted == 0                    ? "new"
+                      : queued == 0 && s.leased == 0 ? "done"
+                                                         : "unfinished";
+  if (json) {
+    printf("{\"state\":\"%s\",\"queued\":%lld,\"leased\":%lld,\"done\":%lld,\"failed\":%lld,"
+           "\"records\":%lld,\"accepted\":%lld,\"started\":%lld,\"last_activity\":%lld,"
+           "\"reclaimed\":%lld,\"refused\":%lld}\n",
+           where, (long long)queued, (long long)s.leased, (long long)s.done, (long long)s.failed,
+           (long long)s.records, (long long)s.accepted, (long long)s.started_ms,
+           (long long)s.last_activity_ms, (long long)s.reclaimed, (long long)s.refused);
+  } else {
+    printf("%s: %s: %lld done, %lld failed, %lld queued, %lld leased now; %lld records; "
+           "%lld leases expired and taken over, %lld late acknowledgements refused\n",
+           url, where, (long long)s.done, (long long)s.failed, (long long)queued,
+           (long long)s.leased, (long long)s.records, (long long)s.reclaimed,
+           (long long)s.refused);
+  }
+  return 0;
+}
+
+static int export_redis_one(void *ud, const char *line, size_t len) {
+  FILE *f = ud;
+  return fwrite(line, 1, len, f) != len || fputc('\n', f) == EOF;
+}
+
 static int cmd_status(int argc, char **argv) {
   const char *path = NULL;
   int json = 0;
@@ -76,6 +117,7 @@ static int cmd_status(int argc, char **argv) {
       return bad("status takes one STATE_FILE, not '", argv[i], "'");
   }
   if (!path) return bad("status needs a STATE_FILE", "", "");
+  if (is_redis(path)) return status_redis(path, json);
   int empty = 0;
   lc_store *st = open_state_read(path, &empty);
   if (!st && !empty) return LC_EXIT_BADINPUT;
@@ -127,6 +169,28 @@ static int cmd_export(int argc, char **argv) {
     }
   }
   if (!path) return bad("export needs a STATE_FILE", "", "");
+  if (is_redis(path)) {
+    lc_rfront_addr a;
+    char err[512];
+    if (lc_rfront_parse(path, &a, err, sizeof err) != 0) return bad(err, "", "");
+    FILE *f = out && strcmp(out, "-") != 0 ? fopen(out, "w") : stdout;
+    if (!f) {
+      fprintf(stderr, "luacrawl: cannot open %s for writing\n", out);
+      return LC_EXIT_BADINPUT;
+    }
+    int rc = lc_rfront_each_record(path, export_redis_one, f, err, sizeof err);
+    int werr = ferror(f) || fflush(f) != 0;
+    if (f != stdout) werr |= fclose(f) != 0;
+    if (rc < 0) {
+      fprintf(stderr, "luacrawl: %s\n", err);
+      return LC_EXIT_BADINPUT;
+    }
+    if (werr) {
+      fprintf(stderr, "luacrawl: export of %s failed (cannot write)\n", path);
+      return LC_EXIT_FAILED;
+    }
+    return 0;
+  }
   int empty = 0;
   lc_store *st = open_state_read(path, &empty);
   if (empty) return 0; /* no record committed yet */
@@ -186,6 +250,8 @@ int main(int argc, char **argv) {
       slot = &o.connect;
     else if (!strcmp(a, "--state"))
       slot = &o.state;
+    else if (!strcmp(a, "--frontier"))
+      slot = &o.frontier;
     if (slot) {
       if (i + 1 >= argc) {
         free(args);
@@ -223,6 +289,20 @@ int main(int argc, char **argv) {
   if (o.state_reuse && !o.state) {
     free(args);
     return bad("--state-reuse needs --state FILE", "", "");
+  }
+  if (o.frontier && o.state) {
+    free(args);
+    return bad("--frontier and --state exclude each other (the shared frontier is the state)", "", "");
+  }
+  if (o.frontier) {
+    lc_rfront_addr a;
+    char err[512];
+    if (lc_rfront_parse(o.frontier, &a, err, sizeof err) != 0) {
+      free(args);
+      char what[600];
+      snprintf(what, sizeof what, "--frontier: %s", err);
+      return bad(what, "", "");
+    }
   }
   const char *why = NULL;
   if (o.connect && lc_ws_url_check(o.connect, &why) != 0) {

@@ -2,12 +2,13 @@
 # tools/layers.sh ENGINE_DIR: checks the engine's layer order (docs/ARCHITECTURE.md, "Layers").
 # Every layer is a folder; a file may include headers of its own layer and of layers below it,
 # never above. The lower layers may not use the libraries of higher ones either: base and crawl
-# are pure C (no libuv, no Lua, no SQLite), the store adds SQLite and nothing of the loop, and
+# are pure C (no libuv, no Lua, no SQLite), the store adds SQLite and nothing of the loop, dist (the
+# Redis frontier) the loop and hiredis without Lua, and
 # nothing below the Lua runtime touches a Lua state. Prints one line per violation and exits 1 if there is any. The build runs it (target `layers`); the
 # test layers/upward-include proves it fails on an upward include.
 set -euo pipefail
 dir=${1:?usage: layers.sh ENGINE_DIR}
-layers=(base crawl store sys browser pool lua job .)
+layers=(base crawl store sys dist browser pool lua job .)
 declare -A owner
 for i in "${!layers[@]}"; do
   for h in "$dir/${layers[$i]}"/*.h; do
@@ -15,12 +16,14 @@ for i in "${!layers[@]}"; do
   done
 done
 # System headers a layer below the given index may not include.
+redis="hiredis/hiredis.h hiredis/async.h hiredis/adapters/libuv.h"
 forbid() {
   case $1 in
-    0 | 1) echo "uv.h lua.h lauxlib.h lualib.h libwebsockets.h sqlite3.h" ;; # base, crawl
-    2) echo "uv.h lua.h lauxlib.h lualib.h libwebsockets.h" ;;                # store
-    3) echo "lua.h lauxlib.h lualib.h libwebsockets.h" ;;                     # sys
-    4 | 5) echo "lua.h lauxlib.h lualib.h" ;;                                 # browser, pool
+    0 | 1) echo "uv.h lua.h lauxlib.h lualib.h libwebsockets.h sqlite3.h $redis" ;; # base, crawl
+    2) echo "uv.h lua.h lauxlib.h lualib.h libwebsockets.h $redis" ;;                # store
+    3) echo "lua.h lauxlib.h lualib.h libwebsockets.h $redis" ;;                     # sys
+    4) echo "lua.h lauxlib.h lualib.h libwebsockets.h" ;;                 # dist
+    5 | 6) echo "lua.h lauxlib.h lualib.h" ;;                                 # browser, pool
     *) echo "" ;;
   esac
 }

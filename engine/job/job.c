@@ -24,6 +24,7 @@
 #include "l_policy.h"
 #include "log.h"
 #include "proc.h"
+#include "rfrontier.h"
 #include "robots.h"
 #include "url.h"
 
@@ -422,6 +423,7 @@ static void request_result(lc_job *j, req_state *rs, lua_State *co, int status, 
       if (rs->host) {
         rs->host->next_ok_ms = lc_now(j->sh) + wait;
         host_persist(j, rs->host);
+        if (j->dist) lc_rfront_pause(j->frontier, rs->host->name, wait); /* every engine's */
       }
       if (rs->req.throttles < j->cfg.throttle_retries && !j->stopping) {
         lc_info("%s answered 429/503: backing off %s for %" PRId64 " ms", rs->req.url,
@@ -481,6 +483,14 @@ static void request_result(lc_job *j, req_state *rs, lua_State *co, int status, 
     }
     j->n.pages_ok++;
     j->n.emitted += rs->n_held;
+  } else if (!result && j->dist) {
+    /* Acknowledged with its records in one step on the server; counted and written to this
+     * engine's output when the server answers (dist.c). */
+    int rc = lc_job_dist_commit(j, &rs->req, rs->held, rs->held_len, rs->n_held);
+    rs->held = NULL;
+    rs->held_len = NULL;
+    rs->n_held = rs->cap_held = 0;
+    if (rc < 0) lc_job_fail(j, "cannot send an acknowledgement to the shared frontier");
   } else if (!result) {
     j->n.pages_ok++;
     lc_frontier_done(j->frontier, rs->req.id, 1);
@@ -528,6 +538,7 @@ int lc_job_hold_record(lc_job *j, lc_task *t, const char *line, size_t len) {
 }
 
 int lc_job_commit_record(lc_job *j, const char *line, size_t len) {
+  if (j->dist) return lc_job_dist_commit_record(j, line, len);
   const char *lines[1] = {line};
   int rc = lc_store_commit(j->store, 0, lines, &len, 1);
   if (rc == 0) j->n.emitted++;
@@ -645,6 +656,16 @@ void lc_job_pump(lc_job *j) {
     lc_task_set_data(t, rs);
   }
   check_end(j);
+}
+
+int64_t lc_job_host_local(lc_job *j, const char *url, char *name, size_t n, int64_t *delay) {
+  lc_host *h = host_get(j, url);
+  if (!h) return -1;
+  int64_t now = lc_now(j->sh);
+  if (now < h->next_ok_ms) return h->next_ok_ms - now;
+  snprintf(name, n, "%s", h->name);
+  *delay = j->cfg.delay_ms > h->crawl_delay_ms ? j->cfg.delay_ms : h->crawl_delay_ms;
+  return 0;
 }
 
 int64_t lc_job_host_slot(lc_job *j, const char *url) {
@@ -1154,6 +1175,11 @@ lc_job *lc_job_new(lc_shared *sh, uint32_t id, const lc_job_opts *o, char *err, 
   char *oerr = NULL;
   if (o->state) {
     if (open_state(j, err, errlen) != 0) {
+      lc_job_free(j);
+      return NULL;
+    }
+  } else if (o->frontier) {
+    if (lc_job_dist_open(j, err, errlen) != 0) {
       lc_job_free(j);
       return NULL;
     }

@@ -60,6 +60,7 @@ typedef struct lc_job_opts {
   const char *log_tag;     /* what its log lines carry ("job 2"), NULL: nothing (the CLI's one job) */
   const char *state;       /* --state FILE: the crawl's durable state (store.h), NULL: in memory */
   int state_reuse;         /* --state-reuse: take over a state file of another job */
+  const char *frontier;    /* --frontier redis://...: the crawl shared with other engines */
   int sandbox;             /* --sandbox: the script's chunk runs in the sandbox (sandbox.c) */
   int allow_private;       /* --allow-private: loopback and private addresses pass the sandbox */
 } lc_job_opts;

@@ -105,6 +105,7 @@ struct lc_job {
   size_t n_marks, cap_marks;
   uint64_t out_stored; /* the output position last given to the store */
   int start_queued;    /* lc_job_start ran: the browser's readiness may start the crawl */
+  int dist;            /* --frontier: the frontier is shared through Redis (dist.c) */
   lc_job_counts at_open; /* counters the state file held when this run opened it */
 
   uv_timer_t *pump_timer; /* malloc'ed: freed in their close callbacks */
@@ -139,6 +140,17 @@ int lc_job_robots_verdict(lc_job *j, const char *url);
 int lc_job_hold_record(lc_job *j, lc_task *t, const char *line, size_t len);
 /* --state: commit a record that belongs to no request (job:emit outside a handler). */
 int lc_job_commit_record(lc_job *j, const char *line, size_t len);
+
+/* --frontier (dist.c): open the shared frontier and the output; acknowledge a request with
+ * its records (taking the arrays over), or commit records of no request; take the host's slot
+ * on the server (a binding's return expression: it may yield). */
+int lc_job_dist_open(lc_job *j, char *err, size_t errlen);
+int lc_job_dist_commit(lc_job *j, const lc_request *req, char **lines, size_t *lens, size_t n);
+int lc_job_dist_commit_record(lc_job *j, const char *line, size_t len);
+int lc_job_dist_host_slot(lua_State *L, lc_job *j, const char *url);
+/* The part of the host slot this engine decides: its own pause (ms to wait, > 0), no usable
+ * host (-1), else 0 with the host's name and the delay its slot takes (delay_ms, Crawl-delay). */
+int64_t lc_job_host_local(lc_job *j, const char *url, char *name, size_t n, int64_t *delay);
 
 /* Whether the handle is owned by this job (one of its tasks or the job itself). */
 int lc_job_owns_handle(const lc_job *j, uint64_t handle);

@@ -773,6 +773,7 @@ static int l_core_origin(lua_State *L) {
 static int l_core_host_slot(lua_State *L) {
   lc_job *j = check_job(L);
   const char *url = luaL_checkstring(L, 1);
+  if (j->dist) return lc_job_dist_host_slot(L, j, url); /* on the server: may yield */
   lua_pushinteger(L, lc_job_host_slot(j, url));
   return 1;
 }
@@ -809,8 +810,8 @@ static int emit_line(lua_State *L, lc_job *j, const char *json, size_t n) {
     line[o++] = json[i];
   }
   int rc;
-  if (j->store) {
-    /* --state: a request's records wait for its acknowledgement, which commits them; a
+  if (j->store || j->dist) {
+    /* --state, --frontier: a request's records wait for its acknowledgement, which commits them; a
      * record of no request is committed at once. Output is written from commits only. */
     lc_task *t = lc_task_current(L);
     if (!t) t = lc_sched_running(j->sched); /* a coroutine the handler made */
@@ -875,7 +876,7 @@ static int l_core_emit_all(lua_State *L) {
     return 2;
   }
   /* With --state the records go to the state file; output is written from it later. */
-  size_t backlog = j->store ? 0 : lc_sink_backlog(j->sink);
+  size_t backlog = j->store || j->dist ? 0 : lc_sink_backlog(j->sink);
   if (backlog > 0 && backlog + total > LC_OUTPUT_MAX_BACKLOG) return emit_result(L, j, -ENOBUFS);
   for (lua_Integer i = 1; i <= n; i++) {
     size_t len;

@@ -1,0 +1,378 @@
+/* rconn.c: one asynchronous Redis connection on the loop, reconnected with backoff (rconn.h).
+ *
+ * Commands live in two FIFOs of our own: `waiting` (not sent on the current connection) and
+ * `sent` (written to it, reply not read). hiredis answers in order, so a reply is the head of
+ * `sent`. When the connection drops, hiredis runs the callbacks of what it had with a NULL
+ * reply (ignored here) and then our disconnect callback, which puts all of `sent` back at the
+ * head of `waiting`, in order; the next connection sends them again after its setup. A server
+ * still loading its data answers -LOADING: such a command goes back too, and the connection
+ * is dropped and made again after the backoff. */
+#include "rconn.h"
+
+#include <hiredis/async.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstrict-prototypes"
+#include <hiredis/adapters/libuv.h>
+#pragma GCC diagnostic pop
+
+#include "log.h"
+
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 2000
+#define GIVE_UP_MS 60000
+
+typedef struct op {
+  struct op *next;
+  lc_rconn_reply_fn fn;
+  void *ud;
+  int argc;
+  char **argv;
+  size_t *lens;
+} op;
+
+typedef struct fifo {
+  op *head, *tail;
+  size_t n;
+} fifo;
+
+struct lc_rconn {
+  uv_loop_t *loop;
+  char *host;
+  int port, db;
+  char *library;
+  int64_t give_up_ms;
+  void (*down)(void *, const char *);
+  void *ud;
+
+  redisAsyncContext *ac; /* NULL while disconnected */
+  int ready;             /* connected and set up: commands are sent */
+  int dropping;          /* redisAsyncDisconnect was asked (a -LOADING answer) */
+  int closing;           /* lc_rconn_free runs: callbacks of hiredis are ignored */
+  fifo waiting, sent, back;
+  uv_timer_t *timer; /* malloc'ed, freed in its close callback */
+  int64_t backoff_ms;
+  uint64_t down_since; /* loop ms when the connection was lost, 0 when up */
+  int down_told, ever_up;
+  uint64_t reconnects;
+};
+
+static void fifo_push(fifo *f, op *o) {
+  o->next = NULL;
+  if (f->tail)
+    f->tail->next = o;
+  else
+    f->head = o;
+  f->tail = o;
+  f->n++;
+}
+
+static op *fifo_shift(fifo *f) {
+  op *o = f->head;
+  if (!o) return NULL;
+  f->head = o->next;
+  if (!f->head) f->tail = NULL;
+  f->n--;
+  o->next = NULL;
+  return o;
+}
+
+/* Put all of `front` before `f`, emptying front. */
+static void fifo_prepend(fifo *f, fifo *front) {
+  if (!front->head) return;
+  front->tail->next = f->head;
+  if (!f->tail) f->tail = front->tail;
+  f->head = front->head;
+  f->n += front->n;
+  front->head = front->tail = NULL;
+  front->n = 0;
+}
+
+static void op_free(op *o) {
+  for (int i = 0; i < o->argc; i++) free(o->argv[i]);
+  free(o->argv);
+  free(o->lens);
+  free(o);
+}
+
+static void connect_now(lc_rconn *c);
+
+static void timer_cb(uv_timer_t *t) { connect_now(t->data); }
+
+/* The connection is gone (or never came): try again after the backoff, and say so once when
+ * the server stays away past give_up_ms. */
+static void schedule_reconnect(lc_rconn *c) {
+  c->ready = 0;
+  c->ac = NULL;
+  c->dropping = 0;
+  if (c->closing) return;
+  uint64_t now = uv_now(c->loop);
+  if (!c->down_since) c->down_since = now ? now : 1;
+  if (!c->down_told && (int64_t)(now - c->down_since) >= c->give_up_ms) {
+    c->down_told = 1;
+    char why[300];
+    snprintf(why, sizeof why, "Redis at %s:%d unreachable for %lld s", c->host, c->port,
+             (long long)(c->give_up_ms / 1000));
+    if (c->down) c->down(c->ud, why);
+  }
+  uv_timer_start(c->timer, timer_cb, (uint64_t)c->backoff_ms, 0);
+  c->backoff_ms *= 2;
+  if (c->backoff_ms > BACKOFF_MAX_MS) c->backoff_ms = BACKOFF_MAX_MS;
+}
+
+static int is_loading(const redisReply *r) {
+  return r && r->type == REDIS_REPLY_ERROR && r->str &&
+         (strncmp(r->str, "LOADING", 7) == 0 || strncmp(r->str, "BUSY", 4) == 0);
+}
+
+/* Drop the connection to make it again (the server is loading): what is sent comes back. */
+static void drop(lc_rconn *c) {
+  if (c->dropping || !c->ac) return;
+  c->dropping = 1;
+  c->ready = 0;
+  redisAsyncDisconnect(c->ac);
+}
+
+static void reply_cb(redisAsyncContext *ac, void *r, void *priv) {
+  lc_rconn *c = priv;
+  (void)ac;
+  if (c->closing || !r) return; /* the connection is going: the disconnect callback requeues */
+  op *o = fifo_shift(&c->sent);
+  if (!o) {
+    lc_error("engine bug: a Redis reply with no command waiting for it");
+    return;
+  }
+  if (is_loading(r)) {
+    fifo_push(&c->back, o);
+    drop(c);
+    return;
+  }
+  o->fn(o->ud, r, LC_RCONN_OK);
+  op_free(o);
+}
+
+static void send_op(lc_rconn *c, op *o) {
+  if (redisAsyncCommandArgv(c->ac, reply_cb, c, o->argc, (const char **)o->argv, o->lens) !=
+      REDIS_OK) {
+    fifo_push(&c->back, o); /* the context refuses (it is disconnecting): sent again later */
+    drop(c);
+    return;
+  }
+  fifo_push(&c->sent, o);
+}
+
+static void flush_waiting(lc_rconn *c) {
+  while (c->ready && c->waiting.head) send_op(c, fifo_shift(&c->waiting));
+}
+
+/* The setup's last reply (FUNCTION LOAD, or SELECT without a library): the connection is up. */
+static void setup_cb(redisAsyncContext *ac, void *r, void *priv) {
+  lc_rconn *c = priv;
+  redisReply *rep = r;
+  (void)ac;
+  if (c->closing || !rep) return;
+  if (rep->type == REDIS_REPLY_ERROR) {
+    if (!is_loading(rep)) lc_warn("Redis at %s:%d refused the setup: %s", c->host, c->port, rep->str);
+    drop(c);
+    return;
+  }
+  if (c->ready) return;
+  c->ready = 1;
+  if (c->down_since && c->ever_up) {
+    c->reconnects++;
+    lc_info("reconnected to Redis at %s:%d after %llu ms", c->host, c->port,
+            (unsigned long long)(uv_now(c->loop) - c->down_since));
+  }
+  c->ever_up = 1;
+  c->down_since = 0;
+  c->down_told = 0;
+  c->backoff_ms = BACKOFF_MIN_MS;
+  flush_waiting(c);
+}
+
+/* An intermediate setup reply (SELECT before FUNCTION LOAD): only errors matter. */
+static void setup_step_cb(redisAsyncContext *ac, void *r, void *priv) {
+  lc_rconn *c = priv;
+  redisReply *rep = r;
+  (void)ac;
+  if (c->closing || !rep) return;
+  if (rep->type == REDIS_REPLY_ERROR) {
+    if (!is_loading(rep)) lc_warn("Redis at %s:%d refused the setup: %s", c->host, c->port, rep->str);
+    drop(c);
+  }
+}
+
+static void on_connect(const redisAsyncContext *cac, int status) {
+  lc_rconn *c = cac->data;
+  if (c->closing) return;
+  if (status != REDIS_OK) { /* hiredis frees the context after this call */
+    lc_debug("cannot connect to Redis at %s:%d: %s", c->host, c->port, cac->errstr);
+    schedule_reconnect(c);
+    return;
+  }
+  redisAsyncContext *ac = (redisAsyncContext *)cac;
+  char db[16];
+  snprintf(db, sizeof db, "%d", c->db);
+  const char *sel[2] = {"SELECT", db};
+  const char *fl[4] = {"FUNCTION", "LOAD", "REPLACE", c->library};
+  if (c->library) {
+    redisAsyncCommandArgv(ac, setup_step_cb, c, 2, sel, NULL);
+    redisAsyncCommandArgv(ac, setup_cb, c, 4, fl, NULL);
+  } else {
+    redisAsyncCommandArgv(ac, setup_cb, c, 2, sel, NULL);
+  }
+}
+
+static void on_disconnect(const redisAsyncContext *cac, int status) {
+  lc_rconn *c = cac->data;
+  (void)status;
+  if (c->closing) return;
+  if (!c->dropping)
+    lc_warn("lost the connection to Redis at %s:%d (%s); reconnecting", c->host, c->port,
+            cac->err ? cac->errstr : "closed by the server");
+  /* What was sent and not answered goes first, after what came back -LOADING. */
+  fifo_prepend(&c->waiting, &c->sent);
+  fifo_prepend(&c->waiting, &c->back);
+  schedule_reconnect(c); /* hiredis frees the context after this call */
+}
+
+static void connect_now(lc_rconn *c) {
+  if (c->closing || c->ac) return;
+  redisAsyncContext *ac = redisAsyncConnect(c->host, c->port);
+  if (!ac || ac->err) {
+    lc_debug("cannot connect to Redis at %s:%d: %s", c->host, c->port,
+             ac ? ac->errstr : "out of memory");
+    if (ac) redisAsyncFree(ac);
+    schedule_reconnect(c);
+    return;
+  }
+  ac->data = c;
+  if (redisLibuvAttach(ac, c->loop) != REDIS_OK) {
+    redisAsyncFree(ac);
+    schedule_reconnect(c);
+    return;
+  }
+  redisAsyncSetConnectCallback(ac, on_connect);
+  redisAsyncSetDisconnectCallback(ac, on_disconnect);
+  c->ac = ac;
+}
+
+static void timer_free(uv_handle_t *h) { free(h); }
+
+lc_rconn *lc_rconn_new(const lc_rconn_opts *o) {
+  lc_rconn *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->loop = o->loop;
+  c->host = strdup(o->host);
+  c->library = o->library ? strdup(o->library) : NULL;
+  c->timer = malloc(sizeof *c->timer);
+  if (!c->host || (o->library && !c->library) || !c->timer) {
+    free(c->host);
+    free(c->library);
+    free(c->timer);
+    free(c);
+    return NULL;
+  }
+  c->port = o->port;
+  c->db = o->db;
+  c->give_up_ms = o->give_up_ms > 0 ? o->give_up_ms : GIVE_UP_MS;
+  c->down = o->down;
+  c->ud = o->ud;
+  c->backoff_ms = BACKOFF_MIN_MS;
+  uv_timer_init(c->loop, c->timer);
+  c->timer->data = c;
+  connect_now(c);
+  return c;
+}
+
+static void cancel_all(fifo *f) {
+  op *o;
+  while ((o = fifo_shift(f))) {
+    o->fn(o->ud, NULL, LC_RCONN_CANCELLED);
+    op_free(o);
+  }
+}
+
+void lc_rconn_free(lc_rconn *c) {
+  if (!c) return;
+  c->closing = 1;
+  if (c->ac) redisAsyncFree(c->ac); /* its callbacks see `closing`; the adapter closes its poll */
+  c->ac = NULL;
+  cancel_all(&c->back);
+  cancel_all(&c->sent);
+  cancel_all(&c->waiting);
+  uv_timer_stop(c->timer);
+  uv_close((uv_handle_t *)c->timer, timer_free);
+  free(c->host);
+  free(c->library);
+  free(c);
+}
+
+int lc_rconn_cmd(lc_rconn *c, lc_rconn_reply_fn fn, void *ud, int argc, const char *const *argv,
+                 const size_t *lens) {
+  op *o = calloc(1, sizeof *o);
+  if (!o) return -1;
+  o->fn = fn;
+  o->ud = ud;
+  o->argv = calloc((size_t)argc, sizeof *o->argv);
+  o->lens = calloc((size_t)argc, sizeof *o->lens);
+  if (!o->argv || !o->lens) {
+    op_free(o);
+    return -1;
+  }
+  for (int i = 0; i < argc; i++) {
+    size_t n = lens ? lens[i] : strlen(argv[i]);
+    o->argv[i] = malloc(n + 1);
+    if (!o->argv[i]) {
+      op_free(o);
+      return -1;
+    }
+    o->argc = i + 1;
+    memcpy(o->argv[i], argv[i], n);
+    o->argv[i][n] = 0;
+    o->lens[i] = n;
+  }
+  if (c->ready && !c->waiting.head)
+    send_op(c, o);
+  else
+    fifo_push(&c->waiting, o);
+  return 0;
+}
+
+size_t lc_rconn_outstanding(const lc_rconn *c) {
+  return c->waiting.n + c->sent.n + c->back.n;
+}
+
+int lc_rconn_connected(const lc_rconn *c) { return c->ready; }
+uint64_t lc_rconn_reconnects(const lc_rconn *c) { return c->reconnects; }
+
+int lc_rconn_check(const char *host, int port, int db, const char *library, char *err,
+                   size_t errlen) {
+  struct timeval tv = {2, 0};
+  redisContext *rc = redisConnectWithTimeout(host, port, tv);
+  if (!rc || rc->err) {
+    snprintf(err, errlen, "cannot connect to Redis at %s:%d: %s", host, port,
+             rc ? rc->errstr : "out of memory");
+    if (rc) redisFree(rc);
+    return -1;
+  }
+  redisReply *r = redisCommand(rc, "SELECT %d", db);
+  int ok = r && r->type != REDIS_REPLY_ERROR;
+  if (!ok)
+    snprintf(err, errlen, "Redis at %s:%d: SELECT %d: %s", host, port, db,
+             r && r->str ? r->str : rc->errstr);
+  if (r) freeReplyObject(r);
+  if (ok && library) {
+    r = redisCommand(rc, "FUNCTION LOAD REPLACE %s", library);
+    ok = r && r->type != REDIS_REPLY_ERROR;
+    if (!ok)
+      snprintf(err, errlen, "Redis at %s:%d cannot load luacrawl's functions (Redis 7 needed): %s",
+               host, port, r && r->str ? r->str : rc->errstr);
+    if (r) freeReplyObject(r);
+  }
+  redisFree(rc);
+  return ok ? 0 : -1;
+}

@@ -1,0 +1,95 @@
+/* rfrontier.h: the frontier of frontier.h shared through Redis, so engines on any number of
+ * machines that name the same crawl share its queue, its seen set, its counters and its
+ * records (--frontier redis://HOST:PORT/DB?crawl=NAME).
+ * Owns: the crawl's connection (rconn.h) and the requests this engine holds: a small local
+ * buffer of requests leased ahead (at most `prefetch`), fed asynchronously, and the leases of
+ * the requests handed out, renewed on a timer until their end is sent. The server's side
+ * is one Redis function library (luacrawl, loaded on every connect): every step (push, pop
+ * and lease, renew, retry, fail, ack with records, host slot, pause) is one atomic function
+ * on the server, on the server's clock (TIME), so machines' clocks do not matter.
+ *
+ * The frontier interface stays synchronous: push answers from a local set of what this engine
+ * pushed (the server drops what another engine pushed first; max_pages is counted on the
+ * server and learned from its answer), pop hands out from the local buffer (asking `admit`
+ * as the in-memory frontier does) and starts a refill, retry and done send their step and
+ * return. When an answer changes what pop could hand out, `wake` is called (from a loop
+ * callback). pending() counts, as last heard from the server, what is queued or waiting or
+ * leased anywhere (other engines' leases included) plus this engine's buffer and the
+ * commands not answered yet: the crawl is over for this engine when it is 0.
+ *
+ * Exactly once: records are committed with the request's acknowledgement in one function
+ * (lc_rfront_commit), refused when the request's lease was taken over (a stall longer than
+ * the lease): the records of a request are on the server once, whoever ran it, however
+ * engines die. A commit whose reply was lost to a disconnect is sent again and recognized
+ * (its token is kept 10 minutes). Not thread-safe: the loop's thread. */
+#ifndef LC_RFRONTIER_H
+#define LC_RFRONTIER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "frontier.h"
+
+typedef struct lc_rfront_opts {
+  uv_loop_t *loop;
+  const char *url;  /* redis://HOST[:PORT][/DB]?crawl=NAME[&lease_ms=N] */
+  size_t max_pages; /* 0: unlimited; counted over the whole crawl, on the server */
+  int prefetch;     /* requests leased ahead of the job's need (its concurrency), >= 1 */
+  int64_t delay_ms; /* the job's delay_ms: a pop keeps a host back that long */
+  void (*wake)(void *ud); /* something arrived: pop may hand out more, or pending() changed */
+  void *ud;
+} lc_rfront_opts;
+
+/* The parts of a frontier URL. 0, or -1 with one line in err. */
+typedef struct lc_rfront_addr {
+  char host[256];
+  int port, db;
+  char crawl[128];
+  int64_t lease_ms;
+  char prefix[160]; /* "lc:{NAME}:": every key of the crawl starts so */
+} lc_rfront_addr;
+int lc_rfront_parse(const char *url, lc_rfront_addr *out, char *err, size_t errlen);
+
+/* Check the server synchronously (connect, SELECT, FUNCTION LOAD; before the loop runs, so a
+ * crawl whose Redis is unreachable never starts) and open the frontier on the loop. NULL with
+ * one line in err. Released by lc_frontier_destroy (pending callbacks run, cancelled). */
+lc_frontier *lc_rfront_open(const lc_rfront_opts *o, char *err, size_t errlen);
+
+/* Why the crawl cannot go on (Redis unreachable for a minute), or NULL. */
+const char *lc_rfront_failure(const lc_frontier *f);
+
+/* Acknowledge a handed-out request and append its records (n JSON lines) in one atomic step
+ * on the server; request_id 0 appends records of no request. `done` is called once: 1
+ * committed, 0 refused (the lease had passed to another engine: nothing was written), -1
+ * cancelled (the frontier was destroyed before the answer). Returns 0, or
+ * LC_FRONTIER_ENOENT when the id is not handed out (done is not called then). */
+typedef void (*lc_rfront_commit_fn)(void *ud, int result);
+int lc_rfront_commit(lc_frontier *f, uint64_t request_id, const char *const *lines,
+                     const size_t *lens, size_t n, lc_rfront_commit_fn done, void *ud);
+
+/* Politeness across engines: take the host's slot on the server. `done` gets 0 (go now: the
+ * next slot is now + delay_ms), the ms to wait, or -1 when cancelled. 0 or -1 (no memory). */
+typedef void (*lc_rfront_slot_fn)(void *ud, int64_t wait_ms);
+int lc_rfront_slot(lc_frontier *f, const char *host, int64_t delay_ms, lc_rfront_slot_fn done,
+                   void *ud);
+/* A 429/503 answer: no engine sends to the host for ms. */
+void lc_rfront_pause(lc_frontier *f, const char *host, int64_t ms);
+
+/* Counters of this frontier: leases it lost, commits refused, reconnects. */
+typedef struct lc_rfront_counts {
+  uint64_t refused, lost, reconnects, pushed, popped;
+} lc_rfront_counts;
+void lc_rfront_get_counts(const lc_frontier *f, lc_rfront_counts *out);
+
+/* The read-only tools (luacrawl status / export), synchronous. */
+typedef struct lc_rfront_status {
+  int64_t queued, delayed, leased, done, failed, records, accepted;
+  int64_t started_ms, last_activity_ms, reclaimed, refused;
+} lc_rfront_status;
+int lc_rfront_get_status(const char *url, lc_rfront_status *out, char *err, size_t errlen);
+/* Every committed record in commit order; fn returns nonzero to stop. 0, or -1 with err. */
+int lc_rfront_each_record(const char *url, int (*fn)(void *ud, const char *line, size_t len),
+                          void *ud, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,210 @@
+#!lua name=luacrawl
+-- rlib.lua: the server's side of the shared frontier (engine/dist/rfrontier.h), one Redis 7
+-- function library. Every function is one atomic step on the server's clock. KEYS[1] is the
+-- crawl's prefix P ("lc:{NAME}:"); the keys below it:
+--   P.n          hash: queued, accepted, next_id, lease_seq, pages_ok, pages_failed, records,
+--                reclaimed, refused, started, last
+--   P.s:B        set of 64-bit URL fingerprints (intset encoded), B = the top 15 bits
+--   P.r:ID       hash of a request: u url, h host, d depth, j data, a attempt, t throttles,
+--                c crashes, k the token of its lease (absent when not leased)
+--   P.q:HOST     list of the host's queued request ids
+--   P.hosts      zset: hosts with queued requests, by the time their next one may go
+--   P.next       hash: host -> the time its next request may be sent (delay, Crawl-delay, 429)
+--   P.leases     zset: leased ids by lease expiry
+--   P.delayed    zset: ids waiting for a retry, by their time
+--   P.rec        list: committed records, in commit order
+--   P.ack:TOKEN  a commit already made (kept 10 minutes: a resend after a lost reply)
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function num(v) return tonumber(v or 0) or 0 end
+
+-- A host with queued requests is listed in P.hosts, at its next slot or now.
+local function list_host(P, host, now)
+  if redis.call('ZSCORE', P .. 'hosts', host) then return end
+  local nxt = num(redis.call('HGET', P .. 'next', host))
+  redis.call('ZADD', P .. 'hosts', math.max(now, nxt), host)
+end
+
+local function queue(P, id, host, now, front)
+  redis.call(front and 'LPUSH' or 'RPUSH', P .. 'q:' .. host, id)
+  redis.call('HINCRBY', P .. 'n', 'queued', 1)
+  list_host(P, host, now)
+end
+
+-- Expired leases go back to the head of their host's queue, their attempt count kept; retries
+-- whose time came go to its tail.
+local function reclaim(P, now)
+  local ids = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, 100)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', P .. 'leases', id)
+    local r = P .. 'r:' .. id
+    redis.call('HDEL', r, 'k')
+    local host = redis.call('HGET', r, 'h')
+    if host then queue(P, id, host, now, true) end
+    redis.call('HINCRBY', P .. 'n', 'reclaimed', 1)
+  end
+  ids = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 100)
+  for _, id in ipairs(ids) do
+    redis.call('ZREM', P .. 'delayed', id)
+    local host = redis.call('HGET', P .. 'r:' .. id, 'h')
+    if host then queue(P, id, host, now, false) end
+  end
+end
+
+-- push(P; fp, bucket, host, url, depth, data, has_data, max_pages) -> id, 0 seen, -1 full
+redis.register_function('lc_push', function(keys, a)
+  local P = keys[1]
+  local seen = P .. 's:' .. a[2]
+  if redis.call('SISMEMBER', seen, a[1]) == 1 then return 0 end
+  local n = P .. 'n'
+  local maxp = num(a[8])
+  if maxp > 0 and num(redis.call('HGET', n, 'accepted')) >= maxp then return -1 end
+  redis.call('SADD', seen, a[1])
+  redis.call('HINCRBY', n, 'accepted', 1)
+  local id = redis.call('HINCRBY', n, 'next_id', 1)
+  local r = P .. 'r:' .. id
+  redis.call('HSET', r, 'u', a[4], 'h', a[3], 'd', a[5], 'a', 0, 't', 0, 'c', 0)
+  if a[7] == '1' then redis.call('HSET', r, 'j', a[6]) end
+  local now = now_ms()
+  redis.call('HSETNX', n, 'started', now)
+  queue(P, id, a[3], now, false)
+  return id
+end)
+
+-- pop(P; count, lease_ms, delay_ms) -> {queued, delayed, leased,
+--   id, token, url, depth, attempt, throttles, crashes, data|nil, ...}
+-- At most one request per ready host when delay_ms > 0, and the host is then kept back for
+-- delay_ms (the slot itself is taken when the request is sent: lc_slot).
+redis.register_function('lc_pop', function(keys, a)
+  local P = keys[1]
+  local count, lease, delay = num(a[1]), num(a[2]), num(a[3])
+  local now = now_ms()
+  local n = P .. 'n'
+  reclaim(P, now)
+  local out = { 0, 0, 0 }
+  if count > 0 then
+    local hosts = redis.call('ZRANGEBYSCORE', P .. 'hosts', '-inf', now, 'LIMIT', 0, count)
+    local taken = 0
+    for _, host in ipairs(hosts) do
+      if taken >= count then break end
+      local q = P .. 'q:' .. host
+      local ids = redis.call('LPOP', q, delay > 0 and 1 or (count - taken))
+      if ids then
+        for _, id in ipairs(ids) do
+          local r = P .. 'r:' .. id
+          local tok = tostring(redis.call('HINCRBY', n, 'lease_seq', 1))
+          redis.call('HSET', r, 'k', tok)
+          redis.call('ZADD', P .. 'leases', now + lease, id)
+          local f = redis.call('HMGET', r, 'u', 'd', 'a', 't', 'c', 'j')
+          out[#out + 1] = id
+          out[#out + 1] = tok
+          for i = 1, 6 do out[#out + 1] = f[i] end
+          taken = taken + 1
+        end
+        redis.call('HINCRBY', n, 'queued', -#ids)
+      end
+      if redis.call('LLEN', q) == 0 then
+        redis.call('ZREM', P .. 'hosts', host)
+      elseif delay > 0 then
+        redis.call('ZADD', P .. 'hosts', now + delay, host)
+      end
+    end
+  end
+  out[1] = num(redis.call('HGET', n, 'queued'))
+  out[2] = redis.call('ZCARD', P .. 'delayed')
+  out[3] = redis.call('ZCARD', P .. 'leases')
+  return out
+end)
+
+-- renew(P; lease_ms, id, token, ...) -> the ids whose lease is no longer this token's
+redis.register_function('lc_renew', function(keys, a)
+  local P, lease = keys[1], num(a[1])
+  local now = now_ms()
+  local lost = {}
+  for i = 2, #a - 1, 2 do
+    if redis.call('HGET', P .. 'r:' .. a[i], 'k') == a[i + 1] then
+      redis.call('ZADD', P .. 'leases', 'XX', now + lease, a[i])
+    else
+      lost[#lost + 1] = a[i]
+    end
+  end
+  return lost
+end)
+
+-- ack(P; id, token, line, ...) -> 1 committed, 2 committed before (a resend), 0 refused: the
+-- lease is not this token's (it expired and another engine took the request). id 0: records
+-- of no request, under a token of the engine's own.
+redis.register_function('lc_ack', function(keys, a)
+  local P, id, tok = keys[1], a[1], a[2]
+  local mark = P .. 'ack:' .. tok
+  if redis.call('EXISTS', mark) == 1 then return 2 end
+  local n = P .. 'n'
+  if id ~= '0' then
+    local r = P .. 'r:' .. id
+    if redis.call('HGET', r, 'k') ~= tok then
+      redis.call('HINCRBY', n, 'refused', 1)
+      return 0
+    end
+    redis.call('ZREM', P .. 'leases', id)
+    redis.call('DEL', r)
+    redis.call('HINCRBY', n, 'pages_ok', 1)
+  end
+  for i = 3, #a do redis.call('RPUSH', P .. 'rec', a[i]) end
+  redis.call('HINCRBY', n, 'records', #a - 2)
+  redis.call('SET', mark, 1, 'EX', 600)
+  redis.call('HSET', n, 'last', now_ms())
+  return 1
+end)
+
+-- retry(P; id, token, delay_ms, attempt, throttles, crashes) -> 1, or 0 when the lease is gone
+redis.register_function('lc_retry', function(keys, a)
+  local P = keys[1]
+  local r = P .. 'r:' .. a[1]
+  if redis.call('HGET', r, 'k') ~= a[2] then return 0 end
+  redis.call('ZREM', P .. 'leases', a[1])
+  redis.call('HDEL', r, 'k')
+  redis.call('HSET', r, 'a', a[4], 't', a[5], 'c', a[6])
+  redis.call('ZADD', P .. 'delayed', now_ms() + num(a[3]), a[1])
+  return 1
+end)
+
+-- fail(P; id, token, ok) -> 1, or 0 when the lease is gone: the request ends without records
+redis.register_function('lc_fail', function(keys, a)
+  local P = keys[1]
+  local r = P .. 'r:' .. a[1]
+  if redis.call('HGET', r, 'k') ~= a[2] then return 0 end
+  redis.call('ZREM', P .. 'leases', a[1])
+  redis.call('DEL', r)
+  redis.call('HINCRBY', P .. 'n', a[3] == '1' and 'pages_ok' or 'pages_failed', 1)
+  redis.call('HSET', P .. 'n', 'last', now_ms())
+  return 1
+end)
+
+-- slot(P; host, delay_ms) -> 0: send now (the host's next slot is now + delay_ms), or the ms
+-- to wait
+redis.register_function('lc_slot', function(keys, a)
+  local P, host, delay = keys[1], a[1], num(a[2])
+  local now = now_ms()
+  local nxt = num(redis.call('HGET', P .. 'next', host))
+  if now < nxt then return nxt - now end
+  if delay > 0 then
+    redis.call('HSET', P .. 'next', host, now + delay)
+    redis.call('ZADD', P .. 'hosts', 'XX', 'GT', now + delay, host)
+  end
+  return 0
+end)
+
+-- pause(P; host, ms): a 429/503 answer keeps every engine off the host for ms
+redis.register_function('lc_pause', function(keys, a)
+  local P, host = keys[1], a[1]
+  local t = now_ms() + num(a[2])
+  if t > num(redis.call('HGET', P .. 'next', host)) then
+    redis.call('HSET', P .. 'next', host, t)
+    redis.call('ZADD', P .. 'hosts', 'XX', 'GT', t, host)
+  end
+  return 0
+end)
