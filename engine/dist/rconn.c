@@ -169,17 +169,19 @@ static void flush_waiting(lc_rconn *c) {
 }
 
 /* The setup's last reply (FUNCTION LOAD, or SELECT without a library): the connection is up. */
+/* Whether a setup reply ends the attempt: no reply, or an error (the connection is dropped). */
+static int setup_failed(lc_rconn *c, const redisReply *rep) {
+  if (c->closing || !rep) return 1;
+  if (rep->type != REDIS_REPLY_ERROR) return 0;
+  if (!is_loading(rep)) lc_warn("Redis at %s:%d refused the setup: %s", c->host, c->port, rep->str);
+  drop(c);
+  return 1;
+}
+
 static void setup_cb(redisAsyncContext *ac, void *r, void *priv) {
   lc_rconn *c = priv;
-  redisReply *rep = r;
   (void)ac;
-  if (c->closing || !rep) return;
-  if (rep->type == REDIS_REPLY_ERROR) {
-    if (!is_loading(rep)) lc_warn("Redis at %s:%d refused the setup: %s", c->host, c->port, rep->str);
-    drop(c);
-    return;
-  }
-  if (c->ready) return;
+  if (setup_failed(c, r) || c->ready) return;
   c->ready = 1;
   if (c->down_since && c->ever_up) {
     c->reconnects++;
@@ -196,13 +198,8 @@ static void setup_cb(redisAsyncContext *ac, void *r, void *priv) {
 /* An intermediate setup reply (SELECT before FUNCTION LOAD): only errors matter. */
 static void setup_step_cb(redisAsyncContext *ac, void *r, void *priv) {
   lc_rconn *c = priv;
-  redisReply *rep = r;
   (void)ac;
-  if (c->closing || !rep) return;
-  if (rep->type == REDIS_REPLY_ERROR) {
-    if (!is_loading(rep)) lc_warn("Redis at %s:%d refused the setup: %s", c->host, c->port, rep->str);
-    drop(c);
-  }
+  setup_failed(c, r);
 }
 
 static void on_connect(const redisAsyncContext *cac, int status) {

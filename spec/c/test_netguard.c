@@ -14,26 +14,17 @@
 
 /* ---------------------------------------------------------------- the decision */
 
-static struct addrinfo *ai_v4(const char *ip, struct addrinfo *next) {
+/* One answer of a resolution: an IPv4 or IPv6 address (by the text's form), before `next`. */
+static struct addrinfo *ai_new(const char *ip, struct addrinfo *next) {
   struct addrinfo *a = calloc(1, sizeof *a);
-  struct sockaddr_in *in = calloc(1, sizeof *in);
-  in->sin_family = AF_INET;
-  inet_pton(AF_INET, ip, &in->sin_addr);
-  a->ai_family = AF_INET;
-  a->ai_addr = (struct sockaddr *)in;
-  a->ai_addrlen = sizeof *in;
-  a->ai_next = next;
-  return a;
-}
-
-static struct addrinfo *ai_v6(const char *ip, struct addrinfo *next) {
-  struct addrinfo *a = calloc(1, sizeof *a);
-  struct sockaddr_in6 *in = calloc(1, sizeof *in);
-  in->sin6_family = AF_INET6;
-  inet_pton(AF_INET6, ip, &in->sin6_addr);
-  a->ai_family = AF_INET6;
-  a->ai_addr = (struct sockaddr *)in;
-  a->ai_addrlen = sizeof *in;
+  struct sockaddr_in6 *sa = calloc(1, sizeof *sa); /* large enough for either family */
+  int v6 = strchr(ip, ':') != NULL;
+  a->ai_family = v6 ? AF_INET6 : AF_INET;
+  sa->sin6_family = (sa_family_t)a->ai_family;
+  inet_pton(a->ai_family, ip,
+            v6 ? (void *)&sa->sin6_addr : (void *)&((struct sockaddr_in *)(void *)sa)->sin_addr);
+  a->ai_addr = (struct sockaddr *)sa;
+  a->ai_addrlen = v6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
   a->ai_next = next;
   return a;
 }
@@ -50,23 +41,23 @@ static void ai_free(struct addrinfo *a) {
 TEST(decides_on_names_literals_and_answers) {
   lc_netguard_opts strict = {0}, priv = {.allow_private = 1};
   char why[200];
-  struct addrinfo *pub = ai_v4("93.184.216.34", NULL);
+  struct addrinfo *pub = ai_new("93.184.216.34", NULL);
   CHECK_INT(lc_netguard_decide(&strict, "example.com", pub, why, sizeof why), 0);
   /* One refused address in the answer refuses the name: the browser could get any of them. */
-  struct addrinfo *mixed = ai_v4("8.8.8.8", ai_v4("10.1.2.3", NULL));
+  struct addrinfo *mixed = ai_new("8.8.8.8", ai_new("10.1.2.3", NULL));
   CHECK_INT(lc_netguard_decide(&strict, "rebind.example", mixed, why, sizeof why), -1);
   CHECK_STR(why, "rebind.example resolves to 10.1.2.3: private address (refused without --allow-private)");
   CHECK_INT(lc_netguard_decide(&priv, "rebind.example", mixed, why, sizeof why), 0);
-  struct addrinfo *meta = ai_v4("169.254.169.254", NULL);
+  struct addrinfo *meta = ai_new("169.254.169.254", NULL);
   CHECK_INT(lc_netguard_decide(&priv, "metadata.internal", meta, why, sizeof why), -1);
   CHECK_STR(why, "metadata.internal resolves to 169.254.169.254: link-local address (refused always)");
-  struct addrinfo *mapped = ai_v6("::ffff:127.0.0.1", NULL);
+  struct addrinfo *mapped = ai_new("::ffff:127.0.0.1", NULL);
   CHECK_INT(lc_netguard_decide(&strict, "v6.example", mapped, why, sizeof why), -1);
   CHECK(strstr(why, "loopback address") != NULL);
-  struct addrinfo *ula = ai_v6("fd00::1", NULL);
+  struct addrinfo *ula = ai_new("fd00::1", NULL);
   CHECK_INT(lc_netguard_decide(&strict, "ula.example", ula, why, sizeof why), -1);
   CHECK(strstr(why, "private address") != NULL);
-  struct addrinfo *v6pub = ai_v6("2001:4860:4860::8888", NULL);
+  struct addrinfo *v6pub = ai_new("2001:4860:4860::8888", NULL);
   CHECK_INT(lc_netguard_decide(&strict, "dns.example", v6pub, why, sizeof why), 0);
   /* Literals and names the rules know without resolving. */
   CHECK_INT(lc_netguard_decide(&strict, "127.0.0.1", NULL, why, sizeof why), -1);
