@@ -14,16 +14,70 @@
 #include <stdlib.h>
 #include <string.h>
 
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wstrict-prototypes"
-#include <hiredis/adapters/libuv.h>
-#pragma GCC diagnostic pop
-
 #include "log.h"
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 2000
 #define GIVE_UP_MS 60000
+/* How long one connection attempt (TCP connect and the setup commands) may take. */
+#define ATTEMPT_MS 3000
+
+/* The event adapter: hiredis's own libuv adapter (hiredis/adapters/libuv.h, 0.14) returns
+ * from its poll callback when libuv reports an error, and libuv reports a refused or reset
+ * socket (POLLERR) exactly so, after stopping the handle: a connect to a server that is not
+ * back yet then never completes nor fails, and the connection hangs for good. This one hands
+ * an error to hiredis as readiness, so hiredis reads the socket's error (SO_ERROR, or read's)
+ * and fails the attempt or the connection through its own callbacks. */
+typedef struct uvev {
+  redisAsyncContext *ac; /* NULL once hiredis has cleaned up */
+  uv_poll_t poll;
+  int events;
+} uvev;
+
+static void uvev_cb(uv_poll_t *h, int status, int events) {
+  uvev *e = h->data;
+  if (status < 0) events = UV_READABLE | UV_WRITABLE; /* hiredis finds the error */
+  if (e->ac && (events & UV_READABLE)) redisAsyncHandleRead(e->ac);
+  if (e->ac && (events & UV_WRITABLE)) redisAsyncHandleWrite(e->ac);
+}
+
+static void uvev_set(uvev *e, int events) {
+  e->events = events;
+  if (events)
+    uv_poll_start(&e->poll, events, uvev_cb);
+  else
+    uv_poll_stop(&e->poll);
+}
+
+static void uvev_add_read(void *p) { uvev_set(p, ((uvev *)p)->events | UV_READABLE); }
+static void uvev_del_read(void *p) { uvev_set(p, ((uvev *)p)->events & ~UV_READABLE); }
+static void uvev_add_write(void *p) { uvev_set(p, ((uvev *)p)->events | UV_WRITABLE); }
+static void uvev_del_write(void *p) { uvev_set(p, ((uvev *)p)->events & ~UV_WRITABLE); }
+static void uvev_closed(uv_handle_t *h) { free(h->data); }
+
+static void uvev_cleanup(void *p) {
+  uvev *e = p;
+  e->ac = NULL;
+  uv_close((uv_handle_t *)&e->poll, uvev_closed);
+}
+
+static int uvev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
+  uvev *e = calloc(1, sizeof *e);
+  if (!e) return -1;
+  if (uv_poll_init(loop, &e->poll, ac->c.fd) != 0) {
+    free(e);
+    return -1;
+  }
+  e->ac = ac;
+  e->poll.data = e;
+  ac->ev.data = e;
+  ac->ev.addRead = uvev_add_read;
+  ac->ev.delRead = uvev_del_read;
+  ac->ev.addWrite = uvev_add_write;
+  ac->ev.delWrite = uvev_del_write;
+  ac->ev.cleanup = uvev_cleanup;
+  return 0;
+}
 
 typedef struct op {
   struct op *next;
@@ -53,7 +107,8 @@ struct lc_rconn {
   int dropping;          /* redisAsyncDisconnect was asked (a -LOADING answer) */
   int closing;           /* lc_rconn_free runs: callbacks of hiredis are ignored */
   fifo waiting, sent, back;
-  uv_timer_t *timer; /* malloc'ed, freed in its close callback */
+  uv_timer_t *timer;   /* the reconnect backoff; malloc'ed, freed in its close callback */
+  uv_timer_t *attempt; /* bounds one attempt (ATTEMPT_MS); malloc'ed the same way */
   int64_t backoff_ms;
   uint64_t down_since; /* loop ms when the connection was lost, 0 when up */
   int down_told, ever_up;
@@ -109,6 +164,7 @@ static void schedule_reconnect(lc_rconn *c) {
   c->ac = NULL;
   c->dropping = 0;
   if (c->closing) return;
+  uv_timer_stop(c->attempt);
   uint64_t now = uv_now(c->loop);
   if (!c->down_since) c->down_since = now ? now : 1;
   if (!c->down_told && (int64_t)(now - c->down_since) >= c->give_up_ms) {
@@ -192,6 +248,7 @@ static void setup_cb(redisAsyncContext *ac, void *r, void *priv) {
   c->down_since = 0;
   c->down_told = 0;
   c->backoff_ms = BACKOFF_MIN_MS;
+  uv_timer_stop(c->attempt);
   flush_waiting(c);
 }
 
@@ -236,6 +293,23 @@ static void on_disconnect(const redisAsyncContext *cac, int status) {
   schedule_reconnect(c); /* hiredis frees the context after this call */
 }
 
+/* An attempt that neither succeeded nor failed in ATTEMPT_MS (a host that drops the SYN, a
+ * server that accepts and never answers the setup) is given up and made again. */
+static void attempt_cb(uv_timer_t *t) {
+  lc_rconn *c = t->data;
+  if (c->closing || c->ready || !c->ac) return;
+  lc_debug("connecting to Redis at %s:%d took over %d ms; trying again", c->host, c->port,
+           ATTEMPT_MS);
+  redisAsyncContext *ac = c->ac;
+  int connected = (ac->c.flags & REDIS_CONNECTED) != 0;
+  c->dropping = 1; /* no warning: this is not a lost connection */
+  redisAsyncFree(ac); /* a connected context calls on_disconnect, which reschedules */
+  if (!connected) {
+    fifo_prepend(&c->waiting, &c->back);
+    schedule_reconnect(c);
+  }
+}
+
 static void connect_now(lc_rconn *c) {
   if (c->closing || c->ac) return;
   redisAsyncContext *ac = redisAsyncConnect(c->host, c->port);
@@ -247,14 +321,16 @@ static void connect_now(lc_rconn *c) {
     return;
   }
   ac->data = c;
-  if (redisLibuvAttach(ac, c->loop) != REDIS_OK) {
+  if (uvev_attach(ac, c->loop) != 0) {
     redisAsyncFree(ac);
     schedule_reconnect(c);
     return;
   }
+  redisEnableKeepAlive(&ac->c); /* a peer gone without a word is found within minutes */
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
   c->ac = ac;
+  uv_timer_start(c->attempt, attempt_cb, ATTEMPT_MS, 0);
 }
 
 static void timer_free(uv_handle_t *h) { free(h); }
@@ -266,10 +342,12 @@ lc_rconn *lc_rconn_new(const lc_rconn_opts *o) {
   c->host = strdup(o->host);
   c->library = o->library ? strdup(o->library) : NULL;
   c->timer = malloc(sizeof *c->timer);
-  if (!c->host || (o->library && !c->library) || !c->timer) {
+  c->attempt = malloc(sizeof *c->attempt);
+  if (!c->host || (o->library && !c->library) || !c->timer || !c->attempt) {
     free(c->host);
     free(c->library);
     free(c->timer);
+    free(c->attempt);
     free(c);
     return NULL;
   }
@@ -281,6 +359,8 @@ lc_rconn *lc_rconn_new(const lc_rconn_opts *o) {
   c->backoff_ms = BACKOFF_MIN_MS;
   uv_timer_init(c->loop, c->timer);
   c->timer->data = c;
+  uv_timer_init(c->loop, c->attempt);
+  c->attempt->data = c;
   connect_now(c);
   return c;
 }
@@ -301,8 +381,8 @@ void lc_rconn_free(lc_rconn *c) {
   cancel_all(&c->back);
   cancel_all(&c->sent);
   cancel_all(&c->waiting);
-  uv_timer_stop(c->timer);
   uv_close((uv_handle_t *)c->timer, timer_free);
+  uv_close((uv_handle_t *)c->attempt, timer_free);
   free(c->host);
   free(c->library);
   free(c);

@@ -1,5 +1,6 @@
-/* rconn.h: one asynchronous connection to a Redis server on the engine's libuv loop (hiredis
- * and its libuv adapter), which survives the server going away.
+/* rconn.h: one asynchronous connection to a Redis server on the engine's libuv loop (hiredis,
+ * with an event adapter of its own: rconn.c says why), which survives the server going away.
+ * An attempt to connect is bounded (3 s) and made again with backoff (50 ms doubling to 2 s).
  * Owns: the hiredis context, the reconnect timer and its backoff, and every command given to
  * it until its reply: a command is copied, sent when the connection is up, and sent again
  * after a reconnect when its reply never came (so commands must be idempotent or checked on
