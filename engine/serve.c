@@ -43,6 +43,7 @@
 #include "json.h"
 #include "l_policy.h"
 #include "log.h"
+#include "netguard.h"
 #include "ws.h"
 
 #define TICK_MS 50
@@ -327,6 +328,10 @@ typedef struct srv {
   int tick_on;
   sjob *jobs, *jobs_tail;
   uint32_t next_id;
+  /* The network guard of /crawl's partition (its requests share contexts), started at the
+   * first /crawl; closed after every job was given back. */
+  lc_netguard *crawl_guard;
+  int crawl_guard_failed;
   conn *waiting; /* conns in the waiting list */
   /* stop */
   int stopping;
@@ -513,6 +518,32 @@ static void crawl_maybe_free(srv *s, sjob *j) {
   if (j->crawl && terminal(j) && !j->job && !j->waiter) sjob_unlink_free(s, j);
 }
 
+/* /crawl requests share one partition of the context cache, so requests with the same
+ * context options reuse a context (and its idle pages), as crawl4ai's service does; the
+ * policy bounds how many stay open. A request with "isolated": true gets contexts of its own
+ * (no cookie of another request reaches it), closed by the policy after it. */
+#define CRAWL_PARTITION "serve crawl"
+
+static int crawl_isolated(const sjob *j) {
+  const char *body = j->args && j->args[0] ? j->args[0] + strlen("request=") : "";
+  lc_json_span v;
+  return lc_json_member(body, strlen(body), "isolated", &v) == 0 && v.n == 4 &&
+         memcmp(v.p, "true", 4) == 0;
+}
+
+static lc_netguard *crawl_guard(srv *s) {
+  if (!s->crawl_guard && !s->crawl_guard_failed) {
+    char err[200];
+    lc_netguard_opts o = {.allow_private = s->cfg.allow_private, .log_tag = "[crawl] "};
+    s->crawl_guard = lc_netguard_new(s->sh->loop, &o, err, sizeof err);
+    if (!s->crawl_guard) {
+      s->crawl_guard_failed = 1; /* each job then starts its own, and says why it cannot */
+      lc_error("%s", err);
+    }
+  }
+  return s->crawl_guard;
+}
+
 /* Make the engine's job (its Lua loaded and checked in protected calls). */
 static int make_job(srv *s, sjob *j, char *err, size_t errlen) {
   lc_job_opts o = {.script = j->script,
@@ -525,6 +556,10 @@ static int make_job(srv *s, sjob *j, char *err, size_t errlen) {
                     * sandbox on for its handler. A client's script runs in it whole. */
                    .sandbox = !j->crawl,
                    .allow_private = s->cfg.allow_private};
+  if (j->crawl && !crawl_isolated(j)) {
+    o.partition = CRAWL_PARTITION;
+    o.guard = crawl_guard(s);
+  }
   j->job = lc_engine_add_job(s->e, &o, err, errlen);
   return j->job ? 0 : -1;
 }
@@ -1814,6 +1849,8 @@ out:
     s->vh = NULL;
     lc_engine_run_until(s->e, NULL, NULL, 200);
   }
+  lc_netguard_close(s->crawl_guard); /* no job is left to use it */
+  s->crawl_guard = NULL;
   int refs = lc_engine_free(s->e);
   lc_info("stopped: refs_outstanding %d", refs);
   g_srv = NULL;

@@ -257,6 +257,35 @@ end }]], svc.base .. "/", out))
     assert.equals(20, metric(svc, "luacrawl_crawl_requests_total"))
   end)
 
+  it("/crawl requests with the same context options share a context; isolated ones do not", function()
+    local root = H.tmpdir()
+    H.write(root .. "/setcookie.html", "<!doctype html><title>set</title><script>"
+      .. "document.cookie = 'visit=' + location.search.slice(1) + '; path=/'</script>")
+    local own = H.server(root)
+    local svc = serve()
+    local function crawl(url, extra)
+      local body = { urls = { url }, ["return"] = { "text" }, context = { user_agent = "shared-ua" } }
+      for k, v in pairs(extra or {}) do body[k] = v end
+      local r = req(svc, "POST", "/crawl", cjson.encode(body), { "Content-Type: application/json" })
+      assert.equals(200, r.status, r.body)
+      return r.json.results[1]
+    end
+    assert.equals("set", crawl(own.url("/setcookie.html?one")).title)
+    -- The next request, same options: the same context, so the cookie the first one got.
+    local seen = crawl(own.url("/_/headers")).text
+    assert.truthy(seen:find("visit=one", 1, true), seen)
+    assert.equals(1, metric(svc, "luacrawl_contexts_created_total"))
+    assert.truthy(metric(svc, "luacrawl_pages_reused_total") >= 1)
+    -- Isolated: contexts of its own, without the cookie.
+    local alone = crawl(own.url("/_/headers"), { isolated = true }).text
+    assert.falsy(alone:find("visit=", 1, true), alone)
+    assert.equals(2, metric(svc, "luacrawl_contexts_created_total"))
+    local bad = req(svc, "POST", "/crawl", cjson.encode({ urls = { own.url("/") }, isolated = "yes" }))
+    assert.equals(400, bad.status)
+    assert.truthy(bad.json.error:find("'isolated' must be a boolean", 1, true), bad.body)
+    assert.equals(0, metric(svc, "luacrawl_refs_outstanding"))
+  end)
+
   it("a burst over the queue limit gets 429s with Retry-After, not time-outs", function()
     local svc = serve({ config = "return { max_running = 1, max_queue = 2 }" })
     assert.truthy(H.wait_until(function() return req(svc, "GET", "/health").status == 200 end, 30, 0.2))

@@ -6,6 +6,7 @@
  * there, whether it returned, raised, passed its deadline or was cancelled, and the job checks
  * that the task owns nothing afterwards. Then retries, on_error, statistics, progress and the
  * job's end, which the engine hears of. */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <lauxlib.h>
@@ -1118,7 +1119,21 @@ static uv_timer_t *timer_new(lc_job *j) {
   return t;
 }
 
+/* A partition name goes into context keys (JSON) as it is: the engine's own, plain words. */
+static int partition_ok(const char *p) {
+  if (!p) return 1;
+  size_t n = strlen(p);
+  if (n == 0 || n > 64) return 0;
+  for (; *p; p++)
+    if (!isalnum((unsigned char)*p) && !strchr(" /-_", *p)) return 0;
+  return 1;
+}
+
 lc_job *lc_job_new(lc_shared *sh, uint32_t id, const lc_job_opts *o, char *err, size_t errlen) {
+  if (!partition_ok(o->partition)) {
+    snprintf(err, errlen, "engine bug: a bad context partition name");
+    return NULL;
+  }
   lc_job *j = calloc(1, sizeof *j);
   if (!j) {
     snprintf(err, errlen, "out of memory");

@@ -63,6 +63,15 @@ typedef struct lc_job_opts {
   const char *frontier;    /* --frontier redis://...: the crawl shared with other engines */
   int sandbox;             /* --sandbox: the script's chunk runs in the sandbox (sandbox.c) */
   int allow_private;       /* --allow-private: loopback and private addresses pass the sandbox */
+  /* The name the job's contexts are keyed under: jobs of one engine with the same partition
+   * share contexts (cookies, cache) when their options match, as the requests of `serve`'s
+   * /crawl do. NULL: the job's own ("job ID"), so nothing of one job reaches another. Letters,
+   * digits, space, '/', '-', '_' only. Borrowed: outlives the job. */
+  const char *partition;
+  /* The network guard the job's contexts connect through under the host rules, shared by the
+   * jobs of one partition (its URL is part of every context key, so contexts of different
+   * guards are never shared). NULL: the job starts its own. Borrowed: outlives the job. */
+  struct lc_netguard *guard;
 } lc_job_opts;
 
 /* Make a job: a Lua state, the script loaded and its job table validated (with its policy

@@ -120,8 +120,9 @@ static int acquire(lua_State *L, lc_job *j, lc_task *t, const char *options, int
     free(op);
     return luaL_error(L, "out of memory");
   }
-  /* Contexts are the job's own: the job's id is part of the key (a member of the options
-   * object the backend ignores), so no cookie or cache of one job reaches another. */
+  /* Contexts are the job's own: the job's id (or the partition the engine gave it, shared with
+   * other jobs on purpose) is part of the key (a member of the options object the backend
+   * ignores), so no cookie or cache of one job reaches another. */
   size_t olen = strlen(options);
   /* Under the host rules (the sandbox's, or the job's host_rules), a context without a proxy
    * of its own connects through the job's network guard (netguard.h): the rules hold for
@@ -138,14 +139,19 @@ static int acquire(lua_State *L, lc_job *j, lc_task *t, const char *options, int
     }
     snprintf(guard, sizeof guard, "\"proxy\":\"%s\",\"proxy_bypass\":\"<-loopback>\",", url);
   }
-  size_t klen = olen + strlen(guard) + 40;
+  char part[96];
+  if (j->opts.partition)
+    snprintf(part, sizeof part, "%s", j->opts.partition);
+  else
+    snprintf(part, sizeof part, "job %u", (unsigned)j->id);
+  size_t klen = olen + strlen(guard) + strlen(part) + 20;
   char *keyed = olen >= 2 && options[0] == '{' ? malloc(klen) : NULL;
   if (!keyed) {
     acq_free(op);
     return luaL_error(L, olen >= 2 ? "out of memory" : "bad context options");
   }
-  snprintf(keyed, klen, "{%s\"partition\":\"job %u\"%s%s", guard, (unsigned)j->id,
-           olen > 2 ? "," : "", options + 1);
+  snprintf(keyed, klen, "{%s\"partition\":\"%s\"%s%s", guard, part, olen > 2 ? "," : "",
+           options + 1);
   lc_task_op_begin(t, acq_cancel, op);
   int created = 0;
   uint64_t handle = session ? lc_cache_session_open(j->sh->cache, j->owner, session, keyed,

@@ -97,6 +97,7 @@ const char *lc_job_sandbox_setup_failure(lc_job *j, char *buf, size_t n) {
 /* The proxy URL of the job's network guard, started on first use; NULL if it cannot start. */
 const char *lc_job_netguard_url(lc_job *j) {
   lc_sandbox *sb = &j->sb;
+  if (!sb->guard && j->opts.guard) sb->guard = j->opts.guard; /* the partition's */
   if (!sb->guard && !sb->guard_failed) {
     char err[200], tag[80] = "";
     if (j->opts.log_tag) snprintf(tag, sizeof tag, "[%s] ", j->opts.log_tag);
@@ -113,7 +114,7 @@ const char *lc_job_netguard_url(lc_job *j) {
 }
 
 void lc_job_sandbox_free(lc_job *j) {
-  lc_netguard_close(j->sb.guard);
+  if (j->sb.guard != j->opts.guard) lc_netguard_close(j->sb.guard); /* a borrowed one stays */
   j->sb.guard = NULL;
   if (j->sb.allow_hosts)
     for (char **h = j->sb.allow_hosts; *h; h++) free(*h);

@@ -14,7 +14,7 @@ req = json.plain(req)
 local function bad(msg) error("crawl request: " .. msg, 0) end
 
 local KNOWN = { urls = true, context = true, ["return"] = true, wait_until = true,
-                timeout_ms = true, concurrency = true }
+                timeout_ms = true, concurrency = true, isolated = true }
 for k in pairs(req) do
   if not KNOWN[k] then bad("unknown field '" .. tostring(k) .. "'") end
 end
@@ -48,6 +48,7 @@ if math.type(concurrency) ~= "integer" or concurrency < 1 or concurrency > 16 th
   bad("'concurrency' is an integer in 1..16")
 end
 if req.context ~= nil and type(req.context) ~= "table" then bad("'context' must be an object") end
+if req.isolated ~= nil and type(req.isolated) ~= "boolean" then bad("'isolated' must be a boolean") end
 
 -- Base64 for screenshots (the bytes page:screenshot returns).
 local B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
