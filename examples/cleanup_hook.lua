@@ -28,7 +28,9 @@ end
 local MAX_USES = int("max_uses", 3)
 local IDLE_MS = int("idle_ms", 2000)
 
--- Four locales, so four kinds of context (requests pick one by their id).
+-- Four locales, each with a cookie jar of its own (`jar`), so four kinds of context (requests
+-- pick one by their id). Without `jar` the four would share one context: a locale, like a user
+-- agent, is the page's emulation, not the context's.
 local LOCALES = { "en-US", "de-DE", "fr-FR", "ja-JP" }
 local function locale_of(req) return LOCALES[(req.id - 1) % #LOCALES + 1] end
 
@@ -58,7 +60,7 @@ return {
   start = { args.url or "http://127.0.0.1:8000/_/links?n=20" },
   max_depth = 1,
   concurrency = 2,
-  context = function(req) return { locale = locale_of(req) } end,
+  context = function(req) local l = locale_of(req) return { locale = l, jar = l } end,
   policy = { max_contexts = 8, idle_ms = 30000, on_cleanup = on_cleanup },
   handle = function(page, req, job)
     the_job = the_job or job

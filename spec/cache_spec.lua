@@ -14,7 +14,7 @@ local uas = { "ua-1", "ua-2", "ua-3", "ua-4", "ua-5", "ua-6" }
 return {
   start = function() local t = {} for i = 1, 12 do t[i] = %q .. i end return t end,
   concurrency = 3,
-  context = function(req) return { user_agent = uas[req.url:match("(%%d+)$") %% #uas + 1] } end,
+  context = function(req) local ua = uas[req.url:match("(%%d+)$") %% #uas + 1] return { jar = ua, user_agent = ua } end,
   policy = { max_contexts = 2, force = true },
   handle = function(page, req, job)
     local res = assert(page:navigate(req.url))
@@ -61,7 +61,7 @@ return {
   handle = function(page, req, job)
     assert(page:navigate(req.url))
     for i = 1, 5 do
-      local ctx <close> = assert(job:context { user_agent = "x" .. i })
+      local ctx <close> = assert(job:context { jar = "x" .. i })
       local p = assert(ctx:page())
       assert(p:navigate(req.url))
       p:release()
@@ -91,11 +91,11 @@ return {
     { "times out in a Lua loop", [[while true do end]], 0, 2000 },
     { "times out waiting on the page", [[assert(page:wait_for("#never-there", { timeout_ms = 60000 }))]], 0, 2000 },
     { "forgets to close what it took", [[
-        local ctx = assert(job:context { user_agent = "forgotten" })
+        local ctx = assert(job:context { jar = "forgotten" })
         local p = assert(ctx:page())
         job:emit { leak = true }]], 1, 30000 },
     { "closes with <close>", [[
-        local ctx <close> = assert(job:context { user_agent = "closed" })
+        local ctx <close> = assert(job:context { jar = "closed" })
         local p <close> = assert(ctx:page())
         job:emit { closed = true }]], 1, 30000 },
   }
@@ -124,7 +124,7 @@ return { start = { %q, %q }, concurrency = 1,
   handle = function(page, req, job)
     if not kept then
       kept = page -- released by the engine when this request ends
-      local ctx = assert(job:context { user_agent = "short-lived" })
+      local ctx = assert(job:context { jar = "short-lived" })
       local p = assert(ctx:page())
       assert(p:release())
       local ok, err = pcall(p.navigate, p, req.url)
@@ -232,7 +232,7 @@ return { start = { %q },
   end },
   handle = function(page, req, job)
     assert(page:navigate(req.url))
-    local ctx <close> = assert(job:context { user_agent = "held" })
+    local ctx <close> = assert(job:context { jar = "held" })
     job:cleanup { max_contexts = 0, force = true }
     -- The hook runs on the engine's passes (after a release, every 250 ms): hold the
     -- contexts long enough for two of them, however fast the pages load.

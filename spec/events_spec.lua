@@ -84,7 +84,7 @@ return { start = { P .. "/flood.html?n=250" }, retries = 0, timeout_ms = 120000,
 return { start = { P .. "/flood.html?n=250", P .. "/_/page?id=second" }, concurrency = 1,
   retries = 0, timeout_ms = 120000,
   -- The second request uses another context, so the first page stays idle in its pool.
-  context = function(req) if req.url:find("second") then return { user_agent = "second" } end return {} end,
+  context = function(req) if req.url:find("second") then return { jar = "second" } end return {} end,
   handle = function(page, req, job)
     if not req.url:find("second") then
       assert(page:navigate(req.url)) -- returns while the page floods: it goes idle

@@ -57,8 +57,9 @@ describe("examples/", function()
     assert.equals(want, n)
   end)
 
-  it("rotate_user_agents: a context function gives each request its agent, one context per agent", function()
-    local r = run_example("rotate_user_agents", { "url=" .. srv.url("/_/ua"), "n=6" })
+  it("rotate_user_agents: a context function gives each request its agent; one context, or one per jar", function()
+    for _, jar in ipairs { false, true } do
+    local r = run_example("rotate_user_agents", { "url=" .. srv.url("/_/ua"), "n=6", jar and "jar=1" or nil })
     assert.equals(6, #r.records)
     local agents, distinct = {}, 0
     for _, rec in ipairs(r.records) do
@@ -69,9 +70,11 @@ describe("examples/", function()
     end
     assert.equals(3, distinct)
     for ua, count in pairs(agents) do assert.equals(2, count, "requests with " .. ua) end
-    -- Same options, same context: three agents cost three contexts, not six.
-    assert.equals(3, r.stats.contexts_created)
+    -- Agents are the page's emulation: one context for all, unless each has its own jar
+    -- (then same options, same context: three contexts, not six).
+    assert.equals(jar and 3 or 1, r.stats.contexts_created)
     assert.equals(6, r.stats.pages_ok)
+    end
   end)
 
   it("login_session: logs in once through the form, then reads the account and its 3 order pages", function()

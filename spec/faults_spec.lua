@@ -111,7 +111,7 @@ return { start = { %q }, retries = 0, timeout_ms = 20000,
   policy = { max_contexts = 8, close_timeout_ms = 500 },
   handle = function(page, req, job)
     assert(page:navigate(req.url))
-    local ctx = assert(job:context { user_agent = "to-be-closed" })
+    local ctx = assert(job:context { jar = "to-be-closed" })
     ctx:release()
     local before = #job:contexts()
     local pid = job:stats().browser_pid

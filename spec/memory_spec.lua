@@ -8,7 +8,7 @@ describe("memory bounded by the policy", function()
   before_each(function() srv = H.server() end)
   after_each(function() H.cleanup() end)
 
-  it("30 rotating user agents, default force: idle pages and open contexts stay bounded", function()
+  it("30 rotating cookie jars, default force: idle pages and open contexts stay bounded", function()
     -- concurrency 4, so max_idle_pages defaults to 4; max_contexts 2. In use: at most 4
     -- contexts; unused after a cleanup pass: at most max(2, 4). Before the global idle
     -- budget every context kept its idle page until idle_ms (30 s): ~30 open.
@@ -17,7 +17,7 @@ local n = 0
 return {
   start = function() local t = {} for i = 1, 60 do t[i] = args.base .. "/_/page?id=" .. i end return t end,
   concurrency = 4,
-  context = function(req) return { user_agent = "ua-" .. (tonumber(req.url:match("(%d+)$")) % 30) } end,
+  context = function(req) local k = "ua-" .. (tonumber(req.url:match("(%d+)$")) % 30) return { jar = k, user_agent = k } end,
   policy = { max_contexts = 2 },
   handle = function(page, req, job)
     assert(page:navigate(req.url))

@@ -37,7 +37,7 @@ return { start = { %q }, retries = 0,
     assert(page:navigate(req.url))
     local errs = {}
     for i = 1, 3 do
-      local ctx, err = job:context { user_agent = "c" .. i,
+      local ctx, err = job:context { jar = "c" .. i,
         cookies = { { name = "a", value = "b", url = %q, expires = "soon" } } }
       errs[#errs + 1] = tostring(err)
       if ctx then ctx:release() end

@@ -265,37 +265,58 @@ return { start = { P .. "/_/headers?ctx=custom", P .. "/_/headers?ctx=default" }
     assert.are_not.equal("Asia/Tokyo", default.page.tz)
   end)
 
-  it("a context function rotating user agents gives each its own context", function()
-    local r = run(srv, PRELUDE .. [[
+  it("rotating user agents share one context, each page sends its own; a jar per agent splits them", function()
+    local function crawl(jar)
+      return run(srv, PRELUDE .. string.format([[
 local UAS = { "rotating-agent-A", "rotating-agent-B" }
+local JAR = %s
 return {
-  start = function() local t = {} for i = 1, 6 do t[i] = P .. "/_/ua?n=" .. i end return t end,
-  retries = 0, timeout_ms = 60000, concurrency = 2,
-  context = function(req) return { user_agent = UAS[tonumber(req.url:match("n=(%d+)")) % 2 + 1] } end,
+  start = function() local t = {} for i = 1, 8 do t[i] = P .. "/_/ua?n=" .. i end return t end,
+  retries = 0, timeout_ms = 60000, concurrency = 1,
+  context = function(req)
+    local ua = UAS[tonumber(req.url:match("n=(%%d+)")) %% 2 + 1]
+    return { user_agent = ua, jar = JAR and ua or nil }
+  end,
   handle = function(page, req, job)
     assert(page:navigate(req.url))
     local info = page:info()
-    job:emit { n = tonumber(req.url:match("n=(%d+)")), server = page:title(),
+    job:emit { n = tonumber(req.url:match("n=(%%d+)")), server = page:title(),
                page = page:eval("navigator.userAgent"), bctx = info.browser_context,
-               signature = info.signature }
-  end }]])
-    assert.equals(6, #r.records)
-    local ua_of_ctx, ctxs_of_ua, sig_of_ua = {}, {}, {}
-    for _, rec in ipairs(r.records) do
-      local want = rec.n % 2 == 0 and "rotating-agent-A" or "rotating-agent-B"
-      assert.equals(want, rec.server, "request " .. rec.n)
-      assert.equals(want, rec.page)
-      assert.is_string(rec.bctx)
-      -- A browser context serves one user agent only.
-      assert.is_true(ua_of_ctx[rec.bctx] == nil or ua_of_ctx[rec.bctx] == want, "context shared by two agents")
-      ua_of_ctx[rec.bctx] = want
-      ctxs_of_ua[want] = true
-      -- The cache keys contexts by their options: one signature per agent.
-      sig_of_ua[want] = sig_of_ua[want] or rec.signature
-      assert.equals(sig_of_ua[want], rec.signature)
+               target = info.target, signature = info.signature }
+  end }]], tostring(jar)))
     end
-    assert.is_true(ctxs_of_ua["rotating-agent-A"] and ctxs_of_ua["rotating-agent-B"])
-    assert.are_not.equal(sig_of_ua["rotating-agent-A"], sig_of_ua["rotating-agent-B"])
-    assert.is_true(r.stats.contexts_created >= 2)
+    for _, jar in ipairs { false, true } do
+      local r = crawl(jar)
+      assert.equals(8, #r.records)
+      local ctxs, ua_of_ctx, uas_of_target, switched = {}, {}, {}, false
+      for _, rec in ipairs(r.records) do
+        local want = rec.n % 2 == 0 and "rotating-agent-A" or "rotating-agent-B"
+        -- What the server got and what the page's navigator says: the request's own agent,
+        -- even on a page that served the other agent before.
+        assert.equals(want, rec.server, "request " .. rec.n)
+        assert.equals(want, rec.page)
+        assert.is_string(rec.bctx)
+        if not ctxs[rec.bctx] then ctxs[#ctxs + 1] = rec.bctx end
+        ctxs[rec.bctx] = true
+        if jar then
+          assert.is_true(ua_of_ctx[rec.bctx] == nil or ua_of_ctx[rec.bctx] == want, "a jar shared by two agents")
+          ua_of_ctx[rec.bctx] = want
+        end
+        local seen = uas_of_target[rec.target] or {}
+        seen[want] = true
+        uas_of_target[rec.target] = seen
+        if seen["rotating-agent-A"] and seen["rotating-agent-B"] then switched = true end
+      end
+      if jar then
+        assert.equals(2, #ctxs)
+        assert.equals(2, r.stats.contexts_created)
+      else
+        assert.equals(1, #ctxs, "agents are the page's emulation: one context")
+        assert.equals(1, r.stats.contexts_created)
+        assert.is_true(switched, "no reused page served both agents")
+        -- One request at a time: one page, switching agents from one request to the next.
+        assert.equals(1, r.stats.pages_created)
+      end
+    end
   end)
 end)

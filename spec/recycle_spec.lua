@@ -45,7 +45,7 @@ return { start = { %q }, timeout_ms = 20000,
   handle = function(page, req, job)
     assert(page:navigate(req.url))
     for i = 1, 3 do
-      local ctx <close> = assert(job:context { user_agent = "idle-" .. i })
+      local ctx <close> = assert(job:context { jar = "idle-" .. i })
       local p <close> = assert(ctx:page())
       assert(p:navigate(req.url))
     end

@@ -14,7 +14,7 @@ local M = {}
 local current = setmetatable({}, { __mode = "k" })
 -- Records a request emitted, written when its handler succeeds (keyed by the request).
 local pending_records = setmetatable({}, { __mode = "k" })
--- Canonical options of context handles (for ctx:page()).
+-- Validated options of context handles (for ctx:page()).
 local ctx_options = setmetatable({}, { __mode = "k" })
 -- Why the navigation guard refused a navigation of a request's page (keyed by the request):
 -- that request fails and emits nothing, whatever its handler did with the error.
@@ -34,11 +34,11 @@ end
 
 -- ctx:page() [async]: a page in this context, released with the request (or by page:release()).
 core.Context.page = function(ctx)
-  local canon = ctx_options[ctx]
-  if not canon or not ctx:live() then error("context used after its release", 2) end
-  local page, err = core.acquire(canon, true)
+  local c = ctx_options[ctx]
+  if not c or not ctx:live() then error("context used after its release", 2) end
+  local page, err = core.acquire(options.key(c), true)
   if not page then return nil, err end
-  local ok, perr = page_api.prepare(page, json.decode(canon))
+  local ok, perr = page_api.prepare(page, c)
   if not ok then return nil, perr end
   return page
 end
@@ -128,10 +128,7 @@ function M.new(spec, cfg)
     if why then error("job:session: context.proxy " .. c.proxy .. " refused: " .. why, 2) end
     -- A session has a context of its own (its name is part of the key): what it logs into
     -- stays in it instead of reaching every request that happens to share its options.
-    local keyed = {}
-    for k, v in pairs(c) do keyed[k] = v end
-    keyed.session = name
-    local canon = options.canonical(keyed)
+    local canon = options.key(c, { session = name })
     -- While another request opens or prepares it, core.session waits (woken when that ends,
     -- never by polling) and answers false: look again. A session is never shared half done.
     local page, created
@@ -166,10 +163,9 @@ function M.new(spec, cfg)
     if not ok then error("job:context: " .. c, 2) end
     local why = c.proxy and core.host_refusal(c.proxy)
     if why then error("job:context: context.proxy " .. c.proxy .. " refused: " .. why, 2) end
-    local canon = options.canonical(c)
-    local ctx, err = core.acquire(canon, false)
+    local ctx, err = core.acquire(options.key(c), false)
     if not ctx then return nil, err end
-    ctx_options[ctx] = canon
+    ctx_options[ctx] = c
     return wrap_context(ctx)
   end
 
@@ -219,7 +215,7 @@ function M.new(spec, cfg)
     current[coroutine.running()] = req
     local ok, c = pcall(context_for, req)
     if not ok then return core.REQUEST_FAILED, c end
-    local page, err = core.acquire(options.canonical(c), true)
+    local page, err = core.acquire(options.key(c), true)
     if not page then return core.REQUEST_FAILED, "cannot open a page: " .. tostring(err) end
     local pok, perr = page_api.prepare(page, c, { wait_until = cfg.wait_until, request = req })
     if not pok then
@@ -309,7 +305,7 @@ function M.new(spec, cfg)
   -- own requests would not.
   function engine.fetch_robots(origin)
     local c = context_for({ url = origin .. "/robots.txt", depth = 0, attempt = 0, robots = true })
-    local page, err = core.acquire(options.canonical(c), true)
+    local page, err = core.acquire(options.key(c), true)
     if not page then error(err, 0) end
     -- robots.txt may redirect anywhere (RFC 9309 2.3.1.2): the guard leaves this page alone.
     local pok, perr = page_api.prepare(page, c, { unguarded = true })

@@ -1,6 +1,10 @@
 -- luacrawl.options: validation of context options and the canonical form a context is keyed by.
--- Only options that shape a browser context are part of it; per-request settings (URL, waits,
--- what to extract) are not, so they never split the cache.
+-- Only options that shape a browser context are part of its key: its cookie jar and storage
+-- (`cookies`, `jar`) and its network (`proxy`). The others (user agent, locale, timezone,
+-- viewport, geolocation, headers, javascript, blocking) are the page's emulation, applied by
+-- page.lua to every page a request is given, so requests that differ only in them share a
+-- context and its idle pages: rotating a thousand user agents costs what one does.
+-- Per-request settings (URL, waits, what to extract) are in neither.
 local json = require "luacrawl.json"
 
 local M = {}
@@ -37,7 +41,20 @@ end
 local KNOWN = {
   user_agent = true, viewport = true, locale = true, timezone = true, geolocation = true,
   headers = true, proxy = true, javascript = true, block = true, block_urls = true, cookies = true,
+  jar = true,
 }
+-- What goes into a context's key; the rest is the page's emulation (page.lua sets it on each
+-- page, sending only what differs from what a reused page had).
+local CONTEXT_LEVEL = { proxy = true, cookies = true, jar = true }
+M.EMULATION = { "user_agent", "locale", "timezone", "viewport", "geolocation", "headers",
+                "javascript", "block", "block_urls" }
+do -- every option is one or the other
+  local n = 0
+  for _, k in ipairs(M.EMULATION) do assert(KNOWN[k] and not CONTEXT_LEVEL[k]); n = n + 1 end
+  for k in pairs(CONTEXT_LEVEL) do assert(KNOWN[k]); n = n + 1 end
+  for _ in pairs(KNOWN) do n = n - 1 end
+  assert(n == 0, "luacrawl.options: an option is neither the context's nor the page's")
+end
 
 -- Validate a context options table; returns the canonical table (sorted, defaults dropped).
 -- Raises a clear error on a bad option.
@@ -52,6 +69,7 @@ function M.check(o)
   check_string(o.locale, "locale"); c.locale = o.locale
   check_string(o.timezone, "timezone"); c.timezone = o.timezone
   check_string(o.proxy, "proxy"); c.proxy = o.proxy
+  check_string(o.jar, "jar"); c.jar = o.jar
   if o.viewport ~= nil then
     local v = o.viewport
     if type(v) ~= "table" then fail("viewport", "must be a table {width=, height=}") end
@@ -111,7 +129,18 @@ function M.check(o)
   return c
 end
 
--- The canonical JSON text of validated options: the cache's key material.
+-- The canonical JSON text of validated options.
 function M.canonical(c) return json.canonical(c) end
+
+-- The cache's key material: the canonical JSON of the context-level options of validated
+-- options `c`, plus `extra` (a session's name).
+function M.key(c, extra)
+  local t = {}
+  for k, v in pairs(c) do
+    if CONTEXT_LEVEL[k] then t[k] = v end
+  end
+  for k, v in pairs(extra or {}) do t[k] = v end
+  return json.canonical(t)
+end
 
 return M

@@ -33,8 +33,12 @@ local MAX_BACKLOG = 1000
 -- Per-request state of a page (response and event handlers, the script's subscriptions),
 -- dropped with the handle.
 local per_use = setmetatable({}, { __mode = "k" })
--- Per-target state that outlives a request: did a script change settings by hand?
+-- Per-target state that outlives a request: did a script change settings by hand? And the
+-- emulation (emulation_of) a page has now; a page not in it is re-emulated when reused
+-- (so forgetting is safe: the table is emptied when it grows past EMULATED_MAX, which bounds
+-- it however many pages a long run opens and closes).
 local dirty = {}
+local emulated, n_emulated, EMULATED_MAX = {}, 0, 1024
 
 -- The navigation guard's state per target (see job.check_navigation): the URL page:navigate
 -- was asked for (its first request is the script's own choice), why the guard last refused
@@ -313,67 +317,99 @@ local function must(ok, err)
   return ok
 end
 
--- Apply the context's settings to a fresh page, or reset a reused one.
-local function apply(page, c)
-  local info = page:info()
-  must(send(page, "Page.enable"))
-  must(send(page, "Page.setLifecycleEventsEnabled", { enabled = true }))
-  must(send(page, "Network.enable", { maxTotalBufferSize = 1024 * 1024, maxResourceBufferSize = 512 * 1024 }))
-  if c.user_agent or c.locale then
-    local ua = c.user_agent
-    if not ua then
-      local v = must(send(page, "Runtime.evaluate", { expression = "navigator.userAgent", returnByValue = true }))
-      ua = v.result.value
-    end
-    must(send(page, "Emulation.setUserAgentOverride", { userAgent = ua, acceptLanguage = c.locale }))
+-- The browser's own User-Agent (what a page without an override sends), asked once.
+local browser_user_agent
+local function default_user_agent(page)
+  if not browser_user_agent then
+    local v = must(send(page, "Browser.getVersion"))
+    browser_user_agent = must(v.userAgent, "Browser.getVersion gave no userAgent")
   end
-  if c.locale then must(send(page, "Emulation.setLocaleOverride", { locale = c.locale })) end
-  if c.timezone then must(send(page, "Emulation.setTimezoneOverride", { timezoneId = c.timezone })) end
-  if c.viewport then
-    must(send(page, "Emulation.setDeviceMetricsOverride", {
-      width = c.viewport.width, height = c.viewport.height,
-      deviceScaleFactor = c.viewport.device_scale_factor or 1, mobile = c.viewport.mobile or false,
-    }))
-  end
-  if c.geolocation then
-    core.browser_send("Browser.grantPermissions", json.encode {
-      permissions = { "geolocation" }, browserContextId = info.browser_context })
-    must(send(page, "Emulation.setGeolocationOverride", c.geolocation))
-  end
-  if c.headers then must(send(page, "Network.setExtraHTTPHeaders", { headers = c.headers })) end
-  if c.javascript == false then must(send(page, "Emulation.setScriptExecutionDisabled", { value = true })) end
-  -- Blocking goes through the Fetch domain: the engine fails every request these patterns
-  -- match (BlockedByClient). Network.setBlockedURLs would not do for block_urls: Chromium
-  -- applies it to subresources only, so a navigation to a blocked URL still loaded.
-  local patterns = {}
-  for _, t in ipairs(c.block or {}) do
-    patterns[#patterns + 1] = { urlPattern = "*", resourceType = options.RESOURCE_TYPES[t], requestStage = "Request" }
-  end
-  for _, u in ipairs(c.block_urls or {}) do
-    patterns[#patterns + 1] = { urlPattern = fetch_pattern(u), requestStage = "Request" }
-  end
-  -- The navigation guard: every document request pauses (the pool adds a Document pattern to
-  -- these), and the engine applies the crawl's rules (same_origin, allow, deny, robots.txt) to
-  -- each main-frame navigation and each of its redirect hops before it goes out. Requests
-  -- matching the block patterns, documents included, are failed at once.
-  page:_guard(true, patterns)
-  page:_script_fetch({})
-  must(send(page, "Fetch.enable", { patterns = page:_engine_fetch() }))
+  return browser_user_agent
 end
 
-local function reset(page, c)
-  local info = page:info()
-  if dirty[info.target] then
-    -- A script sent raw commands: undo the usual suspects, then apply the context again.
-    send(page, "Emulation.clearDeviceMetricsOverride")
-    send(page, "Emulation.setScriptExecutionDisabled", { value = false })
-    send(page, "Fetch.disable")
-    send(page, "Network.setBlockedURLs", { urls = {} })
-    send(page, "Network.setExtraHTTPHeaders", { headers = {} })
-    send(page, "Emulation.clearGeolocationOverride")
-    apply(page, c)
-    dirty[info.target] = nil
+-- Per field, the canonical text of what options `c` emulate (absent: the browser's default).
+local function emulation_of(c)
+  local e = {}
+  for _, k in ipairs(options.EMULATION) do
+    if c[k] ~= nil then e[k] = json.canonical(c[k]) end
   end
+  return e
+end
+
+-- Bring a page from emulating `old` (emulation_of; {} for a fresh page) to emulating `c`,
+-- sending only what differs: requests that share a context differ in their user agent, say,
+-- and a reused page then costs one command. old = nil: unknown (a script sent raw commands),
+-- so every setting is sent again, defaults included, and the domains enabled again.
+local function emulate(page, c, old, new)
+  local function changed(k) return old == nil or old[k] ~= new[k] end
+  local fresh = old == nil or next(old) == nil and page:fresh()
+  if fresh then
+    must(send(page, "Page.enable"))
+    must(send(page, "Page.setLifecycleEventsEnabled", { enabled = true }))
+    must(send(page, "Network.enable", { maxTotalBufferSize = 1024 * 1024, maxResourceBufferSize = 512 * 1024 }))
+  end
+  if changed("user_agent") or changed("locale") then
+    must(send(page, "Emulation.setUserAgentOverride",
+      { userAgent = c.user_agent or default_user_agent(page), acceptLanguage = c.locale }))
+  end
+  if changed("locale") then must(send(page, "Emulation.setLocaleOverride", { locale = c.locale })) end
+  if changed("timezone") then
+    must(send(page, "Emulation.setTimezoneOverride", { timezoneId = c.timezone or "" }))
+  end
+  if changed("viewport") then
+    if c.viewport then
+      must(send(page, "Emulation.setDeviceMetricsOverride", {
+        width = c.viewport.width, height = c.viewport.height,
+        deviceScaleFactor = c.viewport.device_scale_factor or 1, mobile = c.viewport.mobile or false,
+      }))
+    else
+      must(send(page, "Emulation.clearDeviceMetricsOverride"))
+    end
+  end
+  if changed("geolocation") then
+    if c.geolocation then
+      -- The permission is the context's: it stays granted for its other pages.
+      core.browser_send("Browser.grantPermissions", json.encode {
+        permissions = { "geolocation" }, browserContextId = page:info().browser_context })
+      must(send(page, "Emulation.setGeolocationOverride", c.geolocation))
+    else
+      must(send(page, "Emulation.clearGeolocationOverride"))
+    end
+  end
+  if changed("headers") then
+    must(send(page, "Network.setExtraHTTPHeaders", { headers = c.headers or {} }))
+  end
+  if changed("javascript") then
+    must(send(page, "Emulation.setScriptExecutionDisabled", { value = c.javascript == false }))
+  end
+  if old == nil then must(send(page, "Network.setBlockedURLs", { urls = json.array() })) end
+  if fresh or changed("block") or changed("block_urls") then
+    -- Blocking goes through the Fetch domain: the engine fails every request these patterns
+    -- match (BlockedByClient). Network.setBlockedURLs would not do for block_urls: Chromium
+    -- applies it to subresources only, so a navigation to a blocked URL still loaded.
+    local patterns = {}
+    for _, t in ipairs(c.block or {}) do
+      patterns[#patterns + 1] = { urlPattern = "*", resourceType = options.RESOURCE_TYPES[t], requestStage = "Request" }
+    end
+    for _, u in ipairs(c.block_urls or {}) do
+      patterns[#patterns + 1] = { urlPattern = fetch_pattern(u), requestStage = "Request" }
+    end
+    -- The navigation guard: every document request pauses (the pool adds a Document pattern
+    -- to these), and the engine applies the crawl's rules (same_origin, allow, deny,
+    -- robots.txt) to each main-frame navigation and each of its redirect hops before it goes
+    -- out. Requests matching the block patterns, documents included, are failed at once.
+    page:_guard(true, patterns)
+    page:_script_fetch({})
+    must(send(page, "Fetch.enable", { patterns = page:_engine_fetch() }))
+  end
+end
+
+local function remember_emulation(target, e)
+  if emulated[target] == nil then
+    if n_emulated >= EMULATED_MAX then emulated, n_emulated = {}, 0 end
+    n_emulated = n_emulated + 1
+  end
+  emulated[target] = e
 end
 
 -- M.prepare(page, validated_options [, use]) -> true | nil, err
@@ -388,10 +424,17 @@ function M.prepare(page, c, use)
   s.on_event, s.subs, s.backlog = {}, {}, {}
   page:_subscribe(M.EVENTS)
   page:_clear_events()
-  local ok, err = pcall(function()
-    if page:fresh() then apply(page, c) else reset(page, c) end
-  end)
-  if not ok then return nil, err end
+  local new = emulation_of(c)
+  -- A fresh page emulates nothing yet; a reused one what it was last given, unless a script
+  -- sent raw commands to it or it was forgotten (then: unknown, everything is sent).
+  local old = page:fresh() and {} or (not dirty[target] and emulated[target] or nil)
+  local ok, err = pcall(emulate, page, c, old, new)
+  if not ok then
+    emulated[target] = nil -- half done: unknown
+    return nil, err
+  end
+  dirty[target] = nil
+  remember_emulation(target, new)
   return true
 end
 
