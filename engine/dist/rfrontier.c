@@ -381,7 +381,10 @@ static void fetch(rfront *r) {
   snprintf(delay, sizeof delay, "%" PRId64, r->delay_ms);
   const char *argv[7] = {0, 0, 0, 0, count, lease_ms, delay};
   size_t lens[7] = {0, 0, 0, 0, (size_t)-1, (size_t)-1, (size_t)-1};
-  if (fcall(r, "lc_pop", pop_cb, r, 7, argv, lens) == 0) r->fetching = 1;
+  if (fcall(r, "lc_pop", pop_cb, r, 7, argv, lens) == 0) {
+    r->fetching = 1;
+    r->n.pop_calls++;
+  }
 }
 
 static int rf_pop(lc_frontier *f, int64_t now_ms, lc_frontier_admit_fn admit, void *ud,
@@ -544,8 +547,12 @@ static void renew_timer_cb(uv_timer_t *t) {
       argv[6 + 2 * i] = tok;
       lens[6 + 2 * i] = strlen(tok);
     }
-    if (fcall(r, "lc_renew", renew_cb, r, argc, argv, lens) != 0)
+    if (fcall(r, "lc_renew", renew_cb, r, argc, argv, lens) != 0) {
       lc_warn("out of memory renewing leases");
+    } else {
+      r->n.renew_calls++;
+      r->n.renewed += n;
+    }
   }
   free(argv);
   free(lens);

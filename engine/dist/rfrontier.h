@@ -76,9 +76,11 @@ int lc_rfront_slot(lc_frontier *f, const char *host, int64_t delay_ms, lc_rfront
 /* A 429/503 answer: no engine sends to the host for ms. */
 void lc_rfront_pause(lc_frontier *f, const char *host, int64_t ms);
 
-/* Counters of this frontier: leases it lost, commits refused, reconnects. */
+/* Counters of this frontier: leases it lost, commits refused, reconnects, pushes the server
+ * accepted, requests popped; pop and renewal calls sent, and the leases those renewals named. */
 typedef struct lc_rfront_counts {
   uint64_t refused, lost, reconnects, pushed, popped;
+  uint64_t pop_calls, renew_calls, renewed;
 } lc_rfront_counts;
 void lc_rfront_get_counts(const lc_frontier *f, lc_rfront_counts *out);
 
