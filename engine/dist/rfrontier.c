@@ -44,6 +44,7 @@ typedef struct rfront {
   size_t max_pages;
   int prefetch;
   int64_t delay_ms;
+  int per_host;
   void (*wake)(void *);
   void *ud;
 
@@ -375,13 +376,14 @@ static void pop_cb(void *ud, redisReply *rep, int status) {
 static void fetch(rfront *r) {
   if (r->fetching || r->failure[0] || r->nbuf >= (size_t)r->prefetch) return;
   if (r->empty_at && uv_now(r->loop) - r->empty_at < EMPTY_POP_PAUSE_MS) return;
-  char count[24], lease_ms[24], delay[24];
+  char count[24], lease_ms[24], delay[24], per[16];
   snprintf(count, sizeof count, "%zu", (size_t)r->prefetch - r->nbuf);
   snprintf(lease_ms, sizeof lease_ms, "%" PRId64, r->addr.lease_ms);
   snprintf(delay, sizeof delay, "%" PRId64, r->delay_ms);
-  const char *argv[7] = {0, 0, 0, 0, count, lease_ms, delay};
-  size_t lens[7] = {0, 0, 0, 0, (size_t)-1, (size_t)-1, (size_t)-1};
-  if (fcall(r, "lc_pop", pop_cb, r, 7, argv, lens) == 0) {
+  snprintf(per, sizeof per, "%d", r->per_host > 0 ? r->per_host : 0);
+  const char *argv[8] = {0, 0, 0, 0, count, lease_ms, delay, per};
+  size_t lens[8] = {0, 0, 0, 0, (size_t)-1, (size_t)-1, (size_t)-1, (size_t)-1};
+  if (fcall(r, "lc_pop", pop_cb, r, 8, argv, lens) == 0) {
     r->fetching = 1;
     r->n.pop_calls++;
   }
@@ -707,6 +709,7 @@ lc_frontier *lc_rfront_open(const lc_rfront_opts *o, char *err, size_t errlen) {
   r->max_pages = o->max_pages;
   r->prefetch = prefetch;
   r->delay_ms = o->delay_ms;
+  r->per_host = o->per_host;
   r->wake = o->wake;
   r->ud = o->ud;
   struct timespec ts;

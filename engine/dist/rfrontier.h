@@ -37,6 +37,7 @@ typedef struct lc_rfront_opts {
   size_t max_pages; /* 0: unlimited; counted over the whole crawl, on the server */
   int prefetch;     /* requests leased ahead of the job's need (its concurrency), >= 1 */
   int64_t delay_ms; /* the job's delay_ms: a pop keeps a host back that long */
+  int per_host;     /* the job's per_host (0: no cap): a host's leases over all engines */
   void (*wake)(void *ud); /* something arrived: pop may hand out more, or pending() changed */
   void *ud;
 } lc_rfront_opts;
