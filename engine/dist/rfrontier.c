@@ -666,6 +666,10 @@ void lc_rfront_pause(lc_frontier *f, const char *host, int64_t ms) {
     lc_warn("out of memory sharing a pause of %s", host);
 }
 
+size_t lc_rfront_outstanding(const lc_frontier *f) {
+  return lc_rconn_outstanding(((const rfront *)f)->conn);
+}
+
 const char *lc_rfront_failure(const lc_frontier *f) {
   const rfront *r = (const rfront *)f;
   return r->failure[0] ? r->failure : NULL;

@@ -77,6 +77,9 @@ int lc_rfront_slot(lc_frontier *f, const char *host, int64_t delay_ms, lc_rfront
 /* A 429/503 answer: no engine sends to the host for ms. */
 void lc_rfront_pause(lc_frontier *f, const char *host, int64_t ms);
 
+/* Commands given to the server and not answered yet (a test runs the loop until 0). */
+size_t lc_rfront_outstanding(const lc_frontier *f);
+
 /* Counters of this frontier: leases it lost, commits refused, reconnects, pushes the server
  * accepted, requests popped; pop and renewal calls sent, and the leases those renewals named. */
 typedef struct lc_rfront_counts {
