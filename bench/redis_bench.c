@@ -327,8 +327,10 @@ static int bench(int port, int n, uint64_t pages, int conc, int hold_ms, int lea
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
 
-  if (r.timed_out || r.errors || r.refused || (uint64_t)st.records != pages ||
-      (uint64_t)st.done != pages || r.acked != pages) {
+  /* A refused commit is the contract at work (a lease expired: another engine did the page),
+   * so it is reported, not fatal; every page must still be on the server once. */
+  if (r.timed_out || r.errors || (uint64_t)st.records != pages || (uint64_t)st.done != pages ||
+      r.acked != pages) {
     fprintf(stderr,
             "redis_bench: %d engines: the crawl did not end as the contract says (timed out %d, "
             "errors %" PRIu64 ", refused %" PRIu64 ", acked %" PRIu64 ", server: %" PRId64
@@ -342,22 +344,22 @@ static int bench(int port, int n, uint64_t pages, int conc, int hold_ms, int lea
   printf("{\"engines\":%d,\"concurrency\":%d,\"hold_ms\":%d,\"lease_ms\":%d,\"pages\":%" PRIu64
          ",\"s\":%.3f,\"acked_per_s\":%.0f,\"popped_per_s\":%.0f,\"pop_calls_per_s\":%.0f,"
          "\"pushes_per_s\":%.0f,\"renew_calls\":%" PRIu64 ",\"leases_renewed\":%" PRIu64
-         ",\"leases_lost\":%" PRIu64
+         ",\"leases_lost\":%" PRIu64 ",\"refused\":%" PRIu64
          ",\"commit_ms_p50\":%.3f,\"commit_ms_p99\":%.3f,"
          "\"commit_ms_max\":%.3f,\"cpu_bench_s\":%.2f,\"cpu_redis_s\":%.2f,"
          "\"redis_used_memory\":%lld}\n",
          n, conc, hold_ms, lease_ms, pages, secs, (double)r.acked / secs, (double)tot.popped / secs,
          (double)tot.pop_calls / secs, (double)r.pushes / secs, tot.renew_calls, tot.renewed,
-         tot.lost, p50, p99, pmax, me, srv, mem);
+         tot.lost, r.refused, p50, p99, pmax, me, srv, mem);
   fprintf(stderr,
           "%2d engines x C=%d: %7" PRIu64
           " acks in %6.2f s = %7.0f acks/s, %7.0f popped/s (%6.0f "
-          "pop calls/s), %7.0f pushes/s, %" PRIu64
-          " renewals; commit p50 %.2f ms p99 %.2f ms "
+          "pop calls/s), %7.0f pushes/s, %" PRIu64 " renewals, %" PRIu64
+          " refused; commit p50 %.2f ms p99 %.2f ms "
           "max %.1f ms; cpu bench %.0f%% redis %.0f%%\n",
           n, conc, r.acked, secs, (double)r.acked / secs, (double)tot.popped / secs,
-          (double)tot.pop_calls / secs, (double)r.pushes / secs, tot.renew_calls, p50, p99, pmax,
-          100 * me / secs, 100 * srv / secs);
+          (double)tot.pop_calls / secs, (double)r.pushes / secs, tot.renew_calls, r.refused, p50,
+          p99, pmax, 100 * me / secs, 100 * srv / secs);
   fflush(stdout);
   free(r.lat_ms);
   free(r.eng);
