@@ -97,6 +97,18 @@ return {
 }
 ]]
 
+local PER_HOST_JOB = [[
+local start = {}
+for i = 1, tonumber(args.n) do start[i] = args.base .. "/_/slow?ms=" .. args.ms .. "&i=" .. i end
+return {
+  start = start, concurrency = 2, per_host = 1, retries = 3,
+  handle = function(page, req, job)
+    local res = assert(page:navigate(req.url))
+    job:emit { url = req.url, status = res.status, engine = args.name }
+  end,
+}
+]]
+
 describe("--frontier redis://", function()
   after_each(function()
     for _, R in ipairs(servers) do R.kill() end
@@ -238,17 +250,7 @@ describe("--frontier redis://", function()
     local R = redis()
     local F = R.url("perhost")
     -- Every engine would run two at once (concurrency 2): per_host = 1 is what serializes them.
-    local script = H.script([[
-      local start = {}
-      for i = 1, tonumber(args.n) do start[i] = args.base .. "/_/slow?ms=" .. args.ms .. "&i=" .. i end
-      return {
-        start = start, concurrency = 2, per_host = 1, retries = 3,
-        handle = function(page, req, job)
-          local res = assert(page:navigate(req.url))
-          job:emit { url = req.url, status = res.status, engine = args.name }
-        end,
-      }
-    ]])
+    local script = H.script(PER_HOST_JOB)
     local runs = {}
     for i = 1, 3 do
       runs[i] = H.spawn({ "run", script, "base=" .. srv.url(""), "n=12", "ms=300", "name=e" .. i,
@@ -275,6 +277,36 @@ describe("--frontier redis://", function()
     assert.equals(12, n)
     -- no host slot is left behind: the hosts' in-flight sets are empty (so gone) at the end
     assert.equals("", sh_read("redis-cli -p " .. R.port .. " --scan --pattern 'lc:{perhost}:i:*'"))
+  end)
+
+  it("per_host: a SIGKILLed engine's hold on the host expires with its lease", function()
+    local srv = H.server()
+    local R = redis()
+    local F = R.url("perhostkill", 1000)
+    local script = H.script(PER_HOST_JOB)
+    local args = { "run", script, "base=" .. srv.url(""), "n=6", "ms=1500", "--frontier", F, "-q" }
+    local function with(t, extra)
+      local c = { table.unpack(t) }
+      c[#c + 1] = extra
+      return c
+    end
+    local a = H.spawn(with(args, "name=a"), { output = true, timeout = 120 })
+    local function in_flight()
+      for _, e in ipairs(srv.log()) do
+        if e.path:find("^/_/slow") and e.done == cjson.null then return true end
+      end
+    end
+    assert.truthy(H.wait_until(in_flight, 60, 0.05), "a never sent a request")
+    a.signal("KILL")
+    assert.is_not_nil(a.wait(30))
+    -- The host's only slot is a's lease: b gets the host once that lease expired (1 s).
+    local b = H.spawn(with(args, "name=b"), { output = true, timeout = 120 })
+    assert.equals(0, b.wait(110), H.read(b.stderr_path))
+    local n, dups = once(export(F))
+    assert.same({}, dups)
+    assert.equals(6, n)
+    assert.truthy(status(F).reclaimed >= 1)
+    assert.equals("", sh_read("redis-cli -p " .. R.port .. " --scan --pattern 'lc:{perhostkill}:i:*'"))
   end)
 
   it("a stall longer than the lease: the late acknowledgement is refused, the page done once", function()
