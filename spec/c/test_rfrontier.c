@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -72,6 +73,7 @@ static void redis_start(void) {
   snprintf(log, sizeof log, "%s/redis.log", dir);
   redis_pid = fork();
   if (redis_pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test killed by its timeout leaves no server */
     execlp("redis-server", "redis-server", "--port", portstr, "--bind", "127.0.0.1", "--dir", dir,
            "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--logfile", log,
            (char *)NULL);
