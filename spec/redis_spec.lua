@@ -2,9 +2,9 @@
 -- its own redis-server on a random loopback port (appendfsync always, in a temp dir) and
 -- kills it at the end. Three engines crawl a 300-page site, one is SIGKILLed mid-crawl and
 -- another started, Redis is killed and restarted mid-crawl: every page is in the records
--- exactly once. The per-host delay holds across engines (the site logs arrival times). A
--- stall longer than a lease gets its late acknowledgement refused. Redis unreachable at
--- start: one line, exit 2.
+-- exactly once. The per-host delay and per_host hold across engines (the site logs arrival
+-- and answer times). A stall longer than a lease gets its late acknowledgement refused. Redis
+-- unreachable at start: one line, exit 2.
 local H = require("support.helpers")
 local cjson = require("cjson")
 
@@ -93,6 +93,18 @@ return {
     if args.hold then core.sleep(tonumber(args.hold)) end
     job:emit { url = req.url, status = res.status, engine = args.name }
     for _, link in ipairs(page:links()) do job:enqueue(link) end
+  end,
+}
+]]
+
+local PER_HOST_JOB = [[
+local start = {}
+for i = 1, tonumber(args.n) do start[i] = args.base .. "/_/slow?ms=" .. args.ms .. "&i=" .. i end
+return {
+  start = start, concurrency = 2, per_host = 1, retries = 3,
+  handle = function(page, req, job)
+    local res = assert(page:navigate(req.url))
+    job:emit { url = req.url, status = res.status, engine = args.name }
   end,
 }
 ]]
@@ -231,6 +243,70 @@ describe("--frontier redis://", function()
     -- 300 ms between slots on the server; the browser's own send adds some jitter.
     assert.truthy(gap >= 0.2, "two requests " .. gap .. " s apart")
     assert.equals(15, status(F).records)
+  end)
+
+  it("per_host holds across three engines: never two requests in flight to the host at once", function()
+    local srv = H.server()
+    local R = redis()
+    local F = R.url("perhost")
+    -- Every engine would run two at once (concurrency 2): per_host = 1 is what serializes them.
+    local script = H.script(PER_HOST_JOB)
+    local runs = {}
+    for i = 1, 3 do
+      runs[i] = H.spawn({ "run", script, "base=" .. srv.url(""), "n=12", "ms=300", "name=e" .. i,
+        "--frontier", F, "-q" }, { output = true, timeout = 120 })
+    end
+    local by = {}
+    for _, r in ipairs(runs) do
+      assert.equals(0, r.wait(110), H.read(r.stderr_path))
+      for _, rec in ipairs(r.result().records) do by[rec.engine] = (by[rec.engine] or 0) + 1 end
+    end
+    local slow = {}
+    for _, e in ipairs(srv.log()) do
+      if e.path:find("^/_/slow") then slow[#slow + 1] = e end
+    end
+    table.sort(slow, function(x, y) return x.time < y.time end)
+    assert.equals(12, #slow, cjson.encode(slow))
+    for i = 2, #slow do
+      assert.truthy(slow[i].time >= slow[i - 1].done, string.format(
+        "%s arrived %.3f s before %s was answered (engines: %s)", slow[i].path,
+        slow[i - 1].done - slow[i].time, slow[i - 1].path, cjson.encode(by)))
+    end
+    local n, dups = once(export(F))
+    assert.same({}, dups)
+    assert.equals(12, n)
+    -- no host slot is left behind: the hosts' in-flight sets are empty (so gone) at the end
+    assert.equals("", sh_read("redis-cli -p " .. R.port .. " --scan --pattern 'lc:{perhost}:i:*'"))
+  end)
+
+  it("per_host: a SIGKILLed engine's hold on the host expires with its lease", function()
+    local srv = H.server()
+    local R = redis()
+    local F = R.url("perhostkill", 1000)
+    local script = H.script(PER_HOST_JOB)
+    local args = { "run", script, "base=" .. srv.url(""), "n=6", "ms=1500", "--frontier", F, "-q" }
+    local function with(t, extra)
+      local c = { table.unpack(t) }
+      c[#c + 1] = extra
+      return c
+    end
+    local a = H.spawn(with(args, "name=a"), { output = true, timeout = 120 })
+    local function in_flight()
+      for _, e in ipairs(srv.log()) do
+        if e.path:find("^/_/slow") and e.done == cjson.null then return true end
+      end
+    end
+    assert.truthy(H.wait_until(in_flight, 60, 0.05), "a never sent a request")
+    a.signal("KILL")
+    assert.is_not_nil(a.wait(30))
+    -- The host's only slot is a's lease: b gets the host once that lease expired (1 s).
+    local b = H.spawn(with(args, "name=b"), { output = true, timeout = 120 })
+    assert.equals(0, b.wait(110), H.read(b.stderr_path))
+    local n, dups = once(export(F))
+    assert.same({}, dups)
+    assert.equals(6, n)
+    assert.truthy(status(F).reclaimed >= 1)
+    assert.equals("", sh_read("redis-cli -p " .. R.port .. " --scan --pattern 'lc:{perhostkill}:i:*'"))
   end)
 
   it("a stall longer than the lease: the late acknowledgement is refused, the page done once", function()

@@ -44,6 +44,7 @@ typedef struct rfront {
   size_t max_pages;
   int prefetch;
   int64_t delay_ms;
+  int per_host;
   void (*wake)(void *);
   void *ud;
 
@@ -375,13 +376,17 @@ static void pop_cb(void *ud, redisReply *rep, int status) {
 static void fetch(rfront *r) {
   if (r->fetching || r->failure[0] || r->nbuf >= (size_t)r->prefetch) return;
   if (r->empty_at && uv_now(r->loop) - r->empty_at < EMPTY_POP_PAUSE_MS) return;
-  char count[24], lease_ms[24], delay[24];
+  char count[24], lease_ms[24], delay[24], per[16];
   snprintf(count, sizeof count, "%zu", (size_t)r->prefetch - r->nbuf);
   snprintf(lease_ms, sizeof lease_ms, "%" PRId64, r->addr.lease_ms);
   snprintf(delay, sizeof delay, "%" PRId64, r->delay_ms);
-  const char *argv[7] = {0, 0, 0, 0, count, lease_ms, delay};
-  size_t lens[7] = {0, 0, 0, 0, (size_t)-1, (size_t)-1, (size_t)-1};
-  if (fcall(r, "lc_pop", pop_cb, r, 7, argv, lens) == 0) r->fetching = 1;
+  snprintf(per, sizeof per, "%d", r->per_host > 0 ? r->per_host : 0);
+  const char *argv[8] = {0, 0, 0, 0, count, lease_ms, delay, per};
+  size_t lens[8] = {0, 0, 0, 0, (size_t)-1, (size_t)-1, (size_t)-1, (size_t)-1};
+  if (fcall(r, "lc_pop", pop_cb, r, 8, argv, lens) == 0) {
+    r->fetching = 1;
+    r->n.pop_calls++;
+  }
 }
 
 static int rf_pop(lc_frontier *f, int64_t now_ms, lc_frontier_admit_fn admit, void *ud,
@@ -544,8 +549,12 @@ static void renew_timer_cb(uv_timer_t *t) {
       argv[6 + 2 * i] = tok;
       lens[6 + 2 * i] = strlen(tok);
     }
-    if (fcall(r, "lc_renew", renew_cb, r, argc, argv, lens) != 0)
+    if (fcall(r, "lc_renew", renew_cb, r, argc, argv, lens) != 0) {
       lc_warn("out of memory renewing leases");
+    } else {
+      r->n.renew_calls++;
+      r->n.renewed += n;
+    }
   }
   free(argv);
   free(lens);
@@ -657,6 +666,10 @@ void lc_rfront_pause(lc_frontier *f, const char *host, int64_t ms) {
     lc_warn("out of memory sharing a pause of %s", host);
 }
 
+size_t lc_rfront_outstanding(const lc_frontier *f) {
+  return lc_rconn_outstanding(((const rfront *)f)->conn);
+}
+
 const char *lc_rfront_failure(const lc_frontier *f) {
   const rfront *r = (const rfront *)f;
   return r->failure[0] ? r->failure : NULL;
@@ -700,6 +713,7 @@ lc_frontier *lc_rfront_open(const lc_rfront_opts *o, char *err, size_t errlen) {
   r->max_pages = o->max_pages;
   r->prefetch = prefetch;
   r->delay_ms = o->delay_ms;
+  r->per_host = o->per_host;
   r->wake = o->wake;
   r->ud = o->ud;
   struct timespec ts;

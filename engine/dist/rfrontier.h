@@ -37,6 +37,7 @@ typedef struct lc_rfront_opts {
   size_t max_pages; /* 0: unlimited; counted over the whole crawl, on the server */
   int prefetch;     /* requests leased ahead of the job's need (its concurrency), >= 1 */
   int64_t delay_ms; /* the job's delay_ms: a pop keeps a host back that long */
+  int per_host;     /* the job's per_host (0: no cap): a host's leases over all engines */
   void (*wake)(void *ud); /* something arrived: pop may hand out more, or pending() changed */
   void *ud;
 } lc_rfront_opts;
@@ -76,9 +77,14 @@ int lc_rfront_slot(lc_frontier *f, const char *host, int64_t delay_ms, lc_rfront
 /* A 429/503 answer: no engine sends to the host for ms. */
 void lc_rfront_pause(lc_frontier *f, const char *host, int64_t ms);
 
-/* Counters of this frontier: leases it lost, commits refused, reconnects. */
+/* Commands given to the server and not answered yet (a test runs the loop until 0). */
+size_t lc_rfront_outstanding(const lc_frontier *f);
+
+/* Counters of this frontier: leases it lost, commits refused, reconnects, pushes the server
+ * accepted, requests popped; pop and renewal calls sent, and the leases those renewals named. */
 typedef struct lc_rfront_counts {
   uint64_t refused, lost, reconnects, pushed, popped;
+  uint64_t pop_calls, renew_calls, renewed;
 } lc_rfront_counts;
 void lc_rfront_get_counts(const lc_frontier *f, lc_rfront_counts *out);
 

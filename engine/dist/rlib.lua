@@ -6,7 +6,10 @@
 --                reclaimed, refused, started, last
 --   P.s:B        set of 64-bit URL fingerprints (intset encoded), B = the top 15 bits
 --   P.r:ID       hash of a request: u url, h host, d depth, j data, a attempt, t throttles,
---                c crashes, k the token of its lease (absent when not leased)
+--                c crashes, k the token of its lease (absent when not leased), i 1 when the
+--                lease counts in P.i:HOST
+--   P.i:HOST     zset: the host's leased ids by lease expiry, kept only by pops with per_host
+--                (the crawl's in-flight requests to the host; a dead engine's expire)
 --   P.q:HOST     list of the host's queued request ids
 --   P.hosts      zset: hosts with queued requests, by the time their next one may go
 --   P.next       hash: host -> the time its next request may be sent (delay, Crawl-delay, 429)
@@ -21,6 +24,19 @@ local function now_ms()
 end
 
 local function num(v) return tonumber(v or 0) or 0 end
+
+-- The host's requests in flight anywhere (leases not expired), when pops count them.
+local function busy(P, host, now)
+  return redis.call('ZCOUNT', P .. 'i:' .. host, '(' .. now, '+inf')
+end
+
+-- A lease that counted in P.i:HOST ends (ack, fail, retry, expiry): the host may be handed
+-- out again as soon as its next slot allows.
+local function unbusy(P, id, host, now)
+  redis.call('ZREM', P .. 'i:' .. host, id)
+  local nxt = math.max(now, num(redis.call('HGET', P .. 'next', host)))
+  redis.call('ZADD', P .. 'hosts', 'XX', 'LT', nxt, host)
+end
 
 -- A host with queued requests is listed in P.hosts, at its next slot or now.
 local function list_host(P, host, now)
@@ -42,9 +58,12 @@ local function reclaim(P, now)
   for _, id in ipairs(ids) do
     redis.call('ZREM', P .. 'leases', id)
     local r = P .. 'r:' .. id
-    redis.call('HDEL', r, 'k')
-    local host = redis.call('HGET', r, 'h')
-    if host then queue(P, id, host, now, true) end
+    local f = redis.call('HMGET', r, 'h', 'i')
+    redis.call('HDEL', r, 'k', 'i')
+    if f[1] then
+      if f[2] then redis.call('ZREM', P .. 'i:' .. f[1], id) end
+      queue(P, id, f[1], now, true)
+    end
     redis.call('HINCRBY', P .. 'n', 'reclaimed', 1)
   end
   ids = redis.call('ZRANGEBYSCORE', P .. 'delayed', '-inf', now, 'LIMIT', 0, 100)
@@ -75,13 +94,15 @@ redis.register_function('lc_push', function(keys, a)
   return id
 end)
 
--- pop(P; count, lease_ms, delay_ms) -> {queued, delayed, leased,
+-- pop(P; count, lease_ms, delay_ms, per_host) -> {queued, delayed, leased,
 --   id, token, url, depth, attempt, throttles, crashes, data|nil, ...}
 -- At most one request per ready host when delay_ms > 0, and the host is then kept back for
--- delay_ms (the slot itself is taken when the request is sent: lc_slot).
+-- delay_ms (the slot itself is taken when the request is sent: lc_slot). With per_host > 0, a
+-- host never has more than per_host leases at once over the whole crawl (P.i:HOST): a host
+-- at its cap is kept back until one of them ends (unbusy) or expires.
 redis.register_function('lc_pop', function(keys, a)
   local P = keys[1]
-  local count, lease, delay = num(a[1]), num(a[2]), num(a[3])
+  local count, lease, delay, per = num(a[1]), num(a[2]), num(a[3]), num(a[4])
   local now = now_ms()
   local n = P .. 'n'
   reclaim(P, now)
@@ -92,12 +113,19 @@ redis.register_function('lc_pop', function(keys, a)
     for _, host in ipairs(hosts) do
       if taken >= count then break end
       local q = P .. 'q:' .. host
-      local ids = redis.call('LPOP', q, delay > 0 and 1 or (count - taken))
+      local want = delay > 0 and 1 or (count - taken)
+      local room = per > 0 and per - busy(P, host, now) or want
+      local ids = room > 0 and redis.call('LPOP', q, math.min(want, room)) or nil
       if ids then
         for _, id in ipairs(ids) do
           local r = P .. 'r:' .. id
           local tok = tostring(redis.call('HINCRBY', n, 'lease_seq', 1))
-          redis.call('HSET', r, 'k', tok)
+          if per > 0 then
+            redis.call('HSET', r, 'k', tok, 'i', 1)
+            redis.call('ZADD', P .. 'i:' .. host, now + lease, id)
+          else
+            redis.call('HSET', r, 'k', tok)
+          end
           redis.call('ZADD', P .. 'leases', now + lease, id)
           local f = redis.call('HMGET', r, 'u', 'd', 'a', 't', 'c', 'j')
           out[#out + 1] = id
@@ -109,8 +137,14 @@ redis.register_function('lc_pop', function(keys, a)
       end
       if redis.call('LLEN', q) == 0 then
         redis.call('ZREM', P .. 'hosts', host)
-      elseif delay > 0 then
-        redis.call('ZADD', P .. 'hosts', now + delay, host)
+      else
+        local at = delay > 0 and now + delay or 0
+        if per > 0 and busy(P, host, now) >= per then
+          -- at the cap: back when its first lease would expire (unbusy lists it sooner)
+          local first = redis.call('ZRANGE', P .. 'i:' .. host, 0, 0, 'WITHSCORES')
+          at = math.max(at, num(first[2]))
+        end
+        if at > 0 then redis.call('ZADD', P .. 'hosts', at, host) end
       end
     end
   end
@@ -126,8 +160,10 @@ redis.register_function('lc_renew', function(keys, a)
   local now = now_ms()
   local lost = {}
   for i = 2, #a - 1, 2 do
-    if redis.call('HGET', P .. 'r:' .. a[i], 'k') == a[i + 1] then
+    local f = redis.call('HMGET', P .. 'r:' .. a[i], 'k', 'h', 'i')
+    if f[1] == a[i + 1] then
       redis.call('ZADD', P .. 'leases', 'XX', now + lease, a[i])
+      if f[3] then redis.call('ZADD', P .. 'i:' .. f[2], 'XX', now + lease, a[i]) end
     else
       lost[#lost + 1] = a[i]
     end
@@ -145,12 +181,14 @@ redis.register_function('lc_ack', function(keys, a)
   local n = P .. 'n'
   if id ~= '0' then
     local r = P .. 'r:' .. id
-    if redis.call('HGET', r, 'k') ~= tok then
+    local f = redis.call('HMGET', r, 'k', 'h', 'i')
+    if f[1] ~= tok then
       redis.call('HINCRBY', n, 'refused', 1)
       return 0
     end
     redis.call('ZREM', P .. 'leases', id)
     redis.call('DEL', r)
+    if f[3] then unbusy(P, id, f[2], now_ms()) end
     redis.call('HINCRBY', n, 'pages_ok', 1)
   end
   for i = 3, #a do redis.call('RPUSH', P .. 'rec', a[i]) end
@@ -164,9 +202,11 @@ end)
 redis.register_function('lc_retry', function(keys, a)
   local P = keys[1]
   local r = P .. 'r:' .. a[1]
-  if redis.call('HGET', r, 'k') ~= a[2] then return 0 end
+  local f = redis.call('HMGET', r, 'k', 'h', 'i')
+  if f[1] ~= a[2] then return 0 end
   redis.call('ZREM', P .. 'leases', a[1])
-  redis.call('HDEL', r, 'k')
+  redis.call('HDEL', r, 'k', 'i')
+  if f[3] then unbusy(P, a[1], f[2], now_ms()) end
   redis.call('HSET', r, 'a', a[4], 't', a[5], 'c', a[6])
   redis.call('ZADD', P .. 'delayed', now_ms() + num(a[3]), a[1])
   return 1
@@ -176,9 +216,11 @@ end)
 redis.register_function('lc_fail', function(keys, a)
   local P = keys[1]
   local r = P .. 'r:' .. a[1]
-  if redis.call('HGET', r, 'k') ~= a[2] then return 0 end
+  local f = redis.call('HMGET', r, 'k', 'h', 'i')
+  if f[1] ~= a[2] then return 0 end
   redis.call('ZREM', P .. 'leases', a[1])
   redis.call('DEL', r)
+  if f[3] then unbusy(P, a[1], f[2], now_ms()) end
   redis.call('HINCRBY', P .. 'n', a[3] == '1' and 'pages_ok' or 'pages_failed', 1)
   redis.call('HSET', P .. 'n', 'last', now_ms())
   return 1

@@ -30,6 +30,7 @@ int lc_job_dist_open(lc_job *j, char *err, size_t errlen) {
                        .max_pages = j->cfg.max_pages > 0 ? (size_t)j->cfg.max_pages : 0,
                        .prefetch = j->cfg.concurrency,
                        .delay_ms = j->cfg.delay_ms,
+                       .per_host = j->cfg.per_host,
                        .wake = dist_wake,
                        .ud = j};
   char why[512];

@@ -1,0 +1,397 @@
+/* test_rfrontier.c: unit tests for engine/dist/rfrontier.c against a real redis-server this
+ * test starts (a free loopback port, appendfsync always, a fresh directory under $TMPDIR,
+ * killed and removed at the end; exit 77, a skip, only when redis-server is not installed).
+ *
+ * Not frontier_contract.h: on Redis the contract is asynchronous, and its cases fail by
+ * design, not by bug (each was run through a frontier that waits for the server after every
+ * step): push answers 1 before the server decides (EFULL and another engine's duplicate are
+ * learned from the answer), pending() is the server's counts as of the last pop (so 1 more
+ * before any pop, and stale after done), the server hands out a host's requests together
+ * (hosts in the order they became ready, not URLs in push order) and knows no next_ms, a
+ * retry's time is the server's clock, and a buffered request refused by admit holds its slot
+ * of the prefetch buffer (no other host is fetched while the buffer is full of refused ones).
+ * The cases here are the contract's that hold, in the form they take on a shared crawl: the
+ * seen set and max_pages across two engines, ends of unknown or ended requests; and a crawl
+ * whose redis-server is SIGKILLed with commands outstanding, kept away while the frontier
+ * tries to reconnect (connects refused: the regression of the event adapter, commit "rconn:
+ * an event adapter that passes socket errors to hiredis"), and started again on the same port
+ * and append-only file: every push and commit lands once. */
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "log.h"
+#include "rfrontier.h"
+#include "test.h"
+
+static char dir[256];
+static int port;
+static pid_t redis_pid;
+static uv_loop_t loop;
+static int crawl_no;
+
+static int free_port(void) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof a;
+  if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0 ||
+      getsockname(s, (struct sockaddr *)&a, &len) != 0) {
+    perror("free_port");
+    exit(1);
+  }
+  close(s);
+  return ntohs(a.sin_port);
+}
+
+static int redis_up(void) {
+  struct timeval tv = {0, 200000};
+  redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+  int ok = 0;
+  if (c && !c->err) {
+    redisReply *r = redisCommand(c, "PING");
+    ok = r && r->type == REDIS_REPLY_STATUS && strcmp(r->str, "PONG") == 0;
+    if (r) freeReplyObject(r);
+  }
+  if (c) redisFree(c);
+  return ok;
+}
+
+/* Start redis-server on `port` with the append-only file in `dir`; exits the test on failure. */
+static void redis_start(void) {
+  char portstr[16], log[300];
+  snprintf(portstr, sizeof portstr, "%d", port);
+  snprintf(log, sizeof log, "%s/redis.log", dir);
+  redis_pid = fork();
+  if (redis_pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test killed by its timeout leaves no server */
+    execlp("redis-server", "redis-server", "--port", portstr, "--bind", "127.0.0.1", "--dir", dir,
+           "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--logfile", log,
+           (char *)NULL);
+    _exit(127);
+  }
+  for (int i = 0; i < 200; i++) {
+    if (redis_up()) return;
+    usleep(25000);
+  }
+  fprintf(stderr, "redis-server did not answer on 127.0.0.1:%d (see %s)\n", port, log);
+  kill(redis_pid, SIGKILL);
+  exit(1);
+}
+
+static void redis_kill(void) {
+  if (redis_pid <= 0) return;
+  kill(redis_pid, SIGKILL);
+  waitpid(redis_pid, NULL, 0);
+  redis_pid = 0;
+}
+
+static void url_of(char *out, size_t n, const char *crawl, size_t max_pages) {
+  (void)max_pages;
+  snprintf(out, n, "redis://127.0.0.1:%d/0?crawl=%s-%d", port, crawl, ++crawl_no);
+}
+
+/* Run the loop for about ms milliseconds. */
+static void timer_stop_cb(uv_timer_t *t) { uv_stop(t->loop); }
+static void run_for(int ms) {
+  uv_timer_t t;
+  uv_timer_init(&loop, &t);
+  uv_timer_start(&t, timer_stop_cb, (uint64_t)ms, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_close((uv_handle_t *)&t, NULL);
+  uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/* Run the loop until the server answered every command given, at most ms; 0 or -1. */
+static int settle_within(lc_frontier *f, int ms) {
+  for (int waited = 0; lc_rfront_outstanding(f) > 0; waited += 5) {
+    if (waited >= ms) return -1;
+    run_for(5);
+  }
+  return 0;
+}
+
+static lc_frontier *open_url(const char *url, size_t max_pages, int prefetch) {
+  char err[512];
+  lc_rfront_opts o = {.loop = &loop, .url = url, .max_pages = max_pages, .prefetch = prefetch};
+  lc_frontier *f = lc_rfront_open(&o, err, sizeof err);
+  if (!f) {
+    fprintf(stderr, "  lc_rfront_open: %s\n", err);
+    abort();
+  }
+  return f;
+}
+
+static void settle(lc_frontier *f) {
+  if (settle_within(f, 10000) != 0) {
+    fprintf(stderr, "  the server did not answer within 10 s\n");
+    t_current_failed = 1;
+  }
+}
+
+/* Pop with the loop run until the buffer's refill was answered: 1 with *r, or 0 (nothing on
+ * the server now). The server's counts (pending) are fresh after it. */
+static int pop_settled(lc_frontier *f, lc_request *r) {
+  for (int i = 0; i < 3; i++) {
+    int rc = lc_frontier_pop(f, 0, NULL, NULL, r, NULL);
+    if (rc != 0) return rc;
+    settle(f);
+    run_for(45); /* the frontier's pause after a pop that brought nothing */
+  }
+  return lc_frontier_pop(f, 0, NULL, NULL, r, NULL);
+}
+
+static void end_frontier(lc_frontier *f) {
+  settle(f);
+  lc_frontier_destroy(f);
+  uv_run(&loop, UV_RUN_NOWAIT); /* the connection's handles close */
+}
+
+/* The seen set is the server's: a URL pushed by one engine, in any spelling, is dropped when
+ * another pushes it (its own push says 1: it cannot know before the answer), and the request
+ * is handed out once over both. */
+TEST(dedupe_on_normalized_url_across_engines) {
+  char url[300];
+  url_of(url, sizeof url, "dedupe", 0);
+  lc_frontier *a = open_url(url, 0, 4), *b = open_url(url, 0, 4);
+  CHECK_INT(lc_frontier_push(a, "http://a.com/x", 0, NULL, 0), 1);
+  CHECK_INT(lc_frontier_push(a, "HTTP://A.COM:80/x#frag", 0, NULL, 0), 0); /* its own: at once */
+  settle(a);
+  CHECK_INT(lc_frontier_push(b, "  http://a.com/y/../x\n", 0, NULL, 0), 1);
+  CHECK_INT(lc_frontier_push(b, "http://a.com/x?", 0, NULL, 0), 0);
+  CHECK_INT(lc_frontier_push(b, "http://a.com/x?q", 0, NULL, 0), 1);
+  CHECK_INT(lc_frontier_push(b, "file:///etc/passwd", 0, NULL, 0), LC_FRONTIER_EURL);
+  CHECK_INT(lc_frontier_push(b, NULL, 0, NULL, 0), LC_FRONTIER_EINVAL);
+  settle(b);
+  CHECK_INT(lc_frontier_accepted(a), 1);
+  CHECK_INT(lc_frontier_accepted(b), 1); /* x?q only */
+  lc_request r;
+  int got = 0;
+  lc_frontier *both[] = {b, a};
+  for (int k = 0; k < 2; k++) {
+    while (pop_settled(both[k], &r) == 1) {
+      got++;
+      CHECK(strcmp(r.url, "http://a.com/x") == 0 || strcmp(r.url, "http://a.com/x?q") == 0);
+      CHECK_INT(lc_frontier_done(both[k], r.id, 1), 0);
+      lc_request_clear(&r);
+    }
+  }
+  CHECK_INT(got, 2);
+  CHECK_INT(pop_settled(a, &r), 0);
+  CHECK_INT(lc_frontier_pending(a), 0);
+  CHECK_INT(lc_frontier_push(b, "http://a.com/x", 0, NULL, 0), 0); /* still seen when done */
+  end_frontier(a);
+  end_frontier(b);
+}
+
+/* max_pages counts the crawl on the server: two engines get 3 accepted in all, and an engine
+ * learns it is full from the server's answer. */
+TEST(max_pages_counts_the_whole_crawl) {
+  char url[300];
+  url_of(url, sizeof url, "full", 0);
+  lc_frontier *a = open_url(url, 3, 2), *b = open_url(url, 3, 2);
+  CHECK_INT(lc_frontier_push(a, "http://a.com/1", 0, NULL, 0), 1);
+  CHECK_INT(lc_frontier_push(a, "http://a.com/2", 0, NULL, 0), 1);
+  settle(a);
+  CHECK_INT(lc_frontier_push(b, "http://a.com/3", 0, NULL, 0), 1);
+  CHECK_INT(lc_frontier_push(b, "http://a.com/4", 0, NULL, 0), 1); /* sent: the server refuses */
+  settle(b);
+  CHECK_INT(lc_frontier_push(b, "http://a.com/5", 0, NULL, 0), LC_FRONTIER_EFULL);
+  CHECK_INT(lc_frontier_accepted(a) + lc_frontier_accepted(b), 3);
+  lc_rfront_status st;
+  char err[512];
+  CHECK_INT(lc_rfront_get_status(url, &st, err, sizeof err), 0);
+  CHECK_INT(st.accepted, 3);
+  CHECK_INT(st.queued, 3);
+  end_frontier(a);
+  end_frontier(b);
+}
+
+TEST(ending_twice_or_unknown_fails_loudly) {
+  char url[300];
+  url_of(url, sizeof url, "ends", 0);
+  lc_frontier *f = open_url(url, 0, 1);
+  lc_frontier_push(f, "http://a.com/1", 0, "{\"a\":1}", 0);
+  lc_frontier_push(f, "http://a.com/2", 0, NULL, 0);
+  lc_request r, r2;
+  CHECK_INT(pop_settled(f, &r), 1);
+  CHECK_STR(r.data_json, "{\"a\":1}");
+  uint64_t id = r.id;
+  CHECK_INT(lc_frontier_done(f, 999, 1), LC_FRONTIER_ENOENT);
+  CHECK_INT(lc_frontier_done(f, 0, 1), LC_FRONTIER_ENOENT);
+  CHECK_INT(lc_frontier_done(f, id, 1), 0);
+  CHECK_INT(lc_frontier_done(f, id, 1), LC_FRONTIER_ENOENT);
+  CHECK_INT(lc_frontier_retry(f, &r, 0), LC_FRONTIER_ENOENT); /* takes the strings still */
+  CHECK(r.url == NULL && r.data_json == NULL);
+  CHECK_INT(pop_settled(f, &r2), 1);
+  const char *line[] = {"{}"};
+  size_t len[] = {2};
+  CHECK_INT(lc_rfront_commit(f, id, line, len, 1, NULL, NULL), LC_FRONTIER_ENOENT);
+  CHECK_INT(lc_frontier_done(f, r2.id, 0), 0);
+  CHECK_INT(lc_rfront_commit(f, r2.id, line, len, 1, NULL, NULL), LC_FRONTIER_ENOENT);
+  lc_request_clear(&r2);
+  CHECK_INT(pop_settled(f, &r), 0);
+  CHECK_INT(lc_frontier_pending(f), 0);
+  lc_rfront_status st;
+  char err[512];
+  CHECK_INT(lc_rfront_get_status(url, &st, err, sizeof err), 0);
+  CHECK_INT(st.done, 1);
+  CHECK_INT(st.failed, 1);
+  CHECK_INT(st.records, 0);
+  end_frontier(f);
+}
+
+/* ---- beyond the contract -------------------------------------------------------------------- */
+
+typedef struct commit_wait {
+  int result, called;
+} commit_wait;
+
+static void commit_cb(void *ud, int result) {
+  commit_wait *w = ud;
+  w->result = result;
+  w->called++;
+}
+
+static int count_record(void *ud, const char *line, size_t len) {
+  (void)line;
+  (void)len;
+  (*(int *)ud)++;
+  return 0;
+}
+
+/* Redis SIGKILLed with pushes and commits outstanding, away while the frontier retries (its
+ * connects refused), then back on the same port and append-only file: the frontier
+ * reconnects, resends, and every page is committed exactly once. */
+TEST(redis_killed_and_restarted_with_commands_outstanding) {
+  char url[300], err[512];
+  snprintf(url, sizeof url, "redis://127.0.0.1:%d/0?crawl=restart", port);
+  lc_rfront_opts o = {.loop = &loop, .url = url, .prefetch = 8};
+  lc_frontier *f = lc_rfront_open(&o, err, sizeof err);
+  CHECK(f != NULL);
+  if (!f) return;
+  char u[100];
+  for (int i = 0; i < 40; i++) {
+    snprintf(u, sizeof u, "http://h%d.test/page-%d", i % 5, i);
+    CHECK_INT(lc_frontier_push(f, u, 0, NULL, 0), 1);
+  }
+  CHECK_INT(settle_within(f, 10000), 0);
+  CHECK_INT(lc_frontier_accepted(f), 40);
+
+  /* Take 20 requests; commit 10 and give the next 10 pushes of new pages, then kill Redis
+   * before it can answer all of that (the commands are written, not answered). */
+  lc_request reqs[20];
+  int got = 0;
+  for (int tries = 0; got < 20 && tries < 400; tries++) {
+    if (lc_frontier_pop(f, 0, NULL, NULL, &reqs[got], NULL) == 1)
+      got++;
+    else
+      run_for(5);
+  }
+  CHECK_INT(got, 20);
+  commit_wait w[20];
+  memset(w, 0, sizeof w);
+  for (int i = 0; i < got; i++) {
+    if (i >= 10) {
+      snprintf(u, sizeof u, "http://h%d.test/found-%d", i % 5, i);
+      CHECK_INT(lc_frontier_push(f, u, 1, NULL, 0), 1);
+    }
+    char line[200];
+    int len = snprintf(line, sizeof line, "{\"url\":\"%s\"}", reqs[i].url);
+    const char *lines[] = {line};
+    size_t lens[] = {(size_t)len};
+    CHECK_INT(lc_rfront_commit(f, reqs[i].id, lines, lens, 1, commit_cb, &w[i]), 0);
+    if (i == 9) redis_kill(); /* the first 10 may or may not have been applied */
+  }
+  CHECK(lc_rfront_outstanding(f) > 0);
+  run_for(400); /* refused connects, with backoff: the adapter must report each */
+  CHECK(lc_rfront_outstanding(f) > 0);
+  redis_start();
+  CHECK_INT(settle_within(f, 20000), 0);
+  for (int i = 0; i < got; i++) {
+    CHECK_INT(w[i].called, 1);
+    CHECK_INT(w[i].result, 1); /* committed, or recognized as committed before the kill */
+    lc_request_clear(&reqs[i]);
+  }
+  lc_rfront_counts c;
+  lc_rfront_get_counts(f, &c);
+  CHECK(c.reconnects >= 1);
+
+  /* The rest of the crawl: 20 queued + 10 found, each committed once. */
+  int rest = 0;
+  for (int tries = 0; rest < 30 && tries < 2000; tries++) {
+    lc_request r;
+    if (lc_frontier_pop(f, 0, NULL, NULL, &r, NULL) != 1) {
+      run_for(5);
+      continue;
+    }
+    commit_wait cw = {0, 0};
+    const char *lines[] = {r.url};
+    size_t lens[] = {strlen(r.url)};
+    CHECK_INT(lc_rfront_commit(f, r.id, lines, lens, 1, commit_cb, &cw), 0);
+    lc_request_clear(&r);
+    if (settle_within(f, 10000) != 0) {
+      fprintf(stderr, "  a commit was not answered within 10 s\n");
+      t_current_failed = 1;
+      break;
+    }
+    CHECK_INT(cw.result, 1);
+    rest++;
+  }
+  CHECK_INT(rest, 30);
+  lc_request none;
+  CHECK_INT(pop_settled(f, &none), 0); /* and the server's counts heard again */
+  CHECK_INT(lc_frontier_pending(f), 0);
+  lc_rfront_status st;
+  CHECK_INT(lc_rfront_get_status(url, &st, err, sizeof err), 0);
+  CHECK_INT(st.records, 50);
+  CHECK_INT(st.done, 50);
+  CHECK_INT(st.accepted, 50);
+  int n = 0;
+  CHECK_INT(lc_rfront_each_record(url, count_record, &n, err, sizeof err), 0);
+  CHECK_INT(n, 50);
+  lc_frontier_destroy(f);
+  uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+static void cleanup(void) {
+  redis_kill();
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  if (dir[0] && system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
+}
+
+int main(void) {
+  if (system("command -v redis-server >/dev/null 2>&1") != 0) {
+    printf("SKIP: redis-server is not installed (the Debian package redis-server)\n");
+    return 77;
+  }
+  const char *tmp = getenv("TMPDIR");
+  snprintf(dir, sizeof dir, "%s/test_rfrontier.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+  if (!mkdtemp(dir)) {
+    perror("mkdtemp");
+    return 1;
+  }
+  signal(SIGPIPE, SIG_IGN);
+  lc_log_set_level(LC_LOG_ERROR);
+  port = free_port();
+  redis_start();
+  uv_loop_init(&loop);
+  RUN(dedupe_on_normalized_url_across_engines);
+  RUN(max_pages_counts_the_whole_crawl);
+  RUN(ending_twice_or_unknown_fails_loudly);
+  RUN(redis_killed_and_restarted_with_commands_outstanding);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_loop_close(&loop);
+  cleanup();
+  DONE();
+}
