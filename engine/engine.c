@@ -431,6 +431,7 @@ int lc_engine_start(lc_engine *e, const lc_policy *policy, lc_job *hook_job, cha
   lc_cache_config cc = {.close_timeout_ms = p->close_timeout_ms,
                         .max_idle_pages = p->max_idle_pages,
                         .max_pages_per_context = (int)p->max_pages_per_context,
+                        .max_uses_per_page = p->max_uses_per_page,
                         .adaptive_idle = p->adaptive_idle_pages};
   e->sh.cache = lc_cache_new(&be, &cc);
   lc_bpool_set_cache(e->sh.pool, e->sh.cache);

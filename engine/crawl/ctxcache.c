@@ -209,6 +209,7 @@ typedef struct cache_page {
   uint64_t idle_seq; /* larger = idled more recently */
   int close_sent;    /* close_page called (state PAGE_CLOSING) */
   int broken;        /* its renderer crashed or it detached: closed, never reused */
+  uint64_t uses;     /* times handed out (max_uses_per_page) */
   int64_t idle_since_ms, close_deadline_ms;
 } cache_page;
 
@@ -560,6 +561,7 @@ static void handle_proceed(lc_cache *c, cache_handle *h, int64_t now_ms) {
   if (p) {
     page_set_state(c, p, PAGE_IN_USE);
     p->handle = h->id;
+    p->uses++;
     h->page = p;
     h->fresh = 0;
     c->stats.pages_reused++;
@@ -573,6 +575,7 @@ static void handle_proceed(lc_cache *c, cache_handle *h, int64_t now_ms) {
     handle_fire(c, h, LC_CACHE_ENOMEM, "out of memory creating a page");
     return;
   }
+  p->uses = 1;
   h->page = p;
   h->fresh = 1;
   handle_set_state(c, h, HANDLE_WAIT_PAGE);
@@ -698,6 +701,12 @@ static cache_page *page_lru_idle(const lc_cache *c) {
 static void page_settle(lc_cache *c, cache_page *p, int bad, int64_t now_ms) {
   cache_ctx *x = p->ctx;
   p->handle = 0;
+  if (!bad && !p->broken && c->cfg.max_uses_per_page > 0 &&
+      p->uses >= (uint64_t)c->cfg.max_uses_per_page) {
+    c->stats.pages_retired++; /* worn out: a fresh page takes its place at the next acquire */
+    page_begin_close(c, p, now_ms);
+    return;
+  }
   if (bad || p->broken || x->state != CTX_OPEN || x->detached || c->stats.idle_target == 0) {
     if (!bad && !p->broken && x->state == CTX_OPEN && !x->detached)
       ghost_add(c, x->id); /* the pool said no */

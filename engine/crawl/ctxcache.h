@@ -96,6 +96,9 @@ typedef struct lc_cache_config {
    * map (the next acquire of its key creates a fresh context), keeps no idle pages, and is
    * closed when its last reference is given back. 0: contexts never wear out. */
   int max_pages_per_context;
+  /* > 0: a page that has been handed out this many times is closed when it comes back
+   * instead of idling (its renderer has grown with age); 0: pages never wear out. */
+  int max_uses_per_page;
   /* 1: keep fewer idle pages than max_idle_pages while they are not being reused. The pool's
    * target starts at max_idle_pages; a page the pool pushes out lowers it by one, and an
    * acquire that creates a page in a context one of whose pages the pool recently let go
@@ -121,6 +124,7 @@ typedef struct lc_cache_stats {
   uint64_t idle_ghost_hits;  /* acquires that found a page the pool had let go (adaptive_idle) */
   int idle_target;           /* idle pages the pool keeps now: max_idle_pages, or less adapting */
   uint64_t contexts_retired; /* contexts retired by max_pages_per_context */
+  uint64_t pages_retired;    /* pages closed after max_uses_per_page uses */
 } lc_cache_stats;
 
 /* One context as the policy hook sees it. */

@@ -23,6 +23,7 @@ static const field_slot fields[] = {
     SLOT(max_browser_rss_mb, LC_POLICY_INT, 0, 1 << 30, 0),
     SLOT(max_browser_pss_mb, LC_POLICY_INT, 0, 1 << 30, 0),
     SLOT(max_pages_per_context, LC_POLICY_INT, 0, 1 << 30, 0),
+    SLOT(max_uses_per_page, LC_POLICY_INT, 0, 1 << 30, 0),
     SLOT(max_idle_pages, LC_POLICY_INT, 0, 10000, 0),
     SLOT(adaptive_idle_pages, LC_POLICY_BOOL, 0, 1, 0),
     SLOT(close_timeout_ms, LC_POLICY_INT, 1, 600000, 0),
@@ -49,6 +50,7 @@ void lc_policy_defaults(lc_policy *p, int concurrency) {
   p->idle_ms = 30000;
   p->max_idle_pages = concurrency < 0 ? 0 : concurrency;
   p->adaptive_idle_pages = 1;
+  p->max_uses_per_page = LC_POLICY_MAX_USES_PER_PAGE;
   p->close_timeout_ms = 5000;
   p->hook_ref = LC_POLICY_NO_HOOK;
 }

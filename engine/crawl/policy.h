@@ -15,6 +15,11 @@
 /* hook_ref when there is no on_cleanup hook (equal to Lua's LUA_NOREF; l_policy.c checks). */
 #define LC_POLICY_NO_HOOK (-2)
 
+/* The default of max_uses_per_page: a renderer reused for navigation after navigation grows
+ * (about 17 MB fresh, 75-100 MB after a few hundred; bench/RESULTS.md, issue 8), so a page is
+ * retired after this many uses and a fresh one takes its place. */
+#define LC_POLICY_MAX_USES_PER_PAGE 25
+
 typedef struct lc_policy {
   int max_contexts;              /* idle contexts kept open, >= 0 */
   int force;                     /* may close refcount-0 contexts that still keep idle pages */
@@ -25,6 +30,7 @@ typedef struct lc_policy {
   int max_idle_pages;            /* idle pages kept for reuse, all contexts together */
   int adaptive_idle_pages;       /* keep fewer while they are not reused (default on) */
   int64_t max_pages_per_context; /* retire a context after this many pages; 0: never */
+  int max_uses_per_page;         /* close a page after this many uses instead of keeping it */
   int close_timeout_ms;          /* a close the browser does not answer within this is lost */
   /* The on_cleanup hook: a reference only the Lua layer makes and reads (l_policy.h);
    * LC_POLICY_NO_HOOK when none. Copying an lc_policy does not copy the hook's ownership. */

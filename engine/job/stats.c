@@ -40,6 +40,7 @@ size_t lc_job_stats(lc_job *j, lc_stat *out, size_t cap) {
       {"pages_created", BOTH, LC_STAT_COUNT, (double)cs.pages_created},
       {"pages_reused", BOTH, LC_STAT_COUNT, (double)cs.pages_reused},
       {"pages_evicted", BOTH, LC_STAT_COUNT, (double)cs.pages_evicted},
+      {"pages_retired", BOTH, LC_STAT_COUNT, (double)cs.pages_retired},
       {"contexts_retired", BOTH, LC_STAT_COUNT, (double)cs.contexts_retired},
       {"idle_target", LIVE, LC_STAT_COUNT, cs.idle_target},
       {"idle_ghost_hits", FILE_, LC_STAT_COUNT, (double)cs.idle_ghost_hits},

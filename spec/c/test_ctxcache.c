@@ -1279,6 +1279,35 @@ TEST(test_adaptive_idle_pool) {
 /* max_pages_per_context: the acquire that reaches the limit is the context's last; the next
  * one of the same key gets a fresh context; the old one closes with its last reference, in
  * use until then, and keeps no idle page. */
+/* max_uses_per_page: a page handed out that many times is closed when it comes back (not
+ * idled, not a pool eviction); the next acquire of its context gets a fresh page, and the
+ * context stays. A page in use past the limit is never closed under its handle. */
+TEST(test_page_retires_after_max_uses) {
+  lc_cache_config cfg = {.close_timeout_ms = 5000, .max_idle_pages = 4, .max_uses_per_page = 2};
+  fake *f = fake_new_cfg(&cfg);
+  uint64_t h1 = acq_page_ready(f, 1, OPT_A);
+  uint64_t p1 = lc_cache_handle_page(f->c, h1), ctx = lc_cache_handle_ctx(f->c, h1);
+  lc_cache_release(f->c, h1, f->now); /* 1 use of 2: idles */
+  CHECK_INT(stats_of(f).idle_pages, 1);
+  uint64_t h2 = acq_page_ready(f, 1, OPT_A);
+  CHECK_INT(lc_cache_handle_page(f->c, h2), p1); /* 2 of 2: still served */
+  CHECK_INT(fake_pos(f, CALL_CLOSE_PAGE, p1), -1);
+  lc_cache_release(f->c, h2, f->now);
+  CHECK(fake_pos(f, CALL_CLOSE_PAGE, p1) >= 0); /* worn out: closed, not idled */
+  CHECK_INT(stats_of(f).idle_pages, 0);
+  CHECK_INT(stats_of(f).pages_retired, 1);
+  CHECK_INT(stats_of(f).pages_evicted, 0);
+  CHECK_INT(fake_complete(f, CALL_CLOSE_PAGE, p1, 0), 0);
+  uint64_t h3 = acq_page_ready(f, 1, OPT_A);
+  CHECK_INT(lc_cache_handle_page_fresh(f->c, h3), 1);
+  CHECK(lc_cache_handle_page(f->c, h3) != p1);
+  CHECK_INT(lc_cache_handle_ctx(f->c, h3), ctx); /* the context stays */
+  CHECK_INT(stats_of(f).contexts_created, 1);
+  lc_cache_release_owner(f->c, 1, f->now);
+  CHECK_CACHE(f);
+  fake_free(f);
+}
+
 TEST(test_context_retires_after_max_pages) {
   lc_cache_config cfg = {.close_timeout_ms = 5000, .max_idle_pages = 4, .max_pages_per_context = 3};
   fake *f = fake_new_cfg(&cfg);
@@ -1592,6 +1621,7 @@ int main(void) {
   RUN(test_context_opened_after_release_keeps_lru_place);
   RUN(test_idle_budget_is_global);
   RUN(test_adaptive_idle_pool);
+  RUN(test_page_retires_after_max_uses);
   RUN(test_context_retires_after_max_pages);
   RUN(test_retire_while_creating);
   RUN(test_random_walk_keeps_invariants);
