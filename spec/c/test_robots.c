@@ -450,7 +450,10 @@ TEST(worst_case_check_is_bounded) {
               "  worst case %zu: %zu-byte file parsed in %.2f ms, check median %.4f ms, max %.4f "
               "ms\n",
               i, len, parse_ms, median, worst);
-      CHECK(median < 1.0);
+      /* Not a speed goal (that is ~0.1 ms, printed above): a guard against a quadratic
+       * matcher, which takes seconds here. 50 ms leaves room for ASan on a loaded machine,
+       * where a 1 ms bound failed. */
+      CHECK(median < 50.0);
       /* No rule matches. The plain-prefix file is answered in full ("allowed"); for the
        * wildcard ones the work cap may end the check first, which refuses the URL. */
       if (i == 3)
