@@ -82,6 +82,24 @@ local function once(records)
   return n, dups
 end
 
+-- Runs three engines named e1..e3 on crawl F with `args`, waits for each to exit 0, and
+-- returns how many records each engine wrote (by name).
+local function three_engines(script, F, args)
+  local runs = {}
+  for i = 1, 3 do
+    local argv = { "run", script }
+    for _, a in ipairs(args) do argv[#argv + 1] = a end
+    for _, a in ipairs({ "name=e" .. i, "--frontier", F, "-q" }) do argv[#argv + 1] = a end
+    runs[i] = H.spawn(argv, { output = true, timeout = 120 })
+  end
+  local by = {}
+  for _, r in ipairs(runs) do
+    assert.equals(0, r.wait(110), H.read(r.stderr_path))
+    for _, rec in ipairs(r.result().records) do by[rec.engine] = (by[rec.engine] or 0) + 1 end
+  end
+  return by
+end
+
 local JOB = [[
 local core = require("luacrawl.core")
 return {
@@ -219,16 +237,7 @@ describe("--frontier redis://", function()
     local R = redis()
     local F = R.url("polite")
     local script = H.script(JOB)
-    local runs = {}
-    for i = 1, 3 do
-      runs[i] = H.spawn({ "run", script, "base=" .. srv.url(""), "n=14", "delay=300", "c=2",
-        "name=e" .. i, "--frontier", F, "-q" }, { output = true, timeout = 120 })
-    end
-    local by = {}
-    for i, r in ipairs(runs) do
-      assert.equals(0, r.wait(110), H.read(r.stderr_path))
-      for _, rec in ipairs(r.result().records) do by[rec.engine] = (by[rec.engine] or 0) + 1 end
-    end
+    local by = three_engines(script, F, { "base=" .. srv.url(""), "n=14", "delay=300", "c=2" })
     local engines = 0
     for _ in pairs(by) do engines = engines + 1 end
     assert.truthy(engines >= 2, "the crawl was not shared: " .. cjson.encode(by))
@@ -251,16 +260,7 @@ describe("--frontier redis://", function()
     local F = R.url("perhost")
     -- Every engine would run two at once (concurrency 2): per_host = 1 is what serializes them.
     local script = H.script(PER_HOST_JOB)
-    local runs = {}
-    for i = 1, 3 do
-      runs[i] = H.spawn({ "run", script, "base=" .. srv.url(""), "n=12", "ms=300", "name=e" .. i,
-        "--frontier", F, "-q" }, { output = true, timeout = 120 })
-    end
-    local by = {}
-    for _, r in ipairs(runs) do
-      assert.equals(0, r.wait(110), H.read(r.stderr_path))
-      for _, rec in ipairs(r.result().records) do by[rec.engine] = (by[rec.engine] or 0) + 1 end
-    end
+    local by = three_engines(script, F, { "base=" .. srv.url(""), "n=12", "ms=300" })
     local slow = {}
     for _, e in ipairs(srv.log()) do
       if e.path:find("^/_/slow") then slow[#slow + 1] = e end
