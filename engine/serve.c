@@ -44,6 +44,7 @@
 #include "l_policy.h"
 #include "log.h"
 #include "netguard.h"
+#include "rfrontier.h"
 #include "ws.h"
 
 #define TICK_MS 50
@@ -66,6 +67,7 @@ typedef struct serve_cfg {
   char data_dir[1024];
   char browser[1024];
   int allow_private;
+  char redis[300];          /* redis://HOST:PORT/DB: jobs naming a crawl share it there */
   int max_running;          /* requests + jobs running at once */
   int max_queue;            /* waiting beyond that; more is 429 */
   int64_t queue_timeout_ms; /* longest wait in the queue */
@@ -106,6 +108,7 @@ static const cfg_field cfg_fields[] = {
     {"data_dir", 's', 0, 0},
     {"browser", 's', 0, 0},
     {"allow_private", 'b', 0, 0},
+    {"redis", 's', 0, 0},
     {"max_running", 'i', 1, 256},
     {"max_queue", 'i', 0, 100000},
     {"queue_timeout_ms", 'i', 100, 3600000},
@@ -136,11 +139,14 @@ static int cfg_read(lua_State *L) {
       if (t != LUA_TSTRING) return luaL_error(L, "%s must be a string (got %s)", k, luaL_typename(L, -1));
       size_t n;
       const char *v = lua_tolstring(L, -1, &n);
-      char *dst = !strcmp(k, "listen") ? c->listen
+      char *dst = !strcmp(k, "listen")       ? c->listen
                   : !strcmp(k, "token_file") ? c->token_file
-                  : !strcmp(k, "data_dir") ? c->data_dir
-                                           : c->browser;
-      size_t cap = !strcmp(k, "listen") ? sizeof c->listen : sizeof c->data_dir;
+                  : !strcmp(k, "data_dir")   ? c->data_dir
+                  : !strcmp(k, "redis")      ? c->redis
+                                             : c->browser;
+      size_t cap = !strcmp(k, "listen")  ? sizeof c->listen
+                   : !strcmp(k, "redis") ? sizeof c->redis
+                                         : sizeof c->data_dir;
       if (n == 0 || n >= cap) return luaL_error(L, "%s must be a non-empty string under %d bytes", k, (int)cap);
       memcpy(dst, v, n + 1);
     } else if (f->type == 'b') {
@@ -266,6 +272,8 @@ typedef struct sjob {
   char tag[32];
   char dir[1100], script[1200], output[1200], statef[1200];
   char **args; /* "name=value", NULL-terminated */
+  char rcrawl[128];   /* the Redis crawl it runs on (POST /jobs "crawl"; DIR/crawl), "": none */
+  char frontier[512]; /* cfg.redis?crawl=rcrawl, borrowed by the lc_job */
   lc_job *job; /* made (queued) or running; NULL once ended and given back */
   int64_t created_wall_ms;
   uint64_t queued_ms, started_ms, ended_ms; /* loop ms */
@@ -556,6 +564,18 @@ static int make_job(srv *s, sjob *j, char *err, size_t errlen) {
                     * sandbox on for its handler. A client's script runs in it whole. */
                    .sandbox = !j->crawl,
                    .allow_private = s->cfg.allow_private};
+  if (j->rcrawl[0]) {
+    if (!s->cfg.redis[0]) {
+      snprintf(err, errlen,
+               "the job runs on the Redis crawl %s, but the server has no redis configured",
+               j->rcrawl);
+      return -1;
+    }
+    snprintf(j->frontier, sizeof j->frontier, "%s?crawl=%s", s->cfg.redis, j->rcrawl);
+    o.state = NULL;
+    o.frontier = j->frontier;
+    o.frontier_async = 1; /* the loop never waits on Redis: a Redis never reached fails it */
+  }
   if (j->crawl && !crawl_isolated(j)) {
     o.partition = CRAWL_PARTITION;
     o.guard = crawl_guard(s);
@@ -721,6 +741,10 @@ static void job_json(lc_buf *b, srv *s, sjob *j) {
     lc_buf_printf(b, ",\"run_ms\":%" PRIu64,
                   (j->ended_ms ? j->ended_ms : now) - j->started_ms);
   lc_buf_puts(b, "}");
+  if (j->rcrawl[0]) {
+    lc_buf_puts(b, ",\"crawl\":");
+    lc_buf_json_string(b, j->rcrawl);
+  }
   if (j->error[0]) {
     lc_buf_puts(b, ",\"error\":");
     lc_buf_json_string(b, j->error);
@@ -768,7 +792,7 @@ static sjob *new_sjob(srv *s, int crawl) {
 
 /* Write script and args, make the engine's job (bad input: 400), queue it. */
 static sjob *create_job(srv *s, conn *c, int crawl, const char *script, size_t script_len,
-                        char **args) {
+                        char **args, const char *rcrawl) {
   sjob *j = new_sjob(s, crawl);
   if (!j) {
     free_args(args);
@@ -776,6 +800,7 @@ static sjob *create_job(srv *s, conn *c, int crawl, const char *script, size_t s
     return NULL;
   }
   j->args = args;
+  snprintf(j->rcrawl, sizeof j->rcrawl, "%s", rcrawl);
   char err[1024] = "";
   if (mkdir(j->dir, 0700) != 0) {
     snprintf(err, sizeof err, "cannot create %.400s: %s", j->dir, strerror(errno));
@@ -803,6 +828,14 @@ static sjob *create_job(srv *s, conn *c, int crawl, const char *script, size_t s
     if (rc < 0) {
       snprintf(err, sizeof err, "cannot write %.400s: %s", path, strerror(-rc));
       goto fail500;
+    }
+    if (j->rcrawl[0]) { /* DIR/crawl: a restart rejoins the same Redis crawl */
+      snprintf(path, sizeof path, "%s/crawl", j->dir);
+      rc = write_file_atomic(path, j->rcrawl, strlen(j->rcrawl));
+      if (rc < 0) {
+        snprintf(err, sizeof err, "cannot write %.400s: %s", path, strerror(-rc));
+        goto fail500;
+      }
     }
   }
   if (make_job(s, j, err, sizeof err) != 0) {
@@ -881,11 +914,36 @@ static int arg_member(void *ud, lc_json_span key, lc_json_span val) {
   return 0;
 }
 
+/* POST /jobs "crawl": 0 when the server has redis and NAME passes the CLI's rule (the one of
+ * --frontier ...?crawl=NAME); else -1 with one line in why. */
+static int check_crawl_name(srv *s, const char *name, char *why, size_t n) {
+  if (!name) {
+    snprintf(why, n, "'crawl' must be a string (the name of a Redis crawl)");
+    return -1;
+  }
+  if (!s->cfg.redis[0]) {
+    snprintf(why, n,
+             "'crawl' needs a Redis: the server has no redis configured (redis = "
+             "\"redis://HOST:PORT/DB\" or --redis)");
+    return -1;
+  }
+  char url[700], e[600];
+  lc_rfront_addr a;
+  snprintf(url, sizeof url, "%s?crawl=%.*s", s->cfg.redis, 200, name);
+  if (strlen(name) > 100 || strpbrk(name, "&?=#%") || lc_rfront_parse(url, &a, e, sizeof e) != 0 ||
+      strcmp(a.crawl, name)) {
+    snprintf(why, n, "'crawl': bad name (letters, digits, _ . -; up to 100)");
+    return -1;
+  }
+  return 0;
+}
+
 static int jobs_member_check(void *ud, lc_json_span key, lc_json_span val) {
   (void)val;
   char *k = lc_json_string_dup(key);
-  int ok = k && (!strcmp(k, "script") || !strcmp(k, "args"));
-  if (!ok) snprintf(ud, 256, "unknown field %.*s (expected script, args)", (int)key.n, key.p);
+  int ok = k && (!strcmp(k, "script") || !strcmp(k, "args") || !strcmp(k, "crawl"));
+  if (!ok)
+    snprintf(ud, 256, "unknown field %.*s (expected script, args, crawl)", (int)key.n, key.p);
   free(k);
   return !ok;
 }
@@ -911,6 +969,20 @@ static void post_jobs(srv *s, conn *c) {
     respond_error(c, 400, "'script' is not a valid JSON string");
     return;
   }
+  char rcrawl[128] = "";
+  lc_json_span cp;
+  if (lc_json_member(c->body, c->body_len, "crawl", &cp) == 0) {
+    char *name = cp.p[0] == '"' ? lc_json_string_dup(cp) : NULL;
+    char why2[600];
+    int bad = check_crawl_name(s, name, why2, sizeof why2);
+    if (!bad) snprintf(rcrawl, sizeof rcrawl, "%s", name);
+    free(name);
+    if (bad) {
+      free(script);
+      respond_error(c, 400, why2);
+      return;
+    }
+  }
   args_acc a = {0};
   if (lc_json_member(c->body, c->body_len, "args", &ap) == 0) {
     rc = lc_json_each_member(ap.p, ap.n, arg_member, &a);
@@ -927,7 +999,7 @@ static void post_jobs(srv *s, conn *c) {
     return;
   }
   if (!a.v) a.v = calloc(1, sizeof *a.v); /* a NULL-terminated list even when empty */
-  sjob *j = create_job(s, c, 0, script, strlen(script), a.v);
+  sjob *j = create_job(s, c, 0, script, strlen(script), a.v, rcrawl);
   free(script);
   if (!j) return;
   lc_info("[%s] accepted", j->tag);
@@ -961,7 +1033,7 @@ static void post_crawl(srv *s, conn *c, int stream) {
   args_push(&a, strdup(num));
   snprintf(num, sizeof num, "timeout_ms=%" PRId64, s->cfg.crawl_timeout_ms);
   args_push(&a, strdup(num));
-  sjob *j = create_job(s, c, 1, NULL, 0, a.v);
+  sjob *j = create_job(s, c, 1, NULL, 0, a.v, "");
   if (!j) return;
   j->stream = stream;
   j->waiter = c;
@@ -1692,6 +1764,10 @@ static void load_jobs(srv *s) {
     free(av);
     if (!a.v) a.v = calloc(1, sizeof *a.v);
     j->args = a.v;
+    snprintf(sp, sizeof sp, "%s/crawl", j->dir);
+    char *cn = read_all(sp, sizeof j->rcrawl - 1, &len);
+    if (cn) snprintf(j->rcrawl, sizeof j->rcrawl, "%s", cn);
+    free(cn);
     if (j->state == SJ_QUEUED) {
       j->error[0] = 0;
       j->queued_ms = now_ms(s);
@@ -1713,8 +1789,8 @@ static int usage_bad(const char *a, const char *b) {
 int lc_serve_main(int argc, char **argv) {
   serve_cfg cfg;
   cfg_defaults(&cfg);
-  const char *config = NULL, *listen = NULL, *token_file = NULL, *data_dir = NULL,
-             *browser = NULL;
+  const char *config = NULL, *listen = NULL, *token_file = NULL, *data_dir = NULL, *browser = NULL,
+             *redis = NULL;
   int allow_private = 0;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -1723,6 +1799,7 @@ int lc_serve_main(int argc, char **argv) {
                         : !strcmp(a, "--token-file") ? &token_file
                         : !strcmp(a, "--data-dir")   ? &data_dir
                         : !strcmp(a, "--browser")    ? &browser
+                        : !strcmp(a, "--redis")      ? &redis
                                                      : NULL;
     if (slot) {
       if (i + 1 >= argc) return usage_bad("option needs a value: ", a);
@@ -1747,6 +1824,27 @@ int lc_serve_main(int argc, char **argv) {
   if (data_dir) snprintf(cfg.data_dir, sizeof cfg.data_dir, "%s", data_dir);
   if (browser) snprintf(cfg.browser, sizeof cfg.browser, "%s", browser);
   if (allow_private) cfg.allow_private = 1;
+  if (redis) {
+    if (strlen(redis) >= sizeof cfg.redis) return usage_bad("--redis: the URL is too long", "");
+    snprintf(cfg.redis, sizeof cfg.redis, "%s", redis);
+  }
+  if (cfg.redis[0]) { /* the URL of the server; each job names its crawl */
+    char url[400];
+    lc_rfront_addr ra;
+    if (strchr(cfg.redis, '?')) {
+      snprintf(err, sizeof err,
+               "redis: '%.300s' has a query; give redis://HOST:PORT/DB (each job names its crawl)",
+               cfg.redis);
+      return usage_bad(err, "");
+    }
+    snprintf(url, sizeof url, "%s?crawl=check", cfg.redis);
+    if (lc_rfront_parse(url, &ra, err, sizeof err) != 0) {
+      char e2[1100];
+      snprintf(e2, sizeof e2, "redis: '%.300s' is not a Redis URL (redis://HOST:PORT/DB)",
+               cfg.redis);
+      return usage_bad(e2, "");
+    }
+  }
   if (cfg.max_browser_pss_mb > 0) cfg.policy.max_browser_pss_mb = cfg.max_browser_pss_mb;
   if (parse_listen(&cfg, err, sizeof err) != 0) return usage_bad(err, "");
   if (cfg.token_file[0] && read_token(&cfg, err, sizeof err) != 0) return usage_bad(err, "");

@@ -98,7 +98,8 @@ struct lc_rconn {
   char *host;
   int port, db;
   char *library;
-  int64_t give_up_ms;
+  int64_t give_up_ms, first_give_up_ms;
+  uint64_t born; /* loop ms of lc_rconn_new: first_give_up_ms counts from it */
   void (*down)(void *, const char *);
   void *ud;
 
@@ -167,11 +168,17 @@ static void schedule_reconnect(lc_rconn *c) {
   uv_timer_stop(c->attempt);
   uint64_t now = uv_now(c->loop);
   if (!c->down_since) c->down_since = now ? now : 1;
-  if (!c->down_told && (int64_t)(now - c->down_since) >= c->give_up_ms) {
+  int first = !c->ever_up && c->first_give_up_ms > 0;
+  int64_t limit = first ? c->first_give_up_ms : c->give_up_ms;
+  if (!c->down_told && (int64_t)(now - (first ? c->born : c->down_since)) >= limit) {
     c->down_told = 1;
     char why[300];
-    snprintf(why, sizeof why, "Redis at %s:%d unreachable for %lld s", c->host, c->port,
-             (long long)(c->give_up_ms / 1000));
+    if (c->ever_up)
+      snprintf(why, sizeof why, "Redis at %s:%d unreachable for %lld s", c->host, c->port,
+               (long long)(limit / 1000));
+    else
+      snprintf(why, sizeof why, "cannot connect to Redis at %s:%d (tried for %lld s)", c->host,
+               c->port, (long long)((limit + 999) / 1000));
     if (c->down) c->down(c->ud, why);
   }
   uv_timer_start(c->timer, timer_cb, (uint64_t)c->backoff_ms, 0);
@@ -354,6 +361,8 @@ lc_rconn *lc_rconn_new(const lc_rconn_opts *o) {
   c->port = o->port;
   c->db = o->db;
   c->give_up_ms = o->give_up_ms > 0 ? o->give_up_ms : GIVE_UP_MS;
+  c->first_give_up_ms = o->first_give_up_ms;
+  c->born = uv_now(c->loop);
   c->down = o->down;
   c->ud = o->ud;
   c->backoff_ms = BACKOFF_MIN_MS;

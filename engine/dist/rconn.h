@@ -33,6 +33,9 @@ typedef struct lc_rconn_opts {
   const char *library; /* a Redis function library, FUNCTION LOAD REPLACE'd on every connect */
   /* How long the server may stay unreachable before `down` is called (ms; 0: 60 s). */
   int64_t give_up_ms;
+  /* The same bound before the first connection ever came up (0: give_up_ms). A server that
+   * must not wait long on a Redis that was never reachable sets it short. */
+  int64_t first_give_up_ms;
   void (*down)(void *ud, const char *why); /* once; commands keep waiting */
   void *ud;
 } lc_rconn_opts;

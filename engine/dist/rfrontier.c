@@ -692,7 +692,8 @@ static void conn_down(void *ud, const char *why) {
 lc_frontier *lc_rfront_open(const lc_rfront_opts *o, char *err, size_t errlen) {
   lc_rfront_addr addr;
   if (lc_rfront_parse(o->url, &addr, err, errlen) != 0) return NULL;
-  if (lc_rconn_check(addr.host, addr.port, addr.db, lc_rlib_source, err, errlen) != 0)
+  if (!o->no_check &&
+      lc_rconn_check(addr.host, addr.port, addr.db, lc_rlib_source, err, errlen) != 0)
     return NULL;
   rfront *r = calloc(1, sizeof *r);
   int prefetch = o->prefetch > 0 ? o->prefetch : 1;
@@ -722,6 +723,7 @@ lc_frontier *lc_rfront_open(const lc_rfront_opts *o, char *err, size_t errlen) {
            (unsigned long)(ts.tv_nsec ^ ts.tv_sec), (unsigned)(getpid() & 0xffff));
   lc_rconn_opts co = {.loop = o->loop, .host = addr.host, .port = addr.port, .db = addr.db,
                       .library = lc_rlib_source, .down = conn_down, .ud = r};
+  if (o->no_check) co.first_give_up_ms = 3000; /* never connected: fail fast, not in a minute */
   r->conn = lc_rconn_new(&co);
   if (!r->conn) {
     free(r->buf);

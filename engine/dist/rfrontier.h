@@ -40,6 +40,10 @@ typedef struct lc_rfront_opts {
   int per_host;     /* the job's per_host (0: no cap): a host's leases over all engines */
   void (*wake)(void *ud); /* something arrived: pop may hand out more, or pending() changed */
   void *ud;
+  /* No synchronous check (for a server's loop, which must not block): the connection loads
+   * the library itself, and when it never comes up within 3 s the frontier fails (failure()
+   * names Redis and its address) instead of waiting. */
+  int no_check;
 } lc_rfront_opts;
 
 /* The parts of a frontier URL. 0, or -1 with one line in err. */
@@ -52,9 +56,9 @@ typedef struct lc_rfront_addr {
 } lc_rfront_addr;
 int lc_rfront_parse(const char *url, lc_rfront_addr *out, char *err, size_t errlen);
 
-/* Check the server synchronously (connect, SELECT, FUNCTION LOAD; before the loop runs, so a
- * crawl whose Redis is unreachable never starts) and open the frontier on the loop. NULL with
- * one line in err. Released by lc_frontier_destroy (pending callbacks run, cancelled). */
+/* Unless o->no_check: check the server synchronously (connect, SELECT, FUNCTION LOAD; before the
+ * loop runs, so a crawl whose Redis is unreachable never starts) and open the frontier on the loop.
+ * NULL with one line in err. Released by lc_frontier_destroy (pending callbacks run, cancelled). */
 lc_frontier *lc_rfront_open(const lc_rfront_opts *o, char *err, size_t errlen);
 
 /* Why the crawl cannot go on (Redis unreachable for a minute), or NULL. */

@@ -32,7 +32,8 @@ int lc_job_dist_open(lc_job *j, char *err, size_t errlen) {
                        .delay_ms = j->cfg.delay_ms,
                        .per_host = j->cfg.per_host,
                        .wake = dist_wake,
-                       .ud = j};
+                       .ud = j,
+                       .no_check = j->opts.frontier_async};
   char why[512];
   j->frontier = lc_rfront_open(&ro, why, sizeof why);
   if (!j->frontier) {
