@@ -15,6 +15,7 @@ static void usage(FILE *f) {
       "usage: luacrawl run SCRIPT [name=value ...] [options]\n"
       "       luacrawl serve [--listen 127.0.0.1:8080] [--config serve.lua]\n"
       "                      [--token-file F] [--data-dir DIR] [--allow-private]\n"
+      "                      [--redis redis://HOST:PORT/DB]\n"
       "                      (an HTTP service: docs/SERVICE.md)\n"
       "       luacrawl status STATE_FILE|redis://... [--json]\n"
       "       luacrawl export STATE_FILE|redis://... [-o FILE]\n"
