@@ -15,6 +15,19 @@ local function sh_read(cmd)
   return out
 end
 
+-- The records `luacrawl export` gives for the crawl, each URL at most once; their count.
+local function exported_once(R, crawl)
+  local r = H.run({ "export", R .. "?crawl=" .. crawl }, { timeout = 60 })
+  assert.equals(0, r.code, r.stderr)
+  local seen, n = {}, 0
+  for _, rec in ipairs(r.records) do
+    assert.is_nil(seen[rec.url], "twice: " .. tostring(rec.url))
+    seen[rec.url] = true
+    n = n + 1
+  end
+  return n
+end
+
 local redis_pids = {}
 
 local function redis()
@@ -106,15 +119,7 @@ describe("luacrawl serve with redis", function()
     assert.equals("two", ja.crawl)
     local list = req(s1, "GET", "/jobs").body or ""
     assert.truthy(list:find('"crawl":"two"', 1, true), list)
-    local r = H.run({ "export", R .. "?crawl=two" }, { timeout = 60 })
-    assert.equals(0, r.code, r.stderr)
-    local seen, n = {}, 0
-    for _, rec in ipairs(r.records) do
-      assert.is_nil(seen[rec.url], "twice: " .. tostring(rec.url))
-      seen[rec.url] = true
-      n = n + 1
-    end
-    assert.equals(41, n) -- the start page and its 40 links
+    assert.equals(41, exported_once(R, "two")) -- the start page and its 40 links
   end)
 
   -- A Redis that accepts the connection and never answers (the worst case: a blocking check
@@ -189,14 +194,6 @@ describe("luacrawl serve with redis", function()
     local j = wait_end(s2, a.json.id, 90)
     assert.equals("done", j and j.state, cjson.encode(j or {}))
     assert.equals("again", j.crawl)
-    local r = H.run({ "export", R .. "?crawl=again" }, { timeout = 60 })
-    assert.equals(0, r.code, r.stderr)
-    local seen, n = {}, 0
-    for _, rec in ipairs(r.records) do
-      assert.is_nil(seen[rec.url], "twice: " .. tostring(rec.url))
-      seen[rec.url] = true
-      n = n + 1
-    end
-    assert.equals(31, n, cjson.encode(j) .. (H.read(s2.run.stderr_path) or ""))
+    assert.equals(31, exported_once(R, "again"), cjson.encode(j) .. (H.read(s2.run.stderr_path) or ""))
   end)
 end)
