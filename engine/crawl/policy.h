@@ -17,8 +17,10 @@
 
 /* The default of max_uses_per_page: a renderer reused for navigation after navigation grows
  * (about 17 MB fresh, 75-100 MB after a few hundred; bench/RESULTS.md, issue 8), so a page is
- * retired after this many uses and a fresh one takes its place. */
-#define LC_POLICY_MAX_USES_PER_PAGE 25
+ * retired after this many uses and a fresh one takes its place. 12 rather than 25: at
+ * concurrency 8 it holds the browser at ~320 MB instead of ~355 for no pages/s we could measure
+ * (bench/RESULTS.md, issue 8, 2026-12-03). */
+#define LC_POLICY_MAX_USES_PER_PAGE 12
 
 typedef struct lc_policy {
   int max_contexts;              /* idle contexts kept open, >= 0 */

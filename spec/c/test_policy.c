@@ -19,7 +19,7 @@ TEST(defaults) {
   CHECK_INT(p.max_idle_pages, 6); /* the job's concurrency */
   CHECK_INT(p.adaptive_idle_pages, 1);
   CHECK_INT(p.max_pages_per_context, 0);
-  CHECK_INT(p.max_uses_per_page, 25);
+  CHECK_INT(p.max_uses_per_page, 12);
   CHECK_INT(p.close_timeout_ms, 5000);
   CHECK_INT(p.hook_ref, LC_POLICY_NO_HOOK);
   lc_policy_defaults(&p, -3);
