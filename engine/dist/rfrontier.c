@@ -36,6 +36,28 @@ typedef struct buffered {
   char tok[24];
 } buffered;
 
+/* The arguments of one batched call, copied into one growing buffer (pointers are made at
+ * the flush, when the buffer no longer moves). */
+typedef struct argbuf {
+  char *bytes;
+  size_t nbytes, capbytes;
+  size_t *off, *len;
+  size_t n, cap;
+} argbuf;
+
+/* A commit waiting for its answer: whom to tell. */
+typedef struct commit_op {
+  lc_rfront_commit_fn done;
+  void *ud;
+} commit_op;
+
+/* A batch of commits sent as one lc_ack, answered by one array (per commit 1, 2 or 0). */
+typedef struct ack_op {
+  struct rfront *r;
+  size_t n;
+  commit_op commits[];
+} ack_op;
+
 typedef struct rfront {
   lc_frontier base;
   uv_loop_t *loop;
@@ -65,6 +87,14 @@ typedef struct rfront {
   char engine_tok[24]; /* tokens of commits of no request: engine_tok-seq */
   uint64_t tok_seq;
   uv_timer_t *renew; /* malloc'ed, freed in its close callback */
+  /* Pushes and commits made in one turn of the loop, sent as one lc_push and one lc_ack just
+   * before the loop waits (flush_cb; pushes first). */
+  uv_prepare_t *flush;  /* malloc'ed, freed in its close callback */
+  argbuf pushes;        /* 7 arguments per push */
+  size_t npushes;
+  argbuf acks;          /* id, token, nlines, lines... per commit */
+  commit_op *commits;   /* the batched commits' callbacks, in order */
+  size_t ncommits, capcommits;
   char failure[300];
   lc_rfront_counts n;
 } rfront;
@@ -217,6 +247,57 @@ static int held_take(rfront *r, uint64_t id, char tok[24]) {
   return LC_FRONTIER_ENOENT;
 }
 
+/* ---- argument buffers ----------------------------------------------------------------------- */
+
+/* Append one argument (copied). 0, or -1 out of memory (the buffer is unchanged). */
+static int argbuf_add(argbuf *b, const char *s, size_t len) {
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 64;
+    size_t *off = realloc(b->off, cap * sizeof *off);
+    if (!off) return -1;
+    b->off = off;
+    size_t *l = realloc(b->len, cap * sizeof *l);
+    if (!l) return -1;
+    b->len = l;
+    b->cap = cap;
+  }
+  if (b->nbytes + len + 1 > b->capbytes) {
+    size_t cap = b->capbytes ? b->capbytes : 4096;
+    while (cap < b->nbytes + len + 1) cap *= 2;
+    char *bytes = realloc(b->bytes, cap);
+    if (!bytes) return -1;
+    b->bytes = bytes;
+    b->capbytes = cap;
+  }
+  memcpy(b->bytes + b->nbytes, s, len);
+  b->bytes[b->nbytes + len] = 0;
+  b->off[b->n] = b->nbytes;
+  b->len[b->n] = len;
+  b->nbytes += len + 1;
+  b->n++;
+  return 0;
+}
+
+/* Append a group of arguments, all or none. */
+static int argbuf_add_all(argbuf *b, int n, const char *const *s, const size_t *len) {
+  size_t n0 = b->n, bytes0 = b->nbytes;
+  for (int i = 0; i < n; i++) {
+    if (argbuf_add(b, s[i], len[i]) != 0) {
+      b->n = n0;
+      b->nbytes = bytes0;
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static void argbuf_free(argbuf *b) {
+  free(b->bytes);
+  free(b->off);
+  free(b->len);
+  memset(b, 0, sizeof *b);
+}
+
 /* ---- commands ------------------------------------------------------------------------------- */
 
 static void wake(rfront *r) {
@@ -274,20 +355,112 @@ static char *dup_of(const redisReply *e) {
   return s;
 }
 
+/* A batch of n pushes, answered by one array: per push its id, 0 seen or -1 full. */
+typedef struct push_op {
+  rfront *r;
+  size_t n;
+} push_op;
+
 static void push_cb(void *ud, redisReply *rep, int status) {
-  rfront *r = ud;
+  push_op *p = ud;
+  rfront *r = p->r;
+  size_t n = p->n;
+  free(p);
   if (status != LC_RCONN_OK) return;
-  r->ending--;
+  r->ending -= n;
   if (reply_error("a push", rep)) return;
-  if (rep->type == REDIS_REPLY_INTEGER) {
-    if (rep->integer > 0) {
+  if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
+    lc_error("Redis answered %zu pushes with something else than luacrawl's functions send", n);
+    return;
+  }
+  for (size_t i = 0; i < n; i++) {
+    long long v = int_of(rep->element[i]);
+    if (v > 0) {
       r->accepted++;
       r->n.pushed++;
-    } else if (rep->integer < 0) {
+    } else if (v < 0) {
       r->full = 1;
     }
   }
   wake(r);
+}
+
+static void flush_cb(uv_prepare_t *h);
+
+static void schedule_flush(rfront *r) {
+  if (!uv_is_active((uv_handle_t *)r->flush)) uv_prepare_start(r->flush, flush_cb);
+}
+
+static void commit_cb(void *ud, redisReply *rep, int status);
+
+/* Send the batched pushes, then the batched commits: a request's end never reaches the
+ * server before the pushes made while it ran. Out of memory leaves a batch for the next turn
+ * (its count stays in `ending`, so the job waits for it). */
+static void flush_batches(rfront *r) {
+  if (r->npushes) {
+    size_t argc = 5 + r->pushes.n;
+    const char **argv = malloc(argc * sizeof *argv);
+    size_t *lens = malloc(argc * sizeof *lens);
+    push_op *p = malloc(sizeof *p);
+    char maxp[24];
+    snprintf(maxp, sizeof maxp, "%zu", r->max_pages);
+    if (argv && lens && p) {
+      argv[4] = maxp;
+      lens[4] = strlen(maxp);
+      for (size_t i = 0; i < r->pushes.n; i++) {
+        argv[5 + i] = r->pushes.bytes + r->pushes.off[i];
+        lens[5 + i] = r->pushes.len[i];
+      }
+      p->r = r;
+      p->n = r->npushes;
+      if (fcall(r, "lc_push", push_cb, p, (int)argc, argv, lens) == 0) {
+        p = NULL;
+        r->pushes.n = r->pushes.nbytes = 0;
+        r->npushes = 0;
+      }
+    }
+    free(argv);
+    free(lens);
+    free(p);
+    if (r->npushes) {
+      lc_warn("out of memory sending %zu pushes: trying again", r->npushes);
+      schedule_flush(r);
+      return; /* the commits wait behind them */
+    }
+  }
+  if (r->ncommits) {
+    size_t argc = 4 + r->acks.n;
+    const char **argv = malloc(argc * sizeof *argv);
+    size_t *lens = malloc(argc * sizeof *lens);
+    ack_op *op = malloc(sizeof *op + r->ncommits * sizeof op->commits[0]);
+    if (argv && lens && op) {
+      for (size_t i = 0; i < r->acks.n; i++) {
+        argv[4 + i] = r->acks.bytes + r->acks.off[i];
+        lens[4 + i] = r->acks.len[i];
+      }
+      op->r = r;
+      op->n = r->ncommits;
+      memcpy(op->commits, r->commits, r->ncommits * sizeof op->commits[0]);
+      if (fcall(r, "lc_ack", commit_cb, op, (int)argc, argv, lens) == 0) {
+        op = NULL;
+        r->acks.n = r->acks.nbytes = 0;
+        r->ncommits = 0;
+      }
+    }
+    free(argv);
+    free(lens);
+    free(op);
+    if (r->ncommits) {
+      lc_warn("out of memory sending %zu commits: trying again", r->ncommits);
+      schedule_flush(r);
+    }
+  }
+}
+
+static void flush_cb(uv_prepare_t *h) {
+  rfront *r = h->data;
+  uv_prepare_stop(h);
+  flush_batches(r);
 }
 
 static int rf_push(lc_frontier *f, const char *url, int depth, const char *data_json,
@@ -309,20 +482,21 @@ static int rf_push(lc_frontier *f, const char *url, int depth, const char *data_
     free(norm);
     return LC_FRONTIER_EFULL;
   }
-  char fps[24], bucket[16], dep[16], maxp[24];
+  char fps[24], bucket[16], dep[16];
   snprintf(fps, sizeof fps, "%" PRId64, (int64_t)fp); /* an int64: the set stays an intset */
   snprintf(bucket, sizeof bucket, "%u", (unsigned)(fp >> BUCKET_SHIFT));
   snprintf(dep, sizeof dep, "%d", depth);
-  snprintf(maxp, sizeof maxp, "%zu", r->max_pages);
-  const char *argv[12] = {0, 0, 0, 0, fps, bucket, norm + host_at, norm, dep,
-                          data_json ? data_json : "", data_json ? "1" : "0", maxp};
-  size_t lens[12];
-  for (int i = 0; i < 12; i++) lens[i] = (size_t)-1;
-  lens[6] = host_len;
-  rc = fcall(r, "lc_push", push_cb, r, 12, argv, lens);
+  const char *args[7] = {fps, bucket, norm + host_at, norm, dep, data_json ? "1" : "0",
+                         data_json ? data_json : ""};
+  size_t lens[7];
+  for (int i = 0; i < 7; i++) lens[i] = strlen(args[i]);
+  lens[2] = host_len;
+  rc = argbuf_add_all(&r->pushes, 7, args, lens);
   free(norm);
   if (rc != 0) return LC_FRONTIER_ENOMEM;
+  r->npushes++;
   r->ending++;
+  schedule_flush(r);
   return 1;
 }
 
@@ -438,6 +612,7 @@ static int rf_retry(lc_frontier *f, lc_request *req, int64_t not_before_ms) {
     snprintf(t, sizeof t, "%d", req->throttles);
     snprintf(c, sizeof c, "%d", req->crashes);
     const char *argv[10] = {0, 0, 0, 0, id, tok, d, a, t, c};
+    flush_batches(r); /* the pushes its run made go first */
     size_t lens[10];
     for (int i = 0; i < 10; i++) lens[i] = (size_t)-1;
     if (fcall(r, "lc_retry", end_cb, r, 10, argv, lens) != 0)
@@ -457,6 +632,7 @@ static int rf_done(lc_frontier *f, uint64_t rid, int ok) {
   char id[24];
   snprintf(id, sizeof id, "%" PRIu64, rid);
   const char *argv[7] = {0, 0, 0, 0, id, tok, ok ? "1" : "0"};
+  flush_batches(r); /* the pushes its run made go first */
   size_t lens[7];
   for (int i = 0; i < 7; i++) lens[i] = (size_t)-1;
   if (fcall(r, "lc_fail", end_cb, r, 7, argv, lens) != 0) return LC_FRONTIER_ENOMEM;
@@ -485,11 +661,19 @@ static void rf_destroy(lc_frontier *f) {
   rfront *r = (rfront *)f;
   if (!r) return;
   lc_rconn_free(r->conn); /* cancels: callbacks given a frontier's own ud return at once */
+  for (size_t i = 0; i < r->ncommits; i++) r->commits[i].done(r->commits[i].ud, -1);
   for (size_t i = 0; i < r->nbuf; i++) lc_request_clear(&r->buf[i].req);
   if (r->renew) {
     uv_timer_stop(r->renew);
     uv_close((uv_handle_t *)r->renew, timer_free);
   }
+  if (r->flush) {
+    uv_prepare_stop(r->flush);
+    uv_close((uv_handle_t *)r->flush, timer_free);
+  }
+  argbuf_free(&r->pushes);
+  argbuf_free(&r->acks);
+  free(r->commits);
   free(r->buf);
   free(r->held);
   free(r->pushed);
@@ -563,25 +747,28 @@ static void renew_timer_cb(uv_timer_t *t) {
 
 /* ---- commits, slots, pauses ----------------------------------------------------------------- */
 
-typedef struct commit_op {
-  rfront *r;
-  lc_rfront_commit_fn done;
-  void *ud;
-} commit_op;
-
+/* The answer to a batch of commits: each commit's callback, in order, exactly once. */
 static void commit_cb(void *ud, redisReply *rep, int status) {
-  commit_op *c = ud;
-  int result = -1;
+  ack_op *op = ud;
+  rfront *r = op->r;
+  int whole = -1; /* one result for all (cancelled, an error, an answer of another shape) */
   if (status == LC_RCONN_OK) {
-    if (reply_error("a commit", rep))
-      result = 0;
-    else
-      result = rep->type == REDIS_REPLY_INTEGER && rep->integer > 0 ? 1 : 0;
-    if (result == 0) c->r->n.refused++;
-    c->r->ending--;
+    r->ending -= op->n;
+    if (reply_error("a commit", rep)) {
+      whole = 0;
+    } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != op->n) {
+      lc_error("Redis answered %zu commits with something else than luacrawl's functions send",
+               op->n);
+      whole = 0;
+    }
   }
-  c->done(c->ud, result);
-  free(c);
+  for (size_t i = 0; i < op->n; i++) {
+    int result = whole;
+    if (status == LC_RCONN_OK && whole < 0) result = int_of(rep->element[i]) > 0 ? 1 : 0;
+    if (result == 0) r->n.refused++;
+    op->commits[i].done(op->commits[i].ud, result);
+  }
+  free(op);
 }
 
 int lc_rfront_commit(lc_frontier *f, uint64_t request_id, const char *const *lines,
@@ -594,34 +781,35 @@ int lc_rfront_commit(lc_frontier *f, uint64_t request_id, const char *const *lin
   } else {
     snprintf(tok, sizeof tok, "%.12s-%" PRIu64, r->engine_tok, ++r->tok_seq);
   }
-  commit_op *c = malloc(sizeof *c);
-  const char **argv = calloc(n + 6, sizeof *argv);
-  size_t *alens = calloc(n + 6, sizeof *alens);
-  int rc = LC_FRONTIER_ENOMEM;
-  if (c && argv && alens) {
-    char id[24];
-    snprintf(id, sizeof id, "%" PRIu64, request_id);
-    c->r = r;
-    c->done = done;
-    c->ud = ud;
-    argv[4] = id;
-    alens[4] = strlen(id);
-    argv[5] = tok;
-    alens[5] = strlen(tok);
-    for (size_t i = 0; i < n; i++) {
-      argv[6 + i] = lines[i];
-      alens[6 + i] = lens[i];
-    }
-    if (fcall(r, "lc_ack", commit_cb, c, (int)n + 6, argv, alens) == 0) {
-      c = NULL;
-      rc = 0;
-      r->ending++;
-    }
+  if (r->ncommits == r->capcommits) {
+    size_t cap = r->capcommits ? r->capcommits * 2 : 16;
+    commit_op *c = realloc(r->commits, cap * sizeof *c);
+    if (!c) goto nomem;
+    r->commits = c;
+    r->capcommits = cap;
   }
-  free(c);
-  free(argv);
-  free(alens);
-  return rc;
+  char id[24], nl[24];
+  snprintf(id, sizeof id, "%" PRIu64, request_id);
+  snprintf(nl, sizeof nl, "%zu", n);
+  size_t n0 = r->acks.n, bytes0 = r->acks.nbytes;
+  const char *head[3] = {id, tok, nl};
+  size_t hlen[3] = {strlen(id), strlen(tok), strlen(nl)};
+  if (argbuf_add_all(&r->acks, 3, head, hlen) != 0 ||
+      argbuf_add_all(&r->acks, (int)n, lines, lens) != 0) {
+    r->acks.n = n0;
+    r->acks.nbytes = bytes0;
+    goto nomem;
+  }
+  r->commits[r->ncommits].done = done;
+  r->commits[r->ncommits].ud = ud;
+  r->ncommits++;
+  r->ending++;
+  schedule_flush(r);
+  return 0;
+nomem:
+  /* the lease stays ours: given back, it is renewed until the caller decides */
+  if (request_id) held_add(r, request_id, tok);
+  return LC_FRONTIER_ENOMEM;
 }
 
 typedef struct slot_op {
@@ -667,7 +855,8 @@ void lc_rfront_pause(lc_frontier *f, const char *host, int64_t ms) {
 }
 
 size_t lc_rfront_outstanding(const lc_frontier *f) {
-  return lc_rconn_outstanding(((const rfront *)f)->conn);
+  const rfront *r = (const rfront *)f;
+  return lc_rconn_outstanding(r->conn) + (r->npushes ? 1 : 0) + (r->ncommits ? 1 : 0);
 }
 
 const char *lc_rfront_failure(const lc_frontier *f) {
@@ -699,10 +888,12 @@ lc_frontier *lc_rfront_open(const lc_rfront_opts *o, char *err, size_t errlen) {
   int prefetch = o->prefetch > 0 ? o->prefetch : 1;
   if (r) r->buf = calloc((size_t)prefetch, sizeof *r->buf);
   if (r) r->renew = malloc(sizeof *r->renew);
-  if (!r || !r->buf || !r->renew) {
+  if (r) r->flush = malloc(sizeof *r->flush);
+  if (!r || !r->buf || !r->renew || !r->flush) {
     if (r) {
       free(r->buf);
       free(r->renew);
+      free(r->flush);
     }
     free(r);
     snprintf(err, errlen, "out of memory");
@@ -728,12 +919,15 @@ lc_frontier *lc_rfront_open(const lc_rfront_opts *o, char *err, size_t errlen) {
   if (!r->conn) {
     free(r->buf);
     free(r->renew);
+    free(r->flush);
     free(r);
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
   uv_timer_init(o->loop, r->renew);
   r->renew->data = r;
+  uv_prepare_init(o->loop, r->flush);
+  r->flush->data = r;
   uint64_t every = (uint64_t)(addr.lease_ms / 3);
   uv_timer_start(r->renew, renew_timer_cb, every, every);
   return &r->base;

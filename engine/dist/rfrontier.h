@@ -21,7 +21,12 @@
  * (lc_rfront_commit), refused when the request's lease was taken over (a stall longer than
  * the lease): the records of a request are on the server once, whoever ran it, however
  * engines die. A commit whose reply was lost to a disconnect is sent again and recognized
- * (its token is kept 10 minutes). Not thread-safe: the loop's thread. */
+ * (the server keeps one bit per lease token it ever made). Not thread-safe: the loop's thread.
+ *
+ * Batching: the pushes made in one turn of the loop go to the server as one call, and so do
+ * the commits, just before the loop waits (pushes first); retry and done send what is batched
+ * before their own step, so a request's end never reaches the server before the links its run
+ * pushed. A call's fixed cost on the server is so paid once per turn, not once per URL. */
 #ifndef LC_RFRONTIER_H
 #define LC_RFRONTIER_H
 

@@ -2,12 +2,12 @@
 -- rlib.lua: the server's side of the shared frontier (engine/dist/rfrontier.h), one Redis 7
 -- function library. Every function is one atomic step on the server's clock. KEYS[1] is the
 -- crawl's prefix P ("lc:{NAME}:"); the keys below it:
---   P.n          hash: queued, accepted, next_id, lease_seq, pages_ok, pages_failed, records,
---                reclaimed, refused, started, last
+--   P.n          hash: queued, accepted (also the last request id), lease_seq, pages_ok,
+--                pages_failed, records, reclaimed, refused, started, last
 --   P.s:B        set of 64-bit URL fingerprints (intset encoded), B = the top 15 bits
 --   P.r:ID       hash of a request: u url, h host, d depth, j data, a attempt, t throttles,
---                c crashes, k the token of its lease (absent when not leased), i 1 when the
---                lease counts in P.i:HOST
+--                c crashes (a, t, c absent until a retry sets them: 0), k the token of its
+--                lease (absent when not leased), i 1 when the lease counts in P.i:HOST
 --   P.i:HOST     zset: the host's leased ids by lease expiry, kept only by pops with per_host
 --                (the crawl's in-flight requests to the host; a dead engine's expire)
 --   P.q:HOST     list of the host's queued request ids
@@ -16,7 +16,9 @@
 --   P.leases     zset: leased ids by lease expiry
 --   P.delayed    zset: ids waiting for a retry, by their time
 --   P.rec        list: committed records, in commit order
---   P.ack:TOKEN  a commit already made (kept 10 minutes: a resend after a lost reply)
+--   P.acked      bitmap: bit T set when the commit under lease token T was made (a resend
+--                after a lost reply is recognized)
+--   P.ack:TOKEN  a commit of no request already made, under an engine's own token (10 minutes)
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -74,24 +76,45 @@ local function reclaim(P, now)
   end
 end
 
--- push(P; fp, bucket, host, url, depth, data, has_data, max_pages) -> id, 0 seen, -1 full
+-- push(P; max_pages, {fp, bucket, host, url, depth, has_data, data}...) -> for each URL in
+-- order its id, 0 seen, -1 full (max_pages). One call takes every push an engine made in one
+-- turn of its loop (a page's links), so the call's own cost is paid once for all of them.
 redis.register_function('lc_push', function(keys, a)
   local P = keys[1]
-  local seen = P .. 's:' .. a[2]
-  if redis.call('SISMEMBER', seen, a[1]) == 1 then return 0 end
   local n = P .. 'n'
-  local maxp = num(a[8])
-  if maxp > 0 and num(redis.call('HGET', n, 'accepted')) >= maxp then return -1 end
-  redis.call('SADD', seen, a[1])
-  redis.call('HINCRBY', n, 'accepted', 1)
-  local id = redis.call('HINCRBY', n, 'next_id', 1)
-  local r = P .. 'r:' .. id
-  redis.call('HSET', r, 'u', a[4], 'h', a[3], 'd', a[5], 'a', 0, 't', 0, 'c', 0)
-  if a[7] == '1' then redis.call('HSET', r, 'j', a[6]) end
-  local now = now_ms()
-  redis.call('HSETNX', n, 'started', now)
-  queue(P, id, a[3], now, false)
-  return id
+  local maxp = num(a[1])
+  local room = maxp > 0 and maxp - num(redis.call('HGET', n, 'accepted')) or -1
+  local out, added, now = {}, 0, nil
+  for i = 2, #a - 6, 7 do
+    local fp, seen, host = a[i], P .. 's:' .. a[i + 1], a[i + 2]
+    if room == 0 then
+      out[#out + 1] = redis.call('SISMEMBER', seen, fp) == 1 and 0 or -1
+    elseif redis.call('SADD', seen, fp) == 0 then
+      out[#out + 1] = 0
+    else
+      -- the request's id is its rank among the accepted; attempt, throttles and crashes are
+      -- absent until a retry sets them (0)
+      local id = redis.call('HINCRBY', n, 'accepted', 1)
+      local r = P .. 'r:' .. id
+      if a[i + 5] == '1' then
+        redis.call('HSET', r, 'u', a[i + 3], 'h', host, 'd', a[i + 4], 'j', a[i + 6])
+      else
+        redis.call('HSET', r, 'u', a[i + 3], 'h', host, 'd', a[i + 4])
+      end
+      now = now or now_ms()
+      -- a host is listed in P.hosts exactly while its queue is not empty: only a queue that
+      -- was empty can need listing
+      if redis.call('RPUSH', P .. 'q:' .. host, id) == 1 then list_host(P, host, now) end
+      if room > 0 then room = room - 1 end
+      added = added + 1
+      out[#out + 1] = id
+    end
+  end
+  if added > 0 then
+    redis.call('HINCRBY', n, 'queued', added)
+    redis.call('HSETNX', n, 'started', now)
+  end
+  return out
 end)
 
 -- pop(P; count, lease_ms, delay_ms, per_host) -> {queued, delayed, leased,
@@ -109,7 +132,7 @@ redis.register_function('lc_pop', function(keys, a)
   local out = { 0, 0, 0 }
   if count > 0 then
     local hosts = redis.call('ZRANGEBYSCORE', P .. 'hosts', '-inf', now, 'LIMIT', 0, count)
-    local taken = 0
+    local taken, leased = 0, {}
     for _, host in ipairs(hosts) do
       if taken >= count then break end
       local q = P .. 'q:' .. host
@@ -117,22 +140,28 @@ redis.register_function('lc_pop', function(keys, a)
       local room = per > 0 and per - busy(P, host, now) or want
       local ids = room > 0 and redis.call('LPOP', q, math.min(want, room)) or nil
       if ids then
-        for _, id in ipairs(ids) do
+        -- one token per lease, from one counter step for the host's batch
+        local seq = redis.call('HINCRBY', n, 'lease_seq', #ids) - #ids
+        local inflight = {}
+        for k, id in ipairs(ids) do
           local r = P .. 'r:' .. id
-          local tok = tostring(redis.call('HINCRBY', n, 'lease_seq', 1))
+          local tok = tostring(seq + k)
           if per > 0 then
             redis.call('HSET', r, 'k', tok, 'i', 1)
-            redis.call('ZADD', P .. 'i:' .. host, now + lease, id)
+            inflight[#inflight + 1] = now + lease
+            inflight[#inflight + 1] = id
           else
             redis.call('HSET', r, 'k', tok)
           end
-          redis.call('ZADD', P .. 'leases', now + lease, id)
+          leased[#leased + 1] = now + lease
+          leased[#leased + 1] = id
           local f = redis.call('HMGET', r, 'u', 'd', 'a', 't', 'c', 'j')
           out[#out + 1] = id
           out[#out + 1] = tok
           for i = 1, 6 do out[#out + 1] = f[i] end
           taken = taken + 1
         end
+        if #inflight > 0 then redis.call('ZADD', P .. 'i:' .. host, unpack(inflight)) end
         redis.call('HINCRBY', n, 'queued', -#ids)
       end
       if redis.call('LLEN', q) == 0 then
@@ -147,6 +176,7 @@ redis.register_function('lc_pop', function(keys, a)
         if at > 0 then redis.call('ZADD', P .. 'hosts', at, host) end
       end
     end
+    if #leased > 0 then redis.call('ZADD', P .. 'leases', unpack(leased)) end
   end
   out[1] = num(redis.call('HGET', n, 'queued'))
   out[2] = redis.call('ZCARD', P .. 'delayed')
@@ -171,31 +201,77 @@ redis.register_function('lc_renew', function(keys, a)
   return lost
 end)
 
--- ack(P; id, token, line, ...) -> 1 committed, 2 committed before (a resend), 0 refused: the
--- lease is not this token's (it expired and another engine took the request). id 0: records
--- of no request, under a token of the engine's own.
-redis.register_function('lc_ack', function(keys, a)
-  local P, id, tok = keys[1], a[1], a[2]
-  local mark = P .. 'ack:' .. tok
-  if redis.call('EXISTS', mark) == 1 then return 2 end
-  local n = P .. 'n'
-  if id ~= '0' then
-    local r = P .. 'r:' .. id
-    local f = redis.call('HMGET', r, 'k', 'h', 'i')
-    if f[1] ~= tok then
-      redis.call('HINCRBY', n, 'refused', 1)
-      return 0
-    end
-    redis.call('ZREM', P .. 'leases', id)
-    redis.call('DEL', r)
-    if f[3] then unbusy(P, id, f[2], now_ms()) end
-    redis.call('HINCRBY', n, 'pages_ok', 1)
+-- A commit already made is marked by its token, so a resend after a lost reply is recognized:
+-- a lease's token (a number from lease_seq) by one bit of the bitmap P.acked, which costs an
+-- eighth of a byte per lease ever made; an engine's own token (records of no request) by a
+-- key kept 10 minutes.
+local function committed(P, tok)
+  local b = tonumber(tok)
+  if b and b < 4294967296 then return redis.call('GETBIT', P .. 'acked', b) == 1 end
+  return redis.call('EXISTS', P .. 'ack:' .. tok) == 1
+end
+
+local function mark_committed(P, tok)
+  local b = tonumber(tok)
+  if b and b < 4294967296 then
+    redis.call('SETBIT', P .. 'acked', b, 1)
+  else
+    redis.call('SET', P .. 'ack:' .. tok, 1, 'EX', 600)
   end
-  for i = 3, #a do redis.call('RPUSH', P .. 'rec', a[i]) end
-  redis.call('HINCRBY', n, 'records', #a - 2)
-  redis.call('SET', mark, 1, 'EX', 600)
-  redis.call('HSET', n, 'last', now_ms())
-  return 1
+end
+
+-- ack(P; {id, token, nlines, line...}...) -> for each commit in order 1 committed, 2
+-- committed before (a resend), 0 refused: the lease is not this token's (it expired and
+-- another engine took the request). id 0: records of no request, under a token of the
+-- engine's own. One call takes the commits an engine made in one turn of its loop; each is
+-- all or nothing, and the records are appended in the order of the commits.
+redis.register_function('lc_ack', function(keys, a)
+  local P = keys[1]
+  local n = P .. 'n'
+  local out, recs, ended, gone = {}, {}, {}, {}
+  local ok, refused, now = 0, 0, nil
+  local i = 1
+  while i + 2 <= #a do
+    local id, tok, k = a[i], a[i + 1], num(a[i + 2])
+    local res = 1
+    if committed(P, tok) then
+      res = 2
+    elseif id ~= '0' then
+      local r = P .. 'r:' .. id
+      local f = redis.call('HMGET', r, 'k', 'h', 'i')
+      if f[1] ~= tok then
+        res = 0
+      else
+        ended[#ended + 1] = id
+        gone[#gone + 1] = r
+        if f[3] then
+          now = now or now_ms()
+          unbusy(P, id, f[2], now)
+        end
+        ok = ok + 1
+      end
+    end
+    if res == 1 then
+      for l = i + 3, i + 2 + k do recs[#recs + 1] = a[l] end
+      mark_committed(P, tok)
+    elseif res == 0 then
+      refused = refused + 1
+    end
+    out[#out + 1] = res
+    i = i + 3 + k
+  end
+  if #ended > 0 then
+    redis.call('ZREM', P .. 'leases', unpack(ended))
+    redis.call('DEL', unpack(gone))
+    redis.call('HINCRBY', n, 'pages_ok', ok)
+  end
+  for at = 1, #recs, 1000 do
+    redis.call('RPUSH', P .. 'rec', unpack(recs, at, math.min(at + 999, #recs)))
+  end
+  if #recs > 0 then redis.call('HINCRBY', n, 'records', #recs) end
+  if refused > 0 then redis.call('HINCRBY', n, 'refused', refused) end
+  if #ended > 0 or #recs > 0 then redis.call('HSET', n, 'last', now or now_ms()) end
+  return out
 end)
 
 -- retry(P; id, token, delay_ms, attempt, throttles, crashes) -> 1, or 0 when the lease is gone
