@@ -15,9 +15,10 @@
  * (lease_ms 1500 by default, so a run sees renewals).
  *
  * Printed per engine count: one JSON line on stdout, one human line on stderr: acknowledged
- * requests/s, requests popped/s and pop calls/s, pushes/s, renewal calls, p50/p99/max commit
- * latency (lc_rfront_commit to its answer: the queue on the connection included), and the CPU
- * time of this process and of redis-server (its pid from INFO; /proc/PID/stat) over the run.
+ * requests/s, requests popped/s and pop calls/s, pushes/s, the calls sent to the server per
+ * acknowledged request (pops, batched pushes, batched commits, renewals), renewal calls,
+ * p50/p99/max commit latency (lc_rfront_commit to its answer: the queue on the connection
+ * included), and the CPU time of this process and of redis-server (its pid from INFO; /proc/PID/stat) over the run.
  *
  * With --seen N instead: the memory of the crawl's seen set, the real structure (rlib.lua's
  * lc_push: SADD of the URL's 64-bit fingerprint, lc_frontier_fingerprint of the normalized URL,
@@ -310,7 +311,11 @@ static int bench(int port, int n, uint64_t pages, int conc, int hold_ms, int lea
     tot.renewed += c.renewed;
     tot.lost += c.lost;
     tot.pushed += c.pushed;
+    tot.push_calls += c.push_calls;
+    tot.ack_calls += c.ack_calls;
   }
+  double calls_per_ack = (double)(tot.pop_calls + tot.push_calls + tot.ack_calls +
+                                  tot.renew_calls) / (double)(r.acked ? r.acked : 1);
   lc_rfront_status st;
   char err[512];
   if (lc_rfront_get_status(url, &st, err, sizeof err) != 0) {
@@ -343,22 +348,25 @@ static int bench(int port, int n, uint64_t pages, int conc, int hold_ms, int lea
          pmax = r.lat_ms[r.nlat - 1];
   printf("{\"engines\":%d,\"concurrency\":%d,\"hold_ms\":%d,\"lease_ms\":%d,\"pages\":%" PRIu64
          ",\"s\":%.3f,\"acked_per_s\":%.0f,\"popped_per_s\":%.0f,\"pop_calls_per_s\":%.0f,"
-         "\"pushes_per_s\":%.0f,\"renew_calls\":%" PRIu64 ",\"leases_renewed\":%" PRIu64
+         "\"pushes_per_s\":%.0f,\"push_calls\":%" PRIu64 ",\"ack_calls\":%" PRIu64
+         ",\"calls_per_ack\":%.3f,\"renew_calls\":%" PRIu64 ",\"leases_renewed\":%" PRIu64
          ",\"leases_lost\":%" PRIu64 ",\"refused\":%" PRIu64
          ",\"commit_ms_p50\":%.3f,\"commit_ms_p99\":%.3f,"
          "\"commit_ms_max\":%.3f,\"cpu_bench_s\":%.2f,\"cpu_redis_s\":%.2f,"
          "\"redis_used_memory\":%lld}\n",
          n, conc, hold_ms, lease_ms, pages, secs, (double)r.acked / secs, (double)tot.popped / secs,
-         (double)tot.pop_calls / secs, (double)r.pushes / secs, tot.renew_calls, tot.renewed,
+         (double)tot.pop_calls / secs, (double)r.pushes / secs, tot.push_calls, tot.ack_calls,
+         calls_per_ack, tot.renew_calls, tot.renewed,
          tot.lost, r.refused, p50, p99, pmax, me, srv, mem);
   fprintf(stderr,
           "%2d engines x C=%d: %7" PRIu64
           " acks in %6.2f s = %7.0f acks/s, %7.0f popped/s (%6.0f "
-          "pop calls/s), %7.0f pushes/s, %" PRIu64 " renewals, %" PRIu64
+          "pop calls/s), %7.0f pushes/s, %.2f server calls per ack, %" PRIu64 " renewals, %" PRIu64
           " refused; commit p50 %.2f ms p99 %.2f ms "
           "max %.1f ms; cpu bench %.0f%% redis %.0f%%\n",
           n, conc, r.acked, secs, (double)r.acked / secs, (double)tot.popped / secs,
-          (double)tot.pop_calls / secs, (double)r.pushes / secs, tot.renew_calls, r.refused, p50,
+          (double)tot.pop_calls / secs, (double)r.pushes / secs, calls_per_ack, tot.renew_calls,
+          r.refused, p50,
           p99, pmax, 100 * me / secs, 100 * srv / secs);
   fflush(stdout);
   free(r.lat_ms);

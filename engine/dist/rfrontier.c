@@ -415,6 +415,7 @@ static void flush_batches(rfront *r) {
       p->n = r->npushes;
       if (fcall(r, "lc_push", push_cb, p, (int)argc, argv, lens) == 0) {
         p = NULL;
+        r->n.push_calls++;
         r->pushes.n = r->pushes.nbytes = 0;
         r->npushes = 0;
       }
@@ -443,6 +444,7 @@ static void flush_batches(rfront *r) {
       memcpy(op->commits, r->commits, r->ncommits * sizeof op->commits[0]);
       if (fcall(r, "lc_ack", commit_cb, op, (int)argc, argv, lens) == 0) {
         op = NULL;
+        r->n.ack_calls++;
         r->acks.n = r->acks.nbytes = 0;
         r->ncommits = 0;
       }

@@ -269,6 +269,80 @@ static int count_record(void *ud, const char *line, size_t len) {
   return 0;
 }
 
+/* The commits made in one turn of the loop go as one lc_ack, and each gets its own answer: a
+ * late one (its lease passed to another engine while this engine's loop stood still) is
+ * refused and writes nothing, one on time is committed, in the same call. */
+TEST(commits_in_one_turn_are_answered_each) {
+  char url[300], aurl[340], burl[340], err[512];
+  url_of(url, sizeof url, "batch", 0);
+  snprintf(aurl, sizeof aurl, "%s&lease_ms=200", url);
+  snprintf(burl, sizeof burl, "%s&lease_ms=30000", url);
+  lc_frontier *a = open_url(aurl, 0, 1);
+  CHECK_INT(lc_frontier_push(a, "http://a.test/late", 0, NULL, 0), 1);
+  lc_request late, fresh, taken;
+  CHECK_INT(pop_settled(a, &late), 1);
+  usleep(400 * 1000); /* a's loop stands still: no renewal, and its lease expires */
+
+  /* Another engine on a loop of its own takes the request over. */
+  uv_loop_t loop2;
+  uv_loop_init(&loop2);
+  lc_rfront_opts o = {.loop = &loop2, .url = burl, .prefetch = 1};
+  lc_frontier *b = lc_rfront_open(&o, err, sizeof err);
+  CHECK(b != NULL);
+  if (!b) return;
+  int got = 0;
+  for (int i = 0; i < 400 && !got; i++) {
+    got = lc_frontier_pop(b, 0, NULL, NULL, &taken, NULL) == 1;
+    if (!got) {
+      uv_run(&loop2, UV_RUN_NOWAIT);
+      usleep(5000);
+    }
+  }
+  CHECK(got);
+  if (!got) return;
+  CHECK_STR(taken.url, "http://a.test/late");
+
+  CHECK_INT(lc_frontier_push(a, "http://x.test/fresh", 0, NULL, 0), 1);
+  settle(a);
+  CHECK_INT(pop_settled(a, &fresh), 1);
+  CHECK_STR(fresh.url, "http://x.test/fresh");
+  lc_rfront_counts before, after;
+  lc_rfront_get_counts(a, &before);
+  commit_wait wl = {0, 0}, wf = {0, 0}, wb = {0, 0};
+  const char *line[] = {"{\"n\":1}"};
+  size_t len[] = {7};
+  CHECK_INT(lc_rfront_commit(a, late.id, line, len, 1, commit_cb, &wl), 0);
+  CHECK_INT(lc_rfront_commit(a, fresh.id, line, len, 1, commit_cb, &wf), 0);
+  CHECK_INT(wl.called + wf.called, 0); /* answered later, from the loop */
+  settle(a);
+  lc_rfront_get_counts(a, &after);
+  CHECK_INT(after.ack_calls - before.ack_calls, 1);
+  CHECK_INT(wl.called, 1);
+  CHECK_INT(wl.result, 0);
+  CHECK_INT(wf.called, 1);
+  CHECK_INT(wf.result, 1);
+  CHECK_INT(after.refused - before.refused, 1);
+
+  CHECK_INT(lc_rfront_commit(b, taken.id, line, len, 1, commit_cb, &wb), 0);
+  for (int i = 0; i < 400 && !wb.called; i++) {
+    uv_run(&loop2, UV_RUN_NOWAIT);
+    usleep(5000);
+  }
+  CHECK_INT(wb.result, 1);
+  lc_rfront_status st;
+  CHECK_INT(lc_rfront_get_status(url, &st, err, sizeof err), 0);
+  CHECK_INT(st.records, 2);
+  CHECK_INT(st.done, 2);
+  CHECK_INT(st.refused, 1);
+  lc_request_clear(&late);
+  lc_request_clear(&fresh);
+  lc_request_clear(&taken);
+  lc_frontier_destroy(b);
+  uv_run(&loop2, UV_RUN_DEFAULT);
+  CHECK_INT(uv_loop_close(&loop2), 0);
+  end_frontier(a);
+}
+
 /* Redis SIGKILLed with pushes and commits outstanding, away while the frontier retries (its
  * connects refused), then back on the same port and append-only file: the frontier
  * reconnects, resends, and every page is committed exactly once. */
@@ -389,6 +463,7 @@ int main(void) {
   RUN(dedupe_on_normalized_url_across_engines);
   RUN(max_pages_counts_the_whole_crawl);
   RUN(ending_twice_or_unknown_fails_loudly);
+  RUN(commits_in_one_turn_are_answered_each);
   RUN(redis_killed_and_restarted_with_commands_outstanding);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
