@@ -78,6 +78,7 @@ typedef struct rfront {
   size_t pushed_cap, pushed_n;
 
   int fetching;   /* a pop is on its way */
+  int want_fetch; /* pop handed out this turn: refill at its end (flush_cb) */
   uint64_t empty_at; /* loop ms of the last pop that brought nothing (pops then wait a little) */
   size_t ending;  /* pushes and ends (commit, retry, fail) sent and not answered */
   int known;      /* the server's counts below were heard at least once */
@@ -459,10 +460,16 @@ static void flush_batches(rfront *r) {
   }
 }
 
+static void fetch(rfront *r);
+
 static void flush_cb(uv_prepare_t *h) {
   rfront *r = h->data;
   uv_prepare_stop(h);
   flush_batches(r);
+  if (r->want_fetch) {
+    r->want_fetch = 0;
+    fetch(r);
+  }
 }
 
 static int rf_push(lc_frontier *f, const char *url, int depth, const char *data_json,
@@ -502,7 +509,6 @@ static int rf_push(lc_frontier *f, const char *url, int depth, const char *data_
   return 1;
 }
 
-static void fetch(rfront *r);
 static size_t rf_pending(const lc_frontier *f);
 #define EMPTY_POP_PAUSE_MS 40
 
@@ -596,7 +602,10 @@ static int rf_pop(lc_frontier *f, int64_t now_ms, lc_frontier_admit_fn admit, vo
     rc = 1;
     break;
   }
-  fetch(r);
+  /* The refill goes at the end of the turn, after its pushes and commits: it asks for what
+   * the whole turn took, and sees the links those pages found. */
+  r->want_fetch = 1;
+  schedule_flush(r);
   return rc;
 }
 
@@ -858,7 +867,8 @@ void lc_rfront_pause(lc_frontier *f, const char *host, int64_t ms) {
 
 size_t lc_rfront_outstanding(const lc_frontier *f) {
   const rfront *r = (const rfront *)f;
-  return lc_rconn_outstanding(r->conn) + (r->npushes ? 1 : 0) + (r->ncommits ? 1 : 0);
+  return lc_rconn_outstanding(r->conn) + (r->npushes ? 1 : 0) + (r->ncommits ? 1 : 0) +
+         (r->want_fetch ? 1 : 0);
 }
 
 const char *lc_rfront_failure(const lc_frontier *f) {
