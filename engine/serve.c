@@ -914,8 +914,8 @@ static int arg_member(void *ud, lc_json_span key, lc_json_span val) {
   return 0;
 }
 
-/* POST /jobs "crawl": 0 when the server has redis and NAME passes the CLI's rule (the one of
- * --frontier ...?crawl=NAME); else -1 with one line in why. */
+/* POST /jobs "crawl": 0 when the server has redis and NAME passes the rule of every crawl name
+ * (lc_rfront_check_crawl_name, the CLI's ?crawl=NAME); else -1 with one line in why. */
 static int check_crawl_name(srv *s, const char *name, char *why, size_t n) {
   if (!name) {
     snprintf(why, n, "'crawl' must be a string (the name of a Redis crawl)");
@@ -927,12 +927,9 @@ static int check_crawl_name(srv *s, const char *name, char *why, size_t n) {
              "\"redis://HOST:PORT/DB\" or --redis)");
     return -1;
   }
-  char url[700], e[600];
-  lc_rfront_addr a;
-  snprintf(url, sizeof url, "%s?crawl=%.*s", s->cfg.redis, 200, name);
-  if (strlen(name) > 100 || strpbrk(name, "&?=#%") || lc_rfront_parse(url, &a, e, sizeof e) != 0 ||
-      strcmp(a.crawl, name)) {
-    snprintf(why, n, "'crawl': bad name (letters, digits, _ . -; up to 100)");
+  char e[300];
+  if (lc_rfront_check_crawl_name(name, e, sizeof e) != 0) {
+    snprintf(why, n, "'crawl': bad name: %s", e);
     return -1;
   }
   return 0;

@@ -167,9 +167,15 @@ describe("luacrawl serve with redis", function()
     assert.equals(400, r.status, r.body)
     assert.truthy(r.json.error:find("no redis configured", 1, true), r.body)
     local svr = serve({ redis = "redis://127.0.0.1:1/0" })
-    r = post(svr, { script = JOB, crawl = "bad name!", args = {} })
-    assert.equals(400, r.status, r.body)
-    assert.truthy(r.json.error:find("bad name", 1, true), r.body)
+    -- The one rule of every crawl name (the CLI's ?crawl=NAME), stated in the answer.
+    for name, why in pairs({ ["bad name!"] = "has ' '", ["a&b"] = "has '&'", ["a%26b"] = "has '%'",
+                              ["x{y}"] = "has '{'", [""] = "is empty",
+                              [("n"):rep(101)] = "is 101 characters long" }) do
+      r = post(svr, { script = JOB, crawl = name, args = {} })
+      assert.equals(400, r.status, r.body)
+      assert.truthy(r.json.error:find("'crawl': bad name: the crawl name", 1, true), r.body)
+      assert.truthy(r.json.error:find(why .. " (letters, digits, _ . -; 1 to 100 characters)", 1, true), r.body)
+    end
     r = post(svr, { script = JOB, crawl = 5, args = {} })
     assert.equals(400, r.status, r.body)
     local bad = H.run({ "serve", "--listen", "127.0.0.1:0", "--data-dir", H.tmpdir(), "--redis", "http://x" }, { timeout = 10 })

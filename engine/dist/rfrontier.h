@@ -46,7 +46,13 @@ typedef struct lc_rfront_opts {
   int no_check;
 } lc_rfront_opts;
 
-/* The parts of a frontier URL. 0, or -1 with one line in err. */
+/* The one rule for a crawl's name, wherever one is given (?crawl=NAME of a frontier URL, the
+ * "crawl" of serve's POST /jobs, a job's DATA/jobs/ID/crawl): letters, digits, _ . -; 1 to 100
+ * characters. 0, or -1 with one line in err that states the rule. */
+int lc_rfront_check_crawl_name(const char *name, char *err, size_t errlen);
+
+/* The parts of a frontier URL (its crawl name checked by lc_rfront_check_crawl_name). 0, or -1
+ * with one line in err. */
 typedef struct lc_rfront_addr {
   char host[256];
   int port, db;
