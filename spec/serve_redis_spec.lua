@@ -8,12 +8,7 @@ local cjson = require("cjson")
 
 local function q(s) return H.quote(s) end
 
-local function sh_read(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  p:close()
-  return out
-end
+local sh_read = H.sh_read
 
 -- The records `luacrawl export` gives for the crawl, each URL at most once; their count.
 local function exported_once(R, crawl)
