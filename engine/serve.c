@@ -552,6 +552,13 @@ static lc_netguard *crawl_guard(srv *s) {
   return s->crawl_guard;
 }
 
+/* How long a job's Redis that was never reached is tried for before the job fails. The CLI
+ * checks Redis before it starts; a server cannot block its loop on that check, so it answers
+ * a job whose Redis is down (refused, or accepting and never answering) with a failed job in
+ * seconds instead of letting it wait rconn's minute. A Redis lost after it was reached is
+ * waited for as long as in the CLI. */
+#define SERVE_REDIS_FIRST_GIVE_UP_MS 3000
+
 /* Make the engine's job (its Lua loaded and checked in protected calls). */
 static int make_job(srv *s, sjob *j, char *err, size_t errlen) {
   lc_job_opts o = {.script = j->script,
@@ -575,6 +582,7 @@ static int make_job(srv *s, sjob *j, char *err, size_t errlen) {
     o.state = NULL;
     o.frontier = j->frontier;
     o.frontier_async = 1; /* the loop never waits on Redis: a Redis never reached fails it */
+    o.frontier_first_give_up_ms = SERVE_REDIS_FIRST_GIVE_UP_MS;
   }
   if (j->crawl && !crawl_isolated(j)) {
     o.partition = CRAWL_PARTITION;

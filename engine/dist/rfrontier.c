@@ -750,8 +750,8 @@ lc_frontier *lc_rfront_open(const lc_rfront_opts *o, char *err, size_t errlen) {
   snprintf(r->engine_tok, sizeof r->engine_tok, "e%08lx%04x",
            (unsigned long)(ts.tv_nsec ^ ts.tv_sec), (unsigned)(getpid() & 0xffff));
   lc_rconn_opts co = {.loop = o->loop, .host = addr.host, .port = addr.port, .db = addr.db,
-                      .library = lc_rlib_source, .down = conn_down, .ud = r};
-  if (o->no_check) co.first_give_up_ms = 3000; /* never connected: fail fast, not in a minute */
+                      .library = lc_rlib_source, .first_give_up_ms = o->first_give_up_ms,
+                      .down = conn_down, .ud = r};
   r->conn = lc_rconn_new(&co);
   if (!r->conn) {
     free(r->buf);

@@ -41,9 +41,12 @@ typedef struct lc_rfront_opts {
   void (*wake)(void *ud); /* something arrived: pop may hand out more, or pending() changed */
   void *ud;
   /* No synchronous check (for a server's loop, which must not block): the connection loads
-   * the library itself, and when it never comes up within 3 s the frontier fails (failure()
-   * names Redis and its address) instead of waiting. */
+   * the library itself, and when it never comes up within first_give_up_ms the frontier fails
+   * (failure() names Redis and its address). */
   int no_check;
+  /* How long a Redis never reached is tried for before failure() says so (rconn.h); 0:
+   * rconn's default, the minute a lost connection is waited for. */
+  int64_t first_give_up_ms;
 } lc_rfront_opts;
 
 /* The one rule for a crawl's name, wherever one is given (?crawl=NAME of a frontier URL, the
