@@ -552,6 +552,13 @@ static lc_netguard *crawl_guard(srv *s) {
   return s->crawl_guard;
 }
 
+/* How long a job's Redis that was never reached is tried for before the job fails. The CLI
+ * checks Redis before it starts; a server cannot block its loop on that check, so it answers
+ * a job whose Redis is down (refused, or accepting and never answering) with a failed job in
+ * seconds instead of letting it wait rconn's minute. A Redis lost after it was reached is
+ * waited for as long as in the CLI. */
+#define SERVE_REDIS_FIRST_GIVE_UP_MS 3000
+
 /* Make the engine's job (its Lua loaded and checked in protected calls). */
 static int make_job(srv *s, sjob *j, char *err, size_t errlen) {
   lc_job_opts o = {.script = j->script,
@@ -575,6 +582,7 @@ static int make_job(srv *s, sjob *j, char *err, size_t errlen) {
     o.state = NULL;
     o.frontier = j->frontier;
     o.frontier_async = 1; /* the loop never waits on Redis: a Redis never reached fails it */
+    o.frontier_first_give_up_ms = SERVE_REDIS_FIRST_GIVE_UP_MS;
   }
   if (j->crawl && !crawl_isolated(j)) {
     o.partition = CRAWL_PARTITION;
@@ -914,8 +922,8 @@ static int arg_member(void *ud, lc_json_span key, lc_json_span val) {
   return 0;
 }
 
-/* POST /jobs "crawl": 0 when the server has redis and NAME passes the CLI's rule (the one of
- * --frontier ...?crawl=NAME); else -1 with one line in why. */
+/* POST /jobs "crawl": 0 when the server has redis and NAME passes the rule of every crawl name
+ * (lc_rfront_check_crawl_name, the CLI's ?crawl=NAME); else -1 with one line in why. */
 static int check_crawl_name(srv *s, const char *name, char *why, size_t n) {
   if (!name) {
     snprintf(why, n, "'crawl' must be a string (the name of a Redis crawl)");
@@ -927,12 +935,9 @@ static int check_crawl_name(srv *s, const char *name, char *why, size_t n) {
              "\"redis://HOST:PORT/DB\" or --redis)");
     return -1;
   }
-  char url[700], e[600];
-  lc_rfront_addr a;
-  snprintf(url, sizeof url, "%s?crawl=%.*s", s->cfg.redis, 200, name);
-  if (strlen(name) > 100 || strpbrk(name, "&?=#%") || lc_rfront_parse(url, &a, e, sizeof e) != 0 ||
-      strcmp(a.crawl, name)) {
-    snprintf(why, n, "'crawl': bad name (letters, digits, _ . -; up to 100)");
+  char e[300];
+  if (lc_rfront_check_crawl_name(name, e, sizeof e) != 0) {
+    snprintf(why, n, "'crawl': bad name: %s", e);
     return -1;
   }
   return 0;
@@ -1689,8 +1694,40 @@ static int mkdir_p(const char *dir) {
   return mkdir(tmp, 0700) != 0 && errno != EEXIST ? -1 : 0;
 }
 
+/* DIR/crawl, the Redis crawl a job runs on: 0 with the name in out ("" when there is no such
+ * file: the job runs on its own state.sqlite), or -1 with one line in err naming the file when
+ * it exists and cannot be read or holds no crawl name (lc_rfront_check_crawl_name). */
+static int read_crawl_file(const char *path, char *out, size_t n, char *err, size_t errlen) {
+  out[0] = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    if (errno == ENOENT) return 0;
+    snprintf(err, errlen, "cannot read %.300s: %s", path, strerror(errno));
+    return -1;
+  }
+  char buf[256];
+  size_t len = fread(buf, 1, sizeof buf - 1, f);
+  int rerr = ferror(f) ? errno : 0; /* a directory opens, and its read fails with EISDIR */
+  fclose(f);
+  if (rerr) {
+    snprintf(err, errlen, "cannot read %.300s: %s", path, strerror(rerr));
+    return -1;
+  }
+  buf[len] = 0;
+  char why[200];
+  if (memchr(buf, 0, len)) snprintf(why, sizeof why, "it holds a NUL byte");
+  else if (lc_rfront_check_crawl_name(buf, why, sizeof why) == 0 && len < n) {
+    memcpy(out, buf, len + 1);
+    return 0;
+  }
+  snprintf(err, errlen, "%.300s holds no crawl name: %s", path, why);
+  return -1;
+}
+
 /* Jobs of an earlier run: finished ones are listed again, unfinished ones queued (their state
- * file resumes them where the run stopped: nothing done is done again). */
+ * file resumes them where the run stopped: nothing done is done again). An unfinished job
+ * whose DIR/crawl cannot be read is listed failed, with the reason, for this run: it is not
+ * run on a state.sqlite instead of its Redis crawl. */
 static void load_jobs(srv *s) {
   char path[1200];
   snprintf(path, sizeof path, "%s/crawl", s->cfg.data_dir);
@@ -1765,9 +1802,15 @@ static void load_jobs(srv *s) {
     if (!a.v) a.v = calloc(1, sizeof *a.v);
     j->args = a.v;
     snprintf(sp, sizeof sp, "%s/crawl", j->dir);
-    char *cn = read_all(sp, sizeof j->rcrawl - 1, &len);
-    if (cn) snprintf(j->rcrawl, sizeof j->rcrawl, "%s", cn);
-    free(cn);
+    char why[600];
+    if (read_crawl_file(sp, j->rcrawl, sizeof j->rcrawl, why, sizeof why) != 0) {
+      lc_error("[%s] %s", j->tag, why);
+      if (j->state == SJ_QUEUED) { /* not saved: a restart after the file is mended runs it */
+        j->state = SJ_FAILED;
+        snprintf(j->error, sizeof j->error, "%.440s; the job's Redis crawl is unknown: not run",
+                 why);
+      }
+    }
     if (j->state == SJ_QUEUED) {
       j->error[0] = 0;
       j->queued_ms = now_ms(s);

@@ -15,12 +15,7 @@ local function sh(cmd)
   return ok and 0 or code
 end
 
-local function sh_read(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  p:close()
-  return out
-end
+local sh_read = H.sh_read
 
 local servers = {}
 

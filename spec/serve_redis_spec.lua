@@ -1,19 +1,15 @@
 -- serve_redis_spec.lua: `luacrawl serve` with redis = "redis://..." runs a POST /jobs that
 -- names a "crawl" on that Redis crawl (issue 14). Two servers on one crawl: every page once in
 -- `luacrawl export`. A Redis that is unreachable: the job fails within seconds with an error
--- naming Redis while the server answers /health. No redis configured, or a bad name: 400. Each
+-- naming Redis while the server answers /health. No redis configured, or a bad name: 400. A
+-- restart that cannot read a job's DATA/jobs/ID/crawl lists it failed, not run locally. Each
 -- test starts its own redis-server on a random loopback port and kills it at the end.
 local H = require("support.helpers")
 local cjson = require("cjson")
 
 local function q(s) return H.quote(s) end
 
-local function sh_read(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  p:close()
-  return out
-end
+local sh_read = H.sh_read
 
 -- The records `luacrawl export` gives for the crawl, each URL at most once; their count.
 local function exported_once(R, crawl)
@@ -167,9 +163,15 @@ describe("luacrawl serve with redis", function()
     assert.equals(400, r.status, r.body)
     assert.truthy(r.json.error:find("no redis configured", 1, true), r.body)
     local svr = serve({ redis = "redis://127.0.0.1:1/0" })
-    r = post(svr, { script = JOB, crawl = "bad name!", args = {} })
-    assert.equals(400, r.status, r.body)
-    assert.truthy(r.json.error:find("bad name", 1, true), r.body)
+    -- The one rule of every crawl name (the CLI's ?crawl=NAME), stated in the answer.
+    for name, why in pairs({ ["bad name!"] = "has ' '", ["a&b"] = "has '&'", ["a%26b"] = "has '%'",
+                              ["x{y}"] = "has '{'", [""] = "is empty",
+                              [("n"):rep(101)] = "is 101 characters long" }) do
+      r = post(svr, { script = JOB, crawl = name, args = {} })
+      assert.equals(400, r.status, r.body)
+      assert.truthy(r.json.error:find("'crawl': bad name: the crawl name", 1, true), r.body)
+      assert.truthy(r.json.error:find(why .. " (letters, digits, _ . -; 1 to 100 characters)", 1, true), r.body)
+    end
     r = post(svr, { script = JOB, crawl = 5, args = {} })
     assert.equals(400, r.status, r.body)
     local bad = H.run({ "serve", "--listen", "127.0.0.1:0", "--data-dir", H.tmpdir(), "--redis", "http://x" }, { timeout = 10 })
@@ -195,5 +197,55 @@ describe("luacrawl serve with redis", function()
     assert.equals("done", j and j.state, cjson.encode(j or {}))
     assert.equals("again", j.crawl)
     assert.equals(31, exported_once(R, "again"), cjson.encode(j) .. (H.read(s2.run.stderr_path) or ""))
+  end)
+
+  -- DATA/jobs/ID/crawl that cannot be read is not taken for a missing one (a local job): the
+  -- job is listed failed with the file and the reason, and not run on a state.sqlite. A
+  -- directory in the file's place (chmod 000 does not stop root), then a file holding no crawl
+  -- name; once the file is mended, a restart rejoins the crawl (the failure was not saved).
+  it("a restart with an unreadable or bad DATA/jobs/ID/crawl lists the job failed; mended, it rejoins", function()
+    local lfs = require("lfs")
+    local R = redis()
+    local dir = H.tmpdir()
+    local s1 = serve({ redis = R, dir = dir })
+    local slow = JOB:gsub("local res = assert", "job:sleep(150); local res = assert")
+    local a = post(s1, { script = slow, crawl = "mend", args = { base = "http://127.0.0.1:" .. site.port, n = "20", name = "x" } })
+    assert.equals(202, a.status, a.body)
+    H.wait_until(function()
+      local j = req(s1, "GET", "/jobs/" .. a.json.id).json
+      return j and j.stats and (j.stats.records or 0) >= 1
+    end, 60, 0.1)
+    s1.run.signal("KILL")
+    H.wait_until(function() return not H.alive(s1.run.pid) end, 10, 0.02)
+    local jdir = dir .. "/data/jobs/" .. a.json.id
+    local cf = jdir .. "/crawl"
+    assert.equals("mend", H.read(cf))
+    assert(os.remove(cf))
+    assert(lfs.mkdir(cf))
+    for _, case in ipairs({ { "cannot read " .. cf .. ": Is a directory", "dir" },
+                            { cf .. " holds no crawl name: the crawl name 'a b' has ' '", "a b" } }) do
+      if case[2] ~= "dir" then
+        assert(os.remove(cf))
+        H.write(cf, case[2])
+      end
+      local s = serve({ redis = R, dir = dir })
+      local j = req(s, "GET", "/jobs/" .. a.json.id).json
+      assert.equals("failed", j and j.state, cjson.encode(j or {}))
+      assert.truthy(j.error:find(case[1], 1, true), j.error)
+      assert.truthy(j.error:find("the job's Redis crawl is unknown: not run", 1, true), j.error)
+      assert.is_nil(j.crawl)
+      assert.truthy((H.read(s.run.stderr_path) or ""):find(case[1], 1, true))
+      assert.is_false(H.exists(jdir .. "/state.sqlite"), "the job ran on a state.sqlite")
+      assert.truthy(H.wait_until(function() return req(s, "GET", "/health").status == 200 end, 30, 0.1))
+      s.run.signal("KILL")
+      H.wait_until(function() return not H.alive(s.run.pid) end, 10, 0.02)
+    end
+    assert(os.remove(cf))
+    H.write(cf, "mend")
+    local s3 = serve({ redis = R, dir = dir })
+    local j = wait_end(s3, a.json.id, 90)
+    assert.equals("done", j and j.state, cjson.encode(j or {}))
+    assert.equals("mend", j.crawl)
+    assert.equals(21, exported_once(R, "mend"), cjson.encode(j) .. (H.read(s3.run.stderr_path) or ""))
   end)
 end)

@@ -109,6 +109,30 @@ static void range_copy(const UriTextRangeA *r, char *out, size_t n) {
   out[len] = 0;
 }
 
+#define CRAWL_NAME_RULE "letters, digits, _ . -; 1 to 100 characters"
+
+int lc_rfront_check_crawl_name(const char *name, char *err, size_t errlen) {
+  size_t n = name ? strlen(name) : 0;
+  if (n == 0) {
+    snprintf(err, errlen, "the crawl name is empty (%s)", CRAWL_NAME_RULE);
+    return -1;
+  }
+  if (n > 100) {
+    snprintf(err, errlen, "the crawl name is %zu characters long (%s)", n, CRAWL_NAME_RULE);
+    return -1;
+  }
+  size_t ok = strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-");
+  if (ok != n) {
+    unsigned char c = (unsigned char)name[ok];
+    char what[16];
+    if (c >= 0x20 && c < 0x7f) snprintf(what, sizeof what, "'%c'", c);
+    else snprintf(what, sizeof what, "byte 0x%02x", c);
+    snprintf(err, errlen, "the crawl name '%.100s' has %s (%s)", name, what, CRAWL_NAME_RULE);
+    return -1;
+  }
+  return 0;
+}
+
 int lc_rfront_parse(const char *url, lc_rfront_addr *out, char *err, size_t errlen) {
   memset(out, 0, sizeof *out);
   out->port = 6379;
@@ -156,10 +180,16 @@ int lc_rfront_parse(const char *url, lc_rfront_addr *out, char *err, size_t errl
     snprintf(err, errlen, "'%s': bad query", url);
     goto done;
   }
-  int bad = 0;
+  int bad = 0, crawl_seen = 0;
   for (UriQueryListA *it = ql; it && !bad; it = it->next) {
-    if (!strcmp(it->key, "crawl") && it->value) {
-      snprintf(out->crawl, sizeof out->crawl, "%s", it->value);
+    if (!strcmp(it->key, "crawl")) {
+      char why[300];
+      if (lc_rfront_check_crawl_name(it->value, why, sizeof why) != 0) {
+        snprintf(err, errlen, "'%s': %s", url, why);
+        bad = 1;
+      }
+      snprintf(out->crawl, sizeof out->crawl, "%s", it->value ? it->value : "");
+      crawl_seen = 1;
     } else if (!strcmp(it->key, "lease_ms") && it->value) {
       char *e;
       long long v = strtoll(it->value, &e, 10);
@@ -175,10 +205,8 @@ int lc_rfront_parse(const char *url, lc_rfront_addr *out, char *err, size_t errl
   }
   uriFreeQueryListA(ql);
   if (bad) goto done;
-  size_t cl = strlen(out->crawl);
-  if (cl == 0 || cl > 100 || strspn(out->crawl, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                 "0123456789_.-") != cl) {
-    snprintf(err, errlen, "'%s' needs ?crawl=NAME (letters, digits, _ . -; up to 100)", url);
+  if (!crawl_seen) {
+    snprintf(err, errlen, "'%s' needs ?crawl=NAME (%s)", url, CRAWL_NAME_RULE);
     goto done;
   }
   snprintf(out->prefix, sizeof out->prefix, "lc:{%s}:", out->crawl);
@@ -925,8 +953,8 @@ lc_frontier *lc_rfront_open(const lc_rfront_opts *o, char *err, size_t errlen) {
   snprintf(r->engine_tok, sizeof r->engine_tok, "e%08lx%04x",
            (unsigned long)(ts.tv_nsec ^ ts.tv_sec), (unsigned)(getpid() & 0xffff));
   lc_rconn_opts co = {.loop = o->loop, .host = addr.host, .port = addr.port, .db = addr.db,
-                      .library = lc_rlib_source, .down = conn_down, .ud = r};
-  if (o->no_check) co.first_give_up_ms = 3000; /* never connected: fail fast, not in a minute */
+                      .library = lc_rlib_source, .first_give_up_ms = o->first_give_up_ms,
+                      .down = conn_down, .ud = r};
   r->conn = lc_rconn_new(&co);
   if (!r->conn) {
     free(r->buf);

@@ -46,12 +46,21 @@ typedef struct lc_rfront_opts {
   void (*wake)(void *ud); /* something arrived: pop may hand out more, or pending() changed */
   void *ud;
   /* No synchronous check (for a server's loop, which must not block): the connection loads
-   * the library itself, and when it never comes up within 3 s the frontier fails (failure()
-   * names Redis and its address) instead of waiting. */
+   * the library itself, and when it never comes up within first_give_up_ms the frontier fails
+   * (failure() names Redis and its address). */
   int no_check;
+  /* How long a Redis never reached is tried for before failure() says so (rconn.h); 0:
+   * rconn's default, the minute a lost connection is waited for. */
+  int64_t first_give_up_ms;
 } lc_rfront_opts;
 
-/* The parts of a frontier URL. 0, or -1 with one line in err. */
+/* The one rule for a crawl's name, wherever one is given (?crawl=NAME of a frontier URL, the
+ * "crawl" of serve's POST /jobs, a job's DATA/jobs/ID/crawl): letters, digits, _ . -; 1 to 100
+ * characters. 0, or -1 with one line in err that states the rule. */
+int lc_rfront_check_crawl_name(const char *name, char *err, size_t errlen);
+
+/* The parts of a frontier URL (its crawl name checked by lc_rfront_check_crawl_name). 0, or -1
+ * with one line in err. */
 typedef struct lc_rfront_addr {
   char host[256];
   int port, db;

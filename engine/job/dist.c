@@ -33,7 +33,8 @@ int lc_job_dist_open(lc_job *j, char *err, size_t errlen) {
                        .per_host = j->cfg.per_host,
                        .wake = dist_wake,
                        .ud = j,
-                       .no_check = j->opts.frontier_async};
+                       .no_check = j->opts.frontier_async,
+                       .first_give_up_ms = j->opts.frontier_first_give_up_ms};
   char why[512];
   j->frontier = lc_rfront_open(&ro, why, sizeof why);
   if (!j->frontier) {

@@ -62,7 +62,9 @@ typedef struct lc_job_opts {
   int state_reuse;         /* --state-reuse: take over a state file of another job */
   const char *frontier;    /* --frontier redis://...: the crawl shared with other engines */
   int frontier_async;      /* no blocking check of its Redis (serve): a Redis never reached
-                            * fails the job after 3 s instead (rfrontier.h no_check) */
+                            * fails the job instead (rfrontier.h no_check) */
+  int64_t frontier_first_give_up_ms; /* how long a Redis never reached is tried for; 0: a
+                                      * minute (rfrontier.h first_give_up_ms) */
   int sandbox;             /* --sandbox: the script's chunk runs in the sandbox (sandbox.c) */
   int allow_private;       /* --allow-private: loopback and private addresses pass the sandbox */
   /* The name the job's contexts are keyed under: jobs of one engine with the same partition

@@ -38,6 +38,7 @@
 --   H.alive(pid) -> bool (false for zombies);  H.chromium_left(profile_root) -> {pid...}
 --   H.wait_until(fn[, timeout_s[, interval_s]]) -> fn's first truthy value, or nil at timeout
 --   H.sleep(s);  H.now() -> seconds (monotonic, 10 ms resolution)
+--   H.sh_read(cmd) -> the whole stdout of the sh command cmd (quote its words with H.quote)
 -- Cleanup
 --   H.cleanup() -> {killed = {pid...}}  stops everything above, kills leftover processes
 --     naming a profile root it handed out, removes temp dirs.
@@ -101,6 +102,7 @@ local function sh_read(cmd)
   p:close()
   return out
 end
+H.sh_read = sh_read
 
 function H.now()
   local f = assert(io.open("/proc/uptime"))
