@@ -346,25 +346,40 @@ static int fcall(rfront *r, const char *name, lc_rconn_reply_fn fn, void *ud, in
   return lc_rconn_cmd(r->conn, fn, ud, argc, argv, lens);
 }
 
-static int reply_error(const char *what, const redisReply *rep) {
+/* An error answer: the server refused a step (a write at maxmemory, a function missing or
+ * failing). What the step carried (links, records, an end) may be lost, so the crawl stops
+ * here with the server's reason (failure(); the job fails with it) instead of going on
+ * without it. 1 if rep is an error. */
+static int reply_error(rfront *r, const char *what, const redisReply *rep) {
   if (rep->type != REDIS_REPLY_ERROR) return 0;
-  lc_error("Redis refused %s: %s", what, rep->str ? rep->str : "?");
+  if (!r->failure[0])
+    snprintf(r->failure, sizeof r->failure, "Redis refused %s (%.200s): the crawl cannot go on",
+             what, rep->str ? rep->str : "?");
+  wake(r);
   return 1;
 }
 
+/* An answer of a shape luacrawl's functions never send (the library loaded by an engine of
+ * another version?): as fatal as an error. */
+static void bad_answer(rfront *r, const char *what) {
+  if (!r->failure[0])
+    snprintf(r->failure, sizeof r->failure,
+             "Redis answered %s with something else than this luacrawl's functions send (does "
+             "an engine of another version share the crawl?): the crawl cannot go on",
+             what);
+  wake(r);
+}
 
 /* The answer to a retry or a fail: nothing to do but count it. */
 static void end_cb(void *ud, redisReply *rep, int status) {
   rfront *r = ud;
   if (status != LC_RCONN_OK) return;
   r->ending--;
-  reply_error("a frontier step", rep);
-  wake(r);
+  if (!reply_error(r, "the end of a request", rep)) wake(r);
 }
 
-static void fire_and_forget_cb(void *ud, redisReply *rep, int status) {
-  (void)ud;
-  if (status == LC_RCONN_OK) reply_error("a frontier step", rep);
+static void pause_cb(void *ud, redisReply *rep, int status) {
+  if (status == LC_RCONN_OK) reply_error(ud, "a pause of a host", rep);
 }
 
 static long long int_of(const redisReply *e) {
@@ -397,9 +412,9 @@ static void push_cb(void *ud, redisReply *rep, int status) {
   free(p);
   if (status != LC_RCONN_OK) return;
   r->ending -= n;
-  if (reply_error("a push", rep)) return;
+  if (reply_error(r, "a push", rep)) return;
   if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
-    lc_error("Redis answered %zu pushes with something else than luacrawl's functions send", n);
+    bad_answer(r, "a push");
     return;
   }
   for (size_t i = 0; i < n; i++) {
@@ -544,9 +559,9 @@ static void pop_cb(void *ud, redisReply *rep, int status) {
   rfront *r = ud;
   if (status != LC_RCONN_OK) return;
   r->fetching = 0;
-  if (reply_error("a pop", rep)) return;
+  if (reply_error(r, "a pop", rep)) return;
   if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 || (rep->elements - 3) % 8 != 0) {
-    lc_error("Redis answered a pop with something else than luacrawl's functions send");
+    bad_answer(r, "a pop");
     return;
   }
   for (size_t i = 3; i + 8 <= rep->elements; i += 8) {
@@ -733,7 +748,7 @@ static const lc_frontier_ops rfront_ops = {
 
 static void renew_cb(void *ud, redisReply *rep, int status) {
   rfront *r = ud;
-  if (status != LC_RCONN_OK || reply_error("a lease renewal", rep)) return;
+  if (status != LC_RCONN_OK || reply_error(r, "a lease renewal", rep)) return;
   if (rep->type != REDIS_REPLY_ARRAY) return;
   for (size_t i = 0; i < rep->elements; i++) {
     uint64_t id = (uint64_t)int_of(rep->element[i]);
@@ -790,20 +805,21 @@ static void renew_timer_cb(uv_timer_t *t) {
 static void commit_cb(void *ud, redisReply *rep, int status) {
   ack_op *op = ud;
   rfront *r = op->r;
-  int whole = -1; /* one result for all (cancelled, an error, an answer of another shape) */
-  if (status == LC_RCONN_OK) {
+  int whole = 2; /* 2: each its own; else one result for all (cancelled, an error, ...) */
+  if (status != LC_RCONN_OK) {
+    whole = -1;
+  } else {
     r->ending -= op->n;
-    if (reply_error("a commit", rep)) {
-      whole = 0;
+    if (reply_error(r, "a commit", rep)) {
+      whole = -1; /* not committed, not refused: the crawl fails with the server's reason */
     } else if (rep->type != REDIS_REPLY_ARRAY || rep->elements != op->n) {
-      lc_error("Redis answered %zu commits with something else than luacrawl's functions send",
-               op->n);
-      whole = 0;
+      bad_answer(r, "a commit");
+      whole = -1;
     }
   }
   for (size_t i = 0; i < op->n; i++) {
     int result = whole;
-    if (status == LC_RCONN_OK && whole < 0) result = int_of(rep->element[i]) > 0 ? 1 : 0;
+    if (whole == 2) result = int_of(rep->element[i]) > 0 ? 1 : 0;
     if (result == 0) r->n.refused++;
     op->commits[i].done(op->commits[i].ud, result);
   }
@@ -852,6 +868,7 @@ nomem:
 }
 
 typedef struct slot_op {
+  rfront *r;
   lc_rfront_slot_fn done;
   void *ud;
 } slot_op;
@@ -859,7 +876,7 @@ typedef struct slot_op {
 static void slot_cb(void *ud, redisReply *rep, int status) {
   slot_op *s = ud;
   int64_t wait = -1;
-  if (status == LC_RCONN_OK && !reply_error("a host slot", rep))
+  if (status == LC_RCONN_OK && !reply_error(s->r, "a host slot", rep))
     wait = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
   s->done(s->ud, wait);
   free(s);
@@ -870,6 +887,7 @@ int lc_rfront_slot(lc_frontier *f, const char *host, int64_t delay_ms, lc_rfront
   rfront *r = (rfront *)f;
   slot_op *s = malloc(sizeof *s);
   if (!s) return -1;
+  s->r = r;
   s->done = done;
   s->ud = ud;
   char d[24];
@@ -889,7 +907,7 @@ void lc_rfront_pause(lc_frontier *f, const char *host, int64_t ms) {
   snprintf(d, sizeof d, "%" PRId64, ms > 0 ? ms : 0);
   const char *argv[6] = {0, 0, 0, 0, host, d};
   size_t lens[6] = {0, 0, 0, 0, (size_t)-1, (size_t)-1};
-  if (fcall(r, "lc_pause", fire_and_forget_cb, r, 6, argv, lens) != 0)
+  if (fcall(r, "lc_pause", pause_cb, r, 6, argv, lens) != 0)
     lc_warn("out of memory sharing a pause of %s", host);
 }
 

@@ -75,13 +75,16 @@ int lc_rfront_parse(const char *url, lc_rfront_addr *out, char *err, size_t errl
  * NULL with one line in err. Released by lc_frontier_destroy (pending callbacks run, cancelled). */
 lc_frontier *lc_rfront_open(const lc_rfront_opts *o, char *err, size_t errlen);
 
-/* Why the crawl cannot go on (Redis unreachable for a minute), or NULL. */
+/* Why the crawl cannot go on, or NULL: Redis unreachable for a minute (3 s when it was never
+ * reached and first_give_up_ms says so), or a step the server refused (an error answer, e.g.
+ * a write at maxmemory) or answered in a shape this build's functions never send. */
 const char *lc_rfront_failure(const lc_frontier *f);
 
 /* Acknowledge a handed-out request and append its records (n JSON lines) in one atomic step
  * on the server; request_id 0 appends records of no request. `done` is called once: 1
  * committed, 0 refused (the lease had passed to another engine: nothing was written), -1
- * cancelled (the frontier was destroyed before the answer). Returns 0, or
+ * not committed: cancelled (the frontier was destroyed before the answer) or the server
+ * refused the step (failure() then says why). Returns 0, or
  * LC_FRONTIER_ENOENT when the id is not handed out (done is not called then). */
 typedef void (*lc_rfront_commit_fn)(void *ud, int result);
 int lc_rfront_commit(lc_frontier *f, uint64_t request_id, const char *const *lines,

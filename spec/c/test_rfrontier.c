@@ -66,6 +66,19 @@ static int redis_up(void) {
   return ok;
 }
 
+/* CONFIG SET name value on the test's server; 0 or -1. */
+static int redis_config(const char *name, const char *value) {
+  redisContext *c = redisConnect("127.0.0.1", port);
+  int ok = 0;
+  if (c && !c->err) {
+    redisReply *r = redisCommand(c, "CONFIG SET %s %s", name, value);
+    ok = r && r->type == REDIS_REPLY_STATUS;
+    if (r) freeReplyObject(r);
+  }
+  if (c) redisFree(c);
+  return ok ? 0 : -1;
+}
+
 /* Start redis-server on `port` with the append-only file in `dir`; exits the test on failure. */
 static void redis_start(void) {
   char portstr[16], log[300];
@@ -343,6 +356,41 @@ TEST(commits_in_one_turn_are_answered_each) {
   end_frontier(a);
 }
 
+/* A step the server refuses (here every write, at maxmemory) stops the crawl with the
+ * server's reason: the links or records it carried would be lost if the crawl went on. The
+ * commit sent with it is neither committed nor refused (-1), and nothing was written. */
+TEST(a_step_the_server_refuses_stops_the_crawl) {
+  char url[300], err[512];
+  url_of(url, sizeof url, "refused", 0);
+  lc_frontier *f = open_url(url, 0, 2);
+  CHECK_INT(lc_frontier_push(f, "http://a.test/1", 0, NULL, 0), 1);
+  lc_request r;
+  CHECK_INT(pop_settled(f, &r), 1);
+  CHECK(lc_rfront_failure(f) == NULL);
+  CHECK_INT(redis_config("maxmemory", "1"), 0);
+  CHECK_INT(lc_frontier_push(f, "http://a.test/2", 1, NULL, 0), 1);
+  commit_wait w = {0, 0};
+  const char *line[] = {"{}"};
+  size_t len[] = {2};
+  CHECK_INT(lc_rfront_commit(f, r.id, line, len, 1, commit_cb, &w), 0);
+  settle(f);
+  CHECK_INT(redis_config("maxmemory", "0"), 0);
+  CHECK_INT(w.called, 1);
+  CHECK_INT(w.result, -1);
+  const char *why = lc_rfront_failure(f);
+  CHECK(why != NULL);
+  if (why) {
+    CHECK(strstr(why, "Redis refused a push") != NULL);
+    CHECK(strstr(why, "OOM") != NULL);
+  }
+  lc_rfront_status st;
+  CHECK_INT(lc_rfront_get_status(url, &st, err, sizeof err), 0);
+  CHECK_INT(st.records, 0);
+  CHECK_INT(st.accepted, 1);
+  lc_request_clear(&r);
+  end_frontier(f);
+}
+
 /* Redis SIGKILLed with pushes and commits outstanding, away while the frontier retries (its
  * connects refused), then back on the same port and append-only file: the frontier
  * reconnects, resends, and every page is committed exactly once. */
@@ -464,6 +512,7 @@ int main(void) {
   RUN(max_pages_counts_the_whole_crawl);
   RUN(ending_twice_or_unknown_fails_loudly);
   RUN(commits_in_one_turn_are_answered_each);
+  RUN(a_step_the_server_refuses_stops_the_crawl);
   RUN(redis_killed_and_restarted_with_commands_outstanding);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
