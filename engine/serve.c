@@ -51,6 +51,8 @@
 #define CHUNK (64 * 1024)
 #define MAX_RECORD_LINE (64u * 1024 * 1024)
 #define MAX_CRAWL_RESPONSE (256u * 1024 * 1024)
+#define MAX_BODY_TOP (256 * 1024 * 1024) /* the largest max_body_bytes: bounds DIR/args too */
+#define MAX_STATE_FILE 65536              /* DIR/state: save_state writes under 1 KiB */
 #define MEM_RING 120 /* browser memory, one sample per 5 s: the last 10 minutes */
 #define MEM_EVERY_MS 5000
 #define HEALTH_EVERY_MS 2000
@@ -113,7 +115,7 @@ static const cfg_field cfg_fields[] = {
     {"max_queue", 'i', 0, 100000},
     {"queue_timeout_ms", 'i', 100, 3600000},
     {"grace_ms", 'i', 0, 15000},
-    {"max_body_bytes", 'i', 1024, 256 * 1024 * 1024},
+    {"max_body_bytes", 'i', 1024, MAX_BODY_TOP},
     {"max_crawl_urls", 'i', 1, 10000},
     {"crawl_timeout_ms", 'i', 100, 300000},
     {"max_browser_pss_mb", 'i', 0, 1 << 20},
@@ -437,25 +439,50 @@ static int write_file_atomic(const char *path, const char *data, size_t len) {
   return 0;
 }
 
-static char *read_all(const char *path, size_t cap, size_t *len) {
+/* PATH's contents in *out (NUL-terminated; free it) and their length in *len: 0, or -errno:
+ * -ENOENT when there is no such file, -EFBIG when it holds more than cap bytes, -EISDIR for
+ * a directory in its place (it opens, and its read fails). */
+static int read_all(const char *path, size_t cap, char **out, size_t *len) {
+  *out = NULL;
+  *len = 0;
   FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
+  if (!f) return -errno;
   lc_buf b;
   lc_buf_init(&b);
   char tmp[8192];
   size_t n;
   while ((n = fread(tmp, 1, sizeof tmp, f)) > 0 && b.n <= cap) lc_buf_add(&b, tmp, n);
+  int rc = ferror(f) ? -(errno ? errno : EIO) : 0;
   fclose(f);
-  if (b.oom || b.n > cap) {
+  if (!rc && b.n > cap) rc = -EFBIG;
+  if (!rc && (b.oom || !lc_buf_str(&b))) rc = -ENOMEM;
+  if (rc) {
     lc_buf_free(&b);
-    return NULL;
+    return rc;
   }
   *len = b.n;
-  if (!lc_buf_str(&b)) {
-    lc_buf_free(&b);
-    return NULL;
+  *out = b.p;
+  return 0;
+}
+
+/* One line for read_all's failure on PATH: "cannot read PATH: reason". */
+static void read_all_error(const char *path, size_t cap, int rc, char *err, size_t errlen) {
+  if (rc == -EFBIG) snprintf(err, errlen, "cannot read %.300s: it holds over %zu bytes", path, cap);
+  else snprintf(err, errlen, "cannot read %.300s: %s", path, strerror(-rc));
+}
+
+/* 0 when PATH can be opened and read (its first byte), or -1 with "cannot read PATH: reason"
+ * in err: a file a job needs later, checked without holding it in memory. */
+static int probe_file(const char *path, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  int e = f ? 0 : errno;
+  if (f) {
+    if (fgetc(f) == EOF && ferror(f)) e = errno ? errno : EIO; /* a directory: EISDIR */
+    fclose(f);
   }
-  return b.p;
+  if (!e) return 0;
+  snprintf(err, errlen, "cannot read %.300s: %s", path, strerror(e));
+  return -1;
 }
 
 /* DIR/state: what GET /jobs/ID reports after a restart, and what a restart resumes. */
@@ -1067,9 +1094,13 @@ static void crawl_answer(srv *s, conn *c, sjob *j) {
     return;
   }
   size_t len = 0;
-  char *text = read_all(j->output, MAX_CRAWL_RESPONSE, &len);
-  if (!text && j->state == SJ_DONE) {
-    respond_error(c, 500, "the results are too large or cannot be read");
+  char *text = NULL;
+  int rc = read_all(j->output, MAX_CRAWL_RESPONSE, &text, &len);
+  if (rc != 0 && j->state == SJ_DONE) {
+    char why[512];
+    read_all_error(j->output, MAX_CRAWL_RESPONSE, rc, why, sizeof why);
+    lc_error("[%s] %s", j->tag, why);
+    respond_error(c, 500, rc == -EFBIG ? "the results are too large" : "the results cannot be read");
     return;
   }
   size_t n = 0, cap = 16;
@@ -1725,9 +1756,19 @@ static int read_crawl_file(const char *path, char *out, size_t n, char *err, siz
 }
 
 /* Jobs of an earlier run: finished ones are listed again, unfinished ones queued (their state
- * file resumes them where the run stopped: nothing done is done again). An unfinished job
- * whose DIR/crawl cannot be read is listed failed, with the reason, for this run: it is not
- * run on a state.sqlite instead of its Redis crawl. */
+ * file resumes them where the run stopped: nothing done is done again). A file of the job that
+ * is there and cannot be read (a directory in its place, over its size, EACCES, EIO), or one
+ * it needs that is absent, is logged with the path and the reason, and lists the job failed
+ * for this run with that reason instead of running it on a guess (as queued again, without
+ * its args, or on a state.sqlite instead of its Redis crawl). That failure is not saved: a
+ * restart after the file is mended runs the job. What "absent" means, file by file:
+ *   state:      written last when the job is made, so absent only when the server stopped
+ *               before (the client had no answer) or that write failed (logged then): queued.
+ *   args:       written before state by every version, "" for no args: absent is an error.
+ *   script.lua: written first: absent is an error.
+ *   crawl:      absent: the job runs on its own state.sqlite (no Redis crawl named).
+ * A state that cannot be read lists the job failed whatever it was; the others matter only to
+ * an unfinished job. */
 static void load_jobs(srv *s) {
   char path[1200];
   snprintf(path, sizeof path, "%s/crawl", s->cfg.data_dir);
@@ -1767,16 +1808,22 @@ static void load_jobs(srv *s) {
     j->id = ids[i];
     if (j->id > s->next_id) s->next_id = j->id;
     sjob_paths(s, j);
-    char sp[1300];
+    char sp[1300], why[600] = "";
     snprintf(sp, sizeof sp, "%s/state", j->dir);
     size_t len = 0;
-    char *text = read_all(sp, 65536, &len);
+    char *text = NULL;
+    int rc = read_all(sp, MAX_STATE_FILE, &text, &len);
     char st[32] = "queued";
-    if (text) {
+    j->state = SJ_QUEUED;
+    if (rc != 0 && rc != -ENOENT) {
+      read_all_error(sp, MAX_STATE_FILE, rc, why, sizeof why);
+      j->state = SJ_FAILED;
+    } else if (text) {
+      int named = 0;
       for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
         unsigned long long v;
-        if (sscanf(line, "state %31s", st) == 1) continue;
-        if (sscanf(line, "created %llu", &v) == 1) j->created_wall_ms = (int64_t)v;
+        if (sscanf(line, "state %31s", st) == 1) named = 1;
+        else if (sscanf(line, "created %llu", &v) == 1) j->created_wall_ms = (int64_t)v;
         else if (sscanf(line, "pages_ok %llu", &v) == 1) j->n.pages_ok = v;
         else if (sscanf(line, "pages_failed %llu", &v) == 1) j->n.pages_failed = v;
         else if (sscanf(line, "retries %llu", &v) == 1) j->n.retries = v;
@@ -1784,14 +1831,31 @@ static void load_jobs(srv *s) {
         else if (!strncmp(line, "error ", 6)) snprintf(j->error, sizeof j->error, "%s", line + 6);
       }
       free(text);
+      j->state = -1;
+      for (int x = 0; named && x < SJ_NSTATES; x++)
+        if (!strcmp(st, state_names[x])) j->state = x;
+      if (j->state < 0) {
+        snprintf(why, sizeof why, "%.300s holds no job state ('%s')", sp, named ? st : "");
+        j->state = SJ_FAILED;
+      }
     }
-    j->state = SJ_QUEUED;
-    for (int x = 0; x < SJ_NSTATES; x++)
-      if (!strcmp(st, state_names[x])) j->state = x;
+    if (why[0]) {
+      lc_error("[%s] %s", j->tag, why);
+      snprintf(j->error, sizeof j->error, "%.440s; the job's state is unknown: not run", why);
+    }
     if (j->state == SJ_RUNNING) j->state = SJ_QUEUED;
     /* args: NUL-separated name=value */
     snprintf(sp, sizeof sp, "%s/args", j->dir);
-    char *av = read_all(sp, 16 << 20, &len);
+    char *av = NULL;
+    rc = read_all(sp, MAX_BODY_TOP, &av, &len);
+    if (rc != 0) {
+      read_all_error(sp, MAX_BODY_TOP, rc, why, sizeof why);
+      lc_error("[%s] %s", j->tag, why);
+      if (j->state == SJ_QUEUED) { /* not saved: a restart after the file is mended runs it */
+        j->state = SJ_FAILED;
+        snprintf(j->error, sizeof j->error, "%.440s; the job's args are unknown: not run", why);
+      }
+    }
     args_acc a = {0};
     for (size_t off = 0; av && off < len;) {
       size_t l = strlen(av + off);
@@ -1801,8 +1865,13 @@ static void load_jobs(srv *s) {
     free(av);
     if (!a.v) a.v = calloc(1, sizeof *a.v);
     j->args = a.v;
+    /* script.lua: loaded when the job starts; a failure then would be saved */
+    if (j->state == SJ_QUEUED && probe_file(j->script, why, sizeof why) != 0) {
+      lc_error("[%s] %s", j->tag, why);
+      j->state = SJ_FAILED;
+      snprintf(j->error, sizeof j->error, "%.440s; the job's script is unknown: not run", why);
+    }
     snprintf(sp, sizeof sp, "%s/crawl", j->dir);
-    char why[600];
     if (read_crawl_file(sp, j->rcrawl, sizeof j->rcrawl, why, sizeof why) != 0) {
       lc_error("[%s] %s", j->tag, why);
       if (j->state == SJ_QUEUED) { /* not saved: a restart after the file is mended runs it */

@@ -407,6 +407,61 @@ end }]], svc.base .. "/", out))
     assert.equals(0, svc2.run.wait(30))
   end)
 
+  -- A restart that cannot read a file of an unfinished job (a directory in its place: chmod
+  -- 000 does not stop root; one over its size; args missing; a state it does not know) lists
+  -- the job failed with the file and the reason instead of queueing it on a guess (again, or
+  -- without its args); the failure is not saved, so once the files are mended it resumes.
+  it("a restart that cannot read a job's state, args or script lists it failed; mended, it resumes", function()
+    local lfs = require("lfs")
+    local dir = H.tmpdir()
+    local svc = serve({ dir = dir })
+    local base = site.url(""):gsub("/$", "")
+    local id = post_job(svc, PAGES_JOB, { n = "30", ms = "150", c = "1", base = base }).json.id
+    assert.truthy(H.wait_until(function()
+      local _, j = job_state(svc, id)
+      return j and j.stats.records >= 2
+    end, 60, 0.1))
+    svc.run.signal("KILL")
+    svc.run.wait(10)
+    assert.truthy(H.wait_until(function() return #H.chromium_left(svc.run.profile_root) == 0 end, 10, 0.1))
+    local jdir = dir .. "/data/jobs/" .. id
+    local keep = { state = H.read(jdir .. "/state"), args = H.read(jdir .. "/args"),
+                   ["script.lua"] = H.read(jdir .. "/script.lua") }
+    local function put(name, how) -- a directory, a text, or nil: absent
+      local p = jdir .. "/" .. name
+      if lfs.attributes(p, "mode") == "directory" then assert(lfs.rmdir(p)) else os.remove(p) end
+      if how == "dir" then assert(lfs.mkdir(p)) elseif how then H.write(p, how) end
+    end
+    for _, case in ipairs({
+      { "state", "dir", "cannot read " .. jdir .. "/state: Is a directory; the job's state is unknown: not run" },
+      { "state", ("x"):rep(70000), "cannot read " .. jdir .. "/state: it holds over 65536 bytes; the job's state is unknown" },
+      { "state", "state bogus\n", jdir .. "/state holds no job state ('bogus'); the job's state is unknown" },
+      { "args", "dir", "cannot read " .. jdir .. "/args: Is a directory; the job's args are unknown: not run" },
+      { "args", nil, "cannot read " .. jdir .. "/args: No such file or directory; the job's args are unknown" },
+      { "script.lua", "dir", "cannot read " .. jdir .. "/script.lua: Is a directory; the job's script is unknown" },
+    }) do
+      put(case[1], case[2])
+      local before = #site.log()
+      local s = serve({ dir = dir })
+      local st, j = job_state(s, id)
+      assert.equals("failed", st, cjson.encode(j or {}))
+      assert.truthy(j.error:find(case[3], 1, true), j.error)
+      assert.truthy((H.read(s.run.stderr_path) or ""):find(case[3]:match("^(.-);"), 1, true))
+      assert.truthy(H.wait_until(function() return req(s, "GET", "/health").status == 200 end, 30, 0.1))
+      assert.equals(before, #site.log(), "the job ran")
+      s.run.signal("TERM") -- a clean stop does not save the failure either
+      assert.equals(0, s.run.wait(30), H.read(s.run.stderr_path))
+      put(case[1], keep[case[1]])
+    end
+    local svc2 = serve({ dir = dir })
+    local j = wait_state(svc2, id, { "done" }, 120)
+    assert.truthy(j, "the mended job did not resume")
+    local recs = H.decode_lines(req(svc2, "GET", "/jobs/" .. id .. "/records").body)
+    assert.equals(30, #recs)
+    svc2.run.signal("TERM")
+    assert.equals(0, svc2.run.wait(30))
+  end)
+
   it("refuses private addresses without --allow-private; token rules; bad config", function()
     local svc = serve({ allow_private = false })
     local r = req(svc, "POST", "/crawl", cjson.encode({ urls = { site.url("/") } }))
