@@ -666,6 +666,13 @@ static void pump(srv *s) {
       finish(s, j, st, j->interrupted ? "the server stopped" : fail);
       lc_info("[%s] %s", j->tag, state_names[st]);
       crawl_maybe_free(s, j);
+    } else if (j->state == SJ_QUEUED && j->job && lc_job_failure(j->job)) {
+      /* Made, not started, and failed already: a Redis crawl whose Redis was never reached
+       * (the connection is made with the job). It fails now with that reason, not when a
+       * slot frees (or as a queue timeout). */
+      finish(s, j, SJ_FAILED, lc_job_failure(j->job));
+      lc_info("[%s] failed in the queue: %s", j->tag, j->error);
+      crawl_maybe_free(s, j);
     }
   }
   int running = count_state(s, SJ_RUNNING);

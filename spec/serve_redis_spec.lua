@@ -2,7 +2,8 @@
 -- names a "crawl" on that Redis crawl (issue 14). Two servers on one crawl: every page once in
 -- `luacrawl export`. A Redis that is unreachable: the job fails within seconds with an error
 -- naming Redis while the server answers /health. No redis configured, or a bad name: 400. A
--- restart that cannot read a job's DATA/jobs/ID/crawl lists it failed, not run locally. Each
+-- restart that cannot read a job's DATA/jobs/ID/crawl lists it failed, not run locally. A queued
+-- crawl job whose Redis is unreachable fails in the queue while the running job goes on. Each
 -- test starts its own redis-server on a random loopback port and kills it at the end.
 local H = require("support.helpers")
 local cjson = require("cjson")
@@ -51,6 +52,10 @@ local function serve(opts)
   if opts.redis then
     args[#args + 1] = "--redis"
     args[#args + 1] = opts.redis
+  end
+  if opts.config then
+    args[#args + 1] = "--config"
+    args[#args + 1] = H.write(dir .. "/serve.lua", opts.config)
   end
   local run = H.spawn(args, { timeout = 120 })
   local port = H.wait_until(function()
@@ -156,6 +161,36 @@ describe("luacrawl serve with redis", function()
       assert.equals(200, req(svc, "GET", "/health").status)
     end)
   end
+
+  -- A crawl job that waits in the queue (the running limit is full) when its Redis is found
+  -- unreachable: its connection is made when the job is, so it fails in the queue, naming
+  -- Redis, without taking the running job's slot; the running job goes on to the end.
+  it("Redis unreachable while the crawl job is queued: it fails naming Redis; the running job goes on", function()
+    local R = redis() -- started and killed: its port refuses
+    os.execute("kill -KILL " .. redis_pids[#redis_pids])
+    H.wait_until(function() return not H.alive(redis_pids[#redis_pids]) end, 10, 0.02)
+    local svc = serve({ redis = R, config = "return { max_running = 1 }" })
+    assert.truthy(H.wait_until(function() return req(svc, "GET", "/health").status == 200 end, 30, 0.1))
+    local slow = JOB:gsub("local res = assert", "job:sleep(300); local res = assert")
+    local l = post(svc, { script = slow, args = { base = "http://127.0.0.1:" .. site.port, n = "40", name = "local" } })
+    assert.equals(202, l.status, l.body)
+    local c = post(svc, { script = JOB, crawl = "queued", args = { base = "http://127.0.0.1:" .. site.port, n = "3" } })
+    assert.equals(202, c.status, c.body)
+    assert.equals("queued", c.json.state, c.body)
+    local t0 = H.now()
+    local j = wait_end(svc, c.json.id, 15)
+    assert.equals("failed", j and j.state, cjson.encode(j or {}))
+    assert.truthy(j.error:find("Redis at 127.0.0.1", 1, true), j.error)
+    assert.is_true(H.now() - t0 < 10, "took " .. (H.now() - t0) .. " s")
+    local lj = req(svc, "GET", "/jobs/" .. l.json.id).json
+    assert.equals("running", lj.state, cjson.encode(lj))
+    assert.equals(200, req(svc, "GET", "/health").status)
+    lj = wait_end(svc, l.json.id, 90)
+    assert.equals("done", lj and lj.state, cjson.encode(lj or {}))
+    assert.equals(41, lj.stats.records)
+    svc.run.signal("TERM")
+    assert.equals(0, svc.run.wait(30), H.read(svc.run.stderr_path))
+  end)
 
   it("400 without redis configured, or with a bad crawl name; a bad --redis URL: exit 2", function()
     local svc = serve({})
