@@ -135,6 +135,45 @@ return { start = { args.base .. "/_/slow?ms=20000" }, max_depth = 0, timeout_ms 
     run.wait(30)
   end)
 
+  -- A resume with another -o than the run before: the state file keeps the position in the
+  -- first file; the new one gets every committed record (not the first file's size of its own
+  -- bytes followed by the rest), then the crawl goes on; the first file is left as it was.
+  it("a resume with another -o writes every record to the new file once; the old one is left as it is", function()
+    local srv = H.server()
+    local dir = H.tmpdir()
+    local db, a, b = dir .. "/crawl.db", dir .. "/a.jsonl", dir .. "/b.jsonl"
+    local script = H.script([[
+return { start = { args.base .. "/_/links?n=15" }, max_depth = 1, concurrency = 1,
+  handle = function(page, req, job)
+    job:sleep(150)
+    assert(page:navigate(req.url))
+    job:emit { url = req.url }
+    for _, l in ipairs(page:links()) do job:enqueue(l) end
+  end }
+]])
+    local run = H.spawn({ "run", script, "base=" .. srv.url(""), "--state", db, "-o", a, "-q" }, { timeout = 60 })
+    assert.truthy(H.wait_until(function() return H.exists(db) and status(db).records >= 3 end, 30, 0.1))
+    run.signal("KILL")
+    run.wait(10)
+    local in_a = H.read(a)
+    assert.truthy(#in_a > 0)
+    H.write(b, ("not a record of this crawl\n"):rep(200)) -- longer than a.jsonl
+    local r = H.run({ "run", script, "base=" .. srv.url(""), "--state", db, "-o", b }, { timeout = 90 })
+    assert.equals(0, r.code, r.stderr)
+    local recs, bad = H.decode_lines(H.read(b))
+    assert.same({}, bad)
+    local seen = {}
+    for _, rec in ipairs(recs) do
+      assert.is_nil(seen[rec.url], "twice: " .. rec.url)
+      seen[rec.url] = true
+    end
+    assert.equals(16, #recs)
+    assert.equals(in_a, H.read(a), "the first output was touched")
+    local real = function(p) return (H.sh_read("realpath " .. H.quote(p)):gsub("%s+$", "")) end
+    assert.truthy(r.stderr:find("wrote its records to " .. real(a) .. "; writing all ", 1, true), r.stderr)
+    assert.truthy(r.stderr:find(" committed records to " .. real(b) .. " (the other is left as it is)", 1, true), r.stderr)
+  end)
+
   it("a full disk stops the crawl (exit 1); what was committed survives and the next run resumes", function()
     local dir = H.tmpdir()
     local full = dir .. "/full"

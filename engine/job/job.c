@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <lauxlib.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -925,6 +926,29 @@ static void job_hash(const lc_job_opts *o, char out[17]) {
   snprintf(out, 17, "%016llx", (unsigned long long)h);
 }
 
+/* The output as a state file names it: "-" for stdout, else an absolute path with its folder
+ * resolved (the file itself may not exist yet), so "-o out.jsonl" run from another folder is
+ * another output. */
+static void output_identity(const char *output, char *buf, size_t n) {
+  if (!output || !strcmp(output, "-")) {
+    snprintf(buf, n, "-");
+    return;
+  }
+  char real[PATH_MAX];
+  if (realpath(output, real)) {
+    snprintf(buf, n, "%s", real);
+    return;
+  }
+  char dir[PATH_MAX];
+  const char *slash = strrchr(output, '/');
+  const char *base = slash ? slash + 1 : output;
+  if (!slash) snprintf(dir, sizeof dir, ".");
+  else if (slash == output) snprintf(dir, sizeof dir, "/");
+  else snprintf(dir, sizeof dir, "%.*s", (int)(slash - output), output);
+  if (realpath(dir, real)) snprintf(buf, n, "%s%s%s", real, strcmp(real, "/") ? "/" : "", base);
+  else snprintf(buf, n, "%s", output); /* its folder is missing: opening it will say so */
+}
+
 /* --state: open the state file and take its frontier, counters and output position. */
 static int open_state(lc_job *j, char *err, size_t errlen) {
   char hash[17];
@@ -949,6 +973,30 @@ static int open_state(lc_job *j, char *err, size_t errlen) {
   uint64_t seq = 0;
   int64_t offset = 0;
   lc_store_get_output(j->store, &seq, &offset);
+  /* The position is in the output the records went to. Another -o (or stdout after a file)
+   * gets every committed record, as a new output, and the old one is left as it is: written
+   * at the old file's size, the new one would keep its own head and miss what came before. */
+  char now_out[PATH_MAX + 8], was_out[PATH_MAX + 8];
+  output_identity(j->opts.output, now_out, sizeof now_out);
+  int known = lc_store_get_output_path(j->store, was_out, sizeof was_out);
+  if (known < 0 || lc_store_set_output_path(j->store, now_out) < 0) {
+    snprintf(err, errlen, "--state %s: %s", j->opts.state, lc_store_error(j->store));
+    return -1;
+  }
+  if (known == 1 && seq > 0 && strcmp(was_out, now_out) != 0) {
+    lc_warn("the crawl in %s wrote its records to %s; writing all %llu committed records to %s "
+            "(the other is left as it is)",
+            j->opts.state, strcmp(was_out, "-") ? was_out : "stdout", (unsigned long long)seq,
+            strcmp(now_out, "-") ? now_out : "stdout");
+    seq = 0;
+    offset = 0;
+    /* with the new path, in one step: a kill before the first record reached it leaves no
+     * position in the old file's bytes for the new one */
+    if (lc_store_set_output(j->store, 0, 0) < 0) {
+      snprintf(err, errlen, "--state %s: %s", j->opts.state, lc_store_error(j->store));
+      return -1;
+    }
+  }
   int to_file = j->opts.output && strcmp(j->opts.output, "-") != 0;
   struct stat ost;
   int regular = to_file && (stat(j->opts.output, &ost) != 0 || S_ISREG(ost.st_mode));

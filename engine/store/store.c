@@ -2,7 +2,7 @@
  *
  * Layout on disk (schema version 1):
  *   meta(key, value)       schema_version, job_hash, started, last_activity, next_ord,
- *                          output_seq, output_offset, "counter:<name>"
+ *                          output_seq, output_offset, output_path, "counter:<name>"
  *   hosts(id, key, next_ok_wall_ms)
  *   requests(id, url, host_id, depth, data, attempt, throttles, crashes, state,
  *            not_before_wall_ms, ord)
@@ -1091,6 +1091,28 @@ int lc_store_get_output(lc_store *s, uint64_t *seq, int64_t *offset) {
   *seq = (uint64_t)v;
   *offset = off;
   return 0;
+}
+
+int lc_store_set_output_path(lc_store *s, const char *path) {
+  if (!s || !path) return LC_STORE_EINVAL;
+  int rc = tx(s);
+  if (rc < 0) return rc;
+  sqlite3_stmt *st = s->q[Q_META_SET];
+  sqlite3_bind_text(st, 1, "output_path", -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, path, -1, SQLITE_TRANSIENT);
+  return run(s, st, "writing the output path");
+}
+
+int lc_store_get_output_path(lc_store *s, char *buf, size_t n) {
+  if (!s || !buf || n == 0) return LC_STORE_EINVAL;
+  sqlite3_stmt *st = s->q[Q_META_GET];
+  sqlite3_bind_text(st, 1, "output_path", -1, SQLITE_STATIC);
+  int rc = row(s, st, "reading the output path");
+  if (rc != 1) return rc;
+  const char *v = (const char *)sqlite3_column_text(st, 0);
+  snprintf(buf, n, "%s", v ? v : "");
+  sqlite3_reset(st);
+  return 1;
 }
 
 /* ---- counters, hosts, robots ---------------------------------------------------------------- */

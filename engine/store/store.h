@@ -99,6 +99,11 @@ int lc_store_each_record(lc_store *s, uint64_t after_seq, lc_store_record_fn fn,
  * (-1 for a stream). Stored in the open transaction. */
 int lc_store_set_output(lc_store *s, uint64_t seq, int64_t offset);
 int lc_store_get_output(lc_store *s, uint64_t *seq, int64_t *offset);
+/* The output that position is in: a path as the job resolved it, "-" for stdout. set stores
+ * it in the open transaction; get copies it into buf (NUL-terminated) and returns 1, or 0 when
+ * none is stored (a new file, or one of a version that did not store it). Errors: negative. */
+int lc_store_set_output_path(lc_store *s, const char *path);
+int lc_store_get_output_path(lc_store *s, char *buf, size_t n);
 
 /* Counters that survive resumes (pages_ok, pages_failed, retries, ...): add and read. */
 int lc_store_counter_add(lc_store *s, const char *name, int64_t delta);

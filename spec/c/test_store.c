@@ -244,7 +244,10 @@ TEST(commit_records_and_output_position) {
   CHECK_INT(lc_store_get_output(s, &seq, &off), 0);
   CHECK_INT(seq, 0);
   CHECK_INT(off, 0);
+  char opath[64] = "x";
+  CHECK_INT(lc_store_get_output_path(s, opath, sizeof opath), 0); /* none stored yet */
   CHECK_INT(lc_store_set_output(s, 2, 16), 0);
+  CHECK_INT(lc_store_set_output_path(s, "/data/out.jsonl"), 0);
   CHECK_INT(lc_frontier_done(f, c.id, 0), 0);
   lc_store_status st;
   CHECK_INT(lc_store_get_status(s, &st), 0);
@@ -266,6 +269,10 @@ TEST(commit_records_and_output_position) {
   CHECK_INT(lc_store_get_output(s, &seq, &off), 0);
   CHECK_INT(seq, 2);
   CHECK_INT(off, 16);
+  CHECK_INT(lc_store_get_output_path(s, opath, sizeof opath), 1);
+  CHECK_STR(opath, "/data/out.jsonl");
+  CHECK_INT(lc_store_get_output_path(s, opath, 6), 1); /* cut to fit, NUL-terminated */
+  CHECK_STR(opath, "/data");
   memset(&got, 0, sizeof got);
   CHECK_INT(lc_store_each_record(s, 0, collect, &got), 0);
   CHECK_INT(got.n, 2);
