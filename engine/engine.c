@@ -655,7 +655,9 @@ int lc_engine_run(const lc_run_opts *opts) {
     return LC_EXIT_BADINPUT;
   }
   int code = LC_EXIT_OK;
-  if (lc_engine_start(e, lc_job_policy(j), j, err, sizeof err) != 0) {
+  if (lc_job_state_finished(j)) {
+    lc_job_cancel(j, 0); /* its end writes what the output lacks; no browser starts */
+  } else if (lc_engine_start(e, lc_job_policy(j), j, err, sizeof err) != 0) {
     fprintf(stderr, "luacrawl: %s\n", err);
     lc_engine_free(e);
     return LC_EXIT_FAILED;

@@ -174,6 +174,42 @@ return { start = { args.base .. "/_/links?n=15" }, max_depth = 1, concurrency = 
     assert.truthy(r.stderr:find(" committed records to " .. real(b) .. " (the other is left as it is)", 1, true), r.stderr)
   end)
 
+  -- A finished crawl run again has nothing to do: no browser, one line, exit 0; a missing
+  -- output file still gets every committed record again.
+  it("a finished crawl run again starts no browser: one line, exit 0; a missing output is written again", function()
+    local srv = H.server()
+    local dir = H.tmpdir()
+    local db, out = dir .. "/crawl.db", dir .. "/out.jsonl"
+    local script = H.script([[
+return { start = { args.base .. "/_/links?n=2" }, max_depth = 1,
+  handle = function(page, req, job)
+    assert(page:navigate(req.url))
+    job:emit { url = req.url }
+    for _, l in ipairs(page:links()) do job:enqueue(l) end
+  end }
+]])
+    local args = { "run", script, "base=" .. srv.url(""), "--state", db, "-o", out }
+    local r = H.run(args, { timeout = 60, stats = true })
+    assert.equals(0, r.code, r.stderr)
+    assert.equals(3, #H.decode_lines(H.read(out)))
+    local first = H.read(out)
+    for _, gone in ipairs({ false, true }) do
+      if gone then os.remove(out) end
+      local hits = #srv.log()
+      r = H.run(args, { timeout = 60, stats = true })
+      assert.equals(0, r.code, r.stderr)
+      assert.equals(0, r.stats.browser_starts, r.stderr)
+      assert.is_true(H.dir_empty(r.profile_root), "a browser profile was made")
+      assert.equals(hits, #srv.log(), "the site was fetched")
+      local lines = {}
+      for line in r.stderr:gmatch("[^\n]+") do lines[#lines + 1] = line end
+      assert.equals(1 + (gone and 1 or 0), #lines, r.stderr)
+      assert.truthy(r.stderr:find("the crawl in " .. db .. " is finished: 3 done, 0 failed, 3 records", 1, true), r.stderr)
+      assert.equals(first, H.read(out))
+      assert.equals(3, r.stats.records)
+    end
+  end)
+
   it("a full disk stops the crawl (exit 1); what was committed survives and the next run resumes", function()
     local dir = H.tmpdir()
     local full = dir .. "/full"

@@ -1017,9 +1017,6 @@ static int open_state(lc_job *j, char *err, size_t errlen) {
     free(oerr);
     return -1;
   }
-  if (lc_store_resumed(j->store))
-    lc_info("resuming the crawl in %s: %llu done, %llu records", j->opts.state,
-            (unsigned long long)j->n.pages_ok, (unsigned long long)j->n.emitted);
   j->flush_timer = timer_new(j);
   if (!j->flush_timer) {
     snprintf(err, errlen, "out of memory");
@@ -1292,7 +1289,22 @@ int lc_job_start(lc_job *j, char *err, size_t errlen) {
   if (rc != LUA_OK) snprintf(err, errlen, "%s", lua_tostring(j->L, -1));
   lua_settop(j->L, 0);
   if (rc == LUA_OK) j->start_queued = 1;
+  if (rc == LUA_OK && j->store && lc_store_resumed(j->store)) {
+    if (lc_job_state_finished(j))
+      lc_info("the crawl in %s is finished: %llu done, %llu failed, %llu records (written "
+              "already): nothing to crawl",
+              j->opts.state, (unsigned long long)j->n.pages_ok,
+              (unsigned long long)j->n.pages_failed, (unsigned long long)j->n.emitted);
+    else
+      lc_info("resuming the crawl in %s: %llu done, %llu records", j->opts.state,
+              (unsigned long long)j->n.pages_ok, (unsigned long long)j->n.emitted);
+  }
   return rc == LUA_OK ? 0 : -1;
+}
+
+int lc_job_state_finished(const lc_job *j) {
+  return j->store && j->start_queued && !j->started && lc_store_resumed(j->store) &&
+         lc_frontier_pending(j->frontier) == 0;
 }
 
 void lc_job_browser_ready(lc_job *j) {

@@ -93,6 +93,10 @@ lua_State *lc_job_lua(lc_job *j);
 /* Queue the start URLs (they are validated by lc_job_new). The crawl begins with
  * lc_job_browser_ready. Returns 0, or -1 with err when the job cannot start. */
 int lc_job_start(lc_job *j, char *err, size_t errlen);
+/* After lc_job_start: 1 when the job resumes a --state crawl that has nothing left to do
+ * (nothing queued or leased, the start URLs seen): it needs no browser. Ending it (cancel)
+ * still writes the committed records its output lacks. */
+int lc_job_state_finished(const lc_job *j);
 /* The browser is ready (the first time, or again after a crash or recycle): pump. */
 void lc_job_browser_ready(lc_job *j);
 /* Stop the job: no new requests, its tasks are stopped (sig: SIGINT/SIGTERM, or 0). */
