@@ -52,7 +52,7 @@
 #define MAX_RECORD_LINE (64u * 1024 * 1024)
 #define MAX_CRAWL_RESPONSE (256u * 1024 * 1024)
 #define MAX_BODY_TOP (256 * 1024 * 1024) /* the largest max_body_bytes: bounds DIR/args too */
-#define MAX_STATE_FILE 65536              /* DIR/state: save_state writes under 1 KiB */
+#define MAX_STATE_FILE 65536             /* DIR/state: save_state writes under 1 KiB */
 #define MEM_RING 120 /* browser memory, one sample per 5 s: the last 10 minutes */
 #define MEM_EVERY_MS 5000
 #define HEALTH_EVERY_MS 2000
@@ -1107,7 +1107,8 @@ static void crawl_answer(srv *s, conn *c, sjob *j) {
     char why[512];
     read_all_error(j->output, MAX_CRAWL_RESPONSE, rc, why, sizeof why);
     lc_error("[%s] %s", j->tag, why);
-    respond_error(c, 500, rc == -EFBIG ? "the results are too large" : "the results cannot be read");
+    respond_error(c, 500,
+                  rc == -EFBIG ? "the results are too large" : "the results cannot be read");
     return;
   }
   size_t n = 0, cap = 16;
