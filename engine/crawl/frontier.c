@@ -455,6 +455,49 @@ static int memory_retry(lc_frontier *f, lc_request *r, int64_t not_before_ms) {
   return rc;
 }
 
+/* Give r back untried: the first of its host's FIFO, ready at once, its counts unchanged. Its
+ * stamp is 0, older than any (as it was when handed out), so its host moves up the heap. r's
+ * strings are taken on success; on failure r is untouched. */
+static int release_enqueue(memory_frontier *m, lc_request *r) {
+  if (!r->url) return LC_FRONTIER_EINVAL;
+  size_t at = out_find(m, r->id);
+  if (at == m->out_cap) return LC_FRONTIER_ENOENT;
+  char key[LC_URL_MAX + 1];
+  int rc = lc_url_host(r->url, key, sizeof key);
+  if (rc < 0) return rc == LC_URL_ENOMEM ? LC_FRONTIER_ENOMEM : LC_FRONTIER_EURL;
+  item *it = calloc(1, sizeof *it);
+  host *h = it ? host_get(m, key) : NULL;
+  if (!h) {
+    free(it);
+    return LC_FRONTIER_ENOMEM;
+  }
+  out_delete(m, at);
+  it->req = *r;
+  it->req.not_before_ms = 0;
+  it->host = h;
+  it->next = h->head;
+  it->stamp = 0;
+  if (h->head) {
+    h->head = it;
+    heap_up(m, h->heap_at);
+  } else {
+    h->head = h->tail = it;
+    heap_push(m, h);
+  }
+  m->queued++;
+  return 0;
+}
+
+static int memory_release(lc_frontier *f, lc_request *r) {
+  if (!r) return LC_FRONTIER_EINVAL;
+  int rc = f ? release_enqueue((memory_frontier *)f, r) : LC_FRONTIER_EINVAL;
+  if (rc < 0)
+    lc_request_clear(r);
+  else
+    memset(r, 0, sizeof *r);
+  return rc;
+}
+
 /* Hand out the head of h, which is the heap top. */
 static int take(memory_frontier *m, host *h, lc_request *out) {
   item *it = h->head;
@@ -549,6 +592,7 @@ static const lc_frontier_ops memory_ops = {
     .retry = memory_retry,
     .pop = memory_pop,
     .done = memory_done,
+    .release = memory_release,
     .pending = memory_pending,
     .accepted = memory_accepted,
     .destroy = memory_destroy,

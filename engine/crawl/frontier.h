@@ -9,8 +9,12 @@
  * Life of a request
  *   push     a URL is accepted once per run and queued, ready at once, with a new id.
  *   pop      hands it out; the caller now owns the lc_request and must end it with exactly one
- *            of retry() (queue it again, same id) or done() (finished for good), and release
- *            its strings with lc_request_clear() (retry takes them over instead).
+ *            of retry() (queue it again, same id), done() (finished for good) or release()
+ *            (given back untried: a clean stop), and release its strings with
+ *            lc_request_clear() (retry and release take them over instead).
+ * A request handed out and never ended (the process died, or stalled past a shared lease) is
+ * lost: the backends that outlive the process (SQLite, Redis) queue it again and count it in
+ * `lost`, so the caller can give up on a request that takes its engine down every time.
  * Order: requests are handed out in the order they became ready (a push is ready at once, a
  * retry when its not_before_ms passes), skipping hosts the `admit` gate refuses.
  *
@@ -39,6 +43,9 @@ typedef struct lc_request {
   int attempt;           /* 0 on first try; retry() adds one */
   int throttles;         /* 429/503 answers so far (kept by the caller across retries) */
   int crashes;           /* attempts during which the browser crashed (kept by the caller) */
+  int lost; /* times it was handed out and never ended: the process holding it died (found at a
+             * resume) or its shared lease expired (a dead or stalled engine). Counted by the
+             * backend, kept across retries; never by a clean stop (release) */
   int64_t not_before_ms; /* not handed out before this time (retry backoff, Retry-After) */
 } lc_request;
 
@@ -76,6 +83,12 @@ typedef struct lc_frontier_ops {
   /* Mark a handed-out request finished for good (ok or failed); a durable backend records
    * it. LC_FRONTIER_ENOENT if `id` is not handed out. */
   int (*done)(lc_frontier *f, uint64_t id, int ok);
+  /* Give a handed-out request back untried, because the caller stops (an interrupt, a job
+   * cancelled), not because of the request: same id, its counts (attempt, throttles,
+   * crashes, lost) unchanged, ready at once as the first of its host. Always takes ownership
+   * of r's strings and zeroes *r. LC_FRONTIER_ENOENT if r->id is not handed out. The shared
+   * backend sends it and returns (rfrontier.h: wait for its answer before destroy). */
+  int (*release)(lc_frontier *f, lc_request *r);
   size_t (*pending)(const lc_frontier *f);  /* queued: ready or waiting (not handed out) */
   size_t (*accepted)(const lc_frontier *f); /* URLs accepted by push so far */
   /* Free the frontier and every queued request. Handed-out requests stay the caller's. */
@@ -119,6 +132,13 @@ static inline int lc_frontier_pop(lc_frontier *f, int64_t now_ms, lc_frontier_ad
 }
 static inline int lc_frontier_done(lc_frontier *f, uint64_t id, int ok) {
   return f ? f->ops->done(f, id, ok) : LC_FRONTIER_EINVAL;
+}
+static inline int lc_frontier_release(lc_frontier *f, lc_request *r) {
+  if (!f) {
+    if (r) lc_request_clear(r);
+    return LC_FRONTIER_EINVAL;
+  }
+  return f->ops->release(f, r);
 }
 static inline size_t lc_frontier_pending(const lc_frontier *f) {
   return f ? f->ops->pending(f) : 0;

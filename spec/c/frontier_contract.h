@@ -243,6 +243,54 @@ TEST(ending_twice_or_unknown_fails_loudly) {
   lc_frontier_destroy(NULL);
 }
 
+/* A request given back untried (a clean stop: frontier.h, release) is handed out again at
+ * once, first, as it was: same id, data, counts; giving back what is not handed out fails
+ * loudly and still takes the strings. */
+TEST(release_gives_a_request_back_untried) {
+  lc_frontier *f = CONTRACT_NEW(0);
+  lc_request r;
+  lc_frontier_push(f, "http://a.com/1", 2, "{\"a\":1}", 0);
+  lc_frontier_push(f, "http://b.com/1", 0, NULL, 0);
+  lc_frontier_push(f, "http://a.com/2", 0, NULL, 0);
+  CHECK_STR(pop_at(f, 0, &r), "http://a.com/1");
+  uint64_t id = r.id;
+  CHECK_INT(lc_frontier_pending(f), 2);
+  CHECK_INT(lc_frontier_release(f, &r), 0);
+  CHECK(r.url == NULL && r.data_json == NULL);
+  CHECK_INT(lc_frontier_pending(f), 3);
+  CHECK_INT(lc_frontier_done(f, id, 1), LC_FRONTIER_ENOENT); /* not handed out any more */
+  CHECK_STR(pop_at(f, 0, &r), "http://a.com/1");
+  CHECK_INT(r.id, id);
+  CHECK_INT(r.depth, 2);
+  CHECK_INT(r.attempt, 0);
+  CHECK_INT(r.lost, 0);
+  CHECK_STR(r.data_json, "{\"a\":1}");
+  /* after a retry too: the attempt it was handed out with is kept */
+  CHECK_INT(lc_frontier_retry(f, &r, 0), 0);
+  CHECK_STR(pop_at(f, 0, &r), "http://b.com/1");
+  CHECK_INT(lc_frontier_done(f, r.id, 1), 0);
+  lc_request_clear(&r);
+  CHECK_STR(pop_at(f, 0, &r), "http://a.com/2");
+  lc_request a2 = r;
+  CHECK_STR(pop_at(f, 0, &r), "http://a.com/1");
+  CHECK_INT(r.attempt, 1);
+  CHECK_INT(lc_frontier_release(f, &r), 0);
+  CHECK_STR(pop_at(f, 0, &r), "http://a.com/1");
+  CHECK_INT(r.attempt, 1);
+  CHECK_INT(lc_frontier_done(f, r.id, 1), 0);
+  CHECK_INT(lc_frontier_release(f, &r), LC_FRONTIER_ENOENT); /* ended: takes the strings */
+  CHECK(r.url == NULL && r.data_json == NULL);
+  CHECK_INT(lc_frontier_release(f, &a2), 0);
+  CHECK_STR(pop_at(f, 0, &r), "http://a.com/2");
+  CHECK_INT(lc_frontier_done(f, r.id, 0), 0);
+  lc_request_clear(&r);
+  CHECK_INT(lc_frontier_pending(f), 0);
+  CHECK_INT(lc_frontier_release(f, NULL), LC_FRONTIER_EINVAL);
+  lc_request bogus = {.id = 1, .url = NULL};
+  CHECK_INT(lc_frontier_release(f, &bogus), LC_FRONTIER_EINVAL);
+  CONTRACT_END(f);
+}
+
 #define CONTRACT_TESTS()                                \
   do {                                                  \
     RUN(dedupe_on_normalized_url);                      \
@@ -253,6 +301,7 @@ TEST(ending_twice_or_unknown_fails_loudly) {
     RUN(admit_skips_blocked_hosts_without_losing_them); \
     RUN(admit_interleaved_hosts_keep_fifo);             \
     RUN(ending_twice_or_unknown_fails_loudly);          \
+    RUN(release_gives_a_request_back_untried);          \
   } while (0)
 
 #endif
