@@ -1,18 +1,20 @@
 /* store.c: the durable crawl state in one SQLite file (see store.h).
  *
- * Layout on disk (schema version 1):
+ * Layout on disk (schema version 2; a version 1 file gains `lost` when a writer opens it):
  *   meta(key, value)       schema_version, job_hash, started, last_activity, next_ord,
  *                          output_seq, output_offset, output_path, "counter:<name>"
  *   hosts(id, key, next_ok_wall_ms)
  *   requests(id, url, host_id, depth, data, attempt, throttles, crashes, state,
- *            not_before_wall_ms, ord)
+ *            not_before_wall_ms, ord, lost)
  *   seen(fp)               the 64-bit fingerprint of every accepted URL (frontier.h)
  *   records(seq, request_id, line)
  *   robots(origin, status, body, fetched_wall_ms)
  * A request's state is READY or WAITING (both "queued"), LEASED, DONE or FAILED. `ord` is its
  * place in the ready order while READY (and the tie-break among equal not-before times while
  * WAITING): a push takes the next ord at once, a retry takes one when its time comes, exactly as
- * the memory frontier stamps them. Partial indexes cover only what the hot paths look up: the
+ * the memory frontier stamps them. `lost` counts the leases a run held when it died: a row
+ * found LEASED at open goes back to READY with lost + 1; a clean close (lc_store_close) and a
+ * release give their leased rows back uncounted. Partial indexes cover only what the hot paths look up: the
  * ready requests of a host by ord, the waiting ones by time, the leased ones.
  *
  * In memory: per host, its oldest ready request (id and ord), and a binary heap of the hosts
@@ -43,7 +45,7 @@
 #include "hosttab.h"
 #include "url.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define ROBOTS_FRESH_MS (24LL * 3600 * 1000) /* RFC 9309: a cached answer lasts 24 h at most */
 
 enum { ST_READY = 0, ST_WAITING = 1, ST_LEASED = 2, ST_DONE = 3, ST_FAILED = 4 };
@@ -56,7 +58,7 @@ static const char *const schema_sql =
     "  depth INTEGER NOT NULL, data TEXT, attempt INTEGER NOT NULL DEFAULT 0,"
     "  throttles INTEGER NOT NULL DEFAULT 0, crashes INTEGER NOT NULL DEFAULT 0,"
     "  state INTEGER NOT NULL, not_before_wall_ms INTEGER NOT NULL DEFAULT 0,"
-    "  ord INTEGER NOT NULL);"
+    "  ord INTEGER NOT NULL, lost INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX requests_ready ON requests(host_id, ord) WHERE state = 0;"
     "CREATE INDEX requests_waiting ON requests(not_before_wall_ms, ord) WHERE state = 1;"
     "CREATE INDEX requests_leased ON requests(id) WHERE state = 2;"
@@ -78,6 +80,8 @@ enum {
   Q_REQ_LEASE,
   Q_REQ_END,
   Q_REQ_RETRY,
+  Q_REQ_HELD,
+  Q_REQ_RELEASE,
   Q_HOST_HEAD,
   Q_DUE,
   Q_MAKE_READY,
@@ -104,7 +108,7 @@ static const char *const query_sql[Q_COUNT] = {
         "INSERT INTO requests(id, url, host_id, depth, data, state, ord)"
         " VALUES(?1, ?2, ?3, ?4, ?5, 0, ?6)",
     [Q_REQ_GET] =
-        "SELECT url, data, depth, attempt, throttles, crashes, not_before_wall_ms"
+        "SELECT url, data, depth, attempt, throttles, crashes, not_before_wall_ms, lost"
         " FROM requests WHERE id = ?1",
     [Q_REQ_URL] = "SELECT url FROM requests WHERE id = ?1",
     [Q_REQ_LEASE] = "UPDATE requests SET state = 2 WHERE id = ?1 AND state = 0",
@@ -112,6 +116,8 @@ static const char *const query_sql[Q_COUNT] = {
     [Q_REQ_RETRY] =
         "UPDATE requests SET state = 1, attempt = ?2, throttles = ?3, crashes = ?4,"
         " not_before_wall_ms = ?5, ord = ?6 WHERE id = ?1 AND state = 2",
+    [Q_REQ_HELD] = "SELECT host_id, ord FROM requests WHERE id = ?1 AND state = 2",
+    [Q_REQ_RELEASE] = "UPDATE requests SET state = 0 WHERE id = ?1 AND state = 2",
     [Q_HOST_HEAD] =
         "SELECT id, ord FROM requests WHERE host_id = ?1 AND state = 0"
         " ORDER BY ord LIMIT 1",
@@ -161,6 +167,7 @@ struct lc_store {
   sqlite3_stmt *q[Q_COUNT];
   int lock_fd;
   int read_only, resumed, broken, in_tx, iterating;
+  int64_t schema_version; /* of the file: 1 only for a read-only open of an old file */
   size_t unflushed;
   char *path;
   char err[512];
@@ -577,6 +584,7 @@ static int take(lc_store *s, shost *h, lc_request *out) {
   out->throttles = sqlite3_column_int(st, 4);
   out->crashes = sqlite3_column_int(st, 5);
   out->not_before_ms = to_mono(s, sqlite3_column_int64(st, 6));
+  out->lost = sqlite3_column_int(st, 7);
   int nomem = !out->url || (data && !out->data_json);
   sqlite3_reset(st);
   if (nomem) {
@@ -655,6 +663,50 @@ static int store_done(lc_frontier *f, uint64_t id, int ok) {
   return rc == LC_FRONTIER_ENOENT || rc >= 0 ? rc : frontier_code(rc);
 }
 
+/* Back to READY with its ord (older than anything queued after it was, so the first of its
+ * host again), counts unchanged. */
+static int store_release(lc_frontier *f, lc_request *r) {
+  if (!r) return LC_FRONTIER_EINVAL;
+  store_frontier *sf = (store_frontier *)f;
+  int rc = 0;
+  if (!sf || !r->url) {
+    rc = LC_FRONTIER_EINVAL;
+  } else if ((rc = tx(sf->s)) < 0) {
+    rc = frontier_code(rc);
+  } else {
+    lc_store *s = sf->s;
+    sqlite3_stmt *st = s->q[Q_REQ_HELD];
+    sqlite3_bind_int64(st, 1, (int64_t)r->id);
+    int found = row(s, st, "reading a leased request");
+    int64_t host_id = 0, ord = 0;
+    if (found == 1) {
+      host_id = sqlite3_column_int64(st, 0);
+      ord = sqlite3_column_int64(st, 1);
+      sqlite3_reset(st);
+      st = s->q[Q_REQ_RELEASE];
+      sqlite3_bind_int64(st, 1, (int64_t)r->id);
+      found = run(s, st, "giving a request back");
+    } else if (found == 0) {
+      rc = LC_FRONTIER_ENOENT;
+    }
+    if (found < 0) {
+      rc = frontier_code(found);
+    } else if (rc == 0) {
+      shost *h = host_id > 0 && (size_t)host_id < s->host_ids_cap ? s->host_ids[host_id] : NULL;
+      s->ready++;
+      if (h && !h->head_id) {
+        host_ready(s, h, r->id, ord);
+      } else if (h && ord < h->head_ord) { /* the new head is older: up the heap */
+        h->head_id = r->id;
+        h->head_ord = ord;
+        if (h->heap_at != NOT_IN_HEAP) heap_up(s, h->heap_at);
+      }
+    }
+  }
+  lc_request_clear(r); /* the strings are ours in every case */
+  return rc;
+}
+
 static size_t store_pending(const lc_frontier *f) {
   const store_frontier *sf = (const store_frontier *)f;
   return sf ? sf->s->ready + sf->s->waiting : 0;
@@ -672,6 +724,7 @@ static const lc_frontier_ops store_ops = {
     .retry = store_retry,
     .pop = store_pop,
     .done = store_done,
+    .release = store_release,
     .pending = store_pending,
     .accepted = store_accepted,
     .destroy = store_destroy,
@@ -825,6 +878,7 @@ static int check_schema(lc_store *s, const lc_store_opts *o) {
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return open_fail(s, rc, "creating the schema");
+    s->schema_version = SCHEMA_VERSION;
     return exec(s, "COMMIT", "creating the schema");
   }
   rc = sqlite3_prepare_v2(s->db,
@@ -850,12 +904,27 @@ static int check_schema(lc_store *s, const lc_store_opts *o) {
             s->path);
     return LC_STORE_ENOTDB;
   }
-  if (version != SCHEMA_VERSION) {
-    set_err(s, "state file %s has schema version %" PRId64 "; this luacrawl reads version %d",
+  if (version != SCHEMA_VERSION && version != 1) {
+    set_err(s, "state file %s has schema version %" PRId64 "; this luacrawl reads versions 1-%d",
             s->path, version, SCHEMA_VERSION);
     return LC_STORE_ENOTDB;
   }
+  s->schema_version = version;
   s->resumed = 1;
+  /* Version 1 had no lost-lease count: a writer adds it (every request at 0); a read-only open
+   * leaves the file as it is and prepares no statement that reads it (prepare_all). */
+  if (version == 1 && !s->read_only) {
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "BEGIN IMMEDIATE; ALTER TABLE requests ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;"
+             " UPDATE meta SET value = %d WHERE key = 'schema_version'; COMMIT",
+             SCHEMA_VERSION);
+    if ((rc = exec(s, sql, "upgrading the schema to version 2")) < 0) {
+      if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+      return rc;
+    }
+    s->schema_version = SCHEMA_VERSION;
+  }
   if (s->read_only || !o->job_hash || strcmp(hash, o->job_hash) == 0) return 0;
   if (!o->reuse) {
     set_err(s,
@@ -874,12 +943,15 @@ static int check_schema(lc_store *s, const lc_store_opts *o) {
 }
 
 /* Rebuild what lives in memory from the file: leased requests back to the queue, the hosts and
- * their heads, the counts, the next id and ord, the records flushed. */
+ * their heads, the counts, the next id and ord, the records flushed. A request still leased
+ * here was held by a run that died (a clean close gives its leases back): its lease is lost,
+ * and counted, so a page that kills the engine every time is given up (lc_request.lost). */
 static int load_state(lc_store *s) {
   int rc;
   int64_t v;
   if ((rc = tx(s)) < 0 ||
-      (rc = exec(s, "UPDATE requests SET state = 0 WHERE state = 2", "requeueing leased")) < 0)
+      (rc = exec(s, "UPDATE requests SET state = 0, lost = lost + 1 WHERE state = 2",
+                 "requeueing leased")) < 0)
     return rc;
   sqlite3_stmt *st;
   rc = sqlite3_prepare_v2(s->db, "SELECT id, key FROM hosts", -1, &st, NULL);
@@ -921,6 +993,8 @@ static int load_state(lc_store *s) {
 
 static int prepare_all(lc_store *s) {
   for (int i = 0; i < Q_COUNT; i++) {
+    /* A read-only open of a version 1 file: no `lost` column, and no frontier to read it. */
+    if (i == Q_REQ_GET && s->schema_version < 2) continue;
     int rc = sqlite3_prepare_v3(s->db, query_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->q[i], NULL);
     if (rc != SQLITE_OK) return open_fail(s, rc, "preparing statements");
   }
@@ -1028,7 +1102,12 @@ int lc_store_flush(lc_store *s) {
 
 int lc_store_close(lc_store *s) {
   if (!s) return LC_STORE_EINVAL;
-  int rc = lc_store_flush(s);
+  int rc = 0;
+  /* A clean close: this run is alive, so whatever it still holds did not kill it. Given back
+   * uncounted; only a death leaves leases for the next open to count. */
+  if (!s->read_only && !s->broken && (rc = tx(s)) == 0)
+    rc = exec(s, "UPDATE requests SET state = 0 WHERE state = 2", "giving leased requests back");
+  if (rc == 0) rc = lc_store_flush(s);
   store_free(s);
   return rc;
 }

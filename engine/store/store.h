@@ -3,7 +3,7 @@
  * Owns: the database connection (WAL, prepared statements, one transaction batched over many
  * operations), the file lock that keeps a second luacrawl out, the job's identity (a hash of
  * the script and its arguments), and these tables: requests (URL, depth, data, attempt and
- * throttle counts, state queued/leased/done/failed, not-before in wall-clock ms), seen (a
+ * throttle counts, lost leases, state queued/leased/done/failed, not-before in wall-clock ms), seen (a
  * 64-bit fingerprint per accepted URL), records (committed JSON lines, in commit order), hosts
  * (politeness times in wall-clock ms), robots (answers with their fetch time), meta (counters,
  * times, the output position).
@@ -55,15 +55,19 @@ typedef struct lc_store_opts {
   void *clock_ud;
 } lc_store_opts;
 
-/* Open (or create) the state file. On open, every leased request goes back to the queue with
- * its attempt count kept. NULL with a one-line message in err (and *code set to an
+/* Open (or create) the state file. On open, every request still leased (its run died: a
+ * clean close gives leases back) goes back to the queue first of its host, its attempt count
+ * kept and its lost-lease count (lc_request.lost) one more. A version 1 file (before that
+ * count) is upgraded by a writer, read as it is by a read-only open. NULL with a one-line message in err (and *code set to an
  * LC_STORE_E* code when code is not NULL). Released by lc_store_close (which flushes).
  * With `reuse`, a file of another job_hash is taken over as it stands (its seen set, queue and
  * records kept) and stamped with the new job_hash. A read-only open of a missing file is
  * LC_STORE_ENOENT. The lock is a flock(2) on the state file itself (close-on-exec), released
  * by close or by the death of the process. */
 lc_store *lc_store_open(const lc_store_opts *o, char *err, size_t errlen, int *code);
-int lc_store_close(lc_store *s); /* flushes; returns 0 or the flush's error */
+/* Gives every request still leased back uncounted (this process is alive: they did not kill
+ * it), flushes; returns 0 or the flush's error. */
+int lc_store_close(lc_store *s);
 const char *lc_store_error(const lc_store *s); /* the last error's message */
 /* 1 if the file already held a crawl when opened (a resume), 0 if new. */
 int lc_store_resumed(const lc_store *s);
@@ -77,7 +81,7 @@ size_t lc_store_unflushed(const lc_store *s);
 
 /* The frontier over this store: the same interface and contract as the in-memory one
  * (frontier.h), the queue and the seen set on disk. pop leases; retry requeues (attempt + 1);
- * done(id, 0) marks failed; done(id, 1) marks done without records (use lc_store_commit to
+ * release requeues it as it was; done(id, 0) marks failed; done(id, 1) marks done without records (use lc_store_commit to
  * attach records). Owned by the store: destroy() only detaches it. A failed write is
  * LC_FRONTIER_EIO (lc_store_error says why). NULL for a read-only store. Calling it again
  * returns the same frontier with the new max_pages; accepted() counts every URL the file

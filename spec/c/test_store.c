@@ -409,11 +409,13 @@ TEST(resume_keeps_flushed_work_and_requeues_leases) {
   CHECK_INT(lc_frontier_pop(f, 0, NULL, NULL, &r, &next), 1);
   CHECK_INT(r.id, 1);
   CHECK_INT(r.attempt, 0);
+  CHECK_INT(r.lost, 1); /* the crash held it: a lost lease, counted */
   CHECK_INT(next, 5000);
   lc_request_clear(&r);
   int n = 1;
   while (lc_frontier_pop(f, 0, NULL, NULL, &r, NULL) == 1) {
     CHECK(r.id != 2 && r.id != 3);
+    CHECK_INT(r.lost, 0);
     if (r.id == 4) CHECK_INT(r.depth, 3);
     n++;
     lc_request_clear(&r);
@@ -424,10 +426,159 @@ TEST(resume_keeps_flushed_work_and_requeues_leases) {
   CHECK_INT(r.attempt, 1);
   CHECK_INT(r.throttles, 2);
   CHECK_INT(r.crashes, 1);
+  CHECK_INT(r.lost, 0); /* retried before the crash: not held by it */
   CHECK_STR(r.data_json, "{\"d\":1}");
   CHECK_INT(r.not_before_ms, 5000);
   lc_request_clear(&r);
   CHECK_INT(lc_store_close(s), 0);
+}
+
+/* A child opens the file, takes `take` requests (flushed: the leases are on disk) and dies by
+ * SIGKILL holding them, or closes the store cleanly when `clean`. */
+static void run_and_stop(const char *path, int take, int clean) {
+  fflush(NULL);
+  pid_t pid = fork();
+  if (pid == 0) {
+    char err[512];
+    int code = 0;
+    lc_store *s = open_store(path, "h1", &code, err, sizeof err);
+    if (!s) _exit(2);
+    lc_frontier *f = lc_store_frontier(s, 0);
+    lc_request r;
+    for (int i = 0; i < take; i++) {
+      if (lc_frontier_pop(f, 0, NULL, NULL, &r, NULL) != 1) _exit(3);
+      lc_request_clear(&r); /* handed out, never ended */
+    }
+    if (lc_store_flush(s) != 0) _exit(4);
+    if (clean) _exit(lc_store_close(s) == 0 ? 0 : 5);
+    kill(getpid(), SIGKILL);
+    _exit(6);
+  }
+  int status;
+  CHECK(waitpid(pid, &status, 0) == pid);
+  if (clean)
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  else
+    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+}
+
+/* The lost-lease count: a run killed holding a request (SIGKILL) counts one for it at the next
+ * open, per death; a run that closes cleanly (an interrupt: lc_store_close) gives what it
+ * holds back uncounted, and so does a release. The count survives retries. */
+TEST(lost_leases_count_kills_not_clean_closes) {
+  char path[300], err[512];
+  int code = 0;
+  new_path(path, sizeof path);
+  lc_store *s = open_store(path, "h1", &code, err, sizeof err);
+  lc_frontier *f = lc_store_frontier(s, 0);
+  CHECK_INT(lc_frontier_push(f, "http://poison.com/1", 0, NULL, 0), 1);
+  CHECK_INT(lc_frontier_push(f, "http://ok.com/1", 0, NULL, 0), 1);
+  CHECK_INT(lc_store_close(s), 0);
+
+  run_and_stop(path, 1, 0); /* killed holding poison.com/1 */
+  run_and_stop(path, 1, 0); /* it comes back first: killed again */
+  run_and_stop(path, 2, 1); /* both taken, then a clean close */
+  s = open_store(path, "h1", &code, err, sizeof err);
+  CHECK(s != NULL);
+  if (!s) return;
+  f = lc_store_frontier(s, 0);
+  lc_store_status st;
+  CHECK_INT(lc_store_get_status(s, &st), 0);
+  CHECK_INT(st.queued, 2);
+  CHECK_INT(st.leased, 0);
+  lc_request r;
+  CHECK_INT(lc_frontier_pop(f, 0, NULL, NULL, &r, NULL), 1);
+  CHECK_STR(r.url, "http://poison.com/1");
+  CHECK_INT(r.lost, 2); /* two kills; the clean close added nothing */
+  CHECK_INT(r.attempt, 0);
+  CHECK_INT(lc_frontier_retry(f, &r, 0), 0); /* a retry keeps the count */
+  CHECK_INT(lc_frontier_pop(f, 0, NULL, NULL, &r, NULL), 1);
+  CHECK_STR(r.url, "http://ok.com/1");
+  CHECK_INT(r.lost, 0);
+  CHECK_INT(lc_frontier_release(f, &r), 0); /* given back: not lost */
+  CHECK_INT(lc_frontier_pop(f, 0, NULL, NULL, &r, NULL), 1);
+  CHECK_STR(r.url, "http://ok.com/1");
+  CHECK_INT(r.lost, 0);
+  CHECK_INT(lc_frontier_done(f, r.id, 1), 0);
+  lc_request_clear(&r);
+  CHECK_INT(lc_frontier_pop(f, 0, NULL, NULL, &r, NULL), 1);
+  CHECK_STR(r.url, "http://poison.com/1");
+  CHECK_INT(r.lost, 2);
+  CHECK_INT(r.attempt, 1);
+  lc_request_clear(&r); /* held at the close below: given back, uncounted */
+  CHECK_INT(lc_store_close(s), 0);
+  s = open_store(path, "h1", &code, err, sizeof err);
+  f = lc_store_frontier(s, 0);
+  CHECK_INT(lc_frontier_pop(f, 0, NULL, NULL, &r, NULL), 1);
+  CHECK_INT(r.lost, 2);
+  lc_request_clear(&r);
+  CHECK_INT(lc_store_close(s), 0);
+}
+
+/* A state file of schema version 1 (before the lost-lease count): a read-only open reads it
+ * as it is; a writer upgrades it in place, and a lease its run held is counted. */
+TEST(a_version_1_file_opens_and_is_upgraded) {
+  char path[300], err[512];
+  int code = 0;
+  new_path(path, sizeof path);
+  lc_store *s = open_store(path, "h1", &code, err, sizeof err);
+  lc_frontier *f = lc_store_frontier(s, 0);
+  CHECK_INT(lc_frontier_push(f, "http://a.com/1", 0, NULL, 0), 1);
+  CHECK_INT(lc_frontier_push(f, "http://a.com/2", 0, NULL, 0), 1);
+  const char *line = "{\"n\":1}";
+  size_t len = strlen(line);
+  CHECK_INT(lc_store_commit(s, 0, &line, &len, 1), 0);
+  CHECK_INT(lc_store_close(s), 0);
+  sqlite3 *db;
+  CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+  CHECK_INT(sqlite3_exec(db,
+                         "ALTER TABLE requests DROP COLUMN lost;"
+                         "UPDATE meta SET value = 1 WHERE key = 'schema_version';"
+                         "UPDATE requests SET state = 2 WHERE id = 1", /* a v1 run's kill */
+                         NULL, NULL, NULL),
+            SQLITE_OK);
+  sqlite3_close(db);
+  lc_store_opts ro = {.path = path, .read_only = 1, .clock_ms = fake_clock};
+  s = lc_store_open(&ro, err, sizeof err, &code);
+  CHECK(s != NULL);
+  if (!s) {
+    fprintf(stderr, "  read-only open: %s\n", err);
+    return;
+  }
+  lc_store_status st;
+  CHECK_INT(lc_store_get_status(s, &st), 0);
+  CHECK_INT(st.leased, 1);
+  CHECK_INT(st.queued, 1);
+  seen_records c = {0};
+  CHECK_INT(lc_store_each_record(s, 0, collect, &c), 0);
+  CHECK_INT(c.n, 1);
+  CHECK_INT(lc_store_close(s), 0);
+  s = open_store(path, "h1", &code, err, sizeof err);
+  CHECK(s != NULL);
+  if (!s) {
+    fprintf(stderr, "  open: %s\n", err);
+    return;
+  }
+  f = lc_store_frontier(s, 0);
+  lc_request r;
+  CHECK_INT(lc_frontier_pop(f, 0, NULL, NULL, &r, NULL), 1);
+  CHECK_INT(r.id, 1);
+  CHECK_INT(r.lost, 1);
+  lc_request_clear(&r);
+  CHECK_INT(lc_frontier_pop(f, 0, NULL, NULL, &r, NULL), 1);
+  CHECK_INT(r.id, 2);
+  CHECK_INT(r.lost, 0);
+  lc_request_clear(&r);
+  CHECK_INT(lc_store_close(s), 0);
+  CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+  sqlite3_stmt *q;
+  CHECK_INT(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema_version'", -1,
+                               &q, NULL),
+            SQLITE_OK);
+  CHECK_INT(sqlite3_step(q), SQLITE_ROW);
+  CHECK_INT(sqlite3_column_int(q, 0), 2);
+  sqlite3_finalize(q);
+  sqlite3_close(db);
 }
 
 /* ---- what open refuses ---------------------------------------------------------------------- */
@@ -825,6 +976,8 @@ int main(void) {
   RUN(commit_records_and_output_position);
   RUN(counters_hosts_and_robots);
   RUN(resume_keeps_flushed_work_and_requeues_leases);
+  RUN(lost_leases_count_kills_not_clean_closes);
+  RUN(a_version_1_file_opens_and_is_upgraded);
   RUN(open_refuses_what_is_not_a_state_file);
   RUN(open_says_what_cannot_be_written);
   RUN(full_disk_fails_loudly_and_keeps_what_was_flushed);
