@@ -79,6 +79,7 @@ typedef struct rfront {
 
   int fetching;   /* a pop is on its way */
   int want_fetch; /* pop handed out this turn: refill at its end (flush_cb) */
+  int stopped;    /* lc_rfront_stop: no more pops; what a pop still brings is given back */
   uint64_t empty_at; /* loop ms of the last pop that brought nothing (pops then wait a little) */
   size_t ending;  /* pushes and ends (commit, retry, fail) sent and not answered */
   int known;      /* the server's counts below were heard at least once */
@@ -555,16 +556,65 @@ static int rf_push(lc_frontier *f, const char *url, int depth, const char *data_
 static size_t rf_pending(const lc_frontier *f);
 #define EMPTY_POP_PAUSE_MS 40
 
+/* Give n leases back to the server untried (lc_release): one call, answered in end_cb. 0, or
+ * LC_FRONTIER_ENOMEM (the leases then expire, and count as lost). */
+static int send_release(rfront *r, const uint64_t *ids, const char (*toks)[24], size_t n) {
+  if (n == 0) return 0;
+  int argc = 4 + 2 * (int)n;
+  const char **argv = calloc((size_t)argc, sizeof *argv);
+  size_t *lens = calloc((size_t)argc, sizeof *lens);
+  char (*idstr)[24] = calloc(n, sizeof *idstr);
+  int rc = LC_FRONTIER_ENOMEM;
+  if (argv && lens && idstr) {
+    for (size_t i = 0; i < n; i++) {
+      snprintf(idstr[i], sizeof idstr[i], "%" PRIu64, ids[i]);
+      argv[4 + 2 * i] = idstr[i];
+      lens[4 + 2 * i] = (size_t)-1;
+      argv[5 + 2 * i] = toks[i];
+      lens[5 + 2 * i] = (size_t)-1;
+    }
+    if (fcall(r, "lc_release", end_cb, r, argc, argv, lens) == 0) {
+      r->ending++;
+      rc = 0;
+    }
+  }
+  if (rc != 0) lc_warn("out of memory giving %zu lease(s) back: they expire instead", n);
+  free(argv);
+  free(lens);
+  free(idstr);
+  return rc;
+}
+
+/* Give back every request in the buffer (a stop), emptying it. */
+static void release_buffer(rfront *r) {
+  if (r->nbuf == 0) return;
+  uint64_t *ids = calloc(r->nbuf, sizeof *ids);
+  char (*toks)[24] = calloc(r->nbuf, sizeof *toks);
+  if (ids && toks) {
+    for (size_t i = 0; i < r->nbuf; i++) {
+      ids[i] = r->buf[i].req.id;
+      memcpy(toks[i], r->buf[i].tok, sizeof toks[i]);
+    }
+    send_release(r, ids, (const char (*)[24])toks, r->nbuf);
+  } else {
+    lc_warn("out of memory giving %zu lease(s) back: they expire instead", r->nbuf);
+  }
+  free(ids);
+  free(toks);
+  for (size_t i = 0; i < r->nbuf; i++) lc_request_clear(&r->buf[i].req);
+  r->nbuf = 0;
+}
+
 static void pop_cb(void *ud, redisReply *rep, int status) {
   rfront *r = ud;
   if (status != LC_RCONN_OK) return;
   r->fetching = 0;
   if (reply_error(r, "a pop", rep)) return;
-  if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 || (rep->elements - 3) % 8 != 0) {
+  if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 3 || (rep->elements - 3) % 9 != 0) {
     bad_answer(r, "a pop");
     return;
   }
-  for (size_t i = 3; i + 8 <= rep->elements; i += 8) {
+  for (size_t i = 3; i + 9 <= rep->elements; i += 9) {
     redisReply **e = rep->element + i;
     if (r->nbuf >= (size_t)r->prefetch) break; /* more than asked: those leases expire */
     buffered *b = &r->buf[r->nbuf];
@@ -578,6 +628,7 @@ static void pop_cb(void *ud, redisReply *rep, int status) {
     b->req.throttles = (int)int_of(e[5]);
     b->req.crashes = (int)int_of(e[6]);
     b->req.data_json = dup_of(e[7]);
+    b->req.lost = (int)int_of(e[8]);
     if (!b->req.url || (e[7]->type == REDIS_REPLY_STRING && !b->req.data_json)) {
       /* Out of memory: the lease expires and another pop takes it. */
       lc_request_clear(&b->req);
@@ -586,6 +637,8 @@ static void pop_cb(void *ud, redisReply *rep, int status) {
     r->nbuf++;
     r->n.popped++;
   }
+  /* Leased after the stop: not this engine's to run any more; given back at once. */
+  if (r->stopped) release_buffer(r);
   size_t before = rf_pending(&r->base);
   r->queued = int_of(rep->element[0]);
   r->delayed = int_of(rep->element[1]);
@@ -599,7 +652,7 @@ static void pop_cb(void *ud, redisReply *rep, int status) {
 
 /* Ask the server for requests to fill the buffer (one pop at a time). */
 static void fetch(rfront *r) {
-  if (r->fetching || r->failure[0] || r->nbuf >= (size_t)r->prefetch) return;
+  if (r->fetching || r->stopped || r->failure[0] || r->nbuf >= (size_t)r->prefetch) return;
   if (r->empty_at && uv_now(r->loop) - r->empty_at < EMPTY_POP_PAUSE_MS) return;
   char count[24], lease_ms[24], delay[24], per[16];
   snprintf(count, sizeof count, "%zu", (size_t)r->prefetch - r->nbuf);
@@ -694,6 +747,17 @@ static int rf_done(lc_frontier *f, uint64_t rid, int ok) {
   return 0;
 }
 
+static int rf_release(lc_frontier *f, lc_request *req) {
+  rfront *r = (rfront *)f;
+  if (!req) return LC_FRONTIER_EINVAL;
+  uint64_t id = req->id;
+  char tok[24];
+  int rc = r && req->url ? held_take(r, id, tok) : LC_FRONTIER_EINVAL;
+  lc_request_clear(req);
+  if (rc != 0) return rc;
+  return send_release(r, &id, (const char (*)[24])&tok, 1);
+}
+
 static size_t rf_pending(const lc_frontier *f) {
   const rfront *r = (const rfront *)f;
   if (!r) return 0;
@@ -739,6 +803,7 @@ static const lc_frontier_ops rfront_ops = {
     .retry = rf_retry,
     .pop = rf_pop,
     .done = rf_done,
+    .release = rf_release,
     .pending = rf_pending,
     .accepted = rf_accepted,
     .destroy = rf_destroy,
@@ -909,6 +974,13 @@ void lc_rfront_pause(lc_frontier *f, const char *host, int64_t ms) {
   size_t lens[6] = {0, 0, 0, 0, (size_t)-1, (size_t)-1};
   if (fcall(r, "lc_pause", pause_cb, r, 6, argv, lens) != 0)
     lc_warn("out of memory sharing a pause of %s", host);
+}
+
+void lc_rfront_stop(lc_frontier *f) {
+  rfront *r = (rfront *)f;
+  if (!r || r->stopped) return;
+  r->stopped = 1;
+  release_buffer(r);
 }
 
 size_t lc_rfront_outstanding(const lc_frontier *f) {

@@ -5,7 +5,7 @@
  * buffer of requests leased ahead (at most `prefetch`), fed asynchronously, and the leases of
  * the requests handed out, renewed on a timer until their end is sent. The server's side
  * is one Redis function library (luacrawl, loaded on every connect): every step (push, pop
- * and lease, renew, retry, fail, ack with records, host slot, pause) is one atomic function
+ * and lease, renew, retry, fail, release, ack with records, host slot, pause) is one atomic function
  * on the server, on the server's clock (TIME), so machines' clocks do not matter.
  *
  * The frontier interface stays synchronous: push answers from a local set of what this engine
@@ -21,12 +21,18 @@
  * (lc_rfront_commit), refused when the request's lease was taken over (a stall longer than
  * the lease): the records of a request are on the server once, whoever ran it, however
  * engines die. A commit whose reply was lost to a disconnect is sent again and recognized
- * (the server keeps one bit per lease token it ever made). Not thread-safe: the loop's thread.
+ * (the server keeps one bit per lease token it ever made).
  *
  * Batching: the pushes made in one turn of the loop go to the server as one call, and so do
  * the commits, just before the loop waits (pushes first); retry and done send what is batched
  * before their own step, so a request's end never reaches the server before the links its run
- * pushed. A call's fixed cost on the server is so paid once per turn, not once per URL. */
+ * pushed. A call's fixed cost on the server is so paid once per turn, not once per URL.
+ *
+ * Lost leases: a lease that expires (its engine died, or stalled past lease_ms) is taken back
+ * by the next pop and counted in the request (lc_request.lost, the hash field x), so the job
+ * can give up on a page that takes every engine down. A clean stop gives its leases back
+ * instead (lc_frontier_release, lc_rfront_stop), uncounted. Not thread-safe: the loop's
+ * thread. */
 #ifndef LC_RFRONTIER_H
 #define LC_RFRONTIER_H
 
@@ -98,7 +104,16 @@ int lc_rfront_slot(lc_frontier *f, const char *host, int64_t delay_ms, lc_rfront
 /* A 429/503 answer: no engine sends to the host for ms. */
 void lc_rfront_pause(lc_frontier *f, const char *host, int64_t ms);
 
-/* Commands given to the server and not answered yet (a test runs the loop until 0). */
+/* A clean stop (an interrupt, a cancelled job): pop no more, and give every request of the
+ * buffer back to the server untried (one lc_release; a pop still on its way gives back what
+ * it brings), their counts unchanged, so they are not counted as lost leases. Requests handed
+ * out are given back with lc_frontier_release. Before destroy, run the loop until
+ * lc_rfront_outstanding is 0 (bounded: a server that is away never answers, and those leases
+ * then expire and count as lost). Idempotent. */
+void lc_rfront_stop(lc_frontier *f);
+
+/* Commands given to the server and not answered yet (a test runs the loop until 0; a job
+ * stopping waits for it, bounded). */
 size_t lc_rfront_outstanding(const lc_frontier *f);
 
 /* Counters of this frontier: leases it lost, commits refused, reconnects, pushes the server

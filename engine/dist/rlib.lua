@@ -6,8 +6,9 @@
 --                pages_failed, records, reclaimed, refused, started, last
 --   P.s:B        set of 64-bit URL fingerprints (intset encoded), B = the top 15 bits
 --   P.r:ID       hash of a request: u url, h host, d depth, j data, a attempt, t throttles,
---                c crashes (a, t, c absent until a retry sets them: 0), k the token of its
---                lease (absent when not leased), i 1 when the lease counts in P.i:HOST
+--                c crashes (a, t, c absent until a retry sets them: 0), x lost leases
+--                (expired while held: the engine died or stalled; absent: 0), k the token of
+--                its lease (absent when not leased), i 1 when the lease counts in P.i:HOST
 --   P.i:HOST     zset: the host's leased ids by lease expiry, kept only by pops with per_host
 --                (the crawl's in-flight requests to the host; a dead engine's expire)
 --   P.q:HOST     list of the host's queued request ids
@@ -53,8 +54,10 @@ local function queue(P, id, host, now, front)
   list_host(P, host, now)
 end
 
--- Expired leases go back to the head of their host's queue, their attempt count kept; retries
--- whose time came go to its tail.
+-- Expired leases go back to the head of their host's queue, their attempt count kept and their
+-- lost-lease count x one more (the engine holding it died or stalled: a page that kills its
+-- engine is given up by the next one that pops it, after the job's retries); retries whose
+-- time came go to its tail. A clean stop gives its leases back with lc_release instead.
 local function reclaim(P, now)
   local ids = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, 100)
   for _, id in ipairs(ids) do
@@ -64,6 +67,7 @@ local function reclaim(P, now)
     redis.call('HDEL', r, 'k', 'i')
     if f[1] then
       if f[2] then redis.call('ZREM', P .. 'i:' .. f[1], id) end
+      redis.call('HINCRBY', r, 'x', 1)
       queue(P, id, f[1], now, true)
     end
     redis.call('HINCRBY', P .. 'n', 'reclaimed', 1)
@@ -118,7 +122,7 @@ redis.register_function('lc_push', function(keys, a)
 end)
 
 -- pop(P; count, lease_ms, delay_ms, per_host) -> {queued, delayed, leased,
---   id, token, url, depth, attempt, throttles, crashes, data|nil, ...}
+--   id, token, url, depth, attempt, throttles, crashes, data|nil, lost|nil, ...}
 -- At most one request per ready host when delay_ms > 0, and the host is then kept back for
 -- delay_ms (the slot itself is taken when the request is sent: lc_slot). With per_host > 0, a
 -- host never has more than per_host leases at once over the whole crawl (P.i:HOST): a host
@@ -155,10 +159,10 @@ redis.register_function('lc_pop', function(keys, a)
           end
           leased[#leased + 1] = now + lease
           leased[#leased + 1] = id
-          local f = redis.call('HMGET', r, 'u', 'd', 'a', 't', 'c', 'j')
+          local f = redis.call('HMGET', r, 'u', 'd', 'a', 't', 'c', 'j', 'x')
           out[#out + 1] = id
           out[#out + 1] = tok
-          for i = 1, 6 do out[#out + 1] = f[i] end
+          for i = 1, 7 do out[#out + 1] = f[i] end
           taken = taken + 1
         end
         if #inflight > 0 then redis.call('ZADD', P .. 'i:' .. host, unpack(inflight)) end
@@ -300,6 +304,29 @@ redis.register_function('lc_fail', function(keys, a)
   redis.call('HINCRBY', P .. 'n', a[3] == '1' and 'pages_ok' or 'pages_failed', 1)
   redis.call('HSET', P .. 'n', 'last', now_ms())
   return 1
+end)
+
+-- release(P; id, token, ...) -> how many were given back: leases a clean stop hands back
+-- untried (requests of a cancelled job, an engine's prefetch buffer). Each still this token's
+-- goes back to the head of its host's queue at once, its counts (a, t, c, x) unchanged; one
+-- whose lease already passed on is left alone.
+redis.register_function('lc_release', function(keys, a)
+  local P = keys[1]
+  local now = now_ms()
+  local given = 0
+  for i = 1, #a - 1, 2 do
+    local id = a[i]
+    local r = P .. 'r:' .. id
+    local f = redis.call('HMGET', r, 'k', 'h', 'i')
+    if f[1] == a[i + 1] then
+      redis.call('ZREM', P .. 'leases', id)
+      redis.call('HDEL', r, 'k', 'i')
+      if f[3] then unbusy(P, id, f[2], now) end
+      queue(P, id, f[2], now, true)
+      given = given + 1
+    end
+  end
+  return given
 end)
 
 -- slot(P; host, delay_ms) -> 0: send now (the host's next slot is now + delay_ms), or the ms

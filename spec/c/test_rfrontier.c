@@ -485,6 +485,111 @@ TEST(redis_killed_and_restarted_with_commands_outstanding) {
   uv_run(&loop, UV_RUN_NOWAIT);
 }
 
+/* ---- lost leases ------------------------------------------------------------------------------ */
+
+static void lease_url(char *out, size_t n, const char *crawl, int lease_ms) {
+  snprintf(out, n, "redis://127.0.0.1:%d/0?crawl=%s-%d&lease_ms=%d", port, crawl, ++crawl_no,
+           lease_ms);
+}
+
+/* An engine that dies holding a request (destroyed without ending it: its renewals stop) loses
+ * the lease when it expires; the next pop takes it back and counts it (x, reported as lost),
+ * once per death, and a retry keeps the count. The crawl counts it in `reclaimed`. */
+TEST(an_expired_lease_is_counted_and_reported_on_the_next_pop) {
+  char url[300], err[512];
+  lease_url(url, sizeof url, "lost", 200);
+  lc_frontier *a = open_url(url, 0, 1);
+  CHECK_INT(lc_frontier_push(a, "http://poison.test/1", 0, "{\"p\":1}", 0), 1);
+  settle(a);
+  lc_request r;
+  CHECK_INT(pop_settled(a, &r), 1);
+  CHECK_INT(r.lost, 0);
+  uint64_t id = r.id;
+  lc_request_clear(&r);
+  end_frontier(a); /* dies holding it */
+  for (int death = 1; death <= 2; death++) {
+    run_for(300); /* past the lease */
+    lc_frontier *b = open_url(url, 0, 1);
+    CHECK_INT(pop_settled(b, &r), 1);
+    CHECK_INT(r.id, id);
+    CHECK_INT(r.lost, death);
+    CHECK_INT(r.attempt, 0);
+    CHECK_STR(r.data_json, "{\"p\":1}");
+    lc_request_clear(&r);
+    end_frontier(b);
+  }
+  lc_rfront_status st;
+  CHECK_INT(lc_rfront_get_status(url, &st, err, sizeof err), 0);
+  CHECK_INT(st.reclaimed, 2); /* the third death's lease is taken back by the next pop */
+  run_for(300);
+  lc_frontier *c = open_url(url, 0, 1);
+  CHECK_INT(pop_settled(c, &r), 1);
+  CHECK_INT(r.lost, 3);
+  CHECK_INT(lc_frontier_retry(c, &r, 0), 0);
+  settle(c);
+  CHECK_INT(pop_settled(c, &r), 1);
+  CHECK_INT(r.lost, 3); /* kept across the retry */
+  CHECK_INT(r.attempt, 1);
+  CHECK_INT(lc_frontier_done(c, r.id, 0), 0);
+  lc_request_clear(&r);
+  settle(c);
+  CHECK_INT(lc_rfront_get_status(url, &st, err, sizeof err), 0);
+  CHECK_INT(st.reclaimed, 3);
+  CHECK_INT(st.failed, 1);
+  CHECK_INT(st.leased, 0);
+  end_frontier(c);
+}
+
+/* A clean stop gives its leases back: a request handed out (lc_frontier_release) and the
+ * requests of the prefetch buffer (lc_rfront_stop) are queued again at once, uncounted, so
+ * another engine takes them without waiting for the lease (a minute here) to expire. A
+ * release of a lease that already passed on is ignored on the server. */
+TEST(a_released_lease_is_not_counted_and_handed_out_again_at_once) {
+  char url[300], err[512];
+  lease_url(url, sizeof url, "release", 60000);
+  lc_frontier *a = open_url(url, 0, 3);
+  CHECK_INT(lc_frontier_push(a, "http://a.test/1", 0, NULL, 0), 1);
+  CHECK_INT(lc_frontier_push(a, "http://b.test/1", 0, NULL, 0), 1);
+  CHECK_INT(lc_frontier_push(a, "http://c.test/1", 0, NULL, 0), 1);
+  settle(a);
+  lc_request r;
+  CHECK_INT(pop_settled(a, &r), 1);
+  settle(a); /* the refill: the other two wait in a's buffer, leased */
+  lc_rfront_status st;
+  CHECK_INT(lc_rfront_get_status(url, &st, err, sizeof err), 0);
+  CHECK_INT(st.leased, 3);
+  CHECK_INT(lc_frontier_release(a, &r), 0);
+  CHECK(r.url == NULL);
+  CHECK_INT(lc_frontier_release(a, &r), LC_FRONTIER_EINVAL); /* zeroed: no url */
+  lc_request bogus = {.id = 999, .url = strdup("http://a.test/1")};
+  CHECK_INT(lc_frontier_release(a, &bogus), LC_FRONTIER_ENOENT);
+  lc_rfront_stop(a);
+  lc_rfront_stop(a); /* idempotent */
+  CHECK_INT(lc_frontier_pop(a, 0, NULL, NULL, &r, NULL), 0); /* stopped: nothing more */
+  settle(a);
+  CHECK_INT(lc_rfront_get_status(url, &st, err, sizeof err), 0);
+  CHECK_INT(st.leased, 0);
+  CHECK_INT(st.queued, 3);
+  end_frontier(a);
+  lc_frontier *b = open_url(url, 0, 3);
+  int got = 0;
+  while (pop_settled(b, &r) == 1) {
+    got++;
+    CHECK_INT(r.lost, 0);
+    CHECK_INT(r.attempt, 0);
+    CHECK_INT(lc_frontier_done(b, r.id, 1), 0);
+    lc_request_clear(&r);
+  }
+  CHECK_INT(got, 3);
+  settle(b);
+  CHECK_INT(lc_rfront_get_status(url, &st, err, sizeof err), 0);
+  CHECK_INT(st.reclaimed, 0);
+  CHECK_INT(st.done, 3);
+  CHECK_INT(st.leased, 0);
+  CHECK_INT(st.queued, 0);
+  end_frontier(b);
+}
+
 static void cleanup(void) {
   redis_kill();
   char cmd[400];
@@ -513,6 +618,8 @@ int main(void) {
   RUN(ending_twice_or_unknown_fails_loudly);
   RUN(commits_in_one_turn_are_answered_each);
   RUN(a_step_the_server_refuses_stops_the_crawl);
+  RUN(an_expired_lease_is_counted_and_reported_on_the_next_pop);
+  RUN(a_released_lease_is_not_counted_and_handed_out_again_at_once);
   RUN(redis_killed_and_restarted_with_commands_outstanding);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
