@@ -74,6 +74,9 @@ typedef struct rfront {
   size_t nbuf;
   lease *held;
   size_t nheld, capheld;
+  lease *starting; /* handed out, lc_started not sent yet (one such call at a time) */
+  size_t nstarting, capstarting;
+  int marking;     /* an lc_started is on its way */
   uint64_t *pushed; /* open addressing, 0 empty */
   size_t pushed_cap, pushed_n;
 
@@ -252,18 +255,22 @@ static int pushed_add(rfront *r, uint64_t fp) {
   }
 }
 
-static int held_add(rfront *r, uint64_t id, const char *tok) {
-  if (r->nheld == r->capheld) {
-    size_t cap = r->capheld ? r->capheld * 2 : 16;
-    lease *h = realloc(r->held, cap * sizeof *h);
+static int lease_add(lease **v, size_t *n, size_t *capp, uint64_t id, const char *tok) {
+  if (*n == *capp) {
+    size_t cap = *capp ? *capp * 2 : 16;
+    lease *h = realloc(*v, cap * sizeof *h);
     if (!h) return -1;
-    r->held = h;
-    r->capheld = cap;
+    *v = h;
+    *capp = cap;
   }
-  r->held[r->nheld].id = id;
-  snprintf(r->held[r->nheld].tok, sizeof r->held[r->nheld].tok, "%s", tok);
-  r->nheld++;
+  (*v)[*n].id = id;
+  snprintf((*v)[*n].tok, sizeof (*v)[*n].tok, "%s", tok);
+  (*n)++;
   return 0;
+}
+
+static int held_add(rfront *r, uint64_t id, const char *tok) {
+  return lease_add(&r->held, &r->nheld, &r->capheld, id, tok);
 }
 
 /* Take the lease of a handed-out id out of `held` (its token into tok). 0, or ENOENT. */
@@ -506,10 +513,13 @@ static void flush_batches(rfront *r) {
 
 static void fetch(rfront *r);
 
+static void mark_started(rfront *r);
+
 static void flush_cb(uv_prepare_t *h) {
   rfront *r = h->data;
   uv_prepare_stop(h);
   flush_batches(r);
+  mark_started(r); /* what pop handed out this turn, in one call */
   if (r->want_fetch) {
     r->want_fetch = 0;
     fetch(r);
@@ -667,6 +677,44 @@ static void fetch(rfront *r) {
   }
 }
 
+/* Tell the server which leases now run (lc_started: only their expiry counts as a lost lease,
+ * not that of a request that waited in the buffer of an engine that died). Sent at the end of
+ * the turn that handed them out (flush_cb), one call at a time: what is handed out while one
+ * is on its way goes with the next. */
+static void started_cb(void *ud, redisReply *rep, int status);
+static void mark_started(rfront *r) {
+  if (r->marking || r->nstarting == 0 || r->failure[0]) return;
+  int argc = 4 + 2 * (int)r->nstarting;
+  const char **argv = calloc((size_t)argc, sizeof *argv);
+  size_t *lens = calloc((size_t)argc, sizeof *lens);
+  char (*ids)[24] = calloc(r->nstarting, sizeof *ids);
+  if (argv && lens && ids) {
+    for (size_t i = 0; i < r->nstarting; i++) {
+      snprintf(ids[i], sizeof ids[i], "%" PRIu64, r->starting[i].id);
+      argv[4 + 2 * i] = ids[i];
+      lens[4 + 2 * i] = (size_t)-1;
+      argv[5 + 2 * i] = r->starting[i].tok;
+      lens[5 + 2 * i] = (size_t)-1;
+    }
+    if (fcall(r, "lc_started", started_cb, r, argc, argv, lens) == 0) {
+      r->marking = 1;
+      r->nstarting = 0;
+    }
+  }
+  if (!r->marking) lc_warn("out of memory marking %zu request(s) as running", r->nstarting);
+  free(argv);
+  free(lens);
+  free(ids);
+}
+
+static void started_cb(void *ud, redisReply *rep, int status) {
+  rfront *r = ud;
+  if (status != LC_RCONN_OK) return;
+  r->marking = 0;
+  reply_error(r, "marking requests as running", rep);
+  mark_started(r);
+}
+
 static int rf_pop(lc_frontier *f, int64_t now_ms, lc_frontier_admit_fn admit, void *ud,
                   lc_request *out, int64_t *next_ms) {
   rfront *r = (rfront *)f;
@@ -692,6 +740,10 @@ static int rf_pop(lc_frontier *f, int64_t now_ms, lc_frontier_admit_fn admit, vo
       rc = LC_FRONTIER_ENOMEM;
       break;
     }
+    if (lease_add(&r->starting, &r->nstarting, &r->capstarting, r->buf[i].req.id,
+                  r->buf[i].tok) != 0)
+      lc_warn("out of memory: request %" PRIu64 " runs unmarked (its loss would not count)",
+              r->buf[i].req.id);
     *out = r->buf[i].req;
     memmove(r->buf + i, r->buf + i + 1, (r->nbuf - i - 1) * sizeof *r->buf);
     r->nbuf--;
@@ -794,6 +846,7 @@ static void rf_destroy(lc_frontier *f) {
   free(r->commits);
   free(r->buf);
   free(r->held);
+  free(r->starting);
   free(r->pushed);
   free(r);
 }

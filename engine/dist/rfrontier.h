@@ -5,8 +5,8 @@
  * buffer of requests leased ahead (at most `prefetch`), fed asynchronously, and the leases of
  * the requests handed out, renewed on a timer until their end is sent. The server's side
  * is one Redis function library (luacrawl, loaded on every connect): every step (push, pop
- * and lease, renew, retry, fail, release, ack with records, host slot, pause) is one atomic function
- * on the server, on the server's clock (TIME), so machines' clocks do not matter.
+ * and lease, renew, retry, fail, release, ack with records, host slot, pause) is one atomic
+ * function on the server, on the server's clock (TIME), so machines' clocks do not matter.
  *
  * The frontier interface stays synchronous: push answers from a local set of what this engine
  * pushed (the server drops what another engine pushed first; max_pages is counted on the
@@ -29,7 +29,8 @@
  * pushed. A call's fixed cost on the server is so paid once per turn, not once per URL.
  *
  * Lost leases: a lease that expires (its engine died, or stalled past lease_ms) is taken back
- * by the next pop and counted in the request (lc_request.lost, the hash field x), so the job
+ * by the next pop and, when the request was running (pop tells the server what it hands out:
+ * lc_started, batched), counted in the request (lc_request.lost, the hash field x), so the job
  * can give up on a page that takes every engine down. A clean stop gives its leases back
  * instead (lc_frontier_release, lc_rfront_stop), uncounted. Not thread-safe: the loop's
  * thread. */

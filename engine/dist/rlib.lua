@@ -7,8 +7,10 @@
 --   P.s:B        set of 64-bit URL fingerprints (intset encoded), B = the top 15 bits
 --   P.r:ID       hash of a request: u url, h host, d depth, j data, a attempt, t throttles,
 --                c crashes (a, t, c absent until a retry sets them: 0), x lost leases
---                (expired while held: the engine died or stalled; absent: 0), k the token of
---                its lease (absent when not leased), i 1 when the lease counts in P.i:HOST
+--                (expired while it ran: the engine died or stalled; absent: 0), k the token
+--                of its lease (absent when not leased), i 1 when the lease counts in
+--                P.i:HOST, g the token of the lease under which it started running
+--                (lc_started; a lease only buffered by its engine has none)
 --   P.i:HOST     zset: the host's leased ids by lease expiry, kept only by pops with per_host
 --                (the crawl's in-flight requests to the host; a dead engine's expire)
 --   P.q:HOST     list of the host's queued request ids
@@ -54,20 +56,22 @@ local function queue(P, id, host, now, front)
   list_host(P, host, now)
 end
 
--- Expired leases go back to the head of their host's queue, their attempt count kept and their
--- lost-lease count x one more (the engine holding it died or stalled: a page that kills its
--- engine is given up by the next one that pops it, after the job's retries); retries whose
--- time came go to its tail. A clean stop gives its leases back with lc_release instead.
+-- Expired leases go back to the head of their host's queue, their attempt count kept; one that
+-- had started running (g is its token) counts one more lost lease in x: the engine running it
+-- died or stalled, and a page that kills its engine is given up by the next one that pops it,
+-- after the job's retries. A lease that only waited in the engine's buffer is not the
+-- request's doing and is not counted. Retries whose time came go to the tail. A clean stop
+-- gives its leases back with lc_release instead.
 local function reclaim(P, now)
   local ids = redis.call('ZRANGEBYSCORE', P .. 'leases', '-inf', now, 'LIMIT', 0, 100)
   for _, id in ipairs(ids) do
     redis.call('ZREM', P .. 'leases', id)
     local r = P .. 'r:' .. id
-    local f = redis.call('HMGET', r, 'h', 'i')
+    local f = redis.call('HMGET', r, 'h', 'i', 'k', 'g')
     redis.call('HDEL', r, 'k', 'i')
     if f[1] then
       if f[2] then redis.call('ZREM', P .. 'i:' .. f[1], id) end
-      redis.call('HINCRBY', r, 'x', 1)
+      if f[3] and f[3] == f[4] then redis.call('HINCRBY', r, 'x', 1) end
       queue(P, id, f[1], now, true)
     end
     redis.call('HINCRBY', P .. 'n', 'reclaimed', 1)
@@ -304,6 +308,18 @@ redis.register_function('lc_fail', function(keys, a)
   redis.call('HINCRBY', P .. 'n', a[3] == '1' and 'pages_ok' or 'pages_failed', 1)
   redis.call('HSET', P .. 'n', 'last', now_ms())
   return 1
+end)
+
+-- started(P; id, token, ...) -> 0: the engine handed these leased requests to its job, which
+-- runs them now. Marks each still this token's (g), so that its lease, if it expires, counts
+-- as lost (reclaim).
+redis.register_function('lc_started', function(keys, a)
+  local P = keys[1]
+  for i = 1, #a - 1, 2 do
+    local r = P .. 'r:' .. a[i]
+    if redis.call('HGET', r, 'k') == a[i + 1] then redis.call('HSET', r, 'g', a[i + 1]) end
+  end
+  return 0
 end)
 
 -- release(P; id, token, ...) -> how many were given back: leases a clean stop hands back
