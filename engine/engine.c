@@ -523,6 +523,12 @@ static int tasks_gone(lc_engine *e) {
   return 1;
 }
 
+static int jobs_ended(lc_engine *e) {
+  for (size_t i = 0; i < e->n_jobs; i++)
+    if (!lc_job_ended(e->jobs[i])) return 0;
+  return 1;
+}
+
 static int browsers_gone(lc_engine *e) { return lc_bpool_live(e->sh.pool) == 0; }
 
 /* Every job's backlog is out or failed, or a signal's short wait for the reader is over. */
@@ -543,6 +549,9 @@ static int shutdown_jobs(lc_engine *e) {
   for (size_t i = 0; i < e->n_jobs; i++) lc_job_cancel(e->jobs[i], 0);
   uv_timer_start(&e->stop_timer, nop_cb, 10, 10);
   run_for(e, 1000, tasks_gone);
+  /* A job on a shared frontier ends once the server took back what it held (job.c,
+   * dist_settled: bounded by its own 2 s); every other job has ended with its tasks. */
+  run_for(e, 2500, jobs_ended);
   if (!e->sh.cache) return 0;
   for (size_t i = 0; i < e->n_jobs; i++) lc_job_release_all(e->jobs[i]);
   lc_cleanup_params p = {.max_contexts = 0, .force = 1, .idle_ms = 0};

@@ -3,8 +3,10 @@
 -- kills it at the end. Three engines crawl a 300-page site, one is SIGKILLed mid-crawl and
 -- another started, Redis is killed and restarted mid-crawl: every page is in the records
 -- exactly once. The per-host delay and per_host hold across engines (the site logs arrival
--- and answer times). A stall longer than a lease gets its late acknowledgement refused. Redis
--- unreachable at start: one line, exit 2.
+-- and answer times). A stall longer than a lease gets its late acknowledgement refused. A page
+-- that kills every engine running it fails for good after retries + 1 lost leases; an engine
+-- stopped by SIGINT gives its leases back and counts nothing. Redis unreachable at start: one
+-- line, exit 2.
 local H = require("support.helpers")
 local cjson = require("cjson")
 
@@ -121,6 +123,45 @@ return {
   end,
 }
 ]]
+
+-- The poison job: a page, /_/slow?ms=4000&id=poison, that the spec treats as one that kills
+-- the engine loading it (it SIGKILLs the engine as soon as the site sees the request, long
+-- before the page answers: what the OOM killer or a segfault would do). Concurrency 1, so only the poison page runs when its
+-- engine dies; retries = 1, so the second lost lease is the last.
+local POISON_JOB = [[
+return {
+  start = { args.base .. "/_/links?n=" .. args.n, args.base .. "/_/slow?ms=4000&id=poison" },
+  max_depth = 1, concurrency = 1, retries = 1,
+  handle = function(page, req, job)
+    local res = assert(page:navigate(req.url))
+    job:emit { url = req.url, status = res.status, lost = req.lost, engine = args.name }
+    for _, link in ipairs(page:links()) do job:enqueue(link) end
+  end,
+  on_error = function(req, err, job) job:emit { failed = req.url, error = err, lost = req.lost } end,
+}
+]]
+local POISON = "/_/slow?ms=4000&id=poison"
+
+-- Starts engines one after another with start(i) -> run; each is SIGKILLed when the site sees
+-- the poison page requested again. Returns the last run (which ended by itself) and the kills.
+local function kill_on_poison(srv, start)
+  local kills, seen = 0, 0
+  local run = start(1)
+  while true do
+    local why = H.wait_until(function()
+      if srv.count(POISON) > seen then return "poison" end
+      if not run.alive() then return "ended" end
+    end, 120, 0.01)
+    assert.is_not_nil(why, "neither the poison page nor the end came")
+    if why == "ended" then return run, kills end
+    seen = srv.count(POISON)
+    run.signal("KILL")
+    assert.is_not_nil(run.wait(30))
+    kills = kills + 1
+    assert.truthy(kills <= 5, "the poison page keeps killing engines")
+    run = start(kills + 1)
+  end
+end
 
 describe("--frontier redis://", function()
   after_each(function()
@@ -302,6 +343,85 @@ describe("--frontier redis://", function()
     assert.equals(6, n)
     assert.truthy(status(F).reclaimed >= 1)
     assert.equals("", sh_read("redis-cli -p " .. R.port .. " --scan --pattern 'lc:{perhostkill}:i:*'"))
+  end)
+
+  it("a page that kills its engine fails for good after retries + 1 lost leases; the rest once", function()
+    local srv = H.server()
+    local R = redis()
+    local F = R.url("poison", 1000)
+    local script = H.script(POISON_JOB)
+    local last, kills = kill_on_poison(srv, function(i)
+      return H.spawn({ "run", script, "base=" .. srv.url(""), "n=20", "name=e" .. i,
+        "--frontier", F }, { output = true, timeout = 120 })
+    end)
+    assert.equals(0, last.wait(10), H.read(last.stderr_path))
+    assert.equals(2, kills, H.read(last.stderr_path)) -- retries + 1
+    assert.equals(2, srv.count(POISON), "the poison page was loaded again after its last chance")
+    local err = H.read(last.stderr_path)
+    assert.truthy(err:find("its lease was lost 2 times", 1, true), err)
+    local st = status(F)
+    assert.equals("done", st.state)
+    assert.equals(1, st.failed)
+    assert.equals(21, st.done)
+    assert.equals(0, st.queued)
+    assert.equals(0, st.leased)
+    local recs, bad = export(F)
+    assert.equals(0, #bad)
+    local pages, failed = {}, {}
+    for _, rec in ipairs(recs) do
+      if rec.failed then failed[#failed + 1] = rec else pages[#pages + 1] = rec end
+    end
+    local n, dups = once(pages)
+    assert.same({}, dups, "pages committed twice")
+    assert.equals(21, n, "every other page once")
+    for _, rec in ipairs(pages) do
+      assert.is_nil(rec.url:find("poison", 1, true))
+      assert.equals(0, rec.lost, rec.url .. " counted a lost lease")
+    end
+    assert.equals(1, #failed)
+    assert.truthy(failed[1].failed:find("id=poison", 1, true))
+    assert.equals(2, failed[1].lost)
+    assert.truthy(failed[1].error:find("its lease was lost 2 times: the engines holding it died "
+      .. "or stalled each time (a page that kills the engine?)", 1, true), failed[1].error)
+  end)
+
+  it("an engine stopped by SIGINT gives its leases back: restarted, nothing counted or failed", function()
+    local srv = H.server()
+    local R = redis()
+    -- A lease of a minute: a lease not given back would hold its request that long.
+    local F = R.url("sigint", 60000)
+    local script = H.script(JOB)
+    local args = { "run", script, "base=" .. srv.url(""), "n=30", "c=3", "hold=400", "--frontier", F }
+    local function with(extra)
+      local c = { table.unpack(args) }
+      c[#c + 1] = extra
+      return c
+    end
+    local a = H.spawn(with("name=a"), { output = true, timeout = 120 })
+    assert.truthy(H.wait_until(function() return status(F).records >= 4 end, 60, 0.05), "no progress")
+    assert.truthy(status(F).leased >= 1)
+    a.signal("INT")
+    assert.equals(130, a.wait(30), H.read(a.stderr_path))
+    local st = status(F)
+    assert.equals(0, st.leased, "leases kept after a clean stop: " .. cjson.encode(st))
+    assert.truthy(st.queued >= 1, cjson.encode(st))
+    assert.equals(0, st.reclaimed)
+    local t0 = H.now()
+    local b = H.spawn(with("name=b"), { output = true, timeout = 120 })
+    assert.equals(0, b.wait(100), H.read(b.stderr_path))
+    assert.truthy(H.now() - t0 < 50, "b waited for leases to expire")
+    st = status(F)
+    assert.equals("done", st.state)
+    assert.equals(31, st.done)
+    assert.equals(0, st.failed)
+    assert.equals(0, st.reclaimed)
+    local n, dups = once(export(F))
+    assert.same({}, dups)
+    assert.equals(31, n)
+    -- What a had in flight at the interrupt was done by b, normally.
+    local by_b = 0
+    for _, rec in ipairs(b.result().records) do by_b = by_b + 1 end
+    assert.truthy(by_b >= 1)
   end)
 
   it("a stall longer than the lease: the late acknowledgement is refused, the page done once", function()

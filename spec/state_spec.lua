@@ -1,6 +1,8 @@
 -- state_spec.lua: --state FILE: a crawl killed with SIGKILL at any moment resumes with the same
 -- command, and in the end every page is written exactly once, as whole JSON lines, with every
--- reference given back. Also the tools around the state file and its bad input.
+-- reference given back. A page that kills the engine every time is failed for good after
+-- retries + 1 such deaths; a run stopped by SIGINT counts nothing. Also the tools around the
+-- state file and its bad input.
 local H = require("support.helpers")
 local cjson = require("cjson")
 
@@ -22,6 +24,23 @@ local function status(db)
   assert.equals(0, r.code, r.stderr)
   return cjson.decode(r.stdout)
 end
+
+-- The poison job (as in redis_spec.lua): the spec SIGKILLs the run as soon as the site sees
+-- /_/slow?ms=4000&id=poison requested, long before it answers, as the OOM killer or a
+-- segfault would. Concurrency 1, retries 1: the second death is its last chance.
+local POISON = "/_/slow?ms=4000&id=poison"
+local POISON_JOB = [[
+return {
+  start = { args.base .. "/_/links?n=20", args.base .. "]] .. POISON .. [[" },
+  max_depth = 1, concurrency = 1, retries = 1,
+  handle = function(page, req, job)
+    local res = assert(page:navigate(req.url))
+    job:emit { url = req.url, status = res.status, lost = req.lost }
+    for _, link in ipairs(page:links()) do job:enqueue(link) end
+  end,
+  on_error = function(req, err, job) job:emit { failed = req.url, error = err, lost = req.lost } end,
+}
+]]
 
 describe("--state", function()
   after_each(function() H.cleanup() end)
@@ -90,6 +109,107 @@ describe("--state", function()
     local e = H.run({ "export", db }, { timeout = 30 })
     assert.equals(0, e.code, e.stderr)
     assert.equals(PAGES + 1, #e.records)
+  end)
+
+  it("a page that kills the run: resumed runs fail it for good after retries + 1 deaths", function()
+    local srv = H.server()
+    local dir = H.tmpdir()
+    local db, out = dir .. "/crawl.db", dir .. "/out.jsonl"
+    local args = { "run", H.script(POISON_JOB), "base=" .. srv.url(""), "--state", db, "-o", out }
+    local kills, last = 0, nil
+    while true do
+      local run = H.spawn(args, { timeout = 120 })
+      local why = H.wait_until(function()
+        if srv.count(POISON) > kills then return "poison" end
+        if not run.alive() then return "ended" end
+      end, 120, 0.01)
+      assert.is_not_nil(why)
+      if why == "ended" then
+        last = run
+        break
+      end
+      run.signal("KILL")
+      assert.is_not_nil(run.wait(30))
+      kills = kills + 1
+      assert.truthy(kills <= 5, "the poison page keeps killing the runs")
+    end
+    assert.equals(0, last.wait(10), H.read(last.stderr_path))
+    assert.equals(2, kills) -- retries + 1
+    assert.equals(2, srv.count(POISON), "the poison page was loaded again after its last chance")
+    local err = H.read(last.stderr_path)
+    assert.truthy(err:find("its lease was lost 2 times: the engine holding it died or stalled each "
+      .. "time (a page that kills the engine?)", 1, true), err)
+    local st = status(db)
+    assert.equals("done", st.state)
+    assert.equals(21, st.done)
+    assert.equals(1, st.failed)
+    assert.equals(0, st.leased)
+    local records, bad = H.decode_lines(H.read(out) or "")
+    assert.equals(0, #bad)
+    local seen, n, failed = {}, 0, {}
+    for _, rec in ipairs(records) do
+      if rec.failed then
+        failed[#failed + 1] = rec
+      else
+        assert.is_nil(seen[rec.url], "written twice: " .. rec.url)
+        seen[rec.url] = true
+        n = n + 1
+        assert.equals(0, rec.lost, rec.url .. " counted a lost lease")
+      end
+    end
+    assert.equals(21, n, "every other page once")
+    assert.equals(1, #failed)
+    assert.equals(2, failed[1].lost)
+  end)
+
+  it("a run stopped by SIGINT gives its leases back: resumed, nothing counted or failed", function()
+    local srv = H.server()
+    local dir = H.tmpdir()
+    local db, out = dir .. "/crawl.db", dir .. "/out.jsonl"
+    local script = H.script([[
+local core = require("luacrawl.core")
+return {
+  start = { args.base .. "/_/links?n=30" }, max_depth = 1, concurrency = 3, retries = 1,
+  handle = function(page, req, job)
+    assert(page:navigate(req.url))
+    core.sleep(300)
+    job:emit { url = req.url, lost = req.lost }
+    for _, link in ipairs(page:links()) do job:enqueue(link) end
+  end,
+  on_error = function(req, err, job) job:emit { failed = req.url, error = err } end,
+}
+]])
+    local args = { "run", script, "base=" .. srv.url(""), "--state", db, "-o", out }
+    for round = 1, 2 do -- twice: a second interrupt of a resumed run counts nothing either
+      local run = H.spawn(args, { timeout = 120 })
+      local want = round * 5
+      assert.truthy(H.wait_until(function()
+        local ok, st = pcall(status, db)
+        return ok and st.records >= want
+      end, 60, 0.05), "no progress")
+      run.signal("INT")
+      assert.equals(130, run.wait(30), H.read(run.stderr_path))
+      local st = status(db)
+      assert.equals(0, st.leased, "leases kept after a clean stop")
+      assert.truthy(st.queued >= 1, "the crawl ended before the interrupt")
+    end
+    local r = H.run(args, { timeout = 120 })
+    assert.equals(0, r.code, r.stderr)
+    local st = status(db)
+    assert.equals("done", st.state)
+    assert.equals(31, st.done)
+    assert.equals(0, st.failed)
+    local records, bad = H.decode_lines(H.read(out) or "")
+    assert.equals(0, #bad)
+    local seen, n = {}, 0
+    for _, rec in ipairs(records) do
+      assert.is_nil(rec.failed, "failed: " .. tostring(rec.failed))
+      assert.is_nil(seen[rec.url], "written twice: " .. rec.url)
+      seen[rec.url] = true
+      n = n + 1
+      assert.equals(0, rec.lost, rec.url .. " counted a lost lease")
+    end
+    assert.equals(31, n)
   end)
 
   it("refuses a state file of another job, a file that is not one, and a locked one", function()

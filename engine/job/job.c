@@ -361,7 +361,7 @@ static void idle_work(void *ud) {
 /* ---------------------------------------------------------------- requests */
 
 static void push_request(lua_State *L, const lc_request *r) {
-  lua_createtable(L, 0, 6);
+  lua_createtable(L, 0, 7);
   lua_pushstring(L, r->url);
   lua_setfield(L, -2, "url");
   lua_pushinteger(L, r->depth);
@@ -370,6 +370,8 @@ static void push_request(lua_State *L, const lc_request *r) {
   lua_setfield(L, -2, "attempt");
   lua_pushinteger(L, (lua_Integer)r->id);
   lua_setfield(L, -2, "id");
+  lua_pushinteger(L, r->lost);
+  lua_setfield(L, -2, "lost");
   if (r->data_json) {
     lua_pushstring(L, r->data_json);
     lua_setfield(L, -2, "data_json");
@@ -397,6 +399,14 @@ static void request_failed_for_good(lc_job *j, req_state *rs, const char *err) {
       free(ts);
     }
   }
+}
+
+/* A request handed out and not tried to its end because the job stops: back to the frontier
+ * as it was (frontier.h: release), taking its strings. */
+static void give_back(lc_job *j, lc_request *r) {
+  int rc = lc_frontier_release(j->frontier, r);
+  if (rc < 0 && rc != LC_FRONTIER_ENOENT)
+    lc_warn("cannot give a request back to the frontier (%d): it counts as a lost lease", rc);
 }
 
 static void retry_later(lc_job *j, req_state *rs, int64_t delay_ms, int count_attempt) {
@@ -448,7 +458,9 @@ static void request_result(lc_job *j, req_state *rs, lua_State *co, int status, 
     snprintf(msg, sizeof msg, "request deadline of %" PRId64 " ms passed", j->cfg.timeout_ms);
     result = msg;
   } else if (status == LC_TASK_CANCELLED) {
-    /* Stopped by an interrupt: neither done nor failed; nothing already emitted is lost. */
+    /* Stopped by an interrupt or a cancel: neither done nor failed; nothing already emitted is
+     * lost. Given back to the frontier untried, so it is not counted as a lost lease. */
+    give_back(j, &rs->req);
     goto out;
   } else {
     snprintf(msg, sizeof msg, "%s", err ? err : "handler failed");
@@ -471,7 +483,10 @@ static void request_result(lc_job *j, req_state *rs, lua_State *co, int status, 
   }
   /* The output failed: the run ends; a request that did not get through is neither done nor
    * failed, and nothing is retried (its page would be fetched again for nothing). */
-  if (result && j->output_err) goto out;
+  if (result && j->output_err) {
+    give_back(j, &rs->req);
+    goto out;
+  }
   if (!result && j->store) {
     /* Done only now, with its records, in one step of the state file's transaction. */
     int rc = lc_store_commit(j->store, rs->req.id, (const char *const *)rs->held, rs->held_len,
@@ -606,6 +621,7 @@ void lc_job_pump(lc_job *j) {
     check_end(j);
     return;
   }
+  int started = 0;
   while (busy(j) < j->cfg.concurrency) {
     if (lc_sink_backlog(j->sink) > LC_OUTPUT_SOFT_BACKLOG) {
       j->output_paused = 1; /* the output timer pumps again once the reader caught up */
@@ -623,6 +639,21 @@ void lc_job_pump(lc_job *j) {
       }
       break;
     }
+    /* Handed out and never ended more than retries times: retries + 1 attempts were made and
+     * each took its engine down (or stalled it past its lease), the lost count's contract
+     * (frontier.h). Compared with retries, as request_result compares attempts: lost ==
+     * retries leaves one attempt, the last, as it would leave one after as many failures. */
+    if (r.lost > j->cfg.retries) {
+      char why[300];
+      snprintf(why, sizeof why,
+               "its lease was lost %d times: the engine%s holding it died or stalled each time (a "
+               "page that kills the engine?); not run again",
+               r.lost, j->dist ? "s" : "");
+      req_state gone = {.j = j, .kind = TASK_REQUEST, .req = r};
+      request_failed_for_good(j, &gone, why);
+      lc_request_clear(&gone.req);
+      continue;
+    }
     lc_host *h = host_get(j, r.url);
     if (j->cfg.robots && h && h->robots) {
       /* Any length: a URL too long for a buffer is checked like any other (issue 9, item 7). */
@@ -639,7 +670,7 @@ void lc_job_pump(lc_job *j) {
     }
     req_state *rs = task_state_new(j, TASK_REQUEST, h);
     if (!rs) {
-      lc_request_clear(&r);
+      give_back(j, &r);
       break;
     }
     rs->req = r;
@@ -651,12 +682,18 @@ void lc_job_pump(lc_job *j) {
     if (!t) {
       j->in_flight--;
       if (h) h->in_flight--;
-      lc_request_clear(&rs->req);
+      give_back(j, &rs->req);
       task_state_free(rs);
       break;
     }
     lc_task_set_data(t, rs);
+    started++;
   }
+  /* --state: the leases just taken are committed before their pages load, so a page that
+   * kills the process is found leased, and counted, by the next run (a kill inside the 200 ms
+   * batch would otherwise go uncounted, every time). A WAL commit without fsync, once per
+   * pump that started something. */
+  if (started && j->store) durable_flush(j);
   check_end(j);
 }
 
@@ -683,11 +720,37 @@ int64_t lc_job_host_slot(lc_job *j, const char *url) {
   return 0;
 }
 
+/* --frontier: the shared frontier has what this engine still holds back, or it is time to go
+ * without it. A stopping job gives its prefetch buffer back (its cancelled requests were given
+ * back by request_result) and waits, without blocking the loop (the pump timer polls, the
+ * server's answers pump), for the server to answer everything given (releases, acks, ends):
+ * a lease given back is not counted as lost, an ack answered is written to the output. Bounded
+ * by LC_DIST_STOP_WAIT_MS: a server that is away never answers, and its leases expire. */
+#define LC_DIST_STOP_WAIT_MS 2000
+static int dist_settled(lc_job *j) {
+  if (!j->stopping) return 1; /* a natural end: pending() counted every answer */
+  int64_t now = lc_now(j->sh);
+  if (!j->dist_stop_ms) {
+    j->dist_stop_ms = now;
+    lc_rfront_stop(j->frontier);
+  }
+  if (lc_rfront_outstanding(j->frontier) == 0 || lc_rfront_failure(j->frontier)) return 1;
+  if (now - j->dist_stop_ms >= LC_DIST_STOP_WAIT_MS) {
+    lc_warn("the shared frontier did not answer within %d ms of the stop: %zu command(s) "
+            "unanswered (leases not given back expire and count as lost)",
+            LC_DIST_STOP_WAIT_MS, lc_rfront_outstanding(j->frontier));
+    return 1;
+  }
+  uv_timer_start(j->pump_timer, pump_timer_cb, 20, 0);
+  return 0;
+}
+
 /* The job's end: nothing runs, and it was stopped or has nothing left to do. The engine
  * hears of it once. */
 static void check_end(lc_job *j) {
   if (j->ended || j->in_flight || j->aux_tasks) return;
   if (!j->stopping && !(j->started && lc_frontier_pending(j->frontier) == 0)) return;
+  if (j->dist && !dist_settled(j)) return;
   j->ended = 1;
   uv_timer_stop(j->pump_timer);
   if (j->store) {
@@ -730,7 +793,8 @@ void lc_job_cancel(lc_job *j, int sig) {
 void lc_job_fail(lc_job *j, const char *msg) {
   if (!j->failed) {
     j->failed = 1;
-    snprintf(j->failure, sizeof j->failure, "%s", msg);
+    /* Cut to the buffer (a caller's longer message, e.g. a path in it, is cut here). */
+    snprintf(j->failure, sizeof j->failure, "%.*s", (int)sizeof j->failure - 1, msg);
   }
   lc_job_cancel(j, 0);
 }

@@ -106,6 +106,7 @@ struct lc_job {
   uint64_t out_stored; /* the output position last given to the store */
   int start_queued;    /* lc_job_start ran: the browser's readiness may start the crawl */
   int dist;            /* --frontier: the frontier is shared through Redis (dist.c) */
+  int64_t dist_stop_ms; /* --frontier: loop ms when the stop began waiting for the server */
   lc_job_counts at_open; /* counters the state file held when this run opened it */
 
   uv_timer_t *pump_timer; /* malloc'ed: freed in their close callbacks */
