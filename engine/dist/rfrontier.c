@@ -807,6 +807,7 @@ static int rf_release(lc_frontier *f, lc_request *req) {
   int rc = r && req->url ? held_take(r, id, tok) : LC_FRONTIER_EINVAL;
   lc_request_clear(req);
   if (rc != 0) return rc;
+  flush_batches(r); /* the pushes its run made go first, as for retry and done */
   return send_release(r, &id, (const char (*)[24])&tok, 1);
 }
 
