@@ -16,7 +16,8 @@
  *
  * Printed per engine count: one JSON line on stdout, one human line on stderr: acknowledged
  * requests/s, requests popped/s and pop calls/s, pushes/s, the calls sent to the server per
- * acknowledged request (pops, batched pushes, batched commits, renewals), renewal calls,
+ * acknowledged request (pops, batched pushes, batched commits, renewals, the marks of what
+ * a turn handed out: lc_started), renewal calls,
  * p50/p99/max commit latency (lc_rfront_commit to its answer: the queue on the connection
  * included), and the CPU time of this process and of redis-server (its pid from INFO; /proc/PID/stat) over the run.
  *
@@ -313,9 +314,11 @@ static int bench(int port, int n, uint64_t pages, int conc, int hold_ms, int lea
     tot.pushed += c.pushed;
     tot.push_calls += c.push_calls;
     tot.ack_calls += c.ack_calls;
+    tot.started_calls += c.started_calls;
   }
   double calls_per_ack = (double)(tot.pop_calls + tot.push_calls + tot.ack_calls +
-                                  tot.renew_calls) / (double)(r.acked ? r.acked : 1);
+                                  tot.renew_calls + tot.started_calls) /
+                         (double)(r.acked ? r.acked : 1);
   lc_rfront_status st;
   char err[512];
   if (lc_rfront_get_status(url, &st, err, sizeof err) != 0) {
@@ -349,14 +352,14 @@ static int bench(int port, int n, uint64_t pages, int conc, int hold_ms, int lea
   printf("{\"engines\":%d,\"concurrency\":%d,\"hold_ms\":%d,\"lease_ms\":%d,\"pages\":%" PRIu64
          ",\"s\":%.3f,\"acked_per_s\":%.0f,\"popped_per_s\":%.0f,\"pop_calls_per_s\":%.0f,"
          "\"pushes_per_s\":%.0f,\"push_calls\":%" PRIu64 ",\"ack_calls\":%" PRIu64
-         ",\"calls_per_ack\":%.3f,\"renew_calls\":%" PRIu64 ",\"leases_renewed\":%" PRIu64
+         ",\"started_calls\":%" PRIu64 ",\"calls_per_ack\":%.3f,\"renew_calls\":%" PRIu64 ",\"leases_renewed\":%" PRIu64
          ",\"leases_lost\":%" PRIu64 ",\"refused\":%" PRIu64
          ",\"commit_ms_p50\":%.3f,\"commit_ms_p99\":%.3f,"
          "\"commit_ms_max\":%.3f,\"cpu_bench_s\":%.2f,\"cpu_redis_s\":%.2f,"
          "\"redis_used_memory\":%lld}\n",
          n, conc, hold_ms, lease_ms, pages, secs, (double)r.acked / secs, (double)tot.popped / secs,
          (double)tot.pop_calls / secs, (double)r.pushes / secs, tot.push_calls, tot.ack_calls,
-         calls_per_ack, tot.renew_calls, tot.renewed,
+         tot.started_calls, calls_per_ack, tot.renew_calls, tot.renewed,
          tot.lost, r.refused, p50, p99, pmax, me, srv, mem);
   fprintf(stderr,
           "%2d engines x C=%d: %7" PRIu64

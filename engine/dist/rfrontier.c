@@ -697,6 +697,7 @@ static void mark_started(rfront *r) {
       lens[5 + 2 * i] = (size_t)-1;
     }
     if (fcall(r, "lc_started", started_cb, r, argc, argv, lens) == 0) {
+      r->n.started_calls++;
       r->marking = 1;
       r->nstarting = 0;
     }

@@ -123,6 +123,7 @@ typedef struct lc_rfront_counts {
   uint64_t refused, lost, reconnects, pushed, popped;
   uint64_t pop_calls, renew_calls, renewed;
   uint64_t push_calls, ack_calls; /* batched calls sent: several pushes or commits each */
+  uint64_t started_calls;         /* lc_started calls: the requests a turn handed out */
 } lc_rfront_counts;
 void lc_rfront_get_counts(const lc_frontier *f, lc_rfront_counts *out);
 
