@@ -405,7 +405,8 @@ static void request_failed_for_good(lc_job *j, req_state *rs, const char *err) {
  * as it was (frontier.h: release), taking its strings. */
 static void give_back(lc_job *j, lc_request *r) {
   int rc = lc_frontier_release(j->frontier, r);
-  if (rc < 0 && rc != LC_FRONTIER_ENOENT)
+  /* EIO: the state file failed, which stopped the job and was said once already. */
+  if (rc < 0 && rc != LC_FRONTIER_ENOENT && rc != LC_FRONTIER_EIO)
     lc_warn("cannot give a request back to the frontier (%d): it counts as a lost lease", rc);
 }
 
