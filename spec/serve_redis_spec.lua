@@ -3,7 +3,8 @@
 -- `luacrawl export`. A Redis that is unreachable: the job fails within seconds with an error
 -- naming Redis while the server answers /health. No redis configured, or a bad name: 400. A
 -- restart that cannot read a job's DATA/jobs/ID/crawl lists it failed, not run locally. A queued
--- crawl job whose Redis is unreachable fails in the queue while the running job goes on. Each
+-- crawl job whose Redis is unreachable fails in the queue while the running job goes on. A
+-- cancelled job gives its leases back, uncounted. Each
 -- test starts its own redis-server on a random loopback port and kills it at the end.
 local H = require("support.helpers")
 local cjson = require("cjson")
@@ -232,6 +233,33 @@ describe("luacrawl serve with redis", function()
     assert.equals("done", j and j.state, cjson.encode(j or {}))
     assert.equals("again", j.crawl)
     assert.equals(31, exported_once(R, "again"), cjson.encode(j) .. (H.read(s2.run.stderr_path) or ""))
+  end)
+
+  -- A cancel is a clean stop: the job gives back the leases of its running requests and of its
+  -- prefetch buffer before it ends, uncounted, so no request waits for a lease (30 s here) to
+  -- expire and none counts as lost (issue 14).
+  it("a cancelled job gives its leases back: nothing left leased, nothing counted", function()
+    local R = redis()
+    local s = serve({ redis = R })
+    local slow = JOB:gsub("local res = assert", "job:sleep(300); local res = assert")
+    local a = post(s, { script = slow, crawl = "cancel", args = { base = "http://127.0.0.1:" .. site.port, n = "30", name = "x" } })
+    assert.equals(202, a.status, a.body)
+    local function status()
+      local r = H.run({ "status", R .. "?crawl=cancel", "--json" }, { timeout = 30 })
+      assert.equals(0, r.code, r.stderr)
+      return cjson.decode(r.stdout)
+    end
+    assert.truthy(H.wait_until(function() return status().records >= 3 end, 60, 0.1), "no progress")
+    assert.truthy(status().leased >= 1)
+    local d = req(s, "DELETE", "/jobs/" .. a.json.id)
+    assert.equals(202, d.status, d.body)
+    local j = wait_end(s, a.json.id, 30)
+    assert.equals("cancelled", j and j.state, cjson.encode(j or {}))
+    local st = status()
+    assert.equals(0, st.leased, cjson.encode(st))
+    assert.truthy(st.queued >= 1, cjson.encode(st))
+    assert.equals(0, st.reclaimed)
+    assert.equals(0, st.failed)
   end)
 
   -- DATA/jobs/ID/crawl that cannot be read is not taken for a missing one (a local job): the
