@@ -4,8 +4,8 @@
 -- naming Redis while the server answers /health. No redis configured, or a bad name: 400. A
 -- restart that cannot read a job's DATA/jobs/ID/crawl lists it failed, not run locally. A queued
 -- crawl job whose Redis is unreachable fails in the queue while the running job goes on. A
--- cancelled job gives its leases back, uncounted. Each
--- test starts its own redis-server on a random loopback port and kills it at the end.
+-- cancelled job gives its leases back, uncounted. Each test starts its own redis-server on a
+-- random loopback port and kills it at the end.
 local H = require("support.helpers")
 local cjson = require("cjson")
 
