@@ -43,10 +43,11 @@ typedef struct lc_request {
   int attempt;           /* 0 on first try; retry() adds one */
   int throttles;         /* 429/503 answers so far (kept by the caller across retries) */
   int crashes;           /* attempts during which the browser crashed (kept by the caller) */
-  int lost; /* times it was handed out and never ended: the process holding it died (found at a
-             * resume) or its shared lease expired (a dead or stalled engine). Counted by the
-             * backend, kept across retries; never by a clean stop (release) */
   int64_t not_before_ms; /* not handed out before this time (retry backoff, Retry-After) */
+  /* Times it was handed out and never ended: the process holding it died (found at a resume)
+   * or its shared lease expired (a dead or stalled engine). Counted by the backend, kept
+   * across retries; never by a clean stop (release). */
+  int lost;
 } lc_request;
 
 /* Free the strings of a request and zero it; a zeroed request may be cleared again. */

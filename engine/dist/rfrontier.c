@@ -76,7 +76,7 @@ typedef struct rfront {
   size_t nheld, capheld;
   lease *starting; /* handed out, lc_started not sent yet (one such call at a time) */
   size_t nstarting, capstarting;
-  int marking;     /* an lc_started is on its way */
+  int marking;      /* an lc_started is on its way */
   uint64_t *pushed; /* open addressing, 0 empty */
   size_t pushed_cap, pushed_n;
 
@@ -264,7 +264,7 @@ static int lease_add(lease **v, size_t *n, size_t *capp, uint64_t id, const char
     *capp = cap;
   }
   (*v)[*n].id = id;
-  snprintf((*v)[*n].tok, sizeof (*v)[*n].tok, "%s", tok);
+  snprintf((*v)[*n].tok, sizeof(*v)[*n].tok, "%s", tok);
   (*n)++;
   return 0;
 }

@@ -732,13 +732,13 @@ static int dist_settled(lc_job *j) {
   if (!j->stopping) return 1; /* a natural end: pending() counted every answer */
   int64_t now = lc_now(j->sh);
   if (!j->dist_stop_ms) {
-    j->dist_stop_ms = now;
+    j->dist_stop_ms = now > 0 ? now : 1; /* 0: not stopped yet */
     lc_rfront_stop(j->frontier);
   }
   if (lc_rfront_outstanding(j->frontier) == 0 || lc_rfront_failure(j->frontier)) return 1;
   if (now - j->dist_stop_ms >= LC_DIST_STOP_WAIT_MS) {
     lc_warn("the shared frontier did not answer within %d ms of the stop: %zu command(s) "
-            "unanswered (leases not given back expire and count as lost)",
+            "unanswered (leases not given back expire; running ones then count as lost)",
             LC_DIST_STOP_WAIT_MS, lc_rfront_outstanding(j->frontier));
     return 1;
   }

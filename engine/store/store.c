@@ -14,8 +14,8 @@
  * WAITING): a push takes the next ord at once, a retry takes one when its time comes, exactly as
  * the memory frontier stamps them. `lost` counts the leases a run held when it died: a row
  * found LEASED at open goes back to READY with lost + 1; a clean close (lc_store_close) and a
- * release give their leased rows back uncounted. Partial indexes cover only what the hot paths look up: the
- * ready requests of a host by ord, the waiting ones by time, the leased ones.
+ * release give their leased rows back uncounted. Partial indexes cover only what the hot paths
+ * look up: the ready requests of a host by ord, the waiting ones by time, the leased ones.
  *
  * In memory: per host, its oldest ready request (id and ord), and a binary heap of the hosts
  * that have one, by that ord. So pop reads the heap top, asks admit once per host and skips a

@@ -485,7 +485,7 @@ TEST(redis_killed_and_restarted_with_commands_outstanding) {
   uv_run(&loop, UV_RUN_NOWAIT);
 }
 
-/* ---- lost leases ------------------------------------------------------------------------------ */
+/* ---- lost leases --------------------------------------------------------------------------- */
 
 static void lease_url(char *out, size_t n, const char *crawl, int lease_ms) {
   snprintf(out, n, "redis://127.0.0.1:%d/0?crawl=%s-%d&lease_ms=%d", port, crawl, ++crawl_no,
@@ -581,7 +581,8 @@ TEST(a_released_lease_is_not_counted_and_handed_out_again_at_once) {
   lc_request bogus = {.id = 999, .url = strdup("http://a.test/1")};
   CHECK_INT(lc_frontier_release(a, &bogus), LC_FRONTIER_ENOENT);
   lc_rfront_stop(a);
-  lc_rfront_stop(a); /* idempotent */
+  /* idempotent */
+  lc_rfront_stop(a);
   CHECK_INT(lc_frontier_pop(a, 0, NULL, NULL, &r, NULL), 0); /* stopped: nothing more */
   settle(a);
   CHECK_INT(lc_rfront_get_status(url, &st, err, sizeof err), 0);

@@ -572,9 +572,9 @@ TEST(a_version_1_file_opens_and_is_upgraded) {
   CHECK_INT(lc_store_close(s), 0);
   CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
   sqlite3_stmt *q;
-  CHECK_INT(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema_version'", -1,
-                               &q, NULL),
-            SQLITE_OK);
+  CHECK_INT(
+      sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema_version'", -1, &q, NULL),
+      SQLITE_OK);
   CHECK_INT(sqlite3_step(q), SQLITE_ROW);
   CHECK_INT(sqlite3_column_int(q, 0), 2);
   sqlite3_finalize(q);
