@@ -53,6 +53,7 @@ typedef struct memory_frontier {
   lc_frontier base;
   size_t max_pages;
   uint64_t next_id, next_stamp;
+  uint64_t front_stamp; /* counts down from below next_stamp's start: release's stamps */
   size_t accepted, queued, waiting;
 
   chunk *arena;
@@ -456,8 +457,9 @@ static int memory_retry(lc_frontier *f, lc_request *r, int64_t not_before_ms) {
 }
 
 /* Give r back untried: the first of its host's FIFO, ready at once, its counts unchanged. Its
- * stamp is 0, older than any (as it was when handed out), so its host moves up the heap. r's
- * strings are taken on success; on failure r is untouched. */
+ * stamp is older than any queued (front_stamp counts down below every stamp next_stamp gives),
+ * so it is the oldest ready request and its host moves up the heap; of two given back, the
+ * later is older. r's strings are taken on success; on failure r is untouched. */
 static int release_enqueue(memory_frontier *m, lc_request *r) {
   if (!r->url) return LC_FRONTIER_EINVAL;
   size_t at = out_find(m, r->id);
@@ -476,7 +478,7 @@ static int release_enqueue(memory_frontier *m, lc_request *r) {
   it->req.not_before_ms = 0;
   it->host = h;
   it->next = h->head;
-  it->stamp = 0;
+  it->stamp = m->front_stamp--;
   if (h->head) {
     h->head = it;
     heap_up(m, h->heap_at);
@@ -604,5 +606,7 @@ lc_frontier *lc_frontier_memory_new(size_t max_pages) {
   m->base.ops = &memory_ops;
   m->max_pages = max_pages;
   m->next_id = 1;
+  m->next_stamp = (uint64_t)1 << 62; /* 2^62 stamps up for pushes and retries, down for releases */
+  m->front_stamp = m->next_stamp - 1;
   return &m->base;
 }

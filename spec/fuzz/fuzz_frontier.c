@@ -1,4 +1,4 @@
-/* fuzz_frontier.c: sequences of push / pop / retry / done on the in-memory frontier
+/* fuzz_frontier.c: sequences of push / pop / retry / done / release on the in-memory frontier
  * (engine/frontier.h, lc_frontier_memory_new) against a model that is a plain array.
  *
  * The model: every accepted URL once (dedupe on the canonical URL), its id (1, 2, ... in push
@@ -6,8 +6,10 @@
  * it became ready. Properties checked after every operation: push answers 1 / 0 (seen) /
  * EFULL / EURL as the model says; pop hands out exactly the model's oldest ready request among
  * the hosts `admit` accepts (and 0 when there is none), asks admit at most once per host with
- * that host's oldest ready URL, and fills id, url, depth, attempt, data as pushed; retry and
- * done answer ENOENT exactly for ids not handed out; next_ms is the earliest retry time still
+ * that host's oldest ready URL, and fills id, url, depth, attempt, data as pushed; retry,
+ * done and release answer ENOENT exactly for ids not handed out; a request released is ready
+ * at once, older than every other ready one (the later of two released the older), its
+ * attempt unchanged; next_ms is the earliest retry time still
  * waiting; pending and accepted agree with the model. */
 #include "frontier.h"
 #include "fuzz.h"
@@ -30,7 +32,8 @@ typedef struct model_item {
 typedef struct model {
   model_item items[MAX_ITEMS]; /* index i holds id i + 1 */
   size_t n;
-  uint64_t seq;
+  uint64_t seq;       /* ready order of pushes and due retries: counts up from 2^62 */
+  uint64_t front_seq; /* ready order of releases: counts down from below 2^62 */
   unsigned admit_mask; /* bit h: host number h is admitted */
   unsigned asked_mask; /* hosts admit was asked about in this pop */
   int64_t now;
@@ -216,17 +219,37 @@ static void op_done(lc_frontier *f, model *m, fuzz_in *in) {
   it->state = DONE;
 }
 
+static void op_release(lc_frontier *f, model *m, fuzz_in *in) {
+  model_item *it = pick_out(m, fuzz_u8(in));
+  if (!it) {
+    lc_request r = {0};
+    r.id = m->n + 1 + fuzz_u8(in) % 3;
+    for (size_t i = 0; i < m->n; i++)
+      if (m->items[i].state != OUT && (fuzz_u8(in) & 1)) r.id = i + 1;
+    r.url = strdup("http://a.test/");
+    FUZZ_CHECK(lc_frontier_release(f, &r) == LC_FRONTIER_ENOENT);
+    FUZZ_CHECK(r.url == NULL); /* release always takes the strings */
+    return;
+  }
+  FUZZ_CHECK(lc_frontier_release(f, &it->held) == 0);
+  FUZZ_CHECK(it->held.url == NULL && it->held.id == 0);
+  it->state = READY;
+  it->ready_seq = m->front_seq--;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fuzz_in in = {data, size, 0};
   static model m;
   memset(&m, 0, sizeof m);
+  m.seq = (uint64_t)1 << 62; /* as the frontier's stamps */
+  m.front_seq = m.seq - 1;
   size_t max_pages = fuzz_u8(&in) % 8; /* 0: unlimited */
   lc_frontier *f = lc_frontier_memory_new(max_pages);
   FUZZ_CHECK(f != NULL);
   while (!fuzz_done(&in)) {
     uint8_t op = fuzz_u8(&in);
     m.now += op >> 4; /* a clock that never goes back */
-    switch (op % 5) {
+    switch (op % 6) {
       case 0:
       case 1:
         if (m.n < MAX_ITEMS) op_push(f, &m, &in, max_pages);
@@ -236,6 +259,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         break;
       case 3:
         op_retry(f, &m, &in);
+        break;
+      case 5:
+        op_release(f, &m, &in);
         break;
       default:
         op_done(f, &m, &in);
