@@ -640,11 +640,15 @@ void lc_job_pump(lc_job *j) {
       }
       break;
     }
-    /* Handed out and never ended more than retries times: retries + 1 attempts were made and
-     * each took its engine down (or stalled it past its lease), the lost count's contract
-     * (frontier.h). Compared with retries, as request_result compares attempts: lost ==
-     * retries leaves one attempt, the last, as it would leave one after as many failures. */
-    if (r.lost > j->cfg.retries) {
+    /* Handed out and never ended (frontier.h: lost) more than retries + 1 times: so many
+     * engines or runs died (or stalled past the lease) while it ran. Compared with retries + 1,
+     * not retries as request_result compares attempts: one death is no evidence against a
+     * page by itself (kill -9 of the service, the OOM killer choosing this process for another
+     * page, a machine going down take every request in flight with them), and a job with
+     * retries = 0 must still resume after one kill -9 without losing the pages it was running
+     * (spec/serve_spec.lua). So the first lost lease is forgiven, and a page that kills every
+     * engine gets retries + 2 of them before it is given up. */
+    if (r.lost > j->cfg.retries + 1) {
       char why[300];
       snprintf(why, sizeof why,
                "its lease was lost %d times: the engine%s holding it died or stalled each time (a "
