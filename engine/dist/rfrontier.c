@@ -519,11 +519,11 @@ static void flush_cb(uv_prepare_t *h) {
   rfront *r = h->data;
   uv_prepare_stop(h);
   flush_batches(r);
-  mark_started(r); /* what pop handed out this turn, in one call */
   if (r->want_fetch) {
     r->want_fetch = 0;
-    fetch(r);
+    fetch(r); /* with the marks of what this turn handed out */
   }
+  mark_started(r); /* marks no pop took: in a call of their own */
 }
 
 static int rf_push(lc_frontier *f, const char *url, int depth, const char *data_json,
@@ -669,18 +669,46 @@ static void fetch(rfront *r) {
   snprintf(lease_ms, sizeof lease_ms, "%" PRId64, r->addr.lease_ms);
   snprintf(delay, sizeof delay, "%" PRId64, r->delay_ms);
   snprintf(per, sizeof per, "%d", r->per_host > 0 ? r->per_host : 0);
-  const char *argv[8] = {0, 0, 0, 0, count, lease_ms, delay, per};
-  size_t lens[8] = {0, 0, 0, 0, (size_t)-1, (size_t)-1, (size_t)-1, (size_t)-1};
-  if (fcall(r, "lc_pop", pop_cb, r, 8, argv, lens) == 0) {
+  /* The requests started since the last mark ride with the pop (lc_pop marks them first),
+   * unless an lc_started is on its way: marks then wait for it, in order. */
+  size_t marks = r->marking ? 0 : r->nstarting;
+  int argc = 8 + 2 * (int)marks;
+  const char **argv = calloc((size_t)argc, sizeof *argv);
+  size_t *lens = calloc((size_t)argc, sizeof *lens);
+  char (*ids)[24] = marks ? calloc(marks, sizeof *ids) : NULL;
+  if (!argv || !lens || (marks && !ids)) {
+    free(argv);
+    free(lens);
+    free(ids);
+    return; /* out of memory: the next pop asks again */
+  }
+  const char *head[4] = {count, lease_ms, delay, per};
+  for (int i = 0; i < 4; i++) {
+    argv[4 + i] = head[i];
+    lens[4 + i] = strlen(head[i]);
+  }
+  for (size_t i = 0; i < marks; i++) {
+    snprintf(ids[i], sizeof ids[i], "%" PRIu64, r->starting[i].id);
+    argv[8 + 2 * i] = ids[i];
+    lens[8 + 2 * i] = strlen(ids[i]);
+    argv[9 + 2 * i] = r->starting[i].tok;
+    lens[9 + 2 * i] = strlen(r->starting[i].tok);
+  }
+  if (fcall(r, "lc_pop", pop_cb, r, argc, argv, lens) == 0) {
     r->fetching = 1;
     r->n.pop_calls++;
+    if (marks) r->nstarting = 0;
   }
+  free(argv);
+  free(lens);
+  free(ids);
 }
 
 /* Tell the server which leases now run (lc_started: only their expiry counts as a lost lease,
  * not that of a request that waited in the buffer of an engine that died). Sent at the end of
- * the turn that handed them out (flush_cb), one call at a time: what is handed out while one
- * is on its way goes with the next. */
+ * the turn that handed them out (flush_cb) with its refill pop, or, when no pop goes, in a
+ * call of their own, one at a time: what is handed out while one is on its way goes with the
+ * next. */
 static void started_cb(void *ud, redisReply *rep, int status);
 static void mark_started(rfront *r) {
   if (r->marking || r->nstarting == 0 || r->failure[0]) return;

@@ -125,8 +125,20 @@ redis.register_function('lc_push', function(keys, a)
   return out
 end)
 
--- pop(P; count, lease_ms, delay_ms, per_host) -> {queued, delayed, leased,
+-- Leased requests the engine handed to its job, which runs them now (a[from], a[from + 1]: id,
+-- token, ...): each still this token's is marked (g), so that its lease, if it expires,
+-- counts as lost (reclaim); one only buffered by a dead engine does not.
+local function mark_running(P, a, from)
+  for i = from, #a - 1, 2 do
+    local r = P .. 'r:' .. a[i]
+    if redis.call('HGET', r, 'k') == a[i + 1] then redis.call('HSET', r, 'g', a[i + 1]) end
+  end
+end
+
+-- pop(P; count, lease_ms, delay_ms, per_host[, id, token, ...]) -> {queued, delayed, leased,
 --   id, token, url, depth, attempt, throttles, crashes, data|nil, lost|nil, ...}
+-- The ids and tokens after per_host are requests the engine started since its last pop
+-- (mark_running: the end of a turn sends them with its refill, not in a call of their own).
 -- At most one request per ready host when delay_ms > 0, and the host is then kept back for
 -- delay_ms (the slot itself is taken when the request is sent: lc_slot). With per_host > 0, a
 -- host never has more than per_host leases at once over the whole crawl (P.i:HOST): a host
@@ -134,6 +146,7 @@ end)
 redis.register_function('lc_pop', function(keys, a)
   local P = keys[1]
   local count, lease, delay, per = num(a[1]), num(a[2]), num(a[3]), num(a[4])
+  mark_running(P, a, 5)
   local now = now_ms()
   local n = P .. 'n'
   reclaim(P, now)
@@ -311,14 +324,9 @@ redis.register_function('lc_fail', function(keys, a)
 end)
 
 -- started(P; id, token, ...) -> 0: the engine handed these leased requests to its job, which
--- runs them now. Marks each still this token's (g), so that its lease, if it expires, counts
--- as lost (reclaim).
+-- runs them now (mark_running); sent on its own when no pop carries them.
 redis.register_function('lc_started', function(keys, a)
-  local P = keys[1]
-  for i = 1, #a - 1, 2 do
-    local r = P .. 'r:' .. a[i]
-    if redis.call('HGET', r, 'k') == a[i + 1] then redis.call('HSET', r, 'g', a[i + 1]) end
-  end
+  mark_running(keys[1], a, 1)
   return 0
 end)
 
