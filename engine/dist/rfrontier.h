@@ -30,8 +30,9 @@
  *
  * Lost leases: a lease that expires (its engine died, or stalled past lease_ms) is taken back
  * by the next pop and, when the request was running (pop tells the server what it hands out:
- * the marks ride on the turn's refill pop, or go as one lc_started), counted in the request (lc_request.lost, the hash field x), so the job
- * can give up on a page that takes every engine down. A clean stop gives its leases back
+ * the marks ride on the turn's refill pop, or go as one lc_started), counted in the request
+ * (lc_request.lost, the hash field x), so the job can give up on a page that takes every
+ * engine down. A clean stop gives its leases back
  * instead (lc_frontier_release, lc_rfront_stop), uncounted. Not thread-safe: the loop's
  * thread. */
 #ifndef LC_RFRONTIER_H
