@@ -21,7 +21,7 @@
  * (lc_rfront_commit), refused when the request's lease was taken over (a stall longer than
  * the lease): the records of a request are on the server once, whoever ran it, however
  * engines die. A commit whose reply was lost to a disconnect is sent again and recognized
- * (the server keeps one bit per lease token it ever made).
+ * (the server keeps one bit per lease token of the last 8 to 25 million leases).
  *
  * Batching: the pushes made in one turn of the loop go to the server as one call, and so do
  * the commits, just before the loop waits (pushes first); retry and done send what is batched

@@ -19,8 +19,8 @@
 --   P.leases     zset: leased ids by lease expiry
 --   P.delayed    zset: ids waiting for a retry, by their time
 --   P.rec        list: committed records, in commit order
---   P.acked      bitmap: bit T set when the commit under lease token T was made (a resend
---                after a lost reply is recognized)
+--   P.acked:N    bitmaps: bit T - N*2^23 set when the commit under lease token T was made (a
+--                resend after a lost reply is recognized); the last 3 ranges are kept
 --   P.ack:TOKEN  a commit of no request already made, under an engine's own token (10 minutes)
 
 local function now_ms()
@@ -29,6 +29,9 @@ local function now_ms()
 end
 
 local function num(v) return tonumber(v or 0) or 0 end
+
+-- Lease tokens per bitmap of commit marks (P.acked:N): 2^23, 1 MB each.
+local ACK_RANGE = 8388608
 
 -- The host's requests in flight anywhere (leases not expired), when pops count them.
 local function busy(P, host, now)
@@ -91,7 +94,9 @@ redis.register_function('lc_push', function(keys, a)
   local P = keys[1]
   local n = P .. 'n'
   local maxp = num(a[1])
-  local room = maxp > 0 and maxp - num(redis.call('HGET', n, 'accepted')) or -1
+  -- room: how many more may come in (-1: no limit); never below 0, as when an engine with a
+  -- lower max_pages joins a crawl that already has more
+  local room = maxp > 0 and math.max(0, maxp - num(redis.call('HGET', n, 'accepted'))) or -1
   local out, added, now = {}, 0, nil
   for i = 2, #a - 6, 7 do
     local fp, seen, host = a[i], P .. 's:' .. a[i + 1], a[i + 2]
@@ -124,6 +129,14 @@ redis.register_function('lc_push', function(keys, a)
   end
   return out
 end)
+
+-- Tokens first..last were just made: a range of commit marks they start drops the one two
+-- ranges older (see committed, below).
+local function forget_acks(P, first, last)
+  for r = math.floor(first / ACK_RANGE) + 1, math.floor(last / ACK_RANGE) do
+    if r >= 2 then redis.call('DEL', P .. 'acked:' .. (r - 2)) end
+  end
+end
 
 -- Leased requests the engine handed to its job, which runs them now (a[from], a[from + 1]: id,
 -- token, ...): each still this token's is marked (g), so that its lease, if it expires,
@@ -163,6 +176,7 @@ redis.register_function('lc_pop', function(keys, a)
       if ids then
         -- one token per lease, from one counter step for the host's batch
         local seq = redis.call('HINCRBY', n, 'lease_seq', #ids) - #ids
+        forget_acks(P, seq, seq + #ids)
         local inflight = {}
         for k, id in ipairs(ids) do
           local r = P .. 'r:' .. id
@@ -223,19 +237,28 @@ redis.register_function('lc_renew', function(keys, a)
 end)
 
 -- A commit already made is marked by its token, so a resend after a lost reply is recognized:
--- a lease's token (a number from lease_seq) by one bit of the bitmap P.acked, which costs an
--- eighth of a byte per lease ever made; an engine's own token (records of no request) by a
--- key kept 10 minutes.
-local function committed(P, tok)
+-- a lease's token (a number from lease_seq) by one bit of a bitmap P.acked:N, N = token /
+-- ACK_RANGE; an engine's own token (records of no request) by a key kept 10 minutes. A pop
+-- that starts range N drops range N - 2 (forget_acks): a resend comes within a reconnect
+-- (seconds, at most the minute an engine waits), and range N - 2 is 8 million leases old, so
+-- the marks take at most 3 MB however long the crawl runs. A resend older than that finds its
+-- request gone and is refused: its records are on the server once, from the first send.
+local function ack_bit(P, tok)
   local b = tonumber(tok)
-  if b and b < 4294967296 then return redis.call('GETBIT', P .. 'acked', b) == 1 end
+  if not b or b < 0 or b ~= math.floor(b) then return nil end
+  return P .. 'acked:' .. math.floor(b / ACK_RANGE), b % ACK_RANGE
+end
+
+local function committed(P, tok)
+  local key, bit = ack_bit(P, tok)
+  if key then return redis.call('GETBIT', key, bit) == 1 end
   return redis.call('EXISTS', P .. 'ack:' .. tok) == 1
 end
 
 local function mark_committed(P, tok)
-  local b = tonumber(tok)
-  if b and b < 4294967296 then
-    redis.call('SETBIT', P .. 'acked', b, 1)
+  local key, bit = ack_bit(P, tok)
+  if key then
+    redis.call('SETBIT', key, bit, 1)
   else
     redis.call('SET', P .. 'ack:' .. tok, 1, 'EX', 600)
   end

@@ -225,6 +225,14 @@ TEST(max_pages_counts_the_whole_crawl) {
   CHECK_INT(lc_rfront_get_status(url, &st, err, sizeof err), 0);
   CHECK_INT(st.accepted, 3);
   CHECK_INT(st.queued, 3);
+  /* An engine with a lower max_pages joining a crawl that already has more is full too. */
+  lc_frontier *c = open_url(url, 2, 2);
+  CHECK_INT(lc_frontier_push(c, "http://a.com/6", 0, NULL, 0), 1); /* sent: the server refuses */
+  settle(c);
+  CHECK_INT(lc_frontier_push(c, "http://a.com/7", 0, NULL, 0), LC_FRONTIER_EFULL);
+  CHECK_INT(lc_rfront_get_status(url, &st, err, sizeof err), 0);
+  CHECK_INT(st.accepted, 3);
+  end_frontier(c);
   end_frontier(a);
   end_frontier(b);
 }
@@ -388,6 +396,56 @@ TEST(a_step_the_server_refuses_stops_the_crawl) {
   CHECK_INT(st.records, 0);
   CHECK_INT(st.accepted, 1);
   lc_request_clear(&r);
+  end_frontier(f);
+}
+
+/* A commit is marked by one bit of a bitmap per 2^23 lease tokens, and a pop that starts a
+ * range drops the one two ranges older: the marks stay a few MB however long a crawl runs,
+ * and a commit in the new range is marked and recognized as before. */
+TEST(commit_marks_of_old_leases_are_dropped) {
+  char url[300], err[512];
+  url_of(url, sizeof url, "marks", 0);
+  lc_rfront_addr a;
+  CHECK_INT(lc_rfront_parse(url, &a, err, sizeof err), 0);
+  redisContext *c = redisConnect("127.0.0.1", port);
+  CHECK(c && !c->err);
+  if (!c || c->err) return;
+  freeReplyObject(redisCommand(c, "HSET %sn lease_seq %d", a.prefix, 2 * 8388608 - 2));
+  freeReplyObject(redisCommand(c, "SETBIT %sacked:0 5 1", a.prefix));
+  freeReplyObject(redisCommand(c, "SETBIT %sacked:1 5 1", a.prefix));
+  lc_frontier *f = open_url(url, 0, 4);
+  for (int i = 0; i < 3; i++) {
+    char u[64];
+    snprintf(u, sizeof u, "http://a%d.test/", i);
+    CHECK_INT(lc_frontier_push(f, u, 0, NULL, 0), 1);
+  }
+  settle(f);
+  lc_request r[3];
+  for (int i = 0; i < 3; i++) CHECK_INT(pop_settled(f, &r[i]), 1); /* tokens 2^24-1 .. 2^24+1 */
+  redisReply *e0 = redisCommand(c, "EXISTS %sacked:0", a.prefix);
+  redisReply *e1 = redisCommand(c, "EXISTS %sacked:1", a.prefix);
+  CHECK(e0 && e0->integer == 0); /* range 2 started: range 0 dropped */
+  CHECK(e1 && e1->integer == 1);
+  if (e0) freeReplyObject(e0);
+  if (e1) freeReplyObject(e1);
+  commit_wait w[3];
+  memset(w, 0, sizeof w);
+  const char *line[] = {"{}"};
+  size_t len[] = {2};
+  for (int i = 0; i < 3; i++)
+    CHECK_INT(lc_rfront_commit(f, r[i].id, line, len, 1, commit_cb, &w[i]), 0);
+  settle(f);
+  for (int i = 0; i < 3; i++) {
+    CHECK_INT(w[i].result, 1);
+    lc_request_clear(&r[i]);
+  }
+  redisReply *bits = redisCommand(c, "BITCOUNT %sacked:2", a.prefix);
+  CHECK(bits && bits->integer == 2); /* tokens 2^24 and 2^24+1 */
+  if (bits) freeReplyObject(bits);
+  lc_rfront_status st;
+  CHECK_INT(lc_rfront_get_status(url, &st, err, sizeof err), 0);
+  CHECK_INT(st.records, 3);
+  redisFree(c);
   end_frontier(f);
 }
 
@@ -638,6 +696,7 @@ int main(void) {
   RUN(a_step_the_server_refuses_stops_the_crawl);
   RUN(an_expired_lease_is_counted_and_reported_on_the_next_pop);
   RUN(a_released_lease_is_not_counted_and_handed_out_again_at_once);
+  RUN(commit_marks_of_old_leases_are_dropped);
   RUN(redis_killed_and_restarted_with_commands_outstanding);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
