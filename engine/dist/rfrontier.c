@@ -25,6 +25,10 @@ extern const char lc_rlib_source[]; /* rlib.lua, generated into the build (engin
 
 #define LEASE_MS_DEFAULT 30000
 #define BUCKET_SHIFT 49 /* the seen set's buckets: the fingerprint's top 15 bits */
+/* A batched call (pushes or commits) is sent once it holds this many, or this many bytes:
+ * ~5 ms on the server at most, while every other engine's commands wait. */
+#define BATCH_MAX 512
+#define BATCH_MAX_BYTES (1 << 20)
 
 typedef struct lease {
   uint64_t id;
@@ -226,6 +230,15 @@ static uint64_t mix(uint64_t x) {
   x ^= x >> 31;
   x *= 0x7fb5d329728ea185ULL;
   return x ^ (x >> 27);
+}
+
+/* 1 if fp is in the set of pushed fingerprints, else 0. */
+static int pushed_has(const rfront *r, uint64_t fp) {
+  if (!r->pushed_cap) return 0;
+  size_t mask = r->pushed_cap - 1;
+  for (size_t i = mix(fp) & mask; r->pushed[i]; i = (i + 1) & mask)
+    if (r->pushed[i] == fp) return 1;
+  return 0;
 }
 
 /* 1 if fp was in the set of pushed fingerprints, else adds it (0), -1 out of memory. */
@@ -448,7 +461,7 @@ static void commit_cb(void *ud, redisReply *rep, int status);
 /* Send the batched pushes, then the batched commits: a request's end never reaches the
  * server before the pushes made while it ran. Out of memory leaves a batch for the next turn
  * (its count stays in `ending`, so the job waits for it). */
-static void flush_batches(rfront *r) {
+static int flush_batches(rfront *r) {
   if (r->npushes) {
     size_t argc = 5 + r->pushes.n;
     const char **argv = malloc(argc * sizeof *argv);
@@ -478,7 +491,7 @@ static void flush_batches(rfront *r) {
     if (r->npushes) {
       lc_warn("out of memory sending %zu pushes: trying again", r->npushes);
       schedule_flush(r);
-      return; /* the commits wait behind them */
+      return -1; /* the commits, and any end, wait behind them */
     }
   }
   if (r->ncommits) {
@@ -509,6 +522,7 @@ static void flush_batches(rfront *r) {
       schedule_flush(r);
     }
   }
+  return 0;
 }
 
 static void fetch(rfront *r);
@@ -536,10 +550,9 @@ static int rf_push(lc_frontier *f, const char *url, int depth, const char *data_
   int rc = lc_url_normalize_host(NULL, url, &norm, &host_at, &host_len, NULL);
   if (rc < 0) return rc == LC_URL_ENOMEM ? LC_FRONTIER_ENOMEM : LC_FRONTIER_EURL;
   uint64_t fp = lc_frontier_fingerprint(norm, strlen(norm));
-  int seen = pushed_add(r, fp);
-  if (seen != 0) {
+  if (pushed_has(r, fp)) {
     free(norm);
-    return seen > 0 ? 0 : LC_FRONTIER_ENOMEM;
+    return 0;
   }
   if (r->full) {
     free(norm);
@@ -554,12 +567,22 @@ static int rf_push(lc_frontier *f, const char *url, int depth, const char *data_
   size_t lens[7];
   for (int i = 0; i < 7; i++) lens[i] = strlen(args[i]);
   lens[2] = host_len;
+  /* Remembered as pushed only once it is in the batch: out of memory forgets nothing sent. */
+  size_t n0 = r->pushes.n, bytes0 = r->pushes.nbytes;
   rc = argbuf_add_all(&r->pushes, 7, args, lens);
   free(norm);
   if (rc != 0) return LC_FRONTIER_ENOMEM;
+  if (pushed_add(r, fp) < 0) {
+    r->pushes.n = n0;
+    r->pushes.nbytes = bytes0;
+    return LC_FRONTIER_ENOMEM;
+  }
   r->npushes++;
   r->ending++;
   schedule_flush(r);
+  /* A turn that pushes a whole start list or sitemap goes in calls of a bounded size: one call
+   * runs alone on the server, and every other engine waits for it. */
+  if (r->npushes >= BATCH_MAX || r->pushes.nbytes >= BATCH_MAX_BYTES) flush_batches(r);
   return 1;
 }
 
@@ -800,10 +823,11 @@ static int rf_retry(lc_frontier *f, lc_request *req, int64_t not_before_ms) {
     snprintf(t, sizeof t, "%d", req->throttles);
     snprintf(c, sizeof c, "%d", req->crashes);
     const char *argv[10] = {0, 0, 0, 0, id, tok, d, a, t, c};
-    flush_batches(r); /* the pushes its run made go first */
     size_t lens[10];
     for (int i = 0; i < 10; i++) lens[i] = (size_t)-1;
-    if (fcall(r, "lc_retry", end_cb, r, 10, argv, lens) != 0)
+    /* The pushes its run made go first; when they cannot, neither does the end (the lease
+     * then expires and the request comes back). */
+    if (flush_batches(r) != 0 || fcall(r, "lc_retry", end_cb, r, 10, argv, lens) != 0)
       rc = LC_FRONTIER_ENOMEM;
     else
       r->ending++;
@@ -820,10 +844,11 @@ static int rf_done(lc_frontier *f, uint64_t rid, int ok) {
   char id[24];
   snprintf(id, sizeof id, "%" PRIu64, rid);
   const char *argv[7] = {0, 0, 0, 0, id, tok, ok ? "1" : "0"};
-  flush_batches(r); /* the pushes its run made go first */
   size_t lens[7];
   for (int i = 0; i < 7; i++) lens[i] = (size_t)-1;
-  if (fcall(r, "lc_fail", end_cb, r, 7, argv, lens) != 0) return LC_FRONTIER_ENOMEM;
+  /* the pushes its run made go first (or, out of memory, neither) */
+  if (flush_batches(r) != 0 || fcall(r, "lc_fail", end_cb, r, 7, argv, lens) != 0)
+    return LC_FRONTIER_ENOMEM;
   r->ending++;
   return 0;
 }
@@ -836,7 +861,8 @@ static int rf_release(lc_frontier *f, lc_request *req) {
   int rc = r && req->url ? held_take(r, id, tok) : LC_FRONTIER_EINVAL;
   lc_request_clear(req);
   if (rc != 0) return rc;
-  flush_batches(r); /* the pushes its run made go first, as for retry and done */
+  /* the pushes its run made go first, as for retry and done */
+  if (flush_batches(r) != 0) return LC_FRONTIER_ENOMEM;
   return send_release(r, &id, (const char (*)[24])&tok, 1);
 }
 
@@ -1008,6 +1034,7 @@ int lc_rfront_commit(lc_frontier *f, uint64_t request_id, const char *const *lin
   r->ncommits++;
   r->ending++;
   schedule_flush(r);
+  if (r->ncommits >= BATCH_MAX || r->acks.nbytes >= BATCH_MAX_BYTES) flush_batches(r);
   return 0;
 nomem:
   /* the lease stays ours: given back, it is renewed until the caller decides */

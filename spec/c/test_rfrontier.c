@@ -449,6 +449,31 @@ TEST(commit_marks_of_old_leases_are_dropped) {
   end_frontier(f);
 }
 
+/* A turn that pushes a whole start list goes in calls of at most 512 pushes (one call runs
+ * alone on the server while every other engine waits), in order, each URL once. */
+TEST(a_long_turn_of_pushes_goes_in_bounded_calls) {
+  char url[300], err[512];
+  url_of(url, sizeof url, "bounded", 0);
+  lc_frontier *f = open_url(url, 0, 4);
+  lc_rfront_counts before, after;
+  lc_rfront_get_counts(f, &before);
+  for (int i = 0; i < 1300; i++) {
+    char u[64];
+    snprintf(u, sizeof u, "http://h%d.test/p%d", i % 7, i);
+    CHECK_INT(lc_frontier_push(f, u, 0, NULL, 0), 1);
+  }
+  CHECK_INT(lc_rfront_outstanding(f) >= 2, 1); /* two full calls are on their way already */
+  settle(f);
+  lc_rfront_get_counts(f, &after);
+  CHECK_INT(after.push_calls - before.push_calls, 3); /* 512 + 512 + 276 */
+  CHECK_INT(lc_frontier_accepted(f), 1300);
+  lc_rfront_status st;
+  CHECK_INT(lc_rfront_get_status(url, &st, err, sizeof err), 0);
+  CHECK_INT(st.accepted, 1300);
+  CHECK_INT(st.queued, 1300);
+  end_frontier(f);
+}
+
 /* Redis SIGKILLed with pushes and commits outstanding, away while the frontier retries (its
  * connects refused), then back on the same port and append-only file: the frontier
  * reconnects, resends, and every page is committed exactly once. */
@@ -697,6 +722,7 @@ int main(void) {
   RUN(an_expired_lease_is_counted_and_reported_on_the_next_pop);
   RUN(a_released_lease_is_not_counted_and_handed_out_again_at_once);
   RUN(commit_marks_of_old_leases_are_dropped);
+  RUN(a_long_turn_of_pushes_goes_in_bounded_calls);
   RUN(redis_killed_and_restarted_with_commands_outstanding);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
