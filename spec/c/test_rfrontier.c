@@ -296,13 +296,13 @@ static int count_record(void *ud, const char *line, size_t len) {
 TEST(commits_in_one_turn_are_answered_each) {
   char url[300], aurl[340], burl[340], err[512];
   url_of(url, sizeof url, "batch", 0);
-  snprintf(aurl, sizeof aurl, "%s&lease_ms=200", url);
+  snprintf(aurl, sizeof aurl, "%s&lease_ms=600", url);
   snprintf(burl, sizeof burl, "%s&lease_ms=30000", url);
   lc_frontier *a = open_url(aurl, 0, 1);
   CHECK_INT(lc_frontier_push(a, "http://a.test/late", 0, NULL, 0), 1);
   lc_request late, fresh, taken;
   CHECK_INT(pop_settled(a, &late), 1);
-  usleep(400 * 1000); /* a's loop stands still: no renewal, and its lease expires */
+  usleep(900 * 1000); /* a's loop stands still: no renewal, and its lease expires */
 
   /* Another engine on a loop of its own takes the request over. */
   uv_loop_t loop2;
@@ -582,7 +582,7 @@ static void lease_url(char *out, size_t n, const char *crawl, int lease_ms) {
  * uncounted. The crawl counts every expiry in `reclaimed`. */
 TEST(an_expired_lease_is_counted_and_reported_on_the_next_pop) {
   char url[300], err[512];
-  lease_url(url, sizeof url, "lost", 200);
+  lease_url(url, sizeof url, "lost", 600);
   lc_frontier *a = open_url(url, 0, 2);
   CHECK_INT(lc_frontier_push(a, "http://poison.test/1", 0, "{\"p\":1}", 0), 1);
   CHECK_INT(lc_frontier_push(a, "http://poison.test/2", 0, NULL, 0), 1);
@@ -595,7 +595,7 @@ TEST(an_expired_lease_is_counted_and_reported_on_the_next_pop) {
   lc_request_clear(&r);
   end_frontier(a); /* dies running /1, with /2 in its buffer */
   for (int death = 1; death <= 2; death++) {
-    run_for(300); /* past the lease */
+    run_for(800); /* past the lease */
     lc_frontier *b = open_url(url, 0, 2);
     int ran = 0, other = 0;
     while (pop_settled(b, &r) == 1) {
@@ -620,7 +620,7 @@ TEST(an_expired_lease_is_counted_and_reported_on_the_next_pop) {
   CHECK_INT(lc_rfront_get_status(url, &st, err, sizeof err), 0);
   CHECK_INT(st.reclaimed, 3); /* /1 and /2 after a's death, /1 after the first b's */
   CHECK_INT(st.done, 1);
-  run_for(300);
+  run_for(800);
   lc_frontier *c = open_url(url, 0, 1);
   CHECK_INT(pop_settled(c, &r), 1);
   CHECK_INT(r.lost, 3);
