@@ -911,6 +911,24 @@ static int check_schema(lc_store *s, const lc_store_opts *o) {
   }
   s->schema_version = version;
   s->resumed = 1;
+  /* Another job's file is refused before anything in it changes (a mistyped script must not
+   * upgrade a file an older luacrawl still runs), or taken over with --state-reuse. */
+  if (!s->read_only && o->job_hash && strcmp(hash, o->job_hash) != 0) {
+    if (!o->reuse) {
+      set_err(s,
+              "state file %s belongs to another job (job hash %.16s, this one is %.16s): use "
+              "--state-reuse to take it over, or another --state file",
+              s->path, hash, o->job_hash);
+      return LC_STORE_EOTHERJOB;
+    }
+    rc = sqlite3_prepare_v2(s->db, "UPDATE meta SET value = ?1 WHERE key = 'job_hash'", -1, &st,
+                            NULL);
+    if (rc != SQLITE_OK) return open_fail(s, rc, "taking the file over");
+    sqlite3_bind_text(st, 1, o->job_hash, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return open_fail(s, rc, "taking the file over");
+  }
   /* Version 1 had no lost-lease count: a writer adds it (every request at 0); a read-only open
    * leaves the file as it is and prepares no statement that reads it (prepare_all). */
   if (version == 1 && !s->read_only) {
@@ -925,21 +943,7 @@ static int check_schema(lc_store *s, const lc_store_opts *o) {
     }
     s->schema_version = SCHEMA_VERSION;
   }
-  if (s->read_only || !o->job_hash || strcmp(hash, o->job_hash) == 0) return 0;
-  if (!o->reuse) {
-    set_err(s,
-            "state file %s belongs to another job (job hash %.16s, this one is %.16s): use "
-            "--state-reuse to take it over, or another --state file",
-            s->path, hash, o->job_hash);
-    return LC_STORE_EOTHERJOB;
-  }
-  rc =
-      sqlite3_prepare_v2(s->db, "UPDATE meta SET value = ?1 WHERE key = 'job_hash'", -1, &st, NULL);
-  if (rc != SQLITE_OK) return open_fail(s, rc, "taking the file over");
-  sqlite3_bind_text(st, 1, o->job_hash, -1, SQLITE_STATIC);
-  rc = sqlite3_step(st);
-  sqlite3_finalize(st);
-  return rc == SQLITE_DONE ? 0 : open_fail(s, rc, "taking the file over");
+  return 0;
 }
 
 /* Rebuild what lives in memory from the file: leased requests back to the queue, the hosts and

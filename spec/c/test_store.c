@@ -553,6 +553,20 @@ TEST(a_version_1_file_opens_and_is_upgraded) {
   CHECK_INT(lc_store_each_record(s, 0, collect, &c), 0);
   CHECK_INT(c.n, 1);
   CHECK_INT(lc_store_close(s), 0);
+  /* Another job's open is refused before it changes anything: still version 1, no column. */
+  CHECK(open_store(path, "h2", &code, err, sizeof err) == NULL);
+  CHECK(strstr(err, "belongs to another job") != NULL);
+  CHECK_INT(sqlite3_open(path, &db), SQLITE_OK);
+  sqlite3_stmt *v1;
+  CHECK_INT(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'schema_version'", -1,
+                               &v1, NULL),
+            SQLITE_OK);
+  CHECK_INT(sqlite3_step(v1), SQLITE_ROW);
+  CHECK_INT(sqlite3_column_int(v1, 0), 1);
+  sqlite3_finalize(v1);
+  CHECK(sqlite3_prepare_v2(db, "SELECT lost FROM requests", -1, &v1, NULL) != SQLITE_OK);
+  sqlite3_finalize(v1);
+  sqlite3_close(db);
   s = open_store(path, "h1", &code, err, sizeof err);
   CHECK(s != NULL);
   if (!s) {
