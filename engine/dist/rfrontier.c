@@ -438,6 +438,8 @@ static void push_cb(void *ud, redisReply *rep, int status) {
     bad_answer(r, "a push");
     return;
   }
+  /* A batch sent again after a lost reply finds its URLs seen: accepted then undercounts
+   * (a local figure only; the server's count is the crawl's). */
   for (size_t i = 0; i < n; i++) {
     long long v = int_of(rep->element[i]);
     if (v > 0) {
