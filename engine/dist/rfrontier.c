@@ -82,7 +82,7 @@ typedef struct rfront {
   size_t nstarting, capstarting;
   int marking;      /* an lc_started is on its way */
   uint64_t *pushed; /* open addressing, 0 empty */
-  size_t pushed_cap, pushed_n;
+  size_t pushed_cap, pushed_n, pushed_max;
 
   int fetching;   /* a pop is on its way */
   int want_fetch; /* pop handed out this turn: refill at its end (flush_cb) */
@@ -241,8 +241,14 @@ static int pushed_has(const rfront *r, uint64_t fp) {
   return 0;
 }
 
-/* 1 if fp was in the set of pushed fingerprints, else adds it (0), -1 out of memory. */
+/* Adds fp to the set of pushed fingerprints (0; the caller checked pushed_has), -1 out of
+ * memory. A set at pushed_max starts again empty: its memory stays bounded over a crawl of
+ * any length. */
 static int pushed_add(rfront *r, uint64_t fp) {
+  if (r->pushed_n >= r->pushed_max) {
+    memset(r->pushed, 0, r->pushed_cap * sizeof *r->pushed);
+    r->pushed_n = 0;
+  }
   if ((r->pushed_n + 1) * 10 > r->pushed_cap * 7) {
     size_t cap = r->pushed_cap ? r->pushed_cap * 2 : 1024;
     uint64_t *t = calloc(cap, sizeof *t);
@@ -1148,6 +1154,7 @@ lc_frontier *lc_rfront_open(const lc_rfront_opts *o, char *err, size_t errlen) {
   r->prefetch = prefetch;
   r->delay_ms = o->delay_ms;
   r->per_host = o->per_host;
+  r->pushed_max = o->pushed_max ? o->pushed_max : 1000000;
   r->wake = o->wake;
   r->ud = o->ud;
   struct timespec ts;

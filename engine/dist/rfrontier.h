@@ -60,6 +60,10 @@ typedef struct lc_rfront_opts {
   /* How long a Redis never reached is tried for before failure() says so (rconn.h); 0:
    * rconn's default, the minute a lost connection is waited for. */
   int64_t first_give_up_ms;
+  /* The fingerprints of what this engine pushed, kept to answer its own duplicates at once,
+   * are forgotten all at once when they reach this many (0: 1,000,000, ~16 MB): the server's
+   * seen set is the crawl's, and a duplicate sent to it is dropped there. */
+  size_t pushed_max;
 } lc_rfront_opts;
 
 /* The one rule for a crawl's name, wherever one is given (?crawl=NAME of a frontier URL, the

@@ -474,6 +474,32 @@ TEST(a_long_turn_of_pushes_goes_in_bounded_calls) {
   end_frontier(f);
 }
 
+/* The engine's own set of what it pushed is bounded: at pushed_max it starts again empty, and
+ * a duplicate it no longer knows goes to the server, which drops it. */
+TEST(the_set_of_own_pushes_is_bounded) {
+  char url[300], err[512];
+  url_of(url, sizeof url, "ownset", 0);
+  lc_rfront_opts o = {.loop = &loop, .url = url, .prefetch = 2, .pushed_max = 4};
+  lc_frontier *f = lc_rfront_open(&o, err, sizeof err);
+  CHECK(f != NULL);
+  if (!f) return;
+  CHECK_INT(lc_frontier_push(f, "http://a.test/1", 0, NULL, 0), 1);
+  CHECK_INT(lc_frontier_push(f, "http://a.test/1", 0, NULL, 0), 0); /* its own: at once */
+  for (int i = 2; i <= 5; i++) {
+    char u[64];
+    snprintf(u, sizeof u, "http://a.test/%d", i);
+    CHECK_INT(lc_frontier_push(f, u, 0, NULL, 0), 1); /* the 5th starts the set again */
+  }
+  CHECK_INT(lc_frontier_push(f, "http://a.test/5", 0, NULL, 0), 0);
+  CHECK_INT(lc_frontier_push(f, "http://a.test/1", 0, NULL, 0), 1); /* forgotten: sent */
+  settle(f);
+  CHECK_INT(lc_frontier_accepted(f), 5); /* the server dropped the duplicate */
+  lc_rfront_status st;
+  CHECK_INT(lc_rfront_get_status(url, &st, err, sizeof err), 0);
+  CHECK_INT(st.accepted, 5);
+  end_frontier(f);
+}
+
 /* Redis SIGKILLed with pushes and commits outstanding, away while the frontier retries (its
  * connects refused), then back on the same port and append-only file: the frontier
  * reconnects, resends, and every page is committed exactly once. */
@@ -723,6 +749,7 @@ int main(void) {
   RUN(a_released_lease_is_not_counted_and_handed_out_again_at_once);
   RUN(commit_marks_of_old_leases_are_dropped);
   RUN(a_long_turn_of_pushes_goes_in_bounded_calls);
+  RUN(the_set_of_own_pushes_is_bounded);
   RUN(redis_killed_and_restarted_with_commands_outstanding);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_loop_close(&loop);
