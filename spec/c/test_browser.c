@@ -330,12 +330,18 @@ TEST(test_proc_self) {
 }
 
 TEST(test_proc_group_tree) {
-  /* A group leader with a child that burns a little CPU, then both wait. */
+  /* A group leader with a child that burns 50 ms of CPU, then both wait. Measured, not
+   * counted in loop turns: on a fast machine 30 million turns took 7 ms, under one clock tick
+   * (10 ms), and the tree's CPU read 0. */
   pid_t leader = fork();
   if (leader == 0) {
     setpgid(0, 0);
     if (fork() == 0) {
-      for (volatile long i = 0; i < 30000000; i++) {
+      struct timespec used = {0, 0};
+      while (used.tv_sec == 0 && used.tv_nsec < 50000000) {
+        for (volatile long i = 0; i < 100000; i++) {
+        }
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &used);
       }
       pause();
       _exit(0);
