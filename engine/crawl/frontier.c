@@ -421,39 +421,50 @@ static int memory_push(lc_frontier *f, const char *url, int depth, const char *d
   return 1;
 }
 
-/* Queue r again; on success r's strings are taken, on failure r is untouched and its id, if
- * handed out, stays so (the caller can still end it with done). */
-static int retry_enqueue(memory_frontier *m, lc_request *r, int64_t not_before_ms) {
-  if (!r->url) return LC_FRONTIER_EINVAL;
+/* The first half of ending a handed-out r by queueing it again (retry, release): a new item
+ * holding r's request and its host, r's id no longer handed out. NULL with *rc on failure,
+ * when nothing changed (r untouched, its id still handed out: the caller can still end it
+ * with done). `for_retry` also reserves the retry heap's room first. */
+static item *take_back(memory_frontier *m, lc_request *r, int for_retry, int *rc) {
+  *rc = 0;
+  if (!r->url) {
+    *rc = LC_FRONTIER_EINVAL;
+    return NULL;
+  }
   size_t at = out_find(m, r->id);
-  if (at == m->out_cap) return LC_FRONTIER_ENOENT;
+  if (at == m->out_cap) {
+    *rc = LC_FRONTIER_ENOENT;
+    return NULL;
+  }
   char key[LC_URL_MAX + 1];
-  int rc = lc_url_host(r->url, key, sizeof key);
-  if (rc < 0) return rc == LC_URL_ENOMEM ? LC_FRONTIER_ENOMEM : LC_FRONTIER_EURL;
-  item *it = retry_reserve(m) == 0 ? calloc(1, sizeof *it) : NULL;
+  int urc = lc_url_host(r->url, key, sizeof key);
+  if (urc < 0) {
+    *rc = urc == LC_URL_ENOMEM ? LC_FRONTIER_ENOMEM : LC_FRONTIER_EURL;
+    return NULL;
+  }
+  item *it = !for_retry || retry_reserve(m) == 0 ? calloc(1, sizeof *it) : NULL;
   host *h = it ? host_get(m, key) : NULL;
   if (!h) {
     free(it);
-    return LC_FRONTIER_ENOMEM;
+    *rc = LC_FRONTIER_ENOMEM;
+    return NULL;
   }
   out_delete(m, at);
   it->req = *r;
+  it->host = h;
+  return it;
+}
+
+/* Queue r again; on success r's strings are taken, on failure r is untouched (take_back). */
+static int retry_enqueue(memory_frontier *m, lc_request *r, int64_t not_before_ms) {
+  int rc;
+  item *it = take_back(m, r, 1, &rc);
+  if (!it) return rc;
   if (it->req.attempt < INT_MAX) it->req.attempt++;
   it->req.not_before_ms = not_before_ms;
   it->stamp = m->next_stamp++;
-  it->host = h;
   retry_push(m, it);
   return 0;
-}
-
-static int memory_retry(lc_frontier *f, lc_request *r, int64_t not_before_ms) {
-  if (!r) return LC_FRONTIER_EINVAL;
-  int rc = f ? retry_enqueue((memory_frontier *)f, r, not_before_ms) : LC_FRONTIER_EINVAL;
-  if (rc < 0)
-    lc_request_clear(r);
-  else
-    memset(r, 0, sizeof *r);
-  return rc;
 }
 
 /* Give r back untried: the first of its host's FIFO, ready at once, its counts unchanged. Its
@@ -461,22 +472,11 @@ static int memory_retry(lc_frontier *f, lc_request *r, int64_t not_before_ms) {
  * so it is the oldest ready request and its host moves up the heap; of two given back, the
  * later is older. r's strings are taken on success; on failure r is untouched. */
 static int release_enqueue(memory_frontier *m, lc_request *r) {
-  if (!r->url) return LC_FRONTIER_EINVAL;
-  size_t at = out_find(m, r->id);
-  if (at == m->out_cap) return LC_FRONTIER_ENOENT;
-  char key[LC_URL_MAX + 1];
-  int rc = lc_url_host(r->url, key, sizeof key);
-  if (rc < 0) return rc == LC_URL_ENOMEM ? LC_FRONTIER_ENOMEM : LC_FRONTIER_EURL;
-  item *it = calloc(1, sizeof *it);
-  host *h = it ? host_get(m, key) : NULL;
-  if (!h) {
-    free(it);
-    return LC_FRONTIER_ENOMEM;
-  }
-  out_delete(m, at);
-  it->req = *r;
+  int rc;
+  item *it = take_back(m, r, 0, &rc);
+  if (!it) return rc;
+  host *h = it->host;
   it->req.not_before_ms = 0;
-  it->host = h;
   it->next = h->head;
   it->stamp = m->front_stamp--;
   if (h->head) {
@@ -488,6 +488,17 @@ static int release_enqueue(memory_frontier *m, lc_request *r) {
   }
   m->queued++;
   return 0;
+}
+
+/* retry and release always take r's strings: cleared on failure, moved on success. */
+static int memory_retry(lc_frontier *f, lc_request *r, int64_t not_before_ms) {
+  if (!r) return LC_FRONTIER_EINVAL;
+  int rc = f ? retry_enqueue((memory_frontier *)f, r, not_before_ms) : LC_FRONTIER_EINVAL;
+  if (rc < 0)
+    lc_request_clear(r);
+  else
+    memset(r, 0, sizeof *r);
+  return rc;
 }
 
 static int memory_release(lc_frontier *f, lc_request *r) {
