@@ -1738,27 +1738,22 @@ static int mkdir_p(const char *dir) {
  * it exists and cannot be read or holds no crawl name (lc_rfront_check_crawl_name). */
 static int read_crawl_file(const char *path, char *out, size_t n, char *err, size_t errlen) {
   out[0] = 0;
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    if (errno == ENOENT) return 0;
-    snprintf(err, errlen, "cannot read %.300s: %s", path, strerror(errno));
+  char *text;
+  size_t len;
+  int rc = read_all(path, 255, &text, &len);
+  if (rc == -ENOENT) return 0;
+  if (rc) {
+    read_all_error(path, 255, rc, err, errlen);
     return -1;
   }
-  char buf[256];
-  size_t len = fread(buf, 1, sizeof buf - 1, f);
-  int rerr = ferror(f) ? errno : 0; /* a directory opens, and its read fails with EISDIR */
-  fclose(f);
-  if (rerr) {
-    snprintf(err, errlen, "cannot read %.300s: %s", path, strerror(rerr));
-    return -1;
-  }
-  buf[len] = 0;
   char why[200];
-  if (memchr(buf, 0, len)) snprintf(why, sizeof why, "it holds a NUL byte");
-  else if (lc_rfront_check_crawl_name(buf, why, sizeof why) == 0 && len < n) {
-    memcpy(out, buf, len + 1);
+  if (memchr(text, 0, len)) snprintf(why, sizeof why, "it holds a NUL byte");
+  else if (lc_rfront_check_crawl_name(text, why, sizeof why) == 0 && len < n) {
+    memcpy(out, text, len + 1);
+    free(text);
     return 0;
   }
+  free(text);
   snprintf(err, errlen, "%.300s holds no crawl name: %s", path, why);
   return -1;
 }
